@@ -1,0 +1,79 @@
+"""On-disk cache: where it lives, atomic writes, and file content hashes.
+
+The cache root is ``$MENTOR_RAY_CACHE`` or ``~/.cache/mentor_ray``. It holds generated ``synth-*``
+datasets, Parquet copies of parsed interactions and built graphs. Everything in it can be deleted
+at any time; it is rebuilt on demand. Writes go to a temporary name in the same directory and are
+moved into place with ``os.replace``, so a killed process never leaves a torn file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+ENV_VAR = "MENTOR_RAY_CACHE"
+
+
+def cache_root() -> Path:
+    """The cache directory (created on first use)."""
+    root = Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "mentor_ray").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def cache_dir(*parts: str) -> Path:
+    path = cache_root().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; move it into place only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any | None:
+    """The parsed JSON at ``path``, or None if it is absent or unreadable (a cache miss)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stat_signature(path: Path) -> list[int]:
+    """(size, mtime in ns): the change detector used to invalidate cached parses and hashes."""
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()

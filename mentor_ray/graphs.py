@@ -1,0 +1,320 @@
+"""The graph stage: DGL builds the graphs once per (dataset, k, options); the model gets torch CSR.
+
+Two kinds of graph (paper Eq. 1-2 and 4-6):
+
+- **User-item graph.** A ``dgl.heterograph`` with relations ``user -interacts-> item`` and
+  ``item -interacted_by-> user`` over the training interactions. The model receives its
+  symmetrically normalised adjacency over the ``n_users + n_items`` nodes (users first)::
+
+      A[u, n_users + i] = A[n_users + i, u] = 1 / sqrt(|N_u| |N_i|)        (Eq. 1-2)
+
+  so that one ``A @ E`` is one layer of Eq. 1 and Eq. 2 together. Nodes without training
+  interactions have an empty row (their embedding does not propagate; no division by zero).
+
+- **Item-item kNN graph, one per modality.** Cosine similarity of the raw features (Eq. 4),
+  the top-k per item (Eq. 5; the item itself is its own nearest neighbour and counts as one of the k,
+  as in Eq. 5 read literally and in the authors' code), built as a DGL graph with an edge from each
+  neighbour ``j`` to item ``i``. Ties are broken by the lower item index, so the graph is exactly
+  reproducible. Normalisation (``knn_norm``):
+
+  * ``row`` (default): ``A[i, j] = 1 / k``, a mean over the neighbours. This is what the authors'
+    ``compute_normalized_laplacian`` computes: it scales by row sums on both sides, and every row
+    sum of a kNN graph is k.
+  * ``sym``: ``A[i, j] = 1 / sqrt(deg_in(i) deg_out(j))``, the symmetric normalisation of the
+    directed kNN graph (DGL's ``EdgeWeightNorm(norm='both')``): it damps hub items.
+  * ``none``: the binary matrix of Eq. 5 (Eq. 6 as written; embeddings grow by ~k per layer).
+
+  The similarity top-k runs in row chunks, so memory is O(chunk x n_items), never n_items^2.
+  Graphs are frozen (FREEDOM): built once and never updated in training.
+
+Built graphs are cached in ``<cache>/graphs/<key>.npz``; the key hashes the dataset content hash,
+``k``, ``knn_norm`` and the format version, so a second build is a file read, and a third within the
+same process a dictionary look-up. DGL is only imported here: training sees torch tensors only.
+
+Command::
+
+    python -m mentor_ray.graphs build --dataset synth-small [--data-root DIR] [--k 40] [--knn-norm row]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from mentor_ray import cache
+from mentor_ray.cli import run, setup_logging
+from mentor_ray.data import Dataset, load_dataset
+from mentor_ray.errors import ConfigError
+
+log = logging.getLogger("mentor_ray.graphs")
+
+GRAPH_VERSION = 1  # bump when graph construction changes; old cache files are then ignored
+KnnNorm = Literal["row", "sym", "none"]
+KNN_NORMS: tuple[str, ...] = ("row", "sym", "none")
+
+_MEMO: dict[str, "Graphs"] = {}  # in-process cache: trials and epochs in one process share graphs
+
+
+@dataclass
+class Graphs:
+    """What the model needs: frozen sparse CSR adjacencies (no grad), plus provenance."""
+
+    ui_adj: torch.Tensor  # (n_users + n_items, n_users + n_items) CSR, Eq. 1-2 normalisation
+    item_adj: dict[str, torch.Tensor]  # modality -> (n_items, n_items) CSR kNN graph (Eq. 5-6)
+    key: str
+    k: int
+    knn_norm: str
+    from_cache: bool = False
+    build_seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        out = {
+            "key": self.key[:16],
+            "k": self.k,
+            "knn_norm": self.knn_norm,
+            "from_cache": self.from_cache,
+            "ui_edges": int(self.ui_adj.values().numel()),
+            "item_edges": {m: int(a.values().numel()) for m, a in self.item_adj.items()},
+        }
+        if self.build_seconds:
+            out["build_seconds"] = {k: round(v, 3) for k, v in self.build_seconds.items()}
+        return out
+
+
+# --------------------------------------------------------------------------- user-item graph
+
+
+def user_item_graph(ds: Dataset):
+    """The DGL heterograph of the training interactions, both directions."""
+    import dgl
+
+    u = torch.from_numpy(ds.train.users)
+    i = torch.from_numpy(ds.train.items)
+    return dgl.heterograph(
+        {("user", "interacts", "item"): (u, i), ("item", "interacted_by", "user"): (i, u)},
+        num_nodes_dict={"user": ds.n_users, "item": ds.n_items},
+    )
+
+
+def normalized_ui_adjacency(hg) -> torch.Tensor:
+    """Symmetric 1/sqrt(|N_u||N_i|) adjacency over users then items, as torch CSR (Eq. 1-2)."""
+    n_users, n_items = hg.num_nodes("user"), hg.num_nodes("item")
+    u, i = hg.edges(etype="interacts")
+    deg_u = hg.out_degrees(etype="interacts").double()  # |N_u|
+    deg_i = hg.in_degrees(etype="interacts").double()  # |N_i|
+    w = (deg_u[u] * deg_i[i]).rsqrt().float()
+    rows = torch.cat([u, i + n_users])
+    cols = torch.cat([i + n_users, u])
+    n = n_users + n_items
+    return _csr(rows, cols, torch.cat([w, w]), (n, n))
+
+
+# --------------------------------------------------------------------------- item kNN graphs
+
+
+def knn_neighbours(features: torch.Tensor, k: int, chunk: int | None = None) -> torch.Tensor:
+    """(n_items, k) indices of each item's top-k cosine neighbours (itself included; Eq. 4-5).
+
+    Row-chunked: holds at most ``chunk x n_items`` similarities. Ties at the k-th value go to the
+    lower item index, so the result does not depend on the top-k kernel's tie order.
+    """
+    n = features.shape[0]
+    x = features.float()
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    chunk = chunk or max(1, min(n, (1 << 25) // max(n, 1)))  # ~128 MB of float32 similarities
+    out = torch.empty((n, k), dtype=torch.long)
+    for s in range(0, n, chunk):
+        sim = x[s : s + chunk] @ x.T  # (chunk, n)
+        if k == n:
+            out[s : s + chunk] = torch.arange(n)
+            continue
+        vals, idx = sim.topk(k + 1, dim=1)  # one spare: a tie at the boundary shows as vals[k] == vals[k-1]
+        out[s : s + chunk] = idx[:, :k].sort(dim=1).values
+        tie_rows = (vals[:, k] == vals[:, k - 1]).nonzero().view(-1)
+        if tie_rows.numel():  # rare (duplicate feature rows): pick tied entries by lowest index
+            out[s + tie_rows] = _take_with_ties(sim[tie_rows], vals[tie_rows, k - 1 : k], k)
+    return out
+
+
+def _take_with_ties(sim: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row: every entry above ``kth``, then entries equal to it by ascending index, k in all."""
+    above = sim > kth
+    tied = sim == kth
+    need = k - above.sum(dim=1, keepdim=True)
+    take = above | (tied & (tied.cumsum(dim=1, dtype=torch.int32) <= need))
+    return take.nonzero()[:, 1].view(-1, k)  # row-major order: ascending index per row
+
+
+def knn_graph(features: torch.Tensor, k: int):
+    """The DGL graph with an edge from each of item i's top-k neighbours to i."""
+    import dgl
+
+    n = features.shape[0]
+    nbrs = knn_neighbours(features, k)
+    dst = torch.arange(n).repeat_interleave(k)
+    return dgl.graph((nbrs.reshape(-1), dst), num_nodes=n)
+
+
+def normalized_knn_adjacency(g, norm: str) -> torch.Tensor:
+    """``A[i, j]`` for edge j -> i, normalised as documented in the module docstring; torch CSR."""
+    import dgl
+
+    src, dst = g.edges()
+    ones = torch.ones(g.num_edges())
+    if norm == "row":
+        w = dgl.nn.EdgeWeightNorm(norm="right")(g, ones)  # 1 / in_degree(i) = 1 / k
+    elif norm == "sym":
+        w = dgl.nn.EdgeWeightNorm(norm="both")(g, ones)  # 1 / sqrt(out_degree(j) in_degree(i))
+    elif norm == "none":
+        w = ones
+    else:
+        raise ConfigError(f"knn_norm = {norm!r}; allowed: {', '.join(KNN_NORMS)}")
+    n = g.num_nodes()
+    return _csr(dst, src, w.float(), (n, n))
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    coo = torch.sparse_coo_tensor(torch.stack([rows.long(), cols.long()]), values, size).coalesce()
+    return coo.to_sparse_csr()
+
+
+# --------------------------------------------------------------------------- build + cache
+
+
+def graph_key(ds: Dataset, k: int, knn_norm: str) -> str:
+    return cache.sha256_json(
+        {"dataset": ds.content_hash, "k": k, "knn_norm": knn_norm, "modalities": ds.modalities, "v": GRAPH_VERSION}
+    )
+
+
+def build_graphs(ds: Dataset, k: int = 40, knn_norm: str = "row", use_cache: bool = True) -> Graphs:
+    """All graphs of ``ds``: from the in-process memo, else the disk cache, else built with DGL."""
+    if knn_norm not in KNN_NORMS:
+        raise ConfigError(f"knn_norm = {knn_norm!r}; allowed: {', '.join(KNN_NORMS)}")
+    if k < 1:
+        raise ConfigError(f"knn_k = {k}; must be a positive integer")
+    k_eff = min(k, ds.n_items)
+    if k_eff < k:
+        log.warning("%s: knn_k %d > %d items; using k = %d", ds.name, k, ds.n_items, k_eff)
+    key = graph_key(ds, k_eff, knn_norm)
+    if use_cache and key in _MEMO:
+        return _MEMO[key]
+    path = cache.cache_dir("graphs") / f"{key}.npz"
+    graphs = _load(path, key, k_eff, knn_norm) if use_cache else None
+    if graphs is None:
+        graphs = _build(ds, k_eff, knn_norm, key)
+        with cache.atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **_arrays(graphs))
+        log.info("%s: built graphs in %.1fs, cached at %s", ds.name, sum(graphs.build_seconds.values()), path)
+    else:
+        log.info("%s: graph cache hit (%s)", ds.name, path.name)
+    _MEMO[key] = graphs
+    return graphs
+
+
+def _build(ds: Dataset, k: int, knn_norm: str, key: str) -> Graphs:
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ui = normalized_ui_adjacency(user_item_graph(ds))
+    seconds["user_item"] = time.perf_counter() - t0
+    item_adj = {}
+    for modality, feats in ds.features.items():
+        t0 = time.perf_counter()
+        item_adj[modality] = normalized_knn_adjacency(knn_graph(feats, k), knn_norm)
+        seconds[f"knn_{modality}"] = time.perf_counter() - t0
+        log.info("%s: %s kNN graph (k=%d, %s) in %.1fs", ds.name, modality, k, knn_norm, seconds[f"knn_{modality}"])
+    return Graphs(ui, item_adj, key, k, knn_norm, from_cache=False, build_seconds=seconds)
+
+
+def _arrays(g: Graphs) -> dict[str, np.ndarray]:
+    out = {"meta": np.frombuffer(json.dumps({"modalities": list(g.item_adj)}).encode(), dtype=np.uint8)}
+    for name, adj in {"ui": g.ui_adj, **{f"item.{m}": a for m, a in g.item_adj.items()}}.items():
+        out[f"{name}.crow"] = adj.crow_indices().numpy()
+        out[f"{name}.col"] = adj.col_indices().numpy()
+        out[f"{name}.val"] = adj.values().numpy()
+        out[f"{name}.shape"] = np.asarray(adj.shape, dtype=np.int64)
+    return out
+
+
+def _load(path: Path, key: str, k: int, knn_norm: str) -> Graphs | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+
+            def csr(name: str) -> torch.Tensor:
+                shape = tuple(int(s) for s in z[f"{name}.shape"])
+                return torch.sparse_csr_tensor(
+                    torch.from_numpy(z[f"{name}.crow"]),
+                    torch.from_numpy(z[f"{name}.col"]),
+                    torch.from_numpy(z[f"{name}.val"]),
+                    size=shape,
+                )
+
+            return Graphs(csr("ui"), {m: csr(f"item.{m}") for m in meta["modalities"]}, key, k, knn_norm, True)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("graph cache %s unreadable (%s); rebuilding", path, exc)
+        return None
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mentor_ray.graphs", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build (or load from cache) the graphs of a dataset and print a summary")
+    b.add_argument("--dataset", required=True, help="dataset name under --data-root, or a synth-* preset")
+    b.add_argument("--data-root", type=Path, default=None)
+    b.add_argument("--k", type=int, default=40, help="neighbours per item in the kNN graphs (paper: 40)")
+    b.add_argument("--knn-norm", choices=KNN_NORMS, default="row", help="kNN normalisation (default: row)")
+    b.add_argument("--no-cache", action="store_true", help="rebuild even if a cached copy exists (and refresh it)")
+    b.add_argument("--json", action="store_true", help="print a JSON summary with timings and peak RSS")
+    args = p.parse_args(argv)
+    setup_logging()
+    from mentor_ray.data import format_summary
+
+    t0 = time.perf_counter()
+    ds = load_dataset(args.dataset, args.data_root)
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    graphs = build_graphs(ds, k=args.k, knn_norm=args.knn_norm, use_cache=not args.no_cache)
+    t_graphs = time.perf_counter() - t0
+    summary = {
+        "dataset": ds.name,
+        "load_seconds": round(t_load, 3),
+        "graph_seconds": round(t_graphs, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        **graphs.summary(),
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(format_summary(ds.summary()))
+    edges = ", ".join(f"{m} {n:,}" for m, n in summary["item_edges"].items())
+    source = "cache hit" if graphs.from_cache else "built"
+    print(f"graphs        {source} in {t_graphs:.2f}s (key {summary['key']}); user-item {summary['ui_edges']:,} "
+          f"directed edges; kNN (k={graphs.k}, {graphs.knn_norm}): {edges or 'none'}")
+    print(f"peak RSS      {summary['peak_rss_mb']:,.0f} MB")
+    return 0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports ru_maxrss in KB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
