@@ -1,0 +1,162 @@
+"""MENTOR's losses as pure functions (paper Eq. 8-24). No state, no randomness except dropout.
+
+Scale conventions (the paper writes sums; we use means so that the λ grid of the paper, tuned
+with the MMRec implementation's means, keeps its meaning; see ``docs/paper_notes.md``):
+
+- BPR (Eq. 23): mean over the batch's triplets, natural log (``F.logsigmoid``).
+- Alignment (Eq. 9-16): per-node |Δmean| + |Δvar| averaged over nodes.
+- Feature masking (Eq. 17): 1 - cosine, averaged over users and over items.
+- InfoNCE (Eq. 21): averaged over users and over items, on L2-normalised views (cosine / τ).
+- L2 (Eq. 24): squared norms summed over the batch's embedding rows, divided by the batch size.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------- BPR (Eq. 23)
+
+
+def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """mean over triplets of -log sigmoid(y_up - y_un)   (Eq. 23)."""
+    return -F.logsigmoid(pos_scores - neg_scores).mean()
+
+
+def l2_reg(rows: list[torch.Tensor], batch_size: int) -> torch.Tensor:
+    """sum of squared L2 norms of the given embedding rows / batch size   (Eq. 24, λ_E applied by caller)."""
+    return sum(r.pow(2).sum() for r in rows) / batch_size
+
+
+# --------------------------------------------------------------------------- alignment (Eq. 8-16)
+
+
+def node_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 8 as written: mean and (population) variance of each node over its dimensions; (N,), (N,)."""
+    return x.mean(dim=1), x.var(dim=1, unbiased=False)
+
+
+def matrix_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' variant of Eq. 8: one mean and one variance over the whole matrix."""
+    return x.mean(), x.var(unbiased=False)
+
+
+def stat_gap(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """|mu_a - mu_b| + |sigma_a - sigma_b|, averaged over nodes   (the summand of Eq. 9-16)."""
+    return (a[0] - b[0]).abs().mean() + (a[1] - b[1]).abs().mean()
+
+
+def alignment_loss(
+    modal: dict[str, torch.Tensor],
+    fused: torch.Tensor,
+    ids: torch.Tensor,
+    levels: int,
+    stats: str = "node",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_L1 + L_L2 + L_L3 up to ``levels`` (Eq. 9-16), generalised to any number of modalities.
+
+    ``modal``: feature modality -> (N, d) final representation; ``fused``: (N, |M| d) Eq. 7 output;
+    ``ids``: (N, d) ID-modality representation. Level 1 aligns every pair of feature modalities
+    (v-t, Eq. 9); level 2 each feature modality with ID (Eq. 10-12); level 3 the fused modality with
+    each feature modality and with ID (Eq. 13-16). Returns (sum, per-level terms).
+    """
+    stat: Callable = node_stats if stats == "node" else matrix_stats
+    s = {m: stat(x) for m, x in modal.items()}
+    parts: dict[str, torch.Tensor] = {}
+    if levels >= 1:
+        pairs = list(itertools.combinations(s, 2))
+        parts["l1"] = sum((stat_gap(s[a], s[b]) for a, b in pairs), fused.new_zeros(()))
+    if levels >= 2:
+        s_id = stat(ids)
+        parts["l2"] = sum(stat_gap(s_id, s[m]) for m in s)
+    if levels >= 3:
+        s_f = stat(fused)
+        parts["l3"] = sum(stat_gap(s_f, s[m]) for m in s) + stat_gap(s_f, s_id)
+    total = sum(parts.values(), fused.new_zeros(()))
+    return total, parts
+
+
+# --------------------------------------------------------------------------- feature masking (Eq. 17)
+
+
+def feature_masking_loss(
+    users: torch.Tensor, items: torch.Tensor, predictor: Callable[[torch.Tensor], torch.Tensor], p: float
+) -> torch.Tensor:
+    """(1 - Sim(E_u W + b, sg(drop_p(E_u)))) + (1 - Sim(E_i W + b, sg(drop_p(E_i))))   (Eq. 17).
+
+    One view masks the fused representation with Bernoulli dropout of ratio ``p`` and stops its
+    gradient; the other passes the representation through the linear ``predictor``. Gradients
+    reach the encoder and the predictor through the second view only (the BM3 construction the
+    paper's wording describes). Cosine similarity is averaged over users and over items.
+    """
+    terms = []
+    for x in (users, items):
+        target = F.dropout(x.detach(), p=p, training=True)
+        terms.append(1.0 - F.cosine_similarity(predictor(x), target, dim=1).mean())
+    return terms[0] + terms[1]
+
+
+# --------------------------------------------------------------------------- InfoNCE (Eq. 21)
+
+
+def info_nce(view1: torch.Tensor, view2: torch.Tensor, tau: float) -> torch.Tensor:
+    """mean_i -log( exp(z1_i.z2_i / τ) / sum_j exp(z1_i.z2_j / τ) ), z = L2-normalised views.
+
+    Dense: holds the (N, N) similarity matrix. Use for small N (``infonce_scope=batch``) and as the
+    reference the chunked :func:`info_nce_chunked` is tested against.
+    """
+    z1, z2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
+    logits = z1 @ z2.T / tau
+    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+
+
+def info_nce_chunked(view1: torch.Tensor, view2: torch.Tensor, tau: float, chunk: int = 1024) -> torch.Tensor:
+    """The same value as :func:`info_nce` in O(N * chunk) memory (``infonce_scope=all``).
+
+    Rows are processed ``chunk`` at a time: similarities, a log-sum-exp per row, and, when a gradient
+    is wanted, that chunk's share of the gradient, all in one pass with reused buffers. The gradient
+    is kept (two (N, d) tensors) and scaled in backward, so no N x N matrix is ever held and the
+    similarities are computed once (3 matrix products per chunk instead of the 4 of a
+    forward-then-recompute scheme).
+    """
+    z1, z2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
+    return _ChunkedInfoNCE.apply(z1, z2, float(tau), int(chunk))
+
+
+class _ChunkedInfoNCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z1: torch.Tensor, z2: torch.Tensor, tau: float, chunk: int) -> torch.Tensor:
+        n = z1.shape[0]
+        want_grad = any(ctx.needs_input_grad[:2])
+        # |z1_i.z2_j| <= 1, so 1/τ bounds every logit: a constant shift replaces the row max when
+        # exp(-2/τ) cannot underflow; otherwise subtract the row max.
+        shift = 1.0 / tau if tau > 0.03 else None
+        z1s = z1 / tau
+        buf = z1.new_empty((min(chunk, n), n))
+        g1 = torch.zeros_like(z1) if want_grad else None
+        g2 = torch.zeros_like(z2) if want_grad else None
+        lse_sum = z1.new_zeros(())
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            b = buf[: e - s]
+            torch.mm(z1s[s:e], z2.T, out=b)  # (c, n) logits
+            m = b.max(dim=1, keepdim=True).values if shift is None else torch.full((e - s, 1), shift)
+            b.sub_(m).exp_()
+            denom = b.sum(dim=1, keepdim=True)
+            lse_sum += (m + denom.log()).sum()
+            if want_grad:
+                b.div_(denom)  # softmax rows P
+                torch.mm(b, z2, out=g1[s:e])  # d lse_i / d z1_i = τ^-1 sum_j P_ij z2_j
+                g2.addmm_(b.T, z1[s:e])  # d sum_i lse_i / d z2_j = τ^-1 sum_i P_ij z1_i
+        pos = (z1s * z2).sum()
+        if want_grad:
+            ctx.save_for_backward((g1 - z2) / (tau * n), (g2 - z1) / (tau * n))
+        return (lse_sum - pos) / n
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        g1, g2 = ctx.saved_tensors
+        return grad_out * g1, grad_out * g2, None, None

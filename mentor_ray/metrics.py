@@ -1,0 +1,107 @@
+"""Full-ranking top-K metrics as in MMRec: Recall@K and NDCG@K over all items, training items masked.
+
+- Every item is ranked for every evaluated user; the user's training items are set to -inf first.
+- Recall@K = hits in the top K / |ground truth| (MMRec's definition, not / min(K, |gt|)).
+- NDCG@K = sum over hit ranks r < K of 1/log2(r + 2), divided by the ideal DCG of min(|gt|, K) hits.
+- Users with no ground truth in the split are skipped; users without training interactions are
+  evaluated like everyone else.
+- Users are processed in batches, so memory is bounded by batch x n_items.
+
+The functions return per-user values summed, with the user count, so that ranks of a distributed
+evaluation can add them up (:func:`reduce_results`) before dividing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+KS = (5, 10, 20, 50)
+METRICS = tuple(f"{m}@{k}" for m in ("recall", "ndcg") for k in KS)
+
+
+def csr_of(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr (n_users+1,), items grouped by user, ascending)."""
+    order = np.lexsort((items, users))
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return indptr, items[order]
+
+
+def _rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row position in ``users``, item) pairs for the CSR rows of ``users``."""
+    starts, ends = indptr[users], indptr[users + 1]
+    lengths = ends - starts
+    rows = np.repeat(np.arange(users.size), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = indices[np.repeat(starts, lengths) + offsets]
+    return torch.from_numpy(rows), torch.from_numpy(cols)
+
+
+def topk_hits(scores: torch.Tensor, gt: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, k) bool: whether the item at each of the top-k ranks is in the ground truth ``gt`` (B, n)."""
+    top = scores.topk(k, dim=1).indices
+    return gt.gather(1, top)
+
+
+def recall_at_k(hits: torch.Tensor, n_gt: torch.Tensor, k: int) -> torch.Tensor:
+    """(B,) hits in the top k / |ground truth|."""
+    return hits[:, :k].sum(1).double() / n_gt.double()
+
+
+def ndcg_at_k(hits: torch.Tensor, n_gt: torch.Tensor, k: int) -> torch.Tensor:
+    """(B,) DCG@k / IDCG@k with binary relevance."""
+    discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64, device=hits.device))
+    top = hits[:, :k].double()  # fewer than k columns when there are fewer than k items
+    dcg = (top * discount[: top.shape[1]]).sum(1)
+    ideal = torch.cumsum(discount, 0)[(n_gt.clamp(max=k) - 1).long()]
+    return dcg / ideal
+
+
+def evaluate(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    train_csr: tuple[np.ndarray, np.ndarray],
+    gt_csr: tuple[np.ndarray, np.ndarray],
+    users: np.ndarray | None = None,
+    batch_size: int = 4096,
+    device: torch.device | str = "cpu",
+    ks: tuple[int, ...] = KS,
+) -> dict[str, float]:
+    """Summed per-user metrics and ``n_users`` over ``users`` (default: all users with ground truth).
+
+    ``score_fn(user_ids) -> (B, n_items)`` scores. Divide with :func:`finalize`.
+    """
+    gt_ptr, gt_idx = gt_csr
+    if users is None:
+        users = np.arange(gt_ptr.size - 1)
+    users = users[np.diff(gt_ptr)[users] > 0]  # skip users without ground truth
+    sums = {f"{m}@{k}": 0.0 for m in ("recall", "ndcg") for k in ks}
+    kmax = max(ks)
+    for s in range(0, users.size, batch_size):
+        batch = users[s : s + batch_size]
+        scores = score_fn(torch.from_numpy(batch).to(device)).float()  # (B, n_items)
+        r, c = _rows(*train_csr, batch)
+        scores[r.to(device), c.to(device)] = -torch.inf  # never recommend a training item
+        gt = torch.zeros_like(scores, dtype=torch.bool)
+        r, c = _rows(gt_ptr, gt_idx, batch)
+        gt[r.to(device), c.to(device)] = True
+        n_gt = torch.from_numpy(np.diff(gt_ptr)[batch]).to(device)
+        hits = topk_hits(scores, gt, min(kmax, scores.shape[1]))
+        for k in ks:
+            sums[f"recall@{k}"] += float(recall_at_k(hits, n_gt, k).sum())
+            sums[f"ndcg@{k}"] += float(ndcg_at_k(hits, n_gt, k).sum())
+    sums["n_users"] = float(users.size)
+    return sums
+
+
+def reduce_results(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Add the summed metrics of several shards (e.g. ranks)."""
+    return {k: sum(p[k] for p in parts) for k in parts[0]}
+
+
+def finalize(sums: dict[str, float]) -> dict[str, float]:
+    """Means over users from summed metrics."""
+    n = max(sums["n_users"], 1.0)
+    return {k: v / n for k, v in sums.items() if k != "n_users"}

@@ -1,0 +1,309 @@
+"""Train one model (MENTOR, an ablation or a baseline) with early stopping on validation Recall@20.
+
+Launch::
+
+    python -m mentor_ray.train --dataset synth-small --variant mentor --max-epochs 5
+    python -m mentor_ray.train --dataset tiktok --data-root ../shared/datasets --variant mentor \\
+        --summary runs/tiktok-mentor.json infonce_scope=batch lambda_g=1e-3
+    python -m mentor_ray.train --dataset tiktok --data-root ../shared/datasets --variant most_pop
+
+Protocol (paper §Implementation Details, MMRec): BPR triplets of every training interaction with one
+uniform negative outside the user's training items, reshuffled every epoch; Adam; evaluation after
+every epoch on the validation split; the best validation Recall@20 selects the epoch, and the test
+metrics reported are those of that epoch (test scores never select anything); stop after
+``patience`` epochs without improvement or at ``max_epochs``.
+
+The epoch loop is written for data parallelism: every epoch draws one global permutation of the
+triplets from ``(seed, epoch)`` and rank ``r`` of ``w`` takes the r-th of w disjoint shards; the
+evaluation can be split over users and the summed metrics reduced. Model initialisation and the
+graph-wide randomness (dropout masks, perturbation noise) use the same seed on every rank, because
+every rank computes the same full-graph terms; only the triplets differ between ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from mentor_ray import metrics
+from mentor_ray.cli import run, setup_logging
+from mentor_ray.config import VARIANTS, TrainConfig, make_config
+from mentor_ray.data import Dataset, load_dataset
+from mentor_ray.errors import ConfigError
+from mentor_ray.model import Batch, Recommender, build_model
+
+log = logging.getLogger("mentor_ray.train")
+
+VALID_METRIC = "recall@20"
+SUMMARY_METRICS = metrics.METRICS
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+class TripletSampler:
+    """BPR triplets: every training (user, item) once per epoch, one uniform negative each."""
+
+    def __init__(self, ds: Dataset, seed: int):
+        self.users, self.items = ds.train.users, ds.train.items
+        self.n_items, self.seed = ds.n_items, seed
+        self.keys = np.sort(self.users * self.n_items + self.items)  # membership test for negatives
+
+    def epoch(self, epoch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This rank's shard of the epoch's shuffled triplets (users, positives, negatives)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.users.size)
+        neg = self._negatives(rng, self.users[order])
+        shard = slice(rank, None, world_size)
+        return self.users[order][shard], self.items[order][shard], neg[shard]
+
+    def _negatives(self, rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
+        neg = rng.integers(self.n_items, size=users.size)
+        bad = self._seen(users, neg)
+        for _ in range(1000):
+            if not bad.any():
+                return neg
+            neg[bad] = rng.integers(self.n_items, size=int(bad.sum()))
+            bad[bad] = self._seen(users[bad], neg[bad])
+        raise RuntimeError("negative sampling did not converge: a user has interacted with (almost) every item")
+
+    def _seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        k = users * self.n_items + items
+        pos = np.minimum(np.searchsorted(self.keys, k), self.keys.size - 1)
+        return self.keys[pos] == k
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but no CUDA device is visible; use device=cpu or device=auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Trainer:
+    """Owns the dataset, graphs, model, optimiser and early-stopping state of one run."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        ds: Dataset | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | None = None,
+    ):
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.device = device or resolve_device(cfg.device)
+        self.ds = ds or load_dataset(cfg.dataset, cfg.data_root)
+        if cfg.spec.model == "mentor" and not self.ds.features:
+            raise ConfigError(f"variant {cfg.variant} needs feature files; dataset {self.ds.name} has none")
+        torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights
+        self.model: Recommender = build_model(cfg, self.ds)
+        if cfg.spec.model in ("mentor", "lightgcn"):
+            from mentor_ray.graphs import build_graphs  # DGL stays out of the training loop
+
+            g = build_graphs(self.ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
+            self.model.set_graphs(g.ui_adj, g.item_adj)
+            self.model.graphs_to(self.device)
+        self.model.to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr) if params else None
+        self.sampler = TripletSampler(self.ds, cfg.seed)
+        self.train_csr = self.ds.train_csr
+        self.gt = {s: metrics.csr_of(self.ds.split(s).users, self.ds.split(s).items, self.ds.n_users)
+                   for s in ("valid", "test")}
+        # early-stopping state
+        self.epoch = 0
+        self.best: dict[str, Any] = {"epoch": -1, "valid": None, "test": None}
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def trainable(self) -> bool:
+        return self.optimizer is not None
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over this rank's shard of the epoch's triplets; mean loss terms and seconds."""
+        t0 = time.perf_counter()
+        self.model.train()
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / noise: per epoch, same on all ranks
+        users, pos, neg = self.sampler.epoch(epoch, self.rank, self.world_size)
+        bs = max(1, self.cfg.batch_size // self.world_size)
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for s in range(0, users.size, bs):
+            batch = Batch(*(torch.from_numpy(a[s : s + bs]).to(self.device) for a in (users, pos, neg)))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, terms = self.model.loss(batch)
+            loss.backward()
+            self.optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            n_batches += 1
+        out = {k: v / max(n_batches, 1) for k, v in sums.items()}
+        out["seconds"] = time.perf_counter() - t0
+        return out
+
+    @torch.no_grad()
+    def evaluate_sums(self, split: str, users: np.ndarray | None = None) -> dict[str, float]:
+        """Summed per-user metrics of ``split`` (optionally over a subset of users, e.g. a rank's)."""
+        self.model.eval()
+        u_emb, i_emb = self.model.user_item_embeddings()
+        return metrics.evaluate(
+            lambda batch: u_emb[batch] @ i_emb.T,
+            self.train_csr,
+            self.gt[split],
+            users=users,
+            batch_size=self.cfg.eval_batch_size,
+            device=self.device,
+        )
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        return metrics.finalize(self.evaluate_sums(split))
+
+    def end_epoch(self, epoch: int, train: dict[str, float], valid: dict[str, float],
+                  test_fn: Callable[[], dict[str, float]], eval_seconds: float) -> dict[str, Any]:
+        """Early-stopping bookkeeping after ``epoch``; evaluates test only when validation improves."""
+        improved = self.best["valid"] is None or valid[VALID_METRIC] > self.best["valid"][VALID_METRIC]
+        if improved:
+            self.best = {"epoch": epoch, "valid": valid, "test": test_fn()}
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        record = {"epoch": epoch, "train": train, "valid": valid, "eval_seconds": eval_seconds, "improved": improved}
+        self.history.append(record)
+        self.epoch = epoch + 1
+        return record
+
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.cfg.patience or self.epoch >= self.cfg.max_epochs
+
+    def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train to early stopping (or ``max_epochs``); the run summary."""
+        t_start = time.perf_counter()
+        if not self.trainable or self.cfg.max_epochs == 0:
+            t0 = time.perf_counter()
+            valid = self.evaluate("valid")
+            self.end_epoch(0, {}, valid, lambda: self.evaluate("test"), time.perf_counter() - t0)
+            self.epoch = 0
+        while self.trainable and not self.should_stop():
+            train = self.train_epoch(self.epoch)
+            t0 = time.perf_counter()
+            valid = self.evaluate("valid")
+            record = self.end_epoch(self.epoch, train, valid, lambda: self.evaluate("test"), time.perf_counter() - t0)
+            if on_epoch:
+                on_epoch(record)
+        return self.summary(time.perf_counter() - t_start)
+
+    def summary(self, wall_seconds: float = 0.0) -> dict[str, Any]:
+        secs = [h["train"]["seconds"] for h in self.history if h["train"]]
+        evals = [h["eval_seconds"] for h in self.history]
+        pick = lambda d: {k: d[k] for k in SUMMARY_METRICS} if d else None  # noqa: E731
+        return {
+            "dataset": self.ds.name,
+            "synthetic": self.ds.synthetic,
+            "variant": self.cfg.variant,
+            "seed": self.cfg.seed,
+            "best_epoch": self.best["epoch"],
+            "epochs_run": len(secs),
+            "valid": pick(self.best["valid"]),
+            "test": pick(self.best["test"]),
+            "seconds_per_epoch": statistics.median(secs[1:] or secs) if secs else 0.0,
+            "eval_seconds": statistics.median(evals) if evals else 0.0,
+            "wall_seconds": wall_seconds,
+            "peak_rss_mb": peak_memory_mb(torch.device("cpu")),
+            "peak_gpu_mb": peak_memory_mb(self.device) if self.device.type == "cuda" else None,
+            "device": str(self.device),
+            "world_size": self.world_size,
+            "config": self.cfg.model_dump(),
+            "dataset_hash": self.ds.content_hash,
+        }
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def format_epoch(record: dict[str, Any]) -> str:
+    t, v = record["train"], record["valid"]
+    terms = " ".join(f"{k} {t[k]:.4f}" for k in t if k not in ("loss", "seconds"))
+    mark = " *" if record["improved"] else ""
+    return (
+        f"epoch {record['epoch']:4d} | loss {t['loss']:.4f} ({terms}) | valid R@20 {v['recall@20']:.4f} "
+        f"N@20 {v['ndcg@20']:.4f} | train {t['seconds']:.1f}s eval {record['eval_seconds']:.1f}s{mark}"
+    )
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    label = f"{summary['dataset']}{' (synthetic)' if summary['synthetic'] else ''} / {summary['variant']}"
+    lines = [
+        f"{label} / seed {summary['seed']}: best epoch {summary['best_epoch']} of {summary['epochs_run']} run; "
+        f"{summary['seconds_per_epoch']:.2f}s per epoch; peak RSS {summary['peak_rss_mb']:,.0f} MB",
+        f"{'split':6s} " + " ".join(f"{m.replace('recall', 'R').replace('ndcg', 'N'):>7s}" for m in SUMMARY_METRICS),
+    ]
+    for split in ("valid", "test"):
+        vals = summary[split] or {}
+        lines.append(f"{split:6s} " + " ".join(f"{vals.get(m, float('nan')):7.4f}" for m in SUMMARY_METRICS))
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mentor_ray.train",
+        description="Train MENTOR, an ablation or a baseline; early stopping on validation Recall@20.",
+        epilog="Any setting can be overridden as key=value (e.g. lambda_g=1e-3 infonce_scope=batch); "
+        "see mentor_ray/config.py for the keys.",
+    )
+    p.add_argument("--dataset", help="dataset directory under --data-root, or a synth-* preset")
+    p.add_argument("--data-root", help="directory holding dataset directories")
+    p.add_argument("--variant", choices=list(VARIANTS), help="model or ablation (default: mentor)")
+    p.add_argument("--preset", help="a preset under mentor_ray/presets/ or a YAML file of settings")
+    p.add_argument("--max-epochs", type=int, help="at most this many epochs (default 1000)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging()
+    flags = {"dataset": args.dataset, "data_root": args.data_root, "variant": args.variant,
+             "max_epochs": args.max_epochs, "seed": args.seed}
+    cfg = make_config(args.preset, flags, args.overrides)
+    trainer = Trainer(cfg)
+    name = f"{trainer.ds.name}{' (synthetic)' if trainer.ds.synthetic else ''}"
+    log.info("training %s on %s: %d users, %d items, %d train interactions, device %s",
+             cfg.variant, name, trainer.ds.n_users, trainer.ds.n_items, len(trainer.ds.train), trainer.device)
+    summary = trainer.fit(on_epoch=lambda r: log.info(format_epoch(r)))
+    print(format_table(summary))
+    if args.summary:
+        from mentor_ray.cache import write_json_atomic
+
+        write_json_atomic(args.summary, summary)
+        log.info("summary written to %s", args.summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
