@@ -47,6 +47,12 @@ VARIANTS: dict[str, VariantSpec] = {
     "mf_bpr": VariantSpec(model="mf_bpr"),
     "most_pop": VariantSpec(model="most_pop"),
 }
+# Baselines' own published defaults where they differ from MENTOR's (applied under presets,
+# flags and overrides): LightGCN (He et al. 2020) and MF-BPR train with lr 1e-3; LightGCN uses 3 layers.
+VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lightgcn": {"lr": 1e-3, "n_layers": 3},
+    "mf_bpr": {"lr": 1e-3},
+}
 MENTOR_VARIANTS = [v for v, s in VARIANTS.items() if s.model == "mentor"]
 BASELINES = [v for v, s in VARIANTS.items() if s.model != "mentor"]
 
@@ -151,12 +157,14 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def make_config(
     preset: str | None = None, flags: dict[str, Any] | None = None, overrides: Sequence[str] = ()
 ) -> TrainConfig:
-    """Defaults < preset < flags (None values ignored) < ``key=value`` overrides."""
+    """Defaults < the variant's defaults < preset < flags (None values ignored) < ``key=value``."""
     values: dict[str, Any] = {}
     if preset:
         values.update(load_preset(preset))
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
     values.update(parse_overrides(overrides))
+    variant = values.get("variant", TrainConfig.model_fields["variant"].default)
+    values = {**VARIANT_DEFAULTS.get(variant, {}), **values}
     return validate(values, source="override" if overrides else (preset or "config"))
 
 
@@ -176,7 +184,9 @@ def _value_message(exc: ValidationError, source: str) -> str:
     if "expected" in ctx:
         allowed = ctx["expected"].replace("'", "")
     elif ctx:
-        allowed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ctx.items())
+        words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+        allowed = ", ".join(f"{words.get(k, k.replace('_', ' '))} {v:g}" if isinstance(v, (int, float))
+                            else f"{words.get(k, k)} {v}" for k, v in ctx.items())
     else:
         allowed = err["msg"].lower()
     field = TrainConfig.model_fields.get(key)

@@ -34,14 +34,23 @@ def l2_reg(rows: list[torch.Tensor], batch_size: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- alignment (Eq. 8-16)
 
 
-def node_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 8 as written: mean and (population) variance of each node over its dimensions; (N,), (N,)."""
-    return x.mean(dim=1), x.var(dim=1, unbiased=False)
+def block_moments(x: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per node and per block of ``d`` columns: (mean, mean of squares), each (N, blocks)."""
+    blocks = x.view(x.shape[0], -1, d)
+    return blocks.mean(dim=2), blocks.square().mean(dim=2)
 
 
-def matrix_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The authors' variant of Eq. 8: one mean and one variance over the whole matrix."""
-    return x.mean(), x.var(unbiased=False)
+def moments_to_stats(
+    mean: torch.Tensor, mean_sq: torch.Tensor, whole_matrix: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, population variance) from first and second moments (Eq. 8).
+
+    Per node (the paper: Mean, Var: R^(d x N) -> R^N) or, with ``whole_matrix``, one value each
+    over the whole matrix (the authors' code).
+    """
+    if whole_matrix:
+        mean, mean_sq = mean.mean(), mean_sq.mean()
+    return mean, (mean_sq - mean.square()).clamp_min(0.0)
 
 
 def stat_gap(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -50,33 +59,26 @@ def stat_gap(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.
 
 
 def alignment_loss(
-    modal: dict[str, torch.Tensor],
-    fused: torch.Tensor,
-    ids: torch.Tensor,
-    levels: int,
-    stats: str = "node",
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]], modalities: list[str], levels: int
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L_L1 + L_L2 + L_L3 up to ``levels`` (Eq. 9-16), generalised to any number of modalities.
+    """L_L1 + L_L2 + L_L3 up to ``levels`` (Eq. 9-16), for any number of feature modalities.
 
-    ``modal``: feature modality -> (N, d) final representation; ``fused``: (N, |M| d) Eq. 7 output;
-    ``ids``: (N, d) ID-modality representation. Level 1 aligns every pair of feature modalities
-    (v-t, Eq. 9); level 2 each feature modality with ID (Eq. 10-12); level 3 the fused modality with
-    each feature modality and with ID (Eq. 13-16). Returns (sum, per-level terms).
+    ``stats`` maps each feature modality, ``"id"`` and ``"fused"`` to its (mean, variance) (Eq. 8).
+    Level 1 aligns every pair of feature modalities (v-t, Eq. 9); level 2 each feature modality
+    with ID (Eq. 10-12); level 3 the fused modality with each feature modality and with ID
+    (Eq. 13-16). Returns the sum and the per-level terms.
     """
-    stat: Callable = node_stats if stats == "node" else matrix_stats
-    s = {m: stat(x) for m, x in modal.items()}
+    zero = stats["id"][0].new_zeros(())
     parts: dict[str, torch.Tensor] = {}
     if levels >= 1:
-        pairs = list(itertools.combinations(s, 2))
-        parts["l1"] = sum((stat_gap(s[a], s[b]) for a, b in pairs), fused.new_zeros(()))
+        parts["l1"] = sum((stat_gap(stats[a], stats[b]) for a, b in itertools.combinations(modalities, 2)), zero)
     if levels >= 2:
-        s_id = stat(ids)
-        parts["l2"] = sum(stat_gap(s_id, s[m]) for m in s)
+        parts["l2"] = sum((stat_gap(stats["id"], stats[m]) for m in modalities), zero)
     if levels >= 3:
-        s_f = stat(fused)
-        parts["l3"] = sum(stat_gap(s_f, s[m]) for m in s) + stat_gap(s_f, s_id)
-    total = sum(parts.values(), fused.new_zeros(()))
-    return total, parts
+        parts["l3"] = sum((stat_gap(stats["fused"], stats[m]) for m in modalities), zero) + stat_gap(
+            stats["fused"], stats["id"]
+        )
+    return sum(parts.values(), zero), parts
 
 
 # --------------------------------------------------------------------------- feature masking (Eq. 17)
@@ -127,30 +129,44 @@ def info_nce_chunked(view1: torch.Tensor, view2: torch.Tensor, tau: float, chunk
 
 
 class _ChunkedInfoNCE(torch.autograd.Function):
+    """Blocks of ``chunk`` rows i, held transposed as (n, chunk) = exp(z2 z1_block^T / τ - shift).
+
+    The transposed block makes the first product a tall-skinny (n, d) x (d, c) GEMM, about twice as
+    fast on CPU as (c, d) x (d, n), and lets the softmax normalisation scale the small (c, d)
+    operands instead of the (n, c) block.
+    """
+
     @staticmethod
     def forward(ctx, z1: torch.Tensor, z2: torch.Tensor, tau: float, chunk: int) -> torch.Tensor:
         n = z1.shape[0]
         want_grad = any(ctx.needs_input_grad[:2])
-        # |z1_i.z2_j| <= 1, so 1/τ bounds every logit: a constant shift replaces the row max when
-        # exp(-2/τ) cannot underflow; otherwise subtract the row max.
-        shift = 1.0 / tau if tau > 0.03 else None
+        # |z1_i . z2_j| <= 1, so 1/τ bounds every logit: subtracting it keeps exp() <= 1, and
+        # exp(-2/τ) cannot underflow for τ > 0.03. For smaller τ, subtract each row's max instead.
+        const_shift = tau > 0.03
         z1s = z1 / tau
-        buf = z1.new_empty((min(chunk, n), n))
-        g1 = torch.zeros_like(z1) if want_grad else None
+        block = z1.new_empty((n, min(chunk, n)))
+        g1 = torch.empty_like(z1) if want_grad else None
         g2 = torch.zeros_like(z2) if want_grad else None
+        neg_shift = z1.new_full((1, 1), -1.0 / tau)
         lse_sum = z1.new_zeros(())
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
-            b = buf[: e - s]
-            torch.mm(z1s[s:e], z2.T, out=b)  # (c, n) logits
-            m = b.max(dim=1, keepdim=True).values if shift is None else torch.full((e - s, 1), shift)
-            b.sub_(m).exp_()
-            denom = b.sum(dim=1, keepdim=True)
-            lse_sum += (m + denom.log()).sum()
+            b = block[:, : e - s]  # (n, c)
+            if const_shift:
+                torch.addmm(neg_shift, z2, z1s[s:e].T, out=b)
+                shift = 1.0 / tau
+            else:
+                torch.mm(z2, z1s[s:e].T, out=b)
+                shift = b.max(dim=0, keepdim=True).values  # (1, c)
+                b.sub_(shift)
+            b.exp_()
+            denom = b.sum(dim=0)  # (c,)
+            lse_sum += (denom.log() + shift).sum() if const_shift else (denom.log() + shift[0]).sum()
             if want_grad:
-                b.div_(denom)  # softmax rows P
-                torch.mm(b, z2, out=g1[s:e])  # d lse_i / d z1_i = τ^-1 sum_j P_ij z2_j
-                g2.addmm_(b.T, z1[s:e])  # d sum_i lse_i / d z2_j = τ^-1 sum_i P_ij z1_i
+                w = denom.reciprocal().unsqueeze(1)  # (c, 1): softmax normalisation
+                torch.mm(b.T, z2, out=g1[s:e])  # sum_j exp_ij z2_j
+                g1[s:e].mul_(w)  # d lse_i / d z1_i = τ^-1 sum_j P_ij z2_j (τ applied below)
+                g2.addmm_(b, z1[s:e] * w)  # d sum_i lse_i / d z2_j = τ^-1 sum_i P_ij z1_i
         pos = (z1s * z2).sum()
         if want_grad:
             ctx.save_for_backward((g1 - z2) / (tau * n), (g2 - z1) / (tau * n))

@@ -7,9 +7,11 @@ MENTOR, paper equation by equation (departures are listed in ``docs/paper_notes.
   Linear(4d, d)``. Rows are L2-normalised when ``normalize_input`` (the authors' code; the paper is
   silent).
 - Eq. 1-3: ``L`` layers of ``E^(l) = A E^(l-1)`` with the symmetric user-item adjacency, summed over
-  layers. All modalities (ID and features) and both perturbed views are stacked side by side, so
-  one sparse matmul per layer serves them all: ``(N, d * (1 + 3|M|))``.
+  layers. All modalities (ID and features) are stacked side by side, so one sparse matmul per layer
+  serves them all: ``(N, d (1 + |M|))``.
 - Eq. 18-20: the two perturbed views of each feature modality add noise ``Δ`` after every layer.
+  Propagation is linear and the noise is parameter-free, so a view is the clean user-item output
+  plus a propagated noise term computed without autograd (``Mentor._view_noise``).
 - Eq. 6: each feature modality's items aggregate their frozen kNN neighbours (``item_layers`` hops,
   starting from the user-item output) and add the result: ``Ë_i_m = Ē_i_m + A_m``.
 - Eq. 7: fusion ``Ë_f = [w_1 Ë_m1 || ... || w_|M| Ë_m|M|]`` with trainable weights initialised to
@@ -43,22 +45,72 @@ class Batch:
 
 @dataclass
 class Reps:
-    """One forward pass: final representations of every node."""
+    """One forward pass: final representations of every node (users first, then items).
 
-    modal: dict[str, torch.Tensor]  # m -> (N, d), Eq. 3 + Eq. 6
-    ids: torch.Tensor  # (N, d) ID modality, Eq. 3
-    fused: torch.Tensor  # (N, |M| d), Eq. 7
-    layer0: dict[str, torch.Tensor]  # m -> (N, d) before normalisation (for the L2 term, Eq. 24)
-    views: list[dict[str, torch.Tensor]] = field(default_factory=list)  # 2 perturbed views, m -> (N, d)
+    Feature modalities sit side by side in blocks of ``d`` columns, in ``modalities`` order.
+    """
+
+    modalities: list[str]
+    d: int
+    raw0: torch.Tensor  # (N, d (1 + M)) layer 0 before normalisation: [ID | m_1 | ... | m_M]
+    ids: torch.Tensor  # (N, d) ID modality after Eq. 1-3
+    ui: torch.Tensor  # (N, M d) feature modalities after Eq. 1-3 (user-item graph only)
+    final: torch.Tensor  # (N, M d) ... plus the item-item aggregation, Eq. 6
+    fused: torch.Tensor  # (N, M d) Eq. 7: final scaled block-wise by the fusion weights
+    weights: torch.Tensor  # (M,) fusion weights
+    noise: torch.Tensor | None = None  # (N, 2 M d) propagated perturbation of view 1 then view 2
+
+    def block(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        return x[:, k * self.d : (k + 1) * self.d]
+
+    def modal(self, m: str) -> torch.Tensor:
+        """(N, d) final representation of feature modality ``m``."""
+        return self.block(self.final, self.modalities.index(m))
+
+    def view(self, v: int, m: str, rows=slice(None)) -> torch.Tensor:
+        """Perturbed view ``v`` (0 or 1) of modality ``m`` (Eq. 20) at ``rows``: clean + noise."""
+        k = self.modalities.index(m)
+        n_m = len(self.modalities)
+        return self.block(self.ui, k)[rows] + self.block(self.noise, v * n_m + k)[rows]
 
 
 def _xavier(*shape: int) -> nn.Parameter:
     return nn.Parameter(nn.init.xavier_uniform_(torch.empty(*shape)))
 
 
-def spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Sparse (CSR) @ dense; differentiable in ``x``."""
-    return torch.sparse.mm(adj, x)
+def spmm(adj: torch.Tensor, x: torch.Tensor, adj_t: torch.Tensor | None = None) -> torch.Tensor:
+    """Sparse (CSR) ``adj @ x``, differentiable in ``x``; the backward uses the precomputed
+    transpose ``adj_t`` instead of transposing ``adj`` on every call (torch's default)."""
+    if adj_t is None or not (torch.is_grad_enabled() and x.requires_grad):
+        return torch.sparse.mm(adj, x)
+    return _SpMM.apply(adj, adj_t, x)
+
+
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, adj, adj_t, x):
+        ctx.adj_t = adj_t
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, torch.sparse.mm(ctx.adj_t, grad)
+
+
+def uniform(*shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """U[0,1) float32 of ``shape``. On CUDA torch's generator. On CPU raw PCG64 bits from numpy
+    (about 4x faster than torch's CPU generator) made floats by setting the exponent bits (23
+    random mantissa bits), seeded from torch's generator so ``torch.manual_seed`` keeps runs
+    repeatable."""
+    if torch.device(device).type != "cpu":
+        return torch.rand(shape, device=device)
+    import numpy as np
+
+    n = int(np.prod(shape))
+    seed = int(torch.randint(0, 2**62, (1,)))
+    raw = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.int32)[:n]
+    bits = torch.from_numpy(raw).view(shape)
+    return bits.bitwise_and_(0x007FFFFF).bitwise_or_(0x3F800000).view(torch.float32).sub_(1.0)
 
 
 class Recommender(nn.Module):
@@ -68,8 +120,14 @@ class Recommender(nn.Module):
     n_items: int
 
     def set_graphs(self, ui_adj: torch.Tensor, item_adj: dict[str, torch.Tensor]) -> None:
-        """Graphs are plain attributes, not buffers: DDP rejects sparse buffers (torch 2.2)."""
-        self._graphs = {"ui": ui_adj, **{f"item.{m}": a for m, a in item_adj.items()}}
+        """Graphs are plain attributes, not buffers: DDP rejects sparse buffers (torch 2.2).
+
+        Each gets its transpose, built once, for the backward of :func:`spmm`; the user-item
+        adjacency is symmetric and is its own transpose."""
+        self._graphs = {"ui": ui_adj, "ui.T": ui_adj}
+        for m, a in item_adj.items():
+            self._graphs[f"item.{m}"] = a
+            self._graphs[f"item.{m}.T"] = a.t().to_sparse_csr()
 
     def graphs_to(self, device: torch.device) -> None:
         self._graphs = {k: v.to(device) for k, v in self._graphs.items()}
@@ -95,9 +153,9 @@ class Mentor(Recommender):
         self.n_users, self.n_items = n_users, n_items
         self.modalities = list(features)
         d, n_mod = cfg.embedding_dim, len(features)
-        self.user_id = _xavier(n_users, d)
+        # Users: [ID embedding | preference per feature modality], one parameter, blocks of d.
+        self.user_emb = nn.Parameter(torch.cat([nn.init.xavier_uniform_(torch.empty(n_users, d)) for _ in range(1 + n_mod)], 1))
         self.item_id = _xavier(n_items, d)
-        self.user_pref = nn.ParameterDict({m: _xavier(n_users, d) for m in self.modalities})
         self.proj = nn.ModuleDict(
             {
                 m: nn.Sequential(nn.Linear(f.shape[1], 4 * d), nn.LeakyReLU(), nn.Linear(4 * d, d))
@@ -110,72 +168,85 @@ class Mentor(Recommender):
         self.predictor = nn.Linear(n_mod * d, n_mod * d)  # Eq. 17 W, b
 
     def fusion_weights(self) -> torch.Tensor:
-        """(|M|,) = [α_1, ..., 1 - sum α]; two modalities: [α, 1 - α] (Eq. 7)."""
+        """(M,) = [α_1, ..., 1 - sum α]; two modalities: [α, 1 - α] (Eq. 7)."""
         return torch.cat([self.fusion, 1.0 - self.fusion.sum().reshape(1)])
 
     def forward(self, perturb: bool = False) -> Reps:
-        d, n_u = self.cfg.embedding_dim, self.n_users
-        layer0 = {
-            m: torch.cat([self.user_pref[m], self.proj[m](getattr(self, f"feat_{m}"))]) for m in self.modalities
-        }  # m -> (N, d)
-        blocks = [torch.cat([self.user_id, self.item_id])] + [layer0[m] for m in self.modalities]
-        if self.cfg.normalize_input:
-            blocks = [F.normalize(b, dim=1) for b in blocks]
-        n_clean = len(blocks)
-        if perturb:
-            blocks = blocks + blocks[1:] + blocks[1:]  # view 1, view 2 start from the same layer 0
-        h = torch.cat(blocks, dim=1)  # (N, d * (1 + |M| [+ 2|M|]))
-        total = h
-        for _ in range(self.cfg.n_layers):  # Eq. 1-3 (and Eq. 18-20 on the view columns)
-            h = spmm(self.graph("ui"), h)
-            if perturb:
-                h = torch.cat([h[:, : n_clean * d], self._perturb(h[:, n_clean * d :])], dim=1)
+        d, n_u, n_mod = self.cfg.embedding_dim, self.n_users, len(self.modalities)
+        n = n_u + self.n_items
+        items0 = torch.cat([self.item_id] + [self.proj[m](getattr(self, f"feat_{m}")) for m in self.modalities], 1)
+        raw0 = torch.cat([self.user_emb, items0])  # (N, d (1 + M)): [ID | m_1 | ... | m_M]
+        x = F.normalize(raw0.view(n, 1 + n_mod, d), dim=2).view(n, -1) if self.cfg.normalize_input else raw0
+        h, total, layers = x, x, []
+        for _ in range(self.cfg.n_layers):  # Eq. 1-3: one sparse matmul per layer for all modalities
+            h = spmm(self.graph("ui"), h, self.graph("ui.T"))
+            layers.append(h)
             total = total + h
-        parts = total.split(d, dim=1)
-        ids, modal = parts[0], dict(zip(self.modalities, parts[1:n_clean]))
-        modal = {m: self._item_graph(m, e) for m, e in modal.items()}  # Eq. 6
+        ids, ui = total[:, :d], total[:, d:]  # (N, d), (N, M d)
+        final = torch.cat([ui[:n_u], ui[n_u:] + self._item_graph(ui[n_u:])])  # Eq. 6
         w = self.fusion_weights()
-        fused = torch.cat([w[k] * modal[m] for k, m in enumerate(self.modalities)], dim=1)  # Eq. 7
-        reps = Reps(modal=modal, ids=ids, fused=fused, layer0=layer0)
-        if perturb:
-            n_m = len(self.modalities)
-            v = parts[n_clean:]
-            reps.views = [dict(zip(self.modalities, v[:n_m])), dict(zip(self.modalities, v[n_m:]))]
-        return reps
+        fused = final * w.repeat_interleave(d)  # Eq. 7: [w_1 E_1 || ... || w_M E_M]
+        noise = self._view_noise([x[:, d:] for x in layers]) if perturb else None
+        return Reps(self.modalities, d, raw0, ids, ui, final, fused, w, noise)
 
-    def _perturb(self, h: torch.Tensor) -> torch.Tensor:
-        """Eq. 18-19: add Δ to every node of every view. ``uniform``: Δ ~ eps * U(0,1)^d per node
-        (the paper); ``simgcl``: eps * sign(h) * normalize(U(0,1)^d) (the authors' code)."""
-        eps = self.cfg.perturb_eps
-        noise = torch.rand_like(h)
-        if self.cfg.perturb_noise == "uniform":
-            return h + eps * noise
+    def _item_graph(self, items: torch.Tensor) -> torch.Tensor:
+        """Eq. 6 for every feature modality: (n_items, M d) aggregated over the frozen kNN graphs,
+        ``item_layers`` hops starting from the user-item output."""
         d = self.cfg.embedding_dim
-        noise = F.normalize(noise.view(h.shape[0], -1, d), dim=2).view_as(h)
-        return h + eps * torch.sign(h) * noise
+        out = []
+        for k, m in enumerate(self.modalities):
+            a = items[:, k * d : (k + 1) * d]
+            for _ in range(self.cfg.item_layers):
+                a = spmm(self.graph(f"item.{m}"), a, self.graph(f"item.{m}.T"))
+            out.append(a if self.cfg.item_layers else torch.zeros_like(a))
+        return torch.cat(out, 1)
 
-    def _item_graph(self, m: str, e: torch.Tensor) -> torch.Tensor:
-        """Eq. 6: items add their kNN aggregation (``item_layers`` hops from the user-item output)."""
-        if self.cfg.item_layers == 0:
-            return e
-        users, items = e[: self.n_users], e[self.n_users :]
-        a = items
-        for _ in range(self.cfg.item_layers):
-            a = spmm(self.graph(f"item.{m}"), a)
-        return torch.cat([users, items + a])
+    @torch.no_grad()
+    def _view_noise(self, clean_layers: list[torch.Tensor]) -> torch.Tensor:
+        """Eq. 18-20 for both views of every feature modality, exploiting linearity.
+
+        A perturbed view runs h'_l = A h'_(l-1) + Δ_l from the same layer 0. Writing h'_l = h_l + c_l
+        with the clean layer h_l gives c_l = A c_(l-1) + Δ_l, c_0 = 0, so the view's layer sum is the
+        clean one plus sum_l c_l. The noise does not depend on the parameters, so the views cost one
+        gradient-free sparse matmul per extra layer instead of a second differentiable propagation.
+        ``clean_layers``: the clean h_l (l = 1..L) of the feature columns, (N, M d) each; only the
+        ``simgcl`` noise reads them (for sign(h'_l)).
+        Returns (N, 2 M d): view 1's blocks, then view 2's.
+        """
+        n = self.n_users + self.n_items
+        width = 2 * len(self.modalities) * self.cfg.embedding_dim
+        c, total = None, None
+        for h in clean_layers:
+            prop = None if c is None else spmm(self.graph("ui"), c)  # A c_(l-1)
+            if self.cfg.perturb_noise == "uniform":
+                c = uniform(n, width, device=self.fusion.device).mul_(self.cfg.perturb_eps)
+            else:
+                pre = torch.cat([h, h], 1) if prop is None else torch.cat([h, h], 1) + prop  # A h'_(l-1)
+                c = self._simgcl_noise(pre)
+            if prop is not None:
+                c.add_(prop)
+            total = c.clone() if total is None else total.add_(c)
+        return total if total is not None else torch.zeros(n, width, device=self.fusion.device)
+
+    def _simgcl_noise(self, pre: torch.Tensor) -> torch.Tensor:
+        """The authors' noise: eps * sign(h) * normalize(U(0,1)^d), per node and modality block."""
+        d = self.cfg.embedding_dim
+        u = uniform(*pre.shape, device=pre.device)
+        u = F.normalize(u.view(pre.shape[0], -1, d), dim=2).view_as(pre)
+        return self.cfg.perturb_eps * torch.sign(pre) * u
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, spec = self.cfg, self.spec
         reps = self(perturb=spec.graph_perturbation)
-        n_u = self.n_users
+        n_u, d = self.n_users, cfg.embedding_dim
         f = reps.fused
         u, p, n = f[batch.users], f[n_u + batch.pos], f[n_u + batch.neg]
         terms = {"bpr": losses.bpr_loss((u * p).sum(1), (u * n).sum(1))}  # Eq. 23
-        rows = [reps.layer0[m][idx] for m in self.modalities for idx in (batch.users, n_u + batch.pos, n_u + batch.neg)]
-        terms["reg"] = cfg.reg_weight * losses.l2_reg(rows, len(batch.users))  # Eq. 24
+        rows = [reps.raw0[idx, d:] for idx in (batch.users, n_u + batch.pos, n_u + batch.neg)]
+        terms["reg"] = cfg.reg_weight * losses.l2_reg(rows, len(batch.users))  # Eq. 24: E_v, E_t
         if spec.align_levels:
-            align, _ = losses.alignment_loss(reps.modal, f, reps.ids, spec.align_levels, cfg.align_stats)
-            terms["align"] = cfg.lambda_align * align  # Eq. 9-16
+            stats = self.distribution_stats(reps)
+            terms["align"] = cfg.lambda_align * losses.alignment_loss(stats, self.modalities, spec.align_levels)[0]
         if spec.feature_masking:
             terms["mask_f"] = cfg.lambda_f * losses.feature_masking_loss(
                 f[:n_u], f[n_u:], self.predictor, cfg.dropout
@@ -185,18 +256,35 @@ class Mentor(Recommender):
         total = sum(terms.values())
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
+    def distribution_stats(self, reps: Reps) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Eq. 8 for ID, every feature modality and the fused modality: (mean, variance) per node
+        (``align_stats=node``) or over the whole matrix (``matrix``), from block moments."""
+        n_mod, d = len(self.modalities), self.cfg.embedding_dim
+        mean, sq = losses.block_moments(reps.final, d)  # (N, M) each
+        id_mean, id_sq = losses.block_moments(reps.ids, d)
+        w = reps.weights
+        f_mean = (mean * w).sum(1, keepdim=True) / n_mod  # fused = [w_k E_k]: its moments follow
+        f_sq = (sq * w.square()).sum(1, keepdim=True) / n_mod
+        cols = {"id": (id_mean, id_sq), "fused": (f_mean, f_sq)}
+        cols.update({m: (mean[:, k : k + 1], sq[:, k : k + 1]) for k, m in enumerate(self.modalities)})
+        reduce = self.cfg.align_stats == "matrix"
+        return {name: losses.moments_to_stats(mu, s2, whole_matrix=reduce) for name, (mu, s2) in cols.items()}
+
     def _perturbation_loss(self, reps: Reps, batch: Batch) -> torch.Tensor:
         """Eq. 21 summed over feature modalities: InfoNCE of users and of items between the views."""
         cfg, n_u = self.cfg, self.n_users
         if cfg.infonce_scope == "batch":
             users = torch.unique(batch.users)
             items = n_u + torch.unique(torch.cat([batch.pos, batch.neg]))
-            nce = lambda a, b: losses.info_nce(a, b, cfg.tau)  # noqa: E731
         else:
             users, items = slice(0, n_u), slice(n_u, None)
-            nce = lambda a, b: losses.info_nce_chunked(a, b, cfg.tau, cfg.infonce_chunk)  # noqa: E731
-        v1, v2 = reps.views
-        return sum(nce(v1[m][users], v2[m][users]) + nce(v1[m][items], v2[m][items]) for m in self.modalities)
+        total = reps.fused.new_zeros(())
+        for m in self.modalities:
+            for rows in (users, items):
+                total = total + losses.info_nce_chunked(
+                    reps.view(0, m, rows), reps.view(1, m, rows), cfg.tau, cfg.infonce_chunk
+                )
+        return total
 
     @torch.no_grad()
     def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,7 +303,7 @@ class LightGCN(Recommender):
     def forward(self) -> torch.Tensor:
         h, total = self.emb, self.emb
         for _ in range(self.cfg.n_layers):
-            h = spmm(self.graph("ui"), h)
+            h = spmm(self.graph("ui"), h, self.graph("ui.T"))
             total = total + h
         return total / (self.cfg.n_layers + 1)  # (N, d)
 

@@ -1,0 +1,88 @@
+"""The typed config: defaults, presets, overrides, and one-line errors naming key and allowed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mentor_ray import config
+from mentor_ray.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_defaults_are_the_papers():
+    cfg = config.TrainConfig()
+    assert (cfg.lr, cfg.batch_size, cfg.embedding_dim, cfg.n_layers, cfg.knn_k, cfg.patience, cfg.max_epochs) == (
+        1e-4, 2048, 64, 2, 40, 20, 1000)
+
+
+def test_layering_preset_flags_overrides(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("lambda_g: 0.01\ntau: 0.5\nseed: 3\n")
+    cfg = config.make_config(str(preset), {"seed": 7, "dataset": None}, ["tau=0.3", "infonce_scope=batch"])
+    assert cfg.lambda_g == 0.01 and cfg.seed == 7 and cfg.tau == 0.3 and cfg.infonce_scope == "batch"
+    assert cfg.dataset == "synth-small"  # a None flag leaves the default
+
+
+def test_override_values_are_typed():
+    cfg = config.make_config(overrides=["lambda_g=1e-3", "normalize_input=false", "max_epochs=5"])
+    assert cfg.lambda_g == 1e-3 and cfg.normalize_input is False and cfg.max_epochs == 5
+
+
+def test_variant_flags_are_derived():
+    assert config.VARIANTS["mentor_f"].feature_masking is False and config.VARIANTS["mentor_f"].graph_perturbation
+    assert config.VARIANTS["mentor_g"].graph_perturbation is False and config.VARIANTS["mentor_g"].feature_masking
+    assert config.VARIANTS["mentor_base"].align_levels == 0
+    assert [config.VARIANTS[v].align_levels for v in ("mentor_l1", "mentor_l2", "mentor")] == [1, 2, 3]
+    assert set(config.BASELINES) == {"lightgcn", "mf_bpr", "most_pop"}
+
+
+def test_baseline_defaults_yield_to_explicit_settings():
+    assert config.make_config(flags={"variant": "lightgcn"}).lr == 1e-3
+    assert config.make_config(flags={"variant": "lightgcn"}).n_layers == 3
+    assert config.make_config(flags={"variant": "lightgcn"}, overrides=["lr=0.01"]).lr == 0.01
+    assert config.make_config(flags={"variant": "mentor"}).lr == 1e-4
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("lamda_g=1", "override: unknown key 'lamda_g'; did you mean 'lambda_g'? allowed keys:"),
+        ("infonce_scope=some", "infonce_scope = 'some' is not allowed"),
+        ("infonce_scope=some", "allowed: all or batch"),
+        ("variant=mentor_x", "allowed: mentor, mentor_f, mentor_g"),
+        ("dropout=1.5", "dropout = 1.5 is not allowed"),
+        ("dropout=1.5", "less than 1"),
+        ("tau=0", "greater than 0"),
+        ("lambda_g", "expected key=value"),
+    ],
+)
+def test_bad_settings_name_the_key_and_what_is_allowed(override, fragment):
+    with pytest.raises(ConfigError) as exc:
+        config.make_config(overrides=[override])
+    msg = str(exc.value)
+    assert fragment in msg and "\n" not in msg, msg
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match="no such preset or file .presets: .*paper"):
+        config.make_config("nope")
+
+
+def _repo_yaml_files():
+    skip = {".venv", ".git", "node_modules"}
+    return [p for p in REPO.rglob("*.y*ml") if not skip & set(p.relative_to(REPO).parts)]
+
+
+def test_every_yaml_file_in_the_repository_parses():
+    files = _repo_yaml_files()
+    assert any(p.parent.name == "presets" for p in files)
+    for path in files:
+        yaml.safe_load(path.read_text())  # raises on a syntax error
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in config.PRESET_DIR.glob("*.yaml")))
+def test_every_preset_is_a_valid_config(preset):
+    config.make_config(preset)

@@ -1,0 +1,94 @@
+"""The trainer: triplet sampling, early stopping on validation only, repeatability, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mentor_ray import config, data, train
+from mentor_ray.cli import run
+
+TINY = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16"]
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.load_dataset("synth-tiny")
+
+
+def _trainer(ds, variant="mentor", extra=()):
+    cfg = config.make_config(flags={"variant": variant, "dataset": "synth-tiny"}, overrides=[*TINY, *extra])
+    return train.Trainer(cfg, ds=ds)
+
+
+def test_negatives_are_never_training_items_and_shards_partition_the_epoch(ds):
+    s = train.TripletSampler(ds, seed=0)
+    u, p, n = s.epoch(3)
+    assert sorted(zip(u, p)) == sorted(zip(ds.train.users, ds.train.items))  # every interaction once
+    for user, neg in zip(u, n):
+        assert neg not in set(ds.user_train_items(user))
+    shards = [s.epoch(3, rank=r, world_size=3) for r in range(3)]
+    merged = sorted(t for sh in shards for t in zip(*sh))
+    assert merged == sorted(zip(u, p, n))  # disjoint shards whose union is the epoch
+    assert np.array_equal(s.epoch(3)[2], n) and not np.array_equal(s.epoch(4)[0], u)
+
+
+def test_fit_summary_has_the_documented_keys(ds):
+    summary = _trainer(ds, extra=["max_epochs=2"]).fit()
+    assert {"dataset", "variant", "seed", "best_epoch", "epochs_run", "valid", "test", "seconds_per_epoch",
+            "peak_rss_mb", "config"} <= set(summary)
+    keys = {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 50)}
+    assert set(summary["valid"]) == keys and set(summary["test"]) == keys
+    assert summary["epochs_run"] == 2 and summary["dataset"] == "synth-tiny" and summary["synthetic"]
+
+
+def test_same_seed_same_run_on_cpu(ds):
+    a = _trainer(ds, extra=["max_epochs=2"]).fit()
+    b = _trainer(ds, extra=["max_epochs=2"]).fit()
+    assert a["valid"] == b["valid"] and a["test"] == b["test"]
+    c = _trainer(ds, extra=["max_epochs=2", "seed=1"]).fit()
+    assert c["valid"] != a["valid"]
+
+
+def test_selection_uses_validation_only_and_test_is_read_at_the_best_epoch(ds):
+    t = _trainer(ds, extra=["patience=2"])
+    valids = [0.1, 0.3, 0.2, 0.25]
+    tests = iter([{"recall@20": 0.9}, {"recall@20": 0.1}])
+    for epoch, v in enumerate(valids):
+        t.end_epoch(epoch, {"loss": 0.0, "seconds": 0.0}, {"recall@20": v}, lambda: next(tests), 0.0)
+    assert t.best["epoch"] == 1 and t.best["test"] == {"recall@20": 0.1}  # not the better test of epoch 0
+    assert t.bad_epochs == 2 and t.should_stop()
+
+
+def test_early_stopping_counts_epochs_without_improvement(ds):
+    summary = _trainer(ds, "mf_bpr", extra=["lr=1e-12", "patience=2", "max_epochs=50"]).fit()
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 0  # nothing moves: stop after 1 + 2
+
+
+def test_most_pop_needs_no_training(ds):
+    summary = _trainer(ds, "most_pop").fit()
+    assert summary["epochs_run"] == 0 and summary["best_epoch"] == 0 and summary["test"]["recall@20"] > 0
+
+
+def test_most_pop_protocol_on_tiktok(tiktok_root):
+    cfg = config.make_config(flags={"variant": "most_pop", "dataset": "tiktok", "data_root": str(tiktok_root)})
+    s = train.Trainer(cfg).fit()
+    assert abs(s["test"]["recall@20"] - 0.0597) < 0.001 and abs(s["test"]["ndcg@20"] - 0.0255) < 0.001
+
+
+def test_command_line_writes_summary(tmp_path, capsys):
+    out = tmp_path / "s.json"
+    rc = run(train.main, ["--dataset", "synth-tiny", "--variant", "mentor_fg", "--max-epochs", "1",
+                          "--summary", str(out), *TINY])
+    assert rc == 0
+    summary = json.loads(out.read_text())
+    assert summary["variant"] == "mentor_fg" and summary["epochs_run"] == 1
+    assert "synth-tiny (synthetic) / mentor_fg" in capsys.readouterr().out
+
+
+def test_command_line_rejects_a_bad_override(capsys):
+    assert run(train.main, ["--dataset", "synth-tiny", "tau=-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: override: tau = -1") and "\n" not in err
