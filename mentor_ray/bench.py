@@ -8,6 +8,8 @@ Commands::
 
     python -m mentor_ray.bench graphs --dataset synth-clothing --write docs/benchmarks.md
     python -m mentor_ray.bench graphs --dataset tiktok --data-root ../shared/datasets
+    python -m mentor_ray.bench train --dataset tiktok --data-root ../shared/datasets --variant mentor \
+        --epochs 3 --write docs/benchmarks.md infonce_scope=batch
 """
 
 from __future__ import annotations
@@ -101,6 +103,60 @@ def graphs_markdown(res: dict, command: str, dataset: str, k: int, knn_norm: str
     )
 
 
+def bench_train(dataset: str, data_root: Path | None, variant: str, epochs: int, overrides: list[str]) -> dict:
+    """Graph build (cold, own process) and ``epochs`` training epochs (own process) of one setting."""
+    import tempfile
+
+    graphs_args = ["mentor_ray.graphs", "build", "--dataset", dataset, "--json", "--no-cache"]
+    train_args = ["mentor_ray.train", "--dataset", dataset, "--variant", variant, "--max-epochs", str(epochs)]
+    if data_root is not None:
+        graphs_args += ["--data-root", str(data_root)]
+        train_args += ["--data-root", str(data_root)]
+    for o in overrides:  # the graph build must use the same k and normalisation as training
+        key, _, value = o.partition("=")
+        if key == "knn_k":
+            graphs_args += ["--k", value]
+        elif key == "knn_norm":
+            graphs_args += ["--knn-norm", value]
+    print(f"[bench] cold graph build of {dataset}", file=sys.stderr)
+    graphs, _ = _run_json(graphs_args)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "summary.json"
+        print(f"[bench] {epochs} epochs of {variant} on {dataset} {' '.join(overrides)}", file=sys.stderr)
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", *train_args, "--summary", str(out), f"patience={epochs + 1}", *overrides],
+            capture_output=True, text=True,
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise MentorRayError(f"benchmark training run failed: {tail}")
+        summary = json.loads(out.read_text())
+    return {"graphs": graphs, "summary": summary, "wall": wall}
+
+
+def train_markdown(res: dict, command: str, dataset: str, variant: str, overrides: list[str]) -> str:
+    s, g = res["summary"], res["graphs"]
+    gpu = f"{s['peak_gpu_mb']:,.0f}" if s.get("peak_gpu_mb") else "-"
+    settings = " ".join(overrides) or "paper defaults"
+    return "\n".join(
+        [
+            f"### Training: {dataset} / {variant} ({settings})",
+            "",
+            f"- Command: `{command}`",
+            f"- Machine: {machine()}",
+            f"- Date: {dt.date.today().isoformat()}; device {s['device']}",
+            "",
+            "| graph build (s) | s / epoch (median after the first) | eval (s, one split) | peak RSS (MB) "
+            "| peak GPU (MB) | epochs | valid R@20 after them |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {g['graph_seconds']:.1f} | {s['seconds_per_epoch']:.2f} | {s['eval_seconds']:.2f} "
+            f"| {s['peak_rss_mb']:,.0f} | {gpu} | {s['epochs_run']} | {s['valid']['recall@20']:.4f} |",
+        ]
+    )
+
+
 def upsert_block(path: Path, block_id: str, body: str) -> None:
     """Replace the block ``block_id`` in the Markdown file ``path``, or append it."""
     start, end = f"<!-- bench:{block_id} -->", f"<!-- /bench:{block_id} -->"
@@ -122,14 +178,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--k", type=int, default=40)
     g.add_argument("--knn-norm", default="row")
     g.add_argument("--write", type=Path, default=None, metavar="MD", help="update this Markdown file (e.g. docs/benchmarks.md)")
+    t = sub.add_parser("train", help="graph build, seconds per epoch, evaluation seconds and peak memory")
+    t.add_argument("--dataset", required=True)
+    t.add_argument("--data-root", type=Path, default=None)
+    t.add_argument("--variant", default="mentor")
+    t.add_argument("--epochs", type=int, default=3, help="epochs to time (the first is excluded from the median)")
+    t.add_argument("--write", type=Path, default=None, metavar="MD")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
     args = p.parse_args(argv)
     setup_logging()
     command = "python -m mentor_ray.bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm)
-    md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)
+    if args.cmd == "graphs":
+        res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm)
+        md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)
+        block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}"
+    else:
+        res = bench_train(args.dataset, args.data_root, args.variant, args.epochs, args.overrides)
+        md = train_markdown(res, command, args.dataset, args.variant, args.overrides)
+        block = f"train:{args.dataset}:{args.variant}:{':'.join(sorted(args.overrides))}"
     print(md)
     if args.write:
-        upsert_block(args.write, f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}", md)
+        upsert_block(args.write, block, md)
         print(f"\n[bench] written to {args.write}", file=sys.stderr)
     return 0
 

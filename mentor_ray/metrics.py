@@ -6,6 +6,9 @@
 - Users with no ground truth in the split are skipped; users without training interactions are
   evaluated like everyone else.
 - Users are processed in batches, so memory is bounded by batch x n_items.
+- Masked training items get -inf; when K exceeds a user's unseen items they fill the end of the
+  top-K list but can never be hits, because the loader guarantees that no (user, item) pair is
+  in two splits.
 
 The functions return per-user values summed, with the user count, so that ranks of a distributed
 evaluation can add them up (:func:`reduce_results`) before dividing.
@@ -81,7 +84,8 @@ def evaluate(
     kmax = max(ks)
     for s in range(0, users.size, batch_size):
         batch = users[s : s + batch_size]
-        scores = score_fn(torch.from_numpy(batch).to(device)).float()  # (B, n_items)
+        # (B, n_items); a copy, so masking never writes into a tensor the caller still holds
+        scores = score_fn(torch.from_numpy(batch).to(device)).float().clone()
         r, c = _rows(*train_csr, batch)
         scores[r.to(device), c.to(device)] = -torch.inf  # never recommend a training item
         gt = torch.zeros_like(scores, dtype=torch.bool)
