@@ -316,20 +316,11 @@ class LightGCN(Recommender):
         return e[: self.n_users], e[self.n_users :]
 
 
-class MFBPR(Recommender):
-    """Rendle et al. 2012: matrix factorisation trained with BPR + L2."""
+class MFBPR(LightGCN):
+    """Rendle et al. 2012: matrix factorisation trained with BPR + L2, i.e. LightGCN without layers."""
 
-    def __init__(self, cfg: TrainConfig, n_users: int, n_items: int):
-        super().__init__()
-        self.cfg, self.n_users, self.n_items = cfg, n_users, n_items
-        self.emb = _xavier(n_users + n_items, cfg.embedding_dim)
-
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        return _bpr_with_reg(self.emb, self.emb, batch, self.n_users, self.cfg.reg_weight)
-
-    @torch.no_grad()
-    def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.emb[: self.n_users], self.emb[self.n_users :]
+    def forward(self) -> torch.Tensor:
+        return self.emb  # (N, d)
 
 
 def _bpr_with_reg(e: torch.Tensor, ego: torch.Tensor, batch: Batch, n_u: int, reg: float):
