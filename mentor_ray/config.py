@@ -83,7 +83,9 @@ class TrainConfig(BaseModel):
     lambda_f: float = Field(1.5, ge=0, description="feature masking weight (Eq. 22)")
     lambda_g: float = Field(1e-3, ge=0, description="graph perturbation weight (Eq. 22)")
     tau: float = Field(0.2, gt=0, description="InfoNCE temperature (Eq. 21)")
-    infonce_scope: Literal["all", "batch"] = "all"
+    infonce_scope: Literal["all", "batch"] = Field(
+        "all", description="Eq. 21 over all users and items, or the batch's users and positive items (SimGCL)"
+    )
     infonce_chunk: int = Field(1024, ge=1, description="rows per chunk of the scope=all InfoNCE")
     perturb_noise: Literal["uniform", "simgcl"] = Field("uniform", description="Eq. 18-19 noise")
     perturb_eps: float = Field(1.0, ge=0, description="noise scale (uniform: U(0,1)*eps; simgcl: eps)")

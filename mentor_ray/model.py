@@ -273,9 +273,9 @@ class Mentor(Recommender):
     def _perturbation_loss(self, reps: Reps, batch: Batch) -> torch.Tensor:
         """Eq. 21 summed over feature modalities: InfoNCE of users and of items between the views."""
         cfg, n_u = self.cfg, self.n_users
-        if cfg.infonce_scope == "batch":
+        if cfg.infonce_scope == "batch":  # as SimGCL: the batch's unique users and positive items
             users = torch.unique(batch.users)
-            items = n_u + torch.unique(torch.cat([batch.pos, batch.neg]))
+            items = n_u + torch.unique(batch.pos)
         else:
             users, items = slice(0, n_u), slice(n_u, None)
         total = reps.fused.new_zeros(())
