@@ -86,7 +86,8 @@ class TrainConfig(BaseModel):
     infonce_scope: Literal["all", "batch"] = Field(
         "all", description="Eq. 21 over all users and items, or the batch's users and positive items (SimGCL)"
     )
-    infonce_chunk: int = Field(1024, ge=1, description="rows per chunk of the scope=all InfoNCE")
+    infonce_chunk: int = Field(512, ge=1, description="rows per chunk of the chunked InfoNCE")
+    infonce_threads: int = Field(2, ge=1, description="CPU threads running the InfoNCE blocks side by side")
     perturb_noise: Literal["uniform", "simgcl"] = Field("uniform", description="Eq. 18-19 noise")
     perturb_eps: float = Field(1.0, ge=0, description="noise scale (uniform: U(0,1)*eps; simgcl: eps)")
 

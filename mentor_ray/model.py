@@ -45,33 +45,25 @@ class Batch:
 
 @dataclass
 class Reps:
-    """One forward pass: final representations of every node (users first, then items).
-
-    Feature modalities sit side by side in blocks of ``d`` columns, in ``modalities`` order.
-    """
+    """One forward pass: final representations of every node (users first, then items)."""
 
     modalities: list[str]
-    d: int
     raw0: torch.Tensor  # (N, d (1 + M)) layer 0 before normalisation: [ID | m_1 | ... | m_M]
     ids: torch.Tensor  # (N, d) ID modality after Eq. 1-3
-    ui: torch.Tensor  # (N, M d) feature modalities after Eq. 1-3 (user-item graph only)
-    final: torch.Tensor  # (N, M d) ... plus the item-item aggregation, Eq. 6
-    fused: torch.Tensor  # (N, M d) Eq. 7: final scaled block-wise by the fusion weights
+    ui: dict[str, torch.Tensor]  # m -> (N, d) feature modality after Eq. 1-3 (user-item graph only)
+    final: dict[str, torch.Tensor]  # m -> (N, d) ... plus the item-item aggregation, Eq. 6
+    fused: torch.Tensor  # (N, M d) Eq. 7: [w_1 final_1 || ... || w_M final_M]
     weights: torch.Tensor  # (M,) fusion weights
-    noise: torch.Tensor | None = None  # (N, 2 M d) propagated perturbation of view 1 then view 2
+    noise: torch.Tensor | None = None  # (N, 2 M d) propagated perturbation: view 1's blocks, then view 2's
 
-    def block(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        return x[:, k * self.d : (k + 1) * self.d]
+    def noise_block(self, v: int, m: str) -> torch.Tensor:
+        d = self.ids.shape[1]
+        k = v * len(self.modalities) + self.modalities.index(m)
+        return self.noise[:, k * d : (k + 1) * d]
 
-    def modal(self, m: str) -> torch.Tensor:
-        """(N, d) final representation of feature modality ``m``."""
-        return self.block(self.final, self.modalities.index(m))
-
-    def view(self, v: int, m: str, rows=slice(None)) -> torch.Tensor:
-        """Perturbed view ``v`` (0 or 1) of modality ``m`` (Eq. 20) at ``rows``: clean + noise."""
-        k = self.modalities.index(m)
-        n_m = len(self.modalities)
-        return self.block(self.ui, k)[rows] + self.block(self.noise, v * n_m + k)[rows]
+    def view(self, v: int, m: str) -> torch.Tensor:
+        """Perturbed view ``v`` (0 or 1) of modality ``m`` (Eq. 20): clean user-item output + noise."""
+        return self.ui[m] + self.noise_block(v, m)
 
 
 def _xavier(*shape: int) -> nn.Parameter:
@@ -113,6 +105,98 @@ def uniform(*shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
     return bits.bitwise_and_(0x007FFFFF).bitwise_or_(0x3F800000).view(torch.float32).sub_(1.0)
 
 
+def _pad_rows_cols(adj: torch.Tensor, offset: int) -> torch.Tensor:
+    """An (n, n) CSR matrix as the bottom-right block of an (offset + n) square CSR matrix."""
+    crow = torch.cat([torch.zeros(offset, dtype=adj.crow_indices().dtype), adj.crow_indices()])
+    size = offset + adj.shape[0]
+    return torch.sparse_csr_tensor(crow, adj.col_indices() + offset, adj.values(), size=(size, size))
+
+
+def propagate_blocks(x: torch.Tensor, adj: torch.Tensor, adj_t: torch.Tensor, n_layers: int, d: int):
+    """sum_{l=0..L} A^l x (Eq. 1-3) for side-by-side blocks, returned as one tensor per d-wide block.
+
+    One sparse matmul per layer serves every block; the backward applies the precomputed transpose
+    to the re-assembled gradient. Returning separate blocks spares autograd the zero-filled
+    full-width gradient buffers that column slices of one stacked tensor would cost.
+    """
+    return _PropagateBlocks.apply(x, adj, adj_t, n_layers, d)
+
+
+class _PropagateBlocks(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, adj, adj_t, n_layers, d):
+        ctx.adj_t, ctx.n_layers, ctx.shape = adj_t, n_layers, x.shape
+        return tuple(b.contiguous() for b in _power_sum(adj, x, n_layers).split(d, dim=1))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        n, width = ctx.shape
+        ref = next(gb for gb in grads if gb is not None)
+        g = torch.cat([gb if gb is not None else ref.new_zeros(n, width // len(grads)) for gb in grads], 1)
+        return _power_sum(ctx.adj_t, g, ctx.n_layers), None, None, None, None
+
+
+def _power_sum(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """x + A x + ... + A^L x, accumulated in place."""
+    if n_layers == 0:
+        return x.clone()
+    h = torch.sparse.mm(adj, x)
+    total = x + h
+    for _ in range(n_layers - 1):
+        h = torch.sparse.mm(adj, h)
+        total.add_(h)
+    return total
+
+
+def block_normalize(x: torch.Tensor, d: int) -> torch.Tensor:
+    """Each node's d-wide blocks scaled to unit L2 norm (norms clamped at 1e-12), with a fused backward."""
+    return _BlockNormalize.apply(x, d)
+
+
+class _BlockNormalize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, d):
+        blocks = x.view(x.shape[0], -1, d)
+        inv = blocks.norm(dim=2, keepdim=True).clamp_min_(1e-12).reciprocal_()  # (N, k, 1)
+        y = blocks * inv
+        ctx.save_for_backward(y, inv)
+        return y.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        y, inv = ctx.saved_tensors
+        gb = g.view_as(y)
+        # d(x/|x|) = (g - y (y . g)) / |x|
+        return (gb - y * (y * gb).sum(dim=2, keepdim=True)).mul_(inv).view_as(g), None
+
+
+def _parallel_cpu(fn, items: list, workers: int) -> list:
+    """``[fn(x) for x in items]`` on ``workers`` threads with one intra-op thread each, largest first.
+
+    The InfoNCE blocks are (N, chunk) matrix products with a short inner dimension (d = 64), on
+    which two single-threaded GEMMs side by side beat one two-threaded GEMM. torch releases the GIL
+    inside its kernels, and the chunked InfoNCE does its heavy work in its forward, so the threads
+    overlap. The intra-op thread count is restored afterwards.
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = torch.get_num_threads()
+
+    def run(x):
+        torch.set_num_threads(1)
+        return fn(x)
+
+    order = sorted(range(len(items)), key=lambda k: -items[k][0].shape[0])  # longest first
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {k: pool.submit(run, items[k]) for k in order}
+            return [futures[k].result() for k in range(len(items))]
+    finally:
+        torch.set_num_threads(before)
+
+
 class Recommender(nn.Module):
     """Interface used by the trainer: a loss on a batch, and user x item scores for ranking."""
 
@@ -126,8 +210,9 @@ class Recommender(nn.Module):
         adjacency is symmetric and is its own transpose."""
         self._graphs = {"ui": ui_adj, "ui.T": ui_adj}
         for m, a in item_adj.items():
-            self._graphs[f"item.{m}"] = a
-            self._graphs[f"item.{m}.T"] = a.t().to_sparse_csr()
+            padded = _pad_rows_cols(a, ui_adj.shape[0] - a.shape[0])  # (N, N): items after users
+            self._graphs[f"item.{m}"] = padded
+            self._graphs[f"item.{m}.T"] = padded.t().to_sparse_csr()
 
     def graphs_to(self, device: torch.device) -> None:
         self._graphs = {k: v.to(device) for k, v in self._graphs.items()}
@@ -172,61 +257,54 @@ class Mentor(Recommender):
         return torch.cat([self.fusion, 1.0 - self.fusion.sum().reshape(1)])
 
     def forward(self, perturb: bool = False) -> Reps:
-        d, n_u, n_mod = self.cfg.embedding_dim, self.n_users, len(self.modalities)
-        n = n_u + self.n_items
+        d, n_mod = self.cfg.embedding_dim, len(self.modalities)
+        n = self.n_users + self.n_items
         items0 = torch.cat([self.item_id] + [self.proj[m](getattr(self, f"feat_{m}")) for m in self.modalities], 1)
         raw0 = torch.cat([self.user_emb, items0])  # (N, d (1 + M)): [ID | m_1 | ... | m_M]
-        x = F.normalize(raw0.view(n, 1 + n_mod, d), dim=2).view(n, -1) if self.cfg.normalize_input else raw0
-        h, total, layers = x, x, []
-        for _ in range(self.cfg.n_layers):  # Eq. 1-3: one sparse matmul per layer for all modalities
-            h = spmm(self.graph("ui"), h, self.graph("ui.T"))
-            layers.append(h)
-            total = total + h
-        ids, ui = total[:, :d], total[:, d:]  # (N, d), (N, M d)
-        final = torch.cat([ui[:n_u], ui[n_u:] + self._item_graph(ui[n_u:])])  # Eq. 6
+        x = block_normalize(raw0, d) if self.cfg.normalize_input else raw0  # (N, d (1 + M))
+        # Eq. 1-3: one sparse matmul per layer for all modalities, handed back one tensor per modality
+        ids, *blocks = propagate_blocks(x, self.graph("ui"), self.graph("ui.T"), self.cfg.n_layers, d)
+        ui = dict(zip(self.modalities, blocks))  # m -> (N, d)
+        final = {m: ui[m] + self._item_graph(m, ui[m]) for m in self.modalities}  # Eq. 6 (users: + 0)
         w = self.fusion_weights()
-        fused = final * w.repeat_interleave(d)  # Eq. 7: [w_1 E_1 || ... || w_M E_M]
-        noise = self._view_noise([x[:, d:] for x in layers]) if perturb else None
-        return Reps(self.modalities, d, raw0, ids, ui, final, fused, w, noise)
+        fused = torch.cat([w[k] * final[m] for k, m in enumerate(self.modalities)], 1)  # Eq. 7
+        noise = self._view_noise(x[:, d:]) if perturb else None
+        return Reps(self.modalities, raw0, ids, ui, final, fused, w, noise)
 
-    def _item_graph(self, items: torch.Tensor) -> torch.Tensor:
-        """Eq. 6 for every feature modality: (n_items, M d) aggregated over the frozen kNN graphs,
-        ``item_layers`` hops starting from the user-item output."""
-        d = self.cfg.embedding_dim
-        out = []
-        for k, m in enumerate(self.modalities):
-            a = items[:, k * d : (k + 1) * d]
-            for _ in range(self.cfg.item_layers):
-                a = spmm(self.graph(f"item.{m}"), a, self.graph(f"item.{m}.T"))
-            out.append(a if self.cfg.item_layers else torch.zeros_like(a))
-        return torch.cat(out, 1)
+    def _item_graph(self, m: str, e: torch.Tensor) -> torch.Tensor:
+        """Eq. 6: (N, d) kNN aggregation of modality ``m`` over ``item_layers`` hops from the
+        user-item output; the graph is padded to N x N with empty user rows, so user rows are 0."""
+        a = e
+        for _ in range(self.cfg.item_layers):
+            a = spmm(self.graph(f"item.{m}"), a, self.graph(f"item.{m}.T"))
+        return a if self.cfg.item_layers else torch.zeros_like(e)
 
     @torch.no_grad()
-    def _view_noise(self, clean_layers: list[torch.Tensor]) -> torch.Tensor:
+    def _view_noise(self, x0: torch.Tensor) -> torch.Tensor:
         """Eq. 18-20 for both views of every feature modality, exploiting linearity.
 
         A perturbed view runs h'_l = A h'_(l-1) + Δ_l from the same layer 0. Writing h'_l = h_l + c_l
         with the clean layer h_l gives c_l = A c_(l-1) + Δ_l, c_0 = 0, so the view's layer sum is the
         clean one plus sum_l c_l. The noise does not depend on the parameters, so the views cost one
         gradient-free sparse matmul per extra layer instead of a second differentiable propagation.
-        ``clean_layers``: the clean h_l (l = 1..L) of the feature columns, (N, M d) each; only the
-        ``simgcl`` noise reads them (for sign(h'_l)).
+        ``x0``: layer 0 of the feature columns, (N, M d); only the ``simgcl`` noise needs the clean
+        layers (for sign(h'_l)), which it recomputes without gradient.
         Returns (N, 2 M d): view 1's blocks, then view 2's.
         """
-        n = self.n_users + self.n_items
-        width = 2 * len(self.modalities) * self.cfg.embedding_dim
-        c, total = None, None
-        for h in clean_layers:
-            prop = None if c is None else spmm(self.graph("ui"), c)  # A c_(l-1)
+        n, width = x0.shape[0], 2 * x0.shape[1]
+        adj = self.graph("ui")
+        c, total, h = None, None, torch.cat([x0, x0], 1) if self.cfg.perturb_noise == "simgcl" else None
+        for _ in range(self.cfg.n_layers):
+            prop = None if c is None else spmm(adj, c)  # A c_(l-1)
             if self.cfg.perturb_noise == "uniform":
-                c = uniform(n, width, device=self.fusion.device).mul_(self.cfg.perturb_eps)
+                c = uniform(n, width, device=x0.device).mul_(self.cfg.perturb_eps)
             else:
-                pre = torch.cat([h, h], 1) if prop is None else torch.cat([h, h], 1) + prop  # A h'_(l-1)
-                c = self._simgcl_noise(pre)
+                h = spmm(adj, h)  # clean layer l, both views
+                c = self._simgcl_noise(h if prop is None else h + prop)  # sign of A h'_(l-1)
             if prop is not None:
                 c.add_(prop)
-            total = c.clone() if total is None else total.add_(c)
-        return total if total is not None else torch.zeros(n, width, device=self.fusion.device)
+            total = c if total is None else total.add_(c)  # c is fresh every layer: no copy needed
+        return total if total is not None else x0.new_zeros(n, width)
 
     def _simgcl_noise(self, pre: torch.Tensor) -> torch.Tensor:
         """The authors' noise: eps * sign(h) * normalize(U(0,1)^d), per node and modality block."""
@@ -238,16 +316,16 @@ class Mentor(Recommender):
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, spec = self.cfg, self.spec
         reps = self(perturb=spec.graph_perturbation)
-        n_u, d = self.n_users, cfg.embedding_dim
-        f = reps.fused
-        u, p, n = f[batch.users], f[n_u + batch.pos], f[n_u + batch.neg]
+        n_u, d, b = self.n_users, cfg.embedding_dim, len(batch.users)
+        rows = torch.cat([batch.users, n_u + batch.pos, n_u + batch.neg])  # one gather per tensor
+        u, p, n = reps.fused[rows].split(b)
         terms = {"bpr": losses.bpr_loss((u * p).sum(1), (u * n).sum(1))}  # Eq. 23
-        rows = [reps.raw0[idx, d:] for idx in (batch.users, n_u + batch.pos, n_u + batch.neg)]
-        terms["reg"] = cfg.reg_weight * losses.l2_reg(rows, len(batch.users))  # Eq. 24: E_v, E_t
+        terms["reg"] = cfg.reg_weight * losses.l2_reg([reps.raw0[rows][:, d:]], b)  # Eq. 24: E_v, E_t rows
         if spec.align_levels:
             stats = self.distribution_stats(reps)
             terms["align"] = cfg.lambda_align * losses.alignment_loss(stats, self.modalities, spec.align_levels)[0]
         if spec.feature_masking:
+            f = reps.fused
             terms["mask_f"] = cfg.lambda_f * losses.feature_masking_loss(
                 f[:n_u], f[n_u:], self.predictor, cfg.dropout
             )  # Eq. 17
@@ -258,33 +336,36 @@ class Mentor(Recommender):
 
     def distribution_stats(self, reps: Reps) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Eq. 8 for ID, every feature modality and the fused modality: (mean, variance) per node
-        (``align_stats=node``) or over the whole matrix (``matrix``), from block moments."""
-        n_mod, d = len(self.modalities), self.cfg.embedding_dim
-        mean, sq = losses.block_moments(reps.final, d)  # (N, M) each
-        id_mean, id_sq = losses.block_moments(reps.ids, d)
-        w = reps.weights
-        f_mean = (mean * w).sum(1, keepdim=True) / n_mod  # fused = [w_k E_k]: its moments follow
-        f_sq = (sq * w.square()).sum(1, keepdim=True) / n_mod
-        cols = {"id": (id_mean, id_sq), "fused": (f_mean, f_sq)}
-        cols.update({m: (mean[:, k : k + 1], sq[:, k : k + 1]) for k, m in enumerate(self.modalities)})
-        reduce = self.cfg.align_stats == "matrix"
-        return {name: losses.moments_to_stats(mu, s2, whole_matrix=reduce) for name, (mu, s2) in cols.items()}
+        (``align_stats=node``) or over the whole matrix (``matrix``), from first and second moments."""
+        d = self.cfg.embedding_dim
+        moments = {m: losses.block_moments(x, d) for m, x in reps.final.items()}  # (N, 1) each
+        moments["id"] = losses.block_moments(reps.ids, d)
+        w, n_mod = reps.weights, len(self.modalities)
+        moments["fused"] = (  # fused = [w_k E_k]: its moments follow from the modalities'
+            sum(w[k] * moments[m][0] for k, m in enumerate(self.modalities)) / n_mod,
+            sum(w[k] ** 2 * moments[m][1] for k, m in enumerate(self.modalities)) / n_mod,
+        )
+        whole = self.cfg.align_stats == "matrix"
+        return {name: losses.moments_to_stats(mu, sq, whole_matrix=whole) for name, (mu, sq) in moments.items()}
 
     def _perturbation_loss(self, reps: Reps, batch: Batch) -> torch.Tensor:
         """Eq. 21 summed over feature modalities: InfoNCE of users and of items between the views."""
         cfg, n_u = self.cfg, self.n_users
+        pairs = []
         if cfg.infonce_scope == "batch":  # as SimGCL: the batch's unique users and positive items
-            users = torch.unique(batch.users)
-            items = n_u + torch.unique(batch.pos)
+            users, items = torch.unique(batch.users), n_u + torch.unique(batch.pos)
+            rows = torch.cat([users, items])
+            for m in self.modalities:
+                clean = reps.ui[m][rows]  # one gather; both views add their noise to it
+                v0, v1 = (clean + reps.noise_block(v, m)[rows] for v in (0, 1))
+                pairs += [(v0[: len(users)], v1[: len(users)]), (v0[len(users) :], v1[len(users) :])]
         else:
-            users, items = slice(0, n_u), slice(n_u, None)
-        total = reps.fused.new_zeros(())
-        for m in self.modalities:
-            for rows in (users, items):
-                total = total + losses.info_nce_chunked(
-                    reps.view(0, m, rows), reps.view(1, m, rows), cfg.tau, cfg.infonce_chunk
-                )
-        return total
+            for m in self.modalities:
+                v0, v1 = reps.view(0, m), reps.view(1, m)
+                pairs += [(v0[:n_u], v1[:n_u]), (v0[n_u:], v1[n_u:])]
+        nce = lambda pair: losses.info_nce_chunked(pair[0], pair[1], cfg.tau, cfg.infonce_chunk)  # noqa: E731
+        parts = _parallel_cpu(nce, pairs, cfg.infonce_threads) if reps.fused.device.type == "cpu" else map(nce, pairs)
+        return sum(parts, reps.fused.new_zeros(()))
 
     @torch.no_grad()
     def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,6 +40,7 @@ from mentor_ray.config import VARIANTS, TrainConfig, make_config
 from mentor_ray.data import Dataset, load_dataset
 from mentor_ray.errors import ConfigError
 from mentor_ray.model import Batch, Recommender, build_model
+from mentor_ray.runtime import tune_allocator
 
 log = logging.getLogger("mentor_ray.train")
 
@@ -113,6 +114,7 @@ class Trainer:
         device: torch.device | None = None,
     ):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        tune_allocator()
         self.device = device or resolve_device(cfg.device)
         self.ds = ds or load_dataset(cfg.dataset, cfg.data_root)
         if cfg.spec.model == "mentor" and not self.ds.features:

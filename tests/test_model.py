@@ -48,14 +48,15 @@ def test_forward_follows_eq_1_to_7(ds):
     x0 = torch.cat([F.normalize(b, dim=1) for b in x0.split(d, 1)], 1)
     total = x0 + A @ x0 + A @ A @ x0  # Eq. 1-3, L = 2
     torch.testing.assert_close(r.ids, total[:, :d])
-    torch.testing.assert_close(r.ui, total[:, d:])
+    knn = build_graphs(ds, k=5).item_adj
     for k, mod in enumerate(mods):  # Eq. 6: items add their kNN aggregation, users unchanged
         e = total[:, d * (k + 1) : d * (k + 2)]
-        expected = torch.cat([e[:n_u], e[n_u:] + _dense(m, f"item.{mod}") @ e[n_u:]])
-        torch.testing.assert_close(r.modal(mod), expected)
+        torch.testing.assert_close(r.ui[mod], e)
+        expected = torch.cat([e[:n_u], e[n_u:] + knn[mod].to_dense() @ e[n_u:]])
+        torch.testing.assert_close(r.final[mod], expected)
     w = m.fusion_weights()
     assert torch.allclose(w, torch.tensor([0.5, 0.5]))  # α initialised to 0.5 (Eq. 7)
-    torch.testing.assert_close(r.fused, torch.cat([w[0] * r.modal(mods[0]), w[1] * r.modal(mods[1])], 1))
+    torch.testing.assert_close(r.fused, torch.cat([w[0] * r.final[mods[0]], w[1] * r.final[mods[1]]], 1))
 
 
 def test_perturbed_views_equal_explicit_noisy_propagation(ds, monkeypatch):
@@ -79,6 +80,23 @@ def test_perturbed_views_equal_explicit_noisy_propagation(ds, monkeypatch):
             torch.testing.assert_close(r.view(v, mod), total[:, k * d : (k + 1) * d], atol=1e-5, rtol=1e-5)
 
 
+def test_propagation_gradient_matches_autograd(ds):
+    m = _model(ds)
+    A, d = m.graph("ui"), 8
+    x = torch.randn(A.shape[0], 3 * d, dtype=torch.float64, requires_grad=True)
+    A64 = A.to_dense().double()
+    weights = [torch.randn(A.shape[0], d, dtype=torch.float64) for _ in range(3)]
+    blocks = model.propagate_blocks(x, A.to_dense().double().to_sparse_csr(), A64.to_sparse_csr(), 2, d)
+    got = torch.autograd.grad(sum((b * w).sum() for b, w in zip(blocks, weights)), x, retain_graph=True)[0]
+    total = x + A64 @ x + A64 @ A64 @ x
+    ref = torch.autograd.grad(sum((b * w).sum() for b, w in zip(total.split(d, 1), weights)), x, retain_graph=True)[0]
+    torch.testing.assert_close(got, ref)
+    # an unused block (None gradient) is handled
+    got = torch.autograd.grad((blocks[1] * weights[1]).sum(), x)[0]
+    ref = torch.autograd.grad((total.split(d, 1)[1] * weights[1]).sum(), x)[0]
+    torch.testing.assert_close(got, ref)
+
+
 def test_views_carry_gradient_through_the_clean_part_only(ds):
     m = _model(ds)
     r = m(perturb=True)
@@ -90,7 +108,7 @@ def test_distribution_stats_are_per_node_mean_and_variance(ds):
     m = _model(ds)
     r = m(perturb=False)
     stats = m.distribution_stats(r)
-    tensors = {"id": r.ids, "fused": r.fused, **{k: r.modal(k) for k in m.modalities}}
+    tensors = {"id": r.ids, "fused": r.fused, **r.final}
     for name, x in tensors.items():  # Eq. 8 per node: over each node's own dimensions
         torch.testing.assert_close(stats[name][0].reshape(-1), x.mean(1), atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(stats[name][1].reshape(-1), x.var(1, unbiased=False), atol=1e-6, rtol=1e-4)
@@ -172,3 +190,16 @@ def test_most_pop_breaks_ties_by_lower_item_id():
     u, i = mp.user_item_embeddings()
     order = torch.argsort((u @ i.T)[0], descending=True).tolist()
     assert order == [2, 1, 3, 0, 4]
+
+
+def test_block_normalize_matches_f_normalize():
+    x = torch.randn(7, 12, dtype=torch.float64, requires_grad=True)
+    x.data[2, 4:8] = 0.0  # a zero block stays zero, as with F.normalize
+    w = torch.randn(7, 12, dtype=torch.float64)
+    got = model.block_normalize(x, 4)
+    ref = F.normalize(x.view(7, 3, 4), dim=2).view(7, 12)
+    torch.testing.assert_close(got, ref)
+    g1 = torch.autograd.grad((got * w).sum(), x)[0]
+    g2 = torch.autograd.grad((ref * w).sum(), x)[0]
+    torch.testing.assert_close(g1[torch.arange(7) != 2], g2[torch.arange(7) != 2])
+    assert torch.autograd.gradcheck(lambda t: model.block_normalize(t, 4), (torch.randn(3, 8, dtype=torch.float64, requires_grad=True),))
