@@ -170,6 +170,9 @@ class _BlockNormalize(torch.autograd.Function):
         return (gb - y * (y * gb).sum(dim=2, keepdim=True)).mul_(inv).view_as(g), None
 
 
+PARALLEL_INFONCE_MIN_ROWS = 4096
+
+
 def _parallel_cpu(fn, items: list, workers: int) -> list:
     """``[fn(x) for x in items]`` on ``workers`` threads with one intra-op thread each, largest first.
 
@@ -364,7 +367,11 @@ class Mentor(Recommender):
                 v0, v1 = reps.view(0, m), reps.view(1, m)
                 pairs += [(v0[:n_u], v1[:n_u]), (v0[n_u:], v1[n_u:])]
         nce = lambda pair: losses.info_nce_chunked(pair[0], pair[1], cfg.tau, cfg.infonce_chunk)  # noqa: E731
-        parts = _parallel_cpu(nce, pairs, cfg.infonce_threads) if reps.fused.device.type == "cpu" else map(nce, pairs)
+        # Side-by-side blocks pay off only for large blocks, and never beyond torch's thread budget
+        # (a Ray worker with one CPU gets one thread; oversubscribed cores stall OpenMP regions).
+        big = max(a.shape[0] for a, _ in pairs) >= PARALLEL_INFONCE_MIN_ROWS
+        workers = min(cfg.infonce_threads, torch.get_num_threads()) if big else 1
+        parts = _parallel_cpu(nce, pairs, workers) if reps.fused.device.type == "cpu" else map(nce, pairs)
         return sum(parts, reps.fused.new_zeros(()))
 
     @torch.no_grad()
