@@ -253,7 +253,8 @@ class Mentor(Recommender):
         for m, f in features.items():
             self.register_buffer(f"feat_{m}", f.float(), persistent=False)  # (n_items, d_m), frozen input
         self.fusion = nn.Parameter(torch.full((n_mod - 1,), 1.0 / n_mod))  # Eq. 7 α
-        self.predictor = nn.Linear(n_mod * d, n_mod * d)  # Eq. 17 W, b
+        # Eq. 17 W, b; only when feature masking is on (DDP rejects parameters that get no gradient)
+        self.predictor = nn.Linear(n_mod * d, n_mod * d) if self.spec.feature_masking else None
 
     def fusion_weights(self) -> torch.Tensor:
         """(M,) = [α_1, ..., 1 - sum α]; two modalities: [α, 1 - α] (Eq. 7)."""

@@ -59,13 +59,32 @@ class TripletSampler:
         self.n_items, self.seed = ds.n_items, seed
         self.keys = np.sort(self.users * self.n_items + self.items)  # membership test for negatives
 
-    def epoch(self, epoch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This rank's shard of the epoch's shuffled triplets (users, positives, negatives)."""
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The epoch's shuffled triplets (users, positives, negatives), from ``(seed, epoch)`` alone."""
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(self.users.size)
-        neg = self._negatives(rng, self.users[order])
-        shard = slice(rank, None, world_size)
-        return self.users[order][shard], self.items[order][shard], neg[shard]
+        users, items = self.users[order], self.items[order]
+        return users, items, self._negatives(rng, users)
+
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """This rank's part of every global batch of the epoch.
+
+        Global batch k is triplets ``[k B, (k+1) B)`` of :meth:`epoch`, exactly the batches of a
+        single process; rank r takes every w-th triplet of it starting at r. Every rank gets the same
+        number of batches (DDP needs that); a last global batch smaller than ``world_size`` joins the
+        one before it, so no rank ever gets an empty batch.
+        """
+        users, items, neg = self.epoch(epoch)
+        starts = list(range(0, users.size, batch_size))
+        if len(starts) > 1 and users.size - starts[-1] < world_size:
+            starts.pop()
+        ends = starts[1:] + [users.size]
+        return [
+            (users[s + rank : e : world_size], items[s + rank : e : world_size], neg[s + rank : e : world_size])
+            for s, e in zip(starts, ends)
+        ]
 
     def _negatives(self, rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
         neg = rng.integers(self.n_items, size=users.size)
@@ -102,8 +121,24 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _LossStep(torch.nn.Module):
+    """``model.loss`` as a module's forward, so that DDP can wrap it."""
+
+    def __init__(self, model: Recommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch):
+        return self.model.loss(batch)
+
+
 class Trainer:
-    """Owns the dataset, graphs, model, optimiser and early-stopping state of one run."""
+    """Owns the dataset, graphs, model, optimiser and early-stopping state of one run.
+
+    With ``world_size > 1`` it expects ``torch.distributed`` to be initialised (Ray Train does that,
+    and so do the tests): gradients are averaged by DDP and metric sums are all-reduced, so every
+    rank holds the same metrics and takes the same early-stopping decisions.
+    """
 
     def __init__(
         self,
@@ -130,6 +165,15 @@ class Trainer:
         self.model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr) if params else None
+        self.step: torch.nn.Module = _LossStep(self.model)
+        # gloo reduces CPU tensors; NCCL needs them on the GPU
+        self.comm_device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        if world_size > 1 and params:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Graphs are attributes, not buffers, and the features are identical on every rank.
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step = DistributedDataParallel(self.step, device_ids=ids, broadcast_buffers=False)
         self.sampler = TripletSampler(self.ds, cfg.seed)
         self.train_csr = self.ds.train_csr
         self.gt = {s: metrics.csr_of(self.ds.split(s).users, self.ds.split(s).items, self.ds.n_users)
@@ -145,34 +189,34 @@ class Trainer:
         return self.optimizer is not None
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over this rank's shard of the epoch's triplets; mean loss terms and seconds."""
+        """One pass over this rank's part of every batch of the epoch; mean loss terms and seconds.
+
+        Loss terms are averaged over the epoch's batches and, when distributed, over the ranks.
+        """
         t0 = time.perf_counter()
         self.model.train()
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / noise: per epoch, same on all ranks
-        users, pos, neg = self.sampler.epoch(epoch, self.rank, self.world_size)
-        bs = max(1, self.cfg.batch_size // self.world_size)
         sums: dict[str, float] = {}
-        n_batches = 0
-        for s in range(0, users.size, bs):
-            batch = Batch(*(torch.from_numpy(a[s : s + bs]).to(self.device) for a in (users, pos, neg)))
+        batches = self.sampler.batches(epoch, self.cfg.batch_size, self.rank, self.world_size)
+        for part in batches:
+            batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part))
             self.optimizer.zero_grad(set_to_none=True)
-            loss, terms = self.model.loss(batch)
+            loss, terms = self.step(batch)  # DDP averages the gradients over the ranks
             loss.backward()
             self.optimizer.step()
-            for k, v in terms.items():
+            for k, v in {**terms, "loss": float(loss.detach())}.items():
                 sums[k] = sums.get(k, 0.0) + v
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            n_batches += 1
-        out = {k: v / max(n_batches, 1) for k, v in sums.items()}
+        out = {k: v / max(len(batches), 1) / self.world_size for k, v in self._all_reduce(sums).items()}
         out["seconds"] = time.perf_counter() - t0
         return out
 
     @torch.no_grad()
-    def evaluate_sums(self, split: str, users: np.ndarray | None = None) -> dict[str, float]:
-        """Summed per-user metrics of ``split`` (optionally over a subset of users, e.g. a rank's)."""
+    def evaluate_sums(self, split: str) -> dict[str, float]:
+        """Summed per-user metrics of ``split``; each rank ranks every w-th user, then the sums add up."""
         self.model.eval()
         u_emb, i_emb = self.model.user_item_embeddings()
-        return metrics.evaluate(
+        users = np.arange(self.ds.n_users)[self.rank :: self.world_size]
+        sums = metrics.evaluate(
             lambda batch: u_emb[batch] @ i_emb.T,
             self.train_csr,
             self.gt[split],
@@ -180,6 +224,18 @@ class Trainer:
             batch_size=self.cfg.eval_batch_size,
             device=self.device,
         )
+        return self._all_reduce(sums)
+
+    def _all_reduce(self, values: dict[str, float]) -> dict[str, float]:
+        """Sum a dict of floats over the ranks (identity in a single process)."""
+        if self.world_size == 1:
+            return values
+        import torch.distributed as dist
+
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.comm_device)
+        dist.all_reduce(t)
+        return dict(zip(keys, t.tolist()))
 
     def evaluate(self, split: str) -> dict[str, float]:
         return metrics.finalize(self.evaluate_sums(split))
@@ -198,13 +254,39 @@ class Trainer:
         self.epoch = epoch + 1
         return record
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs. No RNG state: every epoch re-seeds its randomness from
+        ``(seed, epoch)``, so a run resumed at an epoch boundary draws exactly what it would have."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "epoch": self.epoch,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "config": self.cfg.model_dump(),
+            "dataset_hash": self.ds.content_hash,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("dataset_hash") != self.ds.content_hash:
+            raise ConfigError(
+                f"checkpoint: it was trained on dataset content {str(state.get('dataset_hash'))[:12]}, "
+                f"not {self.ds.name} ({self.ds.content_hash[:12]}); use another --storage or run name"
+            )
+        self.model.load_state_dict(state["model"])
+        if self.optimizer and state["optimizer"]:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.best, self.bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
+        self.history = list(state["history"])
+
     def should_stop(self) -> bool:
         return self.bad_epochs >= self.cfg.patience or self.epoch >= self.cfg.max_epochs
 
     def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Train to early stopping (or ``max_epochs``); the run summary."""
         t_start = time.perf_counter()
-        if not self.trainable or self.cfg.max_epochs == 0:
+        if (not self.trainable or self.cfg.max_epochs == 0) and not self.history:
             t0 = time.perf_counter()
             valid = self.evaluate("valid")
             self.end_epoch(0, {}, valid, lambda: self.evaluate("test"), time.perf_counter() - t0)

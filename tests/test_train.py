@@ -29,10 +29,22 @@ def test_negatives_are_never_training_items_and_shards_partition_the_epoch(ds):
     assert sorted(zip(u, p)) == sorted(zip(ds.train.users, ds.train.items))  # every interaction once
     for user, neg in zip(u, n):
         assert neg not in set(ds.user_train_items(user))
-    shards = [s.epoch(3, rank=r, world_size=3) for r in range(3)]
-    merged = sorted(t for sh in shards for t in zip(*sh))
-    assert merged == sorted(zip(u, p, n))  # disjoint shards whose union is the epoch
     assert np.array_equal(s.epoch(3)[2], n) and not np.array_equal(s.epoch(4)[0], u)
+    single = s.batches(3, 64)
+    for world in (2, 3):
+        parts = [s.batches(3, 64, rank=r, world_size=world) for r in range(world)]
+        assert len({len(p) for p in parts}) == 1  # every rank: the same number of batches
+        for k, batch in enumerate(single):  # rank parts of global batch k = single-process batch k
+            merged = sorted(t for r in range(world) for t in zip(*parts[r][k]))
+            assert merged == sorted(zip(*batch)) and all(len(parts[r][k][0]) for r in range(world))
+
+
+def test_a_tiny_last_batch_joins_the_previous_one(ds):
+    s = train.TripletSampler(ds, seed=0)
+    n = len(ds.train)
+    b = n - 1  # global batches of n-1 and 1 triplets: the single one would leave rank 1 empty
+    assert [len(x[0]) for x in s.batches(0, b)] == [n - 1, 1]
+    assert [len(x[0]) for x in s.batches(0, b, rank=1, world_size=2)] == [n // 2]
 
 
 def test_fit_summary_has_the_documented_keys(ds):
@@ -92,3 +104,29 @@ def test_command_line_rejects_a_bad_override(capsys):
     assert run(train.main, ["--dataset", "synth-tiny", "tau=-1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: override: tau = -1") and "\n" not in err
+
+
+def test_resuming_from_a_checkpoint_ends_like_an_uninterrupted_run(ds, tmp_path):
+    extra = ["max_epochs=5", "patience=2", "lr=1e-3"]
+    whole = _trainer(ds, extra=extra)
+    full = whole.fit()
+    first = _trainer(ds, extra=["max_epochs=2", "patience=2", "lr=1e-3"])
+    first.fit()
+    torch_save = tmp_path / "state.pt"
+    import torch
+
+    torch.save(first.state_dict(), torch_save)
+    resumed = _trainer(ds, extra=extra)
+    resumed.load_state_dict(torch.load(torch_save))
+    assert resumed.epoch == 2
+    end = resumed.fit()
+    assert end["best_epoch"] == full["best_epoch"] and end["epochs_run"] == full["epochs_run"]
+    assert end["valid"] == full["valid"] and end["test"] == full["test"]
+
+
+def test_a_checkpoint_of_other_data_is_refused(ds):
+    t = _trainer(ds)
+    state = t.state_dict()
+    state["dataset_hash"] = "0" * 64
+    with pytest.raises(train.ConfigError, match="checkpoint: it was trained on dataset content 000000000000"):
+        t.load_state_dict(state)
