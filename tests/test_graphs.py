@@ -88,7 +88,7 @@ def test_user_item_heterograph_has_both_directions(tmp_path):
 def test_build_graphs_caches_on_disk_and_in_memory(monkeypatch):
     ds = data.load_dataset("synth-tiny")
     graphs._MEMO.clear()
-    first = graphs.build_graphs(ds, k=5)
+    first = graphs.build_graphs(ds, k=5, use_cache=False)  # built, and written to the disk cache
     assert not first.from_cache and first.ui_adj.layout == torch.sparse_csr
     assert graphs.build_graphs(ds, k=5) is first  # in-process memo
     graphs._MEMO.clear()
