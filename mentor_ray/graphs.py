@@ -56,7 +56,7 @@ from mentor_ray.errors import ConfigError
 
 log = logging.getLogger("mentor_ray.graphs")
 
-GRAPH_VERSION = 1  # bump when graph construction changes; old cache files are then ignored
+GRAPH_VERSION = 2  # bump when graph construction changes; old cache files are then ignored
 KnnNorm = Literal["row", "sym", "none"]
 KNN_NORMS: tuple[str, ...] = ("row", "sym", "none")
 
@@ -213,7 +213,7 @@ def build_graphs(ds: Dataset, k: int = 40, knn_norm: str = "row", use_cache: boo
         graphs = _build(ds, k_eff, knn_norm, key)
         with cache.atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, **_arrays(graphs))
+                np.savez(f, **to_arrays(graphs))
         log.info("%s: built graphs in %.1fs, cached at %s", ds.name, sum(graphs.build_seconds.values()), path)
     else:
         log.info("%s: graph cache hit (%s)", ds.name, path.name)
@@ -235,8 +235,10 @@ def _build(ds: Dataset, k: int, knn_norm: str, key: str) -> Graphs:
     return Graphs(ui, item_adj, key, k, knn_norm, from_cache=False, build_seconds=seconds)
 
 
-def _arrays(g: Graphs) -> dict[str, np.ndarray]:
-    out = {"meta": np.frombuffer(json.dumps({"modalities": list(g.item_adj)}).encode(), dtype=np.uint8)}
+def to_arrays(g: Graphs) -> dict[str, np.ndarray]:
+    """Plain numpy arrays of every graph (the cache file's content; also what crosses processes)."""
+    meta = {"modalities": list(g.item_adj), "key": g.key, "k": g.k, "knn_norm": g.knn_norm}
+    out = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
     for name, adj in {"ui": g.ui_adj, **{f"item.{m}": a for m, a in g.item_adj.items()}}.items():
         out[f"{name}.crow"] = adj.crow_indices().numpy()
         out[f"{name}.col"] = adj.col_indices().numpy()
@@ -245,23 +247,30 @@ def _arrays(g: Graphs) -> dict[str, np.ndarray]:
     return out
 
 
+def from_arrays(z) -> Graphs:
+    """The inverse of :func:`to_arrays` (``z``: a dict or an open ``.npz``)."""
+    meta = json.loads(bytes(z["meta"]).decode())
+
+    def csr(name: str) -> torch.Tensor:
+        shape = tuple(int(s) for s in z[f"{name}.shape"])
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(np.asarray(z[f"{name}.crow"])),
+            torch.from_numpy(np.asarray(z[f"{name}.col"])),
+            torch.from_numpy(np.asarray(z[f"{name}.val"])),
+            size=shape,
+        )
+
+    item_adj = {m: csr(f"item.{m}") for m in meta["modalities"]}
+    return Graphs(csr("ui"), item_adj, meta["key"], meta["k"], meta["knn_norm"], from_cache=True)
+
+
 def _load(path: Path, key: str, k: int, knn_norm: str) -> Graphs | None:
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-
-            def csr(name: str) -> torch.Tensor:
-                shape = tuple(int(s) for s in z[f"{name}.shape"])
-                return torch.sparse_csr_tensor(
-                    torch.from_numpy(z[f"{name}.crow"]),
-                    torch.from_numpy(z[f"{name}.col"]),
-                    torch.from_numpy(z[f"{name}.val"]),
-                    size=shape,
-                )
-
-            return Graphs(csr("ui"), {m: csr(f"item.{m}") for m in meta["modalities"]}, key, k, knn_norm, True)
+            g = from_arrays(z)
+        return g if (g.key, g.k, g.knn_norm) == (key, k, knn_norm) else None
     except (OSError, ValueError, KeyError) as exc:
         log.warning("graph cache %s unreadable (%s); rebuilding", path, exc)
         return None

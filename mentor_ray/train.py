@@ -6,6 +6,9 @@ Launch::
     python -m mentor_ray.train --dataset tiktok --data-root ../shared/datasets --variant mentor \\
         --summary runs/tiktok-mentor.json infonce_scope=batch lambda_g=1e-3
     python -m mentor_ray.train --dataset tiktok --data-root ../shared/datasets --variant most_pop
+    python -m mentor_ray.train --dataset synth-small --workers 2 --storage runs/   # Ray Train, DDP (gloo)
+    python -m mentor_ray.train --dataset tiktok --data-root /data --workers 4 --gpus-per-worker 1 \
+        --storage s3://bucket/runs                                                  # Ray Train, NCCL
 
 Protocol (paper §Implementation Details, MMRec): BPR triplets of every training interaction with one
 uniform negative outside the user's training items, reshuffled every epoch; Adam; evaluation after
@@ -147,6 +150,7 @@ class Trainer:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | None = None,
+        graphs=None,
     ):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         tune_allocator()
@@ -157,10 +161,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights
         self.model: Recommender = build_model(cfg, self.ds)
         if cfg.spec.model in ("mentor", "lightgcn"):
-            from mentor_ray.graphs import build_graphs  # DGL stays out of the training loop
+            if graphs is None:
+                from mentor_ray.graphs import build_graphs  # DGL stays out of the training loop
 
-            g = build_graphs(self.ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
-            self.model.set_graphs(g.ui_adj, g.item_adj)
+                graphs = build_graphs(self.ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
+            self.model.set_graphs(graphs.ui_adj, graphs.item_adj)
             self.model.graphs_to(self.device)
         self.model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -188,7 +193,7 @@ class Trainer:
     def trainable(self) -> bool:
         return self.optimizer is not None
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_epoch(self, epoch: int, on_batch: Callable[[int, int], None] | None = None) -> dict[str, float]:
         """One pass over this rank's part of every batch of the epoch; mean loss terms and seconds.
 
         Loss terms are averaged over the epoch's batches and, when distributed, over the ranks.
@@ -198,7 +203,9 @@ class Trainer:
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / noise: per epoch, same on all ranks
         sums: dict[str, float] = {}
         batches = self.sampler.batches(epoch, self.cfg.batch_size, self.rank, self.world_size)
-        for part in batches:
+        for k, part in enumerate(batches):
+            if on_batch:
+                on_batch(epoch, k)
             batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part))
             self.optimizer.zero_grad(set_to_none=True)
             loss, terms = self.step(batch)  # DDP averages the gradients over the ranks
@@ -365,6 +372,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, help="at most this many epochs (default 1000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
+    ray = p.add_argument_group("Ray Train (any of these runs training on Ray Train; otherwise in-process)")
+    ray.add_argument("--workers", type=int, help="data-parallel workers (DDP; gloo on CPU, NCCL on GPU)")
+    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per worker (default 1)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (default 0)")
+    ray.add_argument("--storage", help="run storage: a local path, NFS, or a URI Ray accepts (s3://, gs://)")
+    ray.add_argument("--run-name", help="default: dataset-variant-seed-settingshash (re-running resumes)")
+    ray.add_argument("--max-failures", type=int, default=2, help="restarts from the last checkpoint (default 2)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="setting overrides")
     return p
 
@@ -375,17 +389,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = {"dataset": args.dataset, "data_root": args.data_root, "variant": args.variant,
              "max_epochs": args.max_epochs, "seed": args.seed}
     cfg = make_config(args.preset, flags, args.overrides)
+    if args.workers is not None or args.storage or args.run_name:
+        from mentor_ray.ray_train import fit_with_ray
+
+        summary = fit_with_ray(cfg, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
+                               gpus_per_worker=args.gpus_per_worker, storage=args.storage,
+                               name=args.run_name, max_failures=args.max_failures)
+        return _finish(summary, args.summary)
     trainer = Trainer(cfg)
     name = f"{trainer.ds.name}{' (synthetic)' if trainer.ds.synthetic else ''}"
     log.info("training %s on %s: %d users, %d items, %d train interactions, device %s",
              cfg.variant, name, trainer.ds.n_users, trainer.ds.n_items, len(trainer.ds.train), trainer.device)
     summary = trainer.fit(on_epoch=lambda r: log.info(format_epoch(r)))
+    return _finish(summary, args.summary)
+
+
+def _finish(summary: dict[str, Any], path: Path | None) -> int:
     print(format_table(summary))
-    if args.summary:
+    if summary.get("resumed_at_epochs"):
+        print(f"resumed from a checkpoint at epoch(s) {summary['resumed_at_epochs']} (re-run or worker restart)")
+    if path:
         from mentor_ray.cache import write_json_atomic
 
-        write_json_atomic(args.summary, summary)
-        log.info("summary written to %s", args.summary)
+        write_json_atomic(path, summary)
+        log.info("summary written to %s", path)
     return 0
 
 

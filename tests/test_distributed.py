@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import traceback
 
 import pytest
 import torch
@@ -21,7 +23,11 @@ def _numbers(train_record: dict) -> dict:
 def _run(rank: int, world: int, init_file: str, out_dir: str, variant: str) -> None:
     import torch.distributed as dist
 
+    # Loopback: gloo otherwise binds to the address of the machine's hostname, and where that does not
+    # resolve (as on some CI machines) creating the process group hangs.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    code = 1
     try:
         cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": variant}, overrides=SETTINGS)
         trainer = train.Trainer(cfg, rank=rank, world_size=world)
@@ -29,8 +35,16 @@ def _run(rank: int, world: int, init_file: str, out_dir: str, variant: str) -> N
         history = [{**_numbers(h["train"]), **h["valid"]} for h in trainer.history]
         with open(os.path.join(out_dir, f"{world}-{rank}.json"), "w") as f:
             json.dump({"history": history, "best_epoch": summary["best_epoch"], "test": summary["test"]}, f)
+        dist.barrier()
+        code = 0
+    except BaseException:
+        traceback.print_exc()
     finally:
-        dist.destroy_process_group()
+        # Exit without tearing the process group down: torch 2.2's ~ProcessGroupGloo can deadlock with
+        # its worker thread over the GIL when DDP's reducer is freed at interpreter exit (seen here).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _single(variant: str) -> dict:

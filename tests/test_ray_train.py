@@ -1,0 +1,49 @@
+"""Ray Train: resume equals an uninterrupted run, and a killed worker restarts from a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from mentor_ray import config
+from mentor_ray.ray_train import ensure_ray, fit_with_ray, run_name
+
+ray = pytest.importorskip("ray")
+
+TINY = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16", "lr=1e-3", "patience=10"]
+
+
+def _cfg(max_epochs: int, variant: str = "mentor"):
+    return config.make_config(flags={"dataset": "synth-tiny", "variant": variant, "max_epochs": max_epochs},
+                              overrides=TINY)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ensure_ray(num_cpus=4, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_run_names_are_deterministic_and_ignore_the_epoch_budget():
+    assert run_name(_cfg(2)) == run_name(_cfg(4)) == run_name(_cfg(4))
+    assert run_name(_cfg(4)).startswith("synth-tiny-mentor-s0-")
+    assert run_name(_cfg(4, "lightgcn")) != run_name(_cfg(4))
+
+
+def test_a_resumed_run_ends_like_an_uninterrupted_one(local_ray, tmp_path):
+    full = fit_with_ray(_cfg(4), workers=2, storage=str(tmp_path / "whole"))
+    fit_with_ray(_cfg(2), workers=2, storage=str(tmp_path / "split"))  # stopped after epoch 1
+    resumed = fit_with_ray(_cfg(4), workers=2, storage=str(tmp_path / "split"))  # the same command, more epochs
+    assert full["resumed_at_epochs"] == [] and resumed["resumed_at_epochs"] == [2]
+    assert resumed["epochs_run"] == full["epochs_run"] == 4
+    assert resumed["best_epoch"] == full["best_epoch"]
+    assert resumed["valid"] == full["valid"] and resumed["test"] == full["test"]
+
+
+def test_a_killed_worker_restarts_from_the_last_checkpoint(local_ray, tmp_path):
+    marker = tmp_path / "killed"
+    fault = {"epoch": 1, "batch": 2, "rank": 1, "marker": str(marker)}
+    summary = fit_with_ray(_cfg(3), workers=2, storage=str(tmp_path / "runs"), max_failures=2, fault=fault)
+    assert marker.read_text().startswith("killed rank 1 at epoch 1 batch 2")
+    assert summary["resumed_at_epochs"] == [1]  # restarted from the checkpoint of epoch 0
+    assert summary["epochs_run"] == 3 and summary["world_size"] == 2
