@@ -81,6 +81,7 @@ def fit_with_ray(
     ds_ref, graphs_ref = _prepare_inputs(cfg)  # before the trainer: Ray must be up for ray.put
     trainer = TorchTrainer(
         _worker_loop,
+        torch_config=_torch_config(),
         train_loop_config={
             "cfg": cfg.model_dump(),
             "dataset": ds_ref,
@@ -113,6 +114,48 @@ def fit_with_ray(
     summary["run_name"] = name
     summary["storage"] = str(result.path)
     return summary
+
+
+def _torch_config():
+    """Ray Train's TorchConfig, with gloo pinned to the interface that carries each worker's Ray node IP.
+
+    Unpinned, gloo binds to whatever the machine's hostname resolves to; where it does not resolve
+    (containers, sandboxes, some CI machines) creating the process group hangs instead of failing.
+    Pinning to the node IP's interface is what a multi-node run needs anyway. An explicit
+    ``GLOO_SOCKET_IFNAME`` in the workers' environment wins.
+    """
+    from dataclasses import dataclass
+
+    from ray.train.torch import TorchConfig
+    from ray.train.torch.config import _TorchBackend  # Ray 2.60; pinned in pyproject.toml
+
+    class _PinnedGlooBackend(_TorchBackend):
+        def on_start(self, worker_group, backend_config):
+            worker_group.execute(pin_gloo_interface)
+            super().on_start(worker_group, backend_config)
+
+    @dataclass
+    class _PinnedTorchConfig(TorchConfig):
+        @property
+        def backend_cls(self):
+            return _PinnedGlooBackend
+
+    return _PinnedTorchConfig()
+
+
+def pin_gloo_interface() -> str | None:
+    """Set GLOO_SOCKET_IFNAME to the network interface holding this Ray node's IP (unless already set)."""
+    if os.environ.get("GLOO_SOCKET_IFNAME"):
+        return os.environ["GLOO_SOCKET_IFNAME"]
+    import psutil
+    import ray.util
+
+    ip = ray.util.get_node_ip_address()
+    for iface, addrs in psutil.net_if_addrs().items():
+        if any(a.address == ip for a in addrs):
+            os.environ["GLOO_SOCKET_IFNAME"] = iface
+            return iface
+    return None  # not found: leave gloo's default (the hostname's address)
 
 
 def _prepare_inputs(cfg: TrainConfig):

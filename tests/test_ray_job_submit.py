@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,20 +18,30 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def _env(tmp_path: Path) -> dict:
+def _env(ray_tmp: str) -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # the job's `python` is this environment's
-    env["RAY_TMPDIR"] = str(tmp_path / "ray")  # an isolated head, never a user's running cluster
+    env["RAY_TMPDIR"] = ray_tmp  # an isolated head, never a user's running cluster
     env.pop("RAY_ADDRESS", None)
+    # Ray 2.60 turns token authentication on for a head when a token exists (a local ray.init() writes
+    # ~/.ray/auth_token), and `ray job submit` then needs RAY_AUTH_MODE=token. Use it explicitly, with a
+    # token of the test's own, so the test behaves the same on a fresh machine and a used one.
+    env["RAY_AUTH_MODE"] = "token"
+    env["RAY_AUTH_TOKEN"] = "mentor-ray-test-token-0123456789abcdef0123456789abcdef"
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     return env
 
 
 def test_job_submit_trains_with_two_workers(tmp_path):
-    env = _env(tmp_path)
+    # Ray's Unix socket paths live under RAY_TMPDIR and must stay under ~107 bytes: pytest's tmp_path
+    # is too deep for them, so the head gets a short directory of its own.
+    ray_tmp = tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp")
+    env = _env(ray_tmp)
     ray = str(BIN / "ray")
-    subprocess.run([ray, "start", "--head", "--num-cpus", "4", "--include-dashboard", "true",
-                    "--dashboard-port", "8297", "--port", "6391", "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True, timeout=180)
+    start = subprocess.run([ray, "start", "--head", "--num-cpus", "4", "--include-dashboard", "true",
+                            "--dashboard-port", "8297", "--port", "6391", "--disable-usage-stats"],
+                           env=env, capture_output=True, text=True, timeout=180)
+    assert start.returncode == 0, (start.stdout + start.stderr)[-3000:]
     try:
         proc = subprocess.run(
             [ray, "job", "submit", "--address", "http://127.0.0.1:8297", "--working-dir", str(REPO), "--",
@@ -42,3 +54,4 @@ def test_job_submit_trains_with_two_workers(tmp_path):
         assert "succeeded" in out and "synth-small (synthetic) / mentor / seed 0" in out
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(ray_tmp, ignore_errors=True)

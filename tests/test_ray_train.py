@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mentor_ray import config
@@ -47,3 +49,16 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(local_ray, tmp_path):
     assert marker.read_text().startswith("killed rank 1 at epoch 1 batch 2")
     assert summary["resumed_at_epochs"] == [1]  # restarted from the checkpoint of epoch 0
     assert summary["epochs_run"] == 3 and summary["world_size"] == 2
+
+
+def test_gloo_is_pinned_to_the_interface_of_the_node_ip(local_ray, monkeypatch):
+    import psutil
+
+    from mentor_ray.ray_train import pin_gloo_interface
+
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "")
+    iface = pin_gloo_interface()
+    assert iface is not None and os.environ["GLOO_SOCKET_IFNAME"] == iface
+    assert ray.util.get_node_ip_address() in [a.address for a in psutil.net_if_addrs()[iface]]
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth7")
+    assert pin_gloo_interface() == "eth7"  # an explicit choice wins
