@@ -10,6 +10,8 @@ Commands::
     python -m mentor_ray.bench graphs --dataset tiktok --data-root ../shared/datasets
     python -m mentor_ray.bench train --dataset tiktok --data-root ../shared/datasets --variant mentor \
         --epochs 3 --write docs/benchmarks.md infonce_scope=batch
+    python -m mentor_ray.bench ray --dataset tiktok --data-root ../shared/datasets --workers 1,2 \
+        --cpus 2 --epochs 3 --write docs/benchmarks.md infonce_scope=batch
 """
 
 from __future__ import annotations
@@ -157,6 +159,117 @@ def train_markdown(res: dict, command: str, dataset: str, variant: str, override
     )
 
 
+def gradient_bytes(dataset: str, data_root: Path | None, variant: str, overrides: list[str]) -> tuple[int, int]:
+    """(trainable parameters, bytes DDP all-reduces per step): every parameter gets a dense gradient,
+    since MENTOR and LightGCN propagate over the whole graph in every step."""
+    from mentor_ray.config import make_config
+    from mentor_ray.data import load_dataset
+    from mentor_ray.model import build_model
+
+    cfg = make_config(flags={"dataset": dataset, "data_root": str(data_root) if data_root else None, "variant": variant},
+                      overrides=overrides)
+    model = build_model(cfg, load_dataset(cfg.dataset, cfg.data_root))
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return n, 4 * n
+
+
+def _allreduce_worker(rank: int, world: int, init_file: str, numel: int, reps: int, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    buf = torch.ones(numel)
+    times = []
+    for _ in range(reps + 1):
+        dist.barrier()
+        t0 = time.perf_counter()
+        dist.all_reduce(buf)
+        times.append(time.perf_counter() - t0)
+    if rank == 0:
+        Path(out).write_text(json.dumps(times[1:]))
+    dist.barrier()
+    os._exit(0)  # skip process-group teardown (torch 2.2 gloo can deadlock in it at exit)
+
+
+def allreduce_seconds(numel: int, world: int = 2, reps: int = 10) -> float:
+    """Median seconds of one gloo all-reduce of ``numel`` float32 between ``world`` local processes."""
+    import statistics
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "times.json")
+        mp.spawn(_allreduce_worker, args=(world, os.path.join(d, "pg"), numel, reps, out), nprocs=world, join=True)
+        return statistics.median(json.loads(Path(out).read_text()))
+
+
+def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, workers: list[int], cpus: int,
+              overrides: list[str]) -> dict:
+    """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers."""
+    import tempfile
+
+    runs = []
+    for n in workers:
+        args = ["mentor_ray.train", "--dataset", dataset, "--variant", variant, "--max-epochs", str(epochs),
+                "--workers", str(n), "--cpus-per-worker", f"{cpus / n:g}"]
+        if data_root is not None:
+            args += ["--data-root", str(data_root)]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "summary.json"
+            print(f"[bench] Ray Train: {n} worker(s) x {cpus / n:g} CPU, {epochs} epochs of {variant} on {dataset}",
+                  file=sys.stderr)
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "-m", *args, "--storage", str(Path(tmp) / "runs"), "--summary", str(out),
+                 f"patience={epochs + 1}", *overrides],
+                capture_output=True, text=True,
+            )
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise MentorRayError(f"benchmark Ray Train run ({n} workers) failed: {tail}")
+            runs.append({"workers": n, "summary": json.loads(out.read_text()), "wall": wall})
+    params, grad_bytes = gradient_bytes(dataset, data_root, variant, overrides)
+    print(f"[bench] gloo all-reduce of {grad_bytes / 2**20:.1f} MiB between 2 local processes", file=sys.stderr)
+    return {"runs": runs, "params": params, "grad_bytes": grad_bytes, "allreduce_s": allreduce_seconds(params)}
+
+
+def ray_markdown(res: dict, command: str, dataset: str, variant: str, cpus: int, overrides: list[str]) -> str:
+    from mentor_ray.data import load_dataset
+
+    first = res["runs"][0]["summary"]
+    cfg = first["config"]
+    n_train = len(load_dataset(cfg["dataset"], cfg["data_root"]).train)
+    steps = -(-n_train // cfg["batch_size"])
+    rows = []
+    for r in res["runs"]:
+        s = r["summary"]
+        step_ms = 1000 * s["seconds_per_epoch"] / steps
+        rows.append(f"| {r['workers']} | {cpus / r['workers']:g} | {s['seconds_per_epoch']:.2f} | {step_ms:.0f} "
+                    f"| {s['eval_seconds']:.2f} | {r['wall']:.0f} | {s['epochs_run']} | {s['valid']['recall@20']:.4f} |")
+    return "\n".join(
+        [
+            f"### Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpus} CPUs",
+            "",
+            f"- Command: `{command}`",
+            f"- Machine: {machine()}",
+            f"- Date: {dt.date.today().isoformat()}; {steps} steps per epoch (global batch {cfg['batch_size']}); "
+            f"gloo on CPU",
+            f"- Per step, DDP all-reduces the dense gradient of {res['params']:,} parameters = "
+            f"{res['grad_bytes'] / 2**20:.1f} MiB; one gloo all-reduce of that size between 2 local processes "
+            f"takes {1000 * res['allreduce_s']:.1f} ms here.",
+            "",
+            "| workers | CPUs each | s / epoch (median after the first) | ms / step | eval (s) | process wall (s, "
+            "incl. Ray start) | epochs | valid R@20 |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+
+
 def upsert_block(path: Path, block_id: str, body: str) -> None:
     """Replace the block ``block_id`` in the Markdown file ``path``, or append it."""
     start, end = f"<!-- bench:{block_id} -->", f"<!-- /bench:{block_id} -->"
@@ -185,6 +298,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--epochs", type=int, default=3, help="epochs to time (the first is excluded from the median)")
     t.add_argument("--write", type=Path, default=None, metavar="MD")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
+    r = sub.add_parser("ray", help="Ray Train seconds per epoch for several worker counts, and DDP traffic per step")
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--data-root", type=Path, default=None)
+    r.add_argument("--variant", default="mentor")
+    r.add_argument("--epochs", type=int, default=3)
+    r.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
+    r.add_argument("--cpus", type=int, default=2, help="CPUs shared by the workers of a run (default 2)")
+    r.add_argument("--write", type=Path, default=None, metavar="MD")
+    r.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
     args = p.parse_args(argv)
     setup_logging()
     command = "python -m mentor_ray.bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -192,6 +314,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm)
         md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)
         block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}"
+    elif args.cmd == "ray":
+        try:
+            workers = [int(w) for w in args.workers.split(",")]
+        except ValueError:
+            raise MentorRayError(f"--workers {args.workers!r}: expected comma-separated integers, e.g. 1,2")
+        res = bench_ray(args.dataset, args.data_root, args.variant, args.epochs, workers, args.cpus, args.overrides)
+        md = ray_markdown(res, command, args.dataset, args.variant, args.cpus, args.overrides)
+        block = f"ray:{args.dataset}:{args.variant}:{args.cpus}:{':'.join(sorted(args.overrides))}"
     else:
         res = bench_train(args.dataset, args.data_root, args.variant, args.epochs, args.overrides)
         md = train_markdown(res, command, args.dataset, args.variant, args.overrides)
