@@ -1,0 +1,186 @@
+"""The results store: every finished trial and final run as rows of one Parquet dataset.
+
+One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, metric, K). Each run
+is one file, ``<results>/<run_id>.parquet``, where ``run_id`` is deterministic (role, dataset,
+variant, config hash, seed). Writing goes to a hidden temporary file that is then renamed over the
+target, so a kill never leaves a torn file (pyarrow ignores the hidden leftovers), and writing the
+same run again replaces its file: a resumed sweep never duplicates rows.
+
+    python -m mentor_ray.results show --results runs/results                 # a summary per dataset/role
+    python -m mentor_ray.results show --results runs/results --role final --dataset tiktok
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from mentor_ray.cache import sha256_json
+from mentor_ray.errors import MentorRayError
+
+ROLES = ("search", "final", "ablation")
+METRICS = ("recall", "ndcg")
+KS = (5, 10, 20, 50)
+HPARAMS = ("dropout", "lambda_f", "lambda_g", "tau", "lambda_align")  # the paper's grid, as columns
+RUN_KEYS = ("dataset", "variant", "seed", "data_root", "max_epochs", "device", "eval_batch_size", "infonce_threads")
+
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("sweep", pa.string()),
+        ("dataset", pa.string()),
+        ("synthetic", pa.bool_()),
+        ("variant", pa.string()),
+        ("role", pa.string()),
+        ("config_hash", pa.string()),
+        *[(h, pa.float64()) for h in HPARAMS],
+        ("config_json", pa.string()),
+        ("seed", pa.int64()),
+        ("split", pa.string()),
+        ("metric", pa.string()),
+        ("k", pa.int32()),
+        ("value", pa.float64()),
+        ("best_epoch", pa.int32()),
+        ("epochs_run", pa.int32()),
+        ("seconds_per_epoch", pa.float64()),
+        ("peak_memory_mb", pa.float64()),
+        ("code_version", pa.string()),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Hash of the settings that define a model (not dataset, variant, seed, epoch budget or devices)."""
+    return sha256_json({k: v for k, v in config.items() if k not in RUN_KEYS})[:12]
+
+
+def run_id(role: str, dataset: str, variant: str, chash: str, seed: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
+    return f"{role}-{safe}-{variant}-{chash}-s{seed}"
+
+
+def code_version() -> str:
+    """The package version, and the git commit when running from a checkout (``+dirty`` if modified)."""
+    from mentor_ray import __version__
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", ""
+    return f"{__version__}+g{sha}{'.dirty' if dirty else ''}" if sha else __version__
+
+
+def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: str | None = None) -> pa.Table:
+    """The rows of one finished run (a :meth:`mentor_ray.train.Trainer.summary`)."""
+    if role not in ROLES:
+        raise MentorRayError(f"results: role '{role}' is not one of {', '.join(ROLES)}")
+    cfg = summary["config"]
+    chash = config_hash(cfg)
+    rid = run_id(role, summary["dataset"], summary["variant"], chash, summary["seed"])
+    peak = summary.get("peak_gpu_mb") or summary.get("peak_rss_mb")
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = []
+    for split in ("valid", "test"):
+        for metric in METRICS:
+            for k in KS:
+                rows.append({
+                    "run_id": rid, "sweep": sweep, "dataset": summary["dataset"],
+                    "synthetic": bool(summary.get("synthetic", False)), "variant": summary["variant"],
+                    "role": role, "config_hash": chash,
+                    **{h: float(cfg[h]) if h in cfg else None for h in HPARAMS},
+                    "config_json": json.dumps(cfg, sort_keys=True), "seed": int(summary["seed"]),
+                    "split": split, "metric": metric, "k": k,
+                    "value": float(summary[split][f"{metric}@{k}"]),
+                    "best_epoch": int(summary["best_epoch"]), "epochs_run": int(summary["epochs_run"]),
+                    "seconds_per_epoch": float(summary.get("seconds_per_epoch") or 0.0),
+                    "peak_memory_mb": float(peak) if peak is not None else None,
+                    "code_version": version or code_version(), "finished_at": now,
+                })
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def write_run(results_dir: str | Path, table: pa.Table) -> Path:
+    """Write one run's rows atomically to ``<results_dir>/<run_id>.parquet`` (replacing an earlier copy)."""
+    ids = table.column("run_id").unique().to_pylist()
+    if len(ids) != 1:
+        raise MentorRayError(f"results: one run per file; got run ids {ids}")
+    if table.schema != SCHEMA:
+        raise MentorRayError("results: rows do not have the results schema (use rows_from_summary)")
+    out_dir = Path(results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{ids[0]}.parquet"
+    tmp = out_dir / f".{ids[0]}.{os.getpid()}.tmp"  # hidden: never read as part of the dataset
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def record(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: str) -> Path:
+    return write_run(results_dir, rows_from_summary(summary, role, sweep))
+
+
+def has_run(results_dir: str | Path, rid: str) -> bool:
+    return (Path(results_dir) / f"{rid}.parquet").is_file()
+
+
+def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
+    """All rows under ``results_dir`` (empty table if none), filtered on columns equal to values."""
+    path = Path(results_dir)
+    if not path.is_dir() or not any(path.glob("*.parquet")):
+        return SCHEMA.empty_table()
+    data = pads.dataset(str(path), schema=SCHEMA, format="parquet")
+    expr = None
+    for column, value in equal.items():
+        if column not in SCHEMA.names:
+            raise MentorRayError(f"results: no column '{column}'; columns: {', '.join(SCHEMA.names)}")
+        term = pc.field(column) == value
+        expr = term if expr is None else expr & term
+    return data.to_table(filter=expr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mentor_ray.results", description="Inspect a results store.")
+    p.add_argument("cmd", choices=["show"])
+    p.add_argument("--results", required=True, type=Path, help="the results directory of a sweep")
+    p.add_argument("--dataset")
+    p.add_argument("--role", choices=ROLES)
+    args = p.parse_args(argv)
+    if not args.results.is_dir():
+        raise MentorRayError(f"--results {args.results}: no such directory")
+    filters = {k: v for k, v in {"dataset": args.dataset, "role": args.role}.items() if v}
+    table = read_results(args.results, **filters)
+    if table.num_rows == 0:
+        print(f"no results under {args.results}{' for ' + str(filters) if filters else ''}")
+        return 0
+    import pandas as pd
+
+    df = table.to_pandas()
+    r20 = df[(df.metric == "recall") & (df.k == 20)]
+    view = r20.pivot_table(index=["dataset", "role", "variant"], columns="split", values="value",
+                           aggfunc=["mean", "count"])
+    with pd.option_context("display.width", 160, "display.max_rows", 200):
+        print(f"{df.run_id.nunique()} runs, {len(df)} rows; Recall@20 by dataset, role and variant:")
+        print(view.round(4))
+    return 0
+
+
+if __name__ == "__main__":
+    from mentor_ray.cli import run
+
+    raise SystemExit(run(main))

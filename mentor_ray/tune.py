@@ -1,0 +1,311 @@
+"""Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table.
+
+Launch::
+
+    python -m mentor_ray.tune --dataset synth-tiny --space smoke --num-samples 4 --seeds 2 --ablation \\
+        --results /tmp/r                                                       # a minute on 2 CPU cores
+    ray job submit --working-dir . -- python -m mentor_ray.tune --dataset all --data-root /data \\
+        --space paper_grid --num-samples 64 --results /shared/results --storage /shared/tune
+    python -m mentor_ray.tune ... --resume                                     # after a kill: continue
+
+Per dataset, three phases, each one Ray Tune experiment with a deterministic name under ``--storage``:
+
+1. ``search``: Optuna (seeded TPE; a GridSampler when ``--num-samples`` covers the whole grid) proposes
+   points of the space; ASHA stops weak trials early on validation Recall@20. Trials report the
+   best-so-far validation Recall@20, so a trial stopped by ASHA is judged by its best epoch, not its
+   last, and TPE is not misled. The Optuna study is persisted (SQLite, ``<storage>/optuna/<experiment>.db``).
+2. ``final``: the best point (validation only) re-run with ``--seeds`` seeds, to early stopping.
+3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds.
+
+Every finished trial and run lands in the Parquet results store (``mentor_ray.results``), one file per
+run, so a resumed sweep rewrites rather than duplicates rows. Trials are in-process trainers (one
+worker each, fractional GPUs allowed), fed the dataset and graphs through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from mentor_ray.config import BASELINES, MENTOR_VARIANTS, TrainConfig, validate
+from mentor_ray.errors import ConfigError, MentorRayError
+from mentor_ray.spaces import SearchSpace, load_space
+
+log = logging.getLogger("mentor_ray.tune")
+
+METRIC = "best_valid_recall@20"
+STATE_FILE = "trainer_state.pt"
+BASELINE_KEYS = {"lr", "n_layers"}  # baselines keep their own (published) values of these
+
+
+def trial_config(base: dict[str, Any], variant: str, seed: int, point: dict[str, Any]) -> TrainConfig:
+    """The config of one trial: sweep flags < space's fixed settings < the searched point."""
+    from mentor_ray.config import VARIANT_DEFAULTS
+
+    values = {**base, **point, "variant": variant, "seed": seed}
+    if variant in BASELINES:  # a baseline takes its own lr / layers, not MENTOR's grid's
+        values = {k: v for k, v in values.items() if k not in BASELINE_KEYS}
+        values.update(VARIANT_DEFAULTS.get(variant, {}))
+    return validate(values, source="sweep")
+
+
+def _trainable(config: dict[str, Any], ds=None, graphs=None) -> None:
+    """One trial: an in-process trainer, one report (and checkpoint) per epoch, resumable."""
+    import ray.tune
+    import torch
+
+    from mentor_ray.graphs import from_arrays
+    from mentor_ray.train import Trainer
+
+    torch.set_num_threads(max(1, int(config["threads"])))
+    point = {k: v for k, v in config.items() if k not in ("cfg", "threads")}  # searched values, if any
+    cfg = TrainConfig.model_validate({**config["cfg"], **point})
+    trainer = Trainer(cfg, ds=ds, graphs=from_arrays(graphs) if graphs is not None else None)
+    checkpoint = ray.tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            trainer.load_state_dict(torch.load(Path(d) / STATE_FILE)["trainer"])
+
+    def report(record: dict[str, Any]) -> None:
+        summary = trainer.summary()
+        metrics = {
+            "epoch": record["epoch"],
+            "valid_recall@20": record["valid"]["recall@20"],
+            METRIC: trainer.best["valid"]["recall@20"],
+            "best_epoch": trainer.best["epoch"],
+            "done": trainer.should_stop(),
+            "summary_json": json.dumps(summary, default=str),
+        }
+        with tempfile.TemporaryDirectory() as d:
+            torch.save({"trainer": trainer.state_dict()}, Path(d) / STATE_FILE)
+            ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
+
+    if not trainer.trainable:  # MostPop: one evaluation
+        summary = trainer.fit()
+        ray.tune.report({"epoch": 0, "valid_recall@20": summary["valid"]["recall@20"], METRIC:
+                         summary["valid"]["recall@20"], "best_epoch": 0, "done": True,
+                         "summary_json": json.dumps(summary, default=str)})
+        return
+    trainer.fit(on_epoch=report)
+
+
+def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, resume: bool):
+    """Start (or, with ``resume``, continue) the Tune experiment ``storage/name``; its ResultGrid."""
+    from ray import tune
+
+    path = Path(storage) / name
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, verbose=1,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=2),
+    )
+    if path.exists():
+        if not resume:
+            raise ConfigError(f"--storage {storage}: experiment {name} already exists; add --resume to continue "
+                              f"it, or choose another --storage")
+        if tune.Tuner.can_restore(str(path)):
+            log.info("resuming %s", path)
+            return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                                      restart_errored=True, param_space=param_space).fit()
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+
+
+def _summaries(grid) -> list[dict[str, Any]]:
+    out = []
+    for result in grid:
+        if result.metrics and "summary_json" in result.metrics:
+            out.append(json.loads(result.metrics["summary_json"]))
+        elif result.error:
+            log.warning("trial %s failed: %s", result.path, result.error)
+    return out
+
+
+class Sweep:
+    """One sweep over datasets: search, finals and ablation; rows into the results store."""
+
+    def __init__(self, args: argparse.Namespace, space: SearchSpace):
+        self.args, self.space = args, space
+        self.storage = str(Path(args.storage).expanduser().resolve())
+        self.results = Path(args.results)
+
+    def base(self, dataset: str) -> dict[str, Any]:
+        base = {"dataset": dataset, "data_root": self.args.data_root, **self.space.settings_for(dataset)}
+        if self.args.max_epochs is not None:
+            base["max_epochs"] = self.args.max_epochs
+        return base
+
+    def trainable(self, dataset: str):
+        """The trial function with the dataset and graphs in Ray's object store (built once, here)."""
+        from ray import tune
+
+        from mentor_ray.data import load_dataset
+        from mentor_ray.graphs import build_graphs, to_arrays
+
+        cfg = validate(self.base(dataset), source="sweep")
+        ds = load_dataset(dataset, self.args.data_root)
+        graphs = to_arrays(build_graphs(ds, k=cfg.knn_k, knn_norm=cfg.knn_norm))
+        resources = {"cpu": self.args.cpus_per_trial, "gpu": self.args.gpus_per_trial}
+        return tune.with_resources(tune.with_parameters(_trainable, ds=ds, graphs=graphs), resources)
+
+    def name(self, phase: str, dataset: str, extra: Any = None) -> str:
+        from mentor_ray.cache import sha256_json
+
+        key = {"space": self.space.model_dump(exclude={"path"}), "base": self.base(dataset),
+               "samples": self.args.num_samples, "seeds": self.args.seeds, "extra": extra}
+        safe = dataset.replace("/", "_")
+        return f"{phase}-{safe}-{self.space.name}-{sha256_json(key)[:8]}"
+
+    def search(self, dataset: str, trainable) -> dict[str, Any]:
+        """Phase 1; the best point on validation (the space's settings alone when it searches nothing)."""
+        if not self.space.search:
+            return {}
+        import optuna
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search.optuna import OptunaSearch
+
+        name = self.name("search", dataset)
+        Path(self.storage, "optuna").mkdir(parents=True, exist_ok=True)
+        grid = self.args.num_samples >= self.space.grid_size
+        sampler = (optuna.samplers.GridSampler(self.space.search, seed=self.args.seed) if grid
+                   else optuna.samplers.TPESampler(seed=self.args.seed))
+        storage = optuna.storages.RDBStorage(f"sqlite:///{Path(self.storage, 'optuna', name + '.db')}")
+        searcher = OptunaSearch(
+            {k: optuna.distributions.CategoricalDistribution(v) for k, v in self.space.search.items()},
+            metric=METRIC, mode="max", sampler=sampler, study_name=name, storage=storage,
+        )
+        max_t = self.args.max_epochs or TrainConfig.model_fields["max_epochs"].default
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_t),
+                                  grace_period=max(1, min(self.args.grace_period, max_t)), reduction_factor=3)
+        base_cfg = trial_config(self.base(dataset), "mentor", self.args.seed, {}).model_dump()
+        param_space = {"cfg": base_cfg, "threads": self.args.cpus_per_trial}
+        tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                                      num_samples=min(self.args.num_samples, self.space.grid_size),
+                                      max_concurrent_trials=self.args.max_concurrent)
+        result_grid = _run_experiment(name, self.storage, trainable, param_space, tune_config,
+                                      self.args.resume)
+        summaries = _summaries(result_grid)
+        if not summaries:
+            raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
+        from mentor_ray import results
+
+        for s in summaries:
+            results.record(self.results, s, "search", self.space.name)
+        best = max(summaries, key=lambda s: (s["valid"]["recall@20"], -s["best_epoch"]))
+        point = {k: best["config"][k] for k in self.space.search}
+        stopped = sum(1 for s in summaries if s["epochs_run"] < s["config"]["max_epochs"]
+                      and s["epochs_run"] - 1 - s["best_epoch"] < s["config"]["patience"])
+        print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({stopped} stopped early by ASHA); "
+              f"best valid R@20 {best['valid']['recall@20']:.4f} at {point}", flush=True)
+        return point
+
+    def runs(self, phase: str, dataset: str, trainable, variants: list[str], point: dict[str, Any]) -> list[dict]:
+        """Phases 2 and 3: ``variants`` x seeds with the chosen point, to early stopping."""
+        from ray import tune
+
+        from mentor_ray import results
+
+        seeds = [self.args.seed + i for i in range(self.args.seeds)]
+        configs = [trial_config(self.base(dataset), v, s, point).model_dump() for v in variants for s in seeds]
+        name = self.name(phase, dataset, extra={"point": point, "variants": variants})
+        param_space = {"cfg": tune.grid_search(configs), "threads": self.args.cpus_per_trial}
+        tune_config = tune.TuneConfig(max_concurrent_trials=self.args.max_concurrent)
+        summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
+                                               self.args.resume))
+        for s in summaries:
+            results.record(self.results, s, phase, self.space.name)
+        if len(summaries) != len(configs):
+            raise MentorRayError(f"{phase} on {dataset}: {len(configs) - len(summaries)} of {len(configs)} runs "
+                                 f"failed; see {self.storage}/{name}; re-run with --resume to retry them")
+        return summaries
+
+    def dataset(self, dataset: str) -> None:
+        trainable = self.trainable(dataset)
+        point = self.search(dataset, trainable)
+        finals = self.runs("final", dataset, trainable, ["mentor"], point)
+        _print_table(dataset, "final", finals)
+        if self.args.ablation:
+            ablation = self.runs("ablation", dataset, trainable, MENTOR_VARIANTS + BASELINES, point)
+            _print_table(dataset, "ablation", ablation)
+
+
+def _print_table(dataset: str, phase: str, summaries: list[dict]) -> None:
+    import statistics
+
+    by_variant: dict[str, list[dict]] = {}
+    for s in summaries:
+        by_variant.setdefault(s["variant"], []).append(s)
+    print(f"[mentor_ray] {dataset}: {phase} (test at the best validation epoch, mean ± std over seeds)")
+    for variant, runs in by_variant.items():
+        r = [s["test"]["recall@20"] for s in runs]
+        n = [s["test"]["ndcg@20"] for s in runs]
+        sd = lambda x: statistics.stdev(x) if len(x) > 1 else 0.0  # noqa: E731
+        print(f"  {variant:12s} R@20 {statistics.mean(r):.4f} ± {sd(r):.4f}  N@20 {statistics.mean(n):.4f} ± "
+              f"{sd(n):.4f}  ({len(runs)} seeds)")
+
+
+def datasets_for(arg: str, data_root: str | None) -> list[str]:
+    """``all``: every valid dataset under the data root, else the synthetic presets (said so)."""
+    from mentor_ray.data import discover_datasets
+    from mentor_ray.synthetic import PRESETS
+
+    if arg != "all":
+        return [d.strip() for d in arg.split(",") if d.strip()]
+    found = discover_datasets(data_root) if data_root else []
+    if found:
+        return found
+    presets = [p for p in PRESETS if p != "synth-tiny"]
+    print(f"[mentor_ray] --dataset all: no datasets under {data_root or '(no --data-root)'}; sweeping the "
+          f"synthetic presets {', '.join(presets)}", flush=True)
+    return presets
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mentor_ray.tune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", required=True, help="all, or NAME[,NAME...]")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--space", default="paper_grid", help="a YAML file or a name in tune_spaces/ (default paper_grid)")
+    p.add_argument("--num-samples", type=int, default=24, help="search trials per dataset (default 24)")
+    p.add_argument("--max-epochs", type=int, default=None, help="epoch budget per trial (default: the space's)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the final and ablation runs (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="first seed, and the sampler's seed (default 0)")
+    p.add_argument("--results", required=True, help="the results store (a directory of Parquet files)")
+    p.add_argument("--storage", default="~/ray_results/mentor_ray", help="Tune experiments and checkpoints")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU (e.g. 0.25)")
+    p.add_argument("--max-concurrent", type=int, default=0, help="trials at once per phase (0: as resources allow)")
+    p.add_argument("--grace-period", type=int, default=10, help="ASHA: epochs before a trial may be stopped")
+    p.add_argument("--ablation", action="store_true", help="also run every variant and baseline at the best point")
+    p.add_argument("--resume", action="store_true", help="continue the experiments of an interrupted sweep")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for flag in ("num_samples", "seeds"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    space = load_space(args.space)
+    datasets = datasets_for(args.dataset, args.data_root)
+    from mentor_ray.ray_train import ensure_ray
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV per trial
+    ensure_ray()
+    sweep = Sweep(args, space)
+    for dataset in datasets:
+        sweep.dataset(dataset)
+        print(f"[mentor_ray] {dataset}: done; results in {args.results}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    from mentor_ray.cli import run
+
+    raise SystemExit(run(main))

@@ -1,0 +1,62 @@
+"""Results store: fixed schema, one file per run, atomic writes, no duplicates on rewrite."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from mentor_ray import results
+from mentor_ray.config import make_config
+from mentor_ray.errors import MentorRayError
+
+
+def _summary(seed=0, dropout=0.5, variant="mentor", r20=0.1):
+    cfg = make_config(flags={"dataset": "synth-tiny", "variant": variant, "seed": seed},
+                      overrides=[f"dropout={dropout}"]).model_dump()
+    metrics = {f"{m}@{k}": r20 * k / 20 for m in ("recall", "ndcg") for k in (5, 10, 20, 50)}
+    return {"dataset": "synth-tiny", "synthetic": True, "variant": variant, "seed": seed, "best_epoch": 3,
+            "epochs_run": 9, "valid": metrics, "test": {k: v / 2 for k, v in metrics.items()},
+            "seconds_per_epoch": 1.5, "peak_rss_mb": 900.0, "peak_gpu_mb": None, "config": cfg}
+
+
+def test_rows_carry_every_metric_split_and_k_under_the_fixed_schema(tmp_path):
+    table = results.rows_from_summary(_summary(), "search", "sweep-a", version="test")
+    assert table.schema == results.SCHEMA
+    assert table.num_rows == 2 * 2 * 4  # split x metric x K
+    rows = table.to_pylist()
+    r = next(r for r in rows if (r["split"], r["metric"], r["k"]) == ("test", "recall", 20))
+    assert r["value"] == pytest.approx(0.05) and r["dropout"] == 0.5 and r["lambda_g"] == 1e-3
+    assert r["best_epoch"] == 3 and r["epochs_run"] == 9 and r["peak_memory_mb"] == 900.0
+    assert r["run_id"].startswith("search-synth-tiny-mentor-") and r["run_id"].endswith("-s0")
+
+
+def test_rewriting_a_run_replaces_it_and_other_runs_stay(tmp_path):
+    results.record(tmp_path, _summary(r20=0.1), "final", "s")
+    results.record(tmp_path, _summary(seed=1), "final", "s")
+    results.record(tmp_path, _summary(r20=0.2), "final", "s")  # the same run again (a resume)
+    table = results.read_results(tmp_path)
+    assert table.num_rows == 2 * 16 and len(set(table.column("run_id").to_pylist())) == 2
+    r20 = results.read_results(tmp_path, seed=0, split="valid", metric="recall", k=20)
+    assert r20.column("value").to_pylist() == [pytest.approx(0.2)]
+
+
+def test_config_hash_ignores_seed_and_budget_but_not_hyperparameters():
+    a, b = _summary(seed=0)["config"], _summary(seed=5)["config"]
+    assert results.config_hash(a) == results.config_hash({**b, "max_epochs": 7})
+    assert results.config_hash(a) != results.config_hash(_summary(dropout=0.3)["config"])
+
+
+def test_a_torn_temporary_file_is_never_read(tmp_path):
+    path = results.record(tmp_path, _summary(), "search", "s")
+    (tmp_path / f".{path.stem}.999.tmp").write_bytes(b"PAR1 torn")  # a write killed half-way
+    assert results.read_results(tmp_path).num_rows == 16
+    assert pq.read_table(path).num_rows == 16
+
+
+def test_empty_store_and_bad_inputs(tmp_path):
+    assert results.read_results(tmp_path / "none").num_rows == 0
+    with pytest.raises(MentorRayError, match="role 'best'"):
+        results.rows_from_summary(_summary(), "best", "s")
+    with pytest.raises(MentorRayError, match="no column 'recall'"):
+        results.record(tmp_path, _summary(), "search", "s")
+        results.read_results(tmp_path, recall=1)

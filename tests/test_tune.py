@@ -1,0 +1,63 @@
+"""Ray Tune sweep: search, finals and ablation leave rows for every variant and baseline."""
+
+from __future__ import annotations
+
+import pytest
+
+from mentor_ray import results, tune
+from mentor_ray.config import BASELINES, MENTOR_VARIANTS
+from mentor_ray.errors import ConfigError
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    from mentor_ray.ray_train import ensure_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ensure_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_baselines_keep_their_own_learning_rate_and_layers():
+    base = {"dataset": "synth-tiny", "lr": 1e-4, "n_layers": 2, "dropout": 0.3}
+    assert tune.trial_config(base, "lightgcn", 0, {}).lr == 1e-3
+    assert tune.trial_config(base, "lightgcn", 0, {}).n_layers == 3
+    cfg = tune.trial_config(base, "mentor", 1, {"tau": 0.5})
+    assert (cfg.lr, cfg.n_layers, cfg.dropout, cfg.tau, cfg.seed) == (1e-4, 2, 0.3, 0.5, 1)
+
+
+def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4", "--seeds", "2", "--ablation",
+            "--results", str(out), "--storage", str(tmp_path / "tune"), "--grace-period", "2"]
+    assert tune.main(args) == 0
+    table = results.read_results(out).to_pandas()
+    runs = table.drop_duplicates("run_id")
+    assert (runs.role == "search").sum() >= 3  # 4 trials; TPE may propose a point twice (one run then)
+    finals = runs[runs.role == "final"]
+    assert sorted(finals.seed) == [0, 1] and set(finals.variant) == {"mentor"}
+    ablation = runs[runs.role == "ablation"]
+    assert sorted(ablation.variant.unique()) == sorted(MENTOR_VARIANTS + BASELINES)
+    assert len(ablation) == 2 * len(MENTOR_VARIANTS + BASELINES)
+    assert len(table) == 16 * len(runs)  # every run: 2 splits x 2 metrics x 4 Ks
+    # the finals use the point the search chose on validation
+    best = runs[runs.role == "search"].merge(table[(table.split == "valid") & (table.metric == "recall")
+                                                   & (table.k == 20)][["run_id", "value"]], on="run_id")
+    top = best.sort_values("value_y", ascending=False).iloc[0]
+    assert {(r.dropout, r.lambda_f, r.tau) for r in finals.itertuples()} == {(top.dropout, top.lambda_f, top.tau)}
+    printed = capsys.readouterr().out
+    assert "synth-tiny: search done" in printed and "synth-tiny: ablation" in printed
+
+    with pytest.raises(ConfigError, match="already exists; add --resume"):
+        tune.main(args)  # the same sweep again without --resume
+
+
+def test_bad_flags_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="--num-samples 0"):
+        tune.main(["--dataset", "synth-tiny", "--num-samples", "0", "--results", str(tmp_path)])
+    with pytest.raises(ConfigError, match="--space nope"):
+        tune.main(["--dataset", "synth-tiny", "--space", "nope", "--results", str(tmp_path)])
