@@ -42,6 +42,7 @@ import argparse
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -251,14 +252,17 @@ def from_arrays(z) -> Graphs:
     """The inverse of :func:`to_arrays` (``z``: a dict or an open ``.npz``)."""
     meta = json.loads(bytes(z["meta"]).decode())
 
+    def tensor(key: str) -> torch.Tensor:
+        # Arrays from Ray's object store are read-only views; the graphs are never written to, so they
+        # are shared without a copy (and torch's "not writable" warning is moot).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(np.asarray(z[key]))
+
     def csr(name: str) -> torch.Tensor:
         shape = tuple(int(s) for s in z[f"{name}.shape"])
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(np.asarray(z[f"{name}.crow"])),
-            torch.from_numpy(np.asarray(z[f"{name}.col"])),
-            torch.from_numpy(np.asarray(z[f"{name}.val"])),
-            size=shape,
-        )
+        return torch.sparse_csr_tensor(tensor(f"{name}.crow"), tensor(f"{name}.col"), tensor(f"{name}.val"),
+                                       size=shape)
 
     item_adj = {m: csr(f"item.{m}") for m in meta["modalities"]}
     return Graphs(csr("ui"), item_adj, meta["key"], meta["k"], meta["knn_norm"], from_cache=True)

@@ -15,7 +15,8 @@ Per dataset, three phases, each one Ray Tune experiment with a deterministic nam
    best-so-far validation Recall@20, so a trial stopped by ASHA is judged by its best epoch, not its
    last, and TPE is not misled. The Optuna study is persisted (SQLite, ``<storage>/optuna/<experiment>.db``).
 2. ``final``: the best point (validation only) re-run with ``--seeds`` seeds, to early stopping.
-3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds.
+3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds
+   (the final runs stand for ``mentor``).
 
 Every finished trial and run lands in the Parquet results store (``mentor_ray.results``), one file per
 run, so a resumed sweep rewrites rather than duplicates rows. Trials are in-process trainers (one
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -116,10 +116,13 @@ def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_
 
 
 def _summaries(grid) -> list[dict[str, Any]]:
+    """Each trial's last summary; ``stopped_by_scheduler`` is set when it ended before its own stop."""
     out = []
     for result in grid:
         if result.metrics and "summary_json" in result.metrics:
-            out.append(json.loads(result.metrics["summary_json"]))
+            summary = json.loads(result.metrics["summary_json"])
+            summary["stopped_by_scheduler"] = not result.metrics.get("done", True) and not result.error
+            out.append(summary)
         elif result.error:
             log.warning("trial %s failed: %s", result.path, result.error)
     return out
@@ -196,10 +199,11 @@ class Sweep:
 
         for s in summaries:
             results.record(self.results, s, "search", self.space.name)
-        best = max(summaries, key=lambda s: (s["valid"]["recall@20"], -s["best_epoch"]))
+        # validation only; ties (common on small data) broken the same way however the trials are ordered
+        best = max(summaries, key=lambda s: (s["valid"]["recall@20"], s["valid"]["ndcg@20"], -s["best_epoch"],
+                                             results.config_hash(s["config"])))
         point = {k: best["config"][k] for k in self.space.search}
-        stopped = sum(1 for s in summaries if s["epochs_run"] < s["config"]["max_epochs"]
-                      and s["epochs_run"] - 1 - s["best_epoch"] < s["config"]["patience"])
+        stopped = sum(s["stopped_by_scheduler"] for s in summaries)
         print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({stopped} stopped early by ASHA); "
               f"best valid R@20 {best['valid']['recall@20']:.4f} at {point}", flush=True)
         return point
@@ -229,8 +233,13 @@ class Sweep:
         point = self.search(dataset, trainable)
         finals = self.runs("final", dataset, trainable, ["mentor"], point)
         _print_table(dataset, "final", finals)
-        if self.args.ablation:
-            ablation = self.runs("ablation", dataset, trainable, MENTOR_VARIANTS + BASELINES, point)
+        if self.args.ablation:  # `mentor` at the chosen point is the final runs: recorded again, not re-run
+            from mentor_ray import results
+
+            others = [v for v in MENTOR_VARIANTS + BASELINES if v != "mentor"]
+            ablation = finals + self.runs("ablation", dataset, trainable, others, point)
+            for s in finals:
+                results.record(self.results, s, "ablation", self.space.name)
             _print_table(dataset, "ablation", ablation)
 
 
@@ -296,7 +305,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     datasets = datasets_for(args.dataset, args.data_root)
     from mentor_ray.ray_train import ensure_ray
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV per trial
     ensure_ray()
     sweep = Sweep(args, space)
     for dataset in datasets:
