@@ -32,7 +32,9 @@ def _env(ray_tmp: str) -> dict:
     return env
 
 
-def test_job_submit_trains_with_two_workers(tmp_path):
+@pytest.fixture(scope="module")
+def head():
+    """A local head (`ray start --head`, dashboard on) of the tests' own; stopped at the end."""
     # Ray's Unix socket paths live under RAY_TMPDIR and must stay under ~107 bytes: pytest's tmp_path
     # is too deep for them, so the head gets a short directory of its own.
     ray_tmp = tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp")
@@ -43,15 +45,36 @@ def test_job_submit_trains_with_two_workers(tmp_path):
                            env=env, capture_output=True, text=True, timeout=180)
     assert start.returncode == 0, (start.stdout + start.stderr)[-3000:]
     try:
-        proc = subprocess.run(
-            [ray, "job", "submit", "--address", "http://127.0.0.1:8297", "--working-dir", str(REPO), "--",
-             "python", "-m", "mentor_ray.train", "--dataset", "synth-small", "--workers", "2",
-             "--max-epochs", "2", "--storage", str(tmp_path / "runs")],
-            env=env, capture_output=True, text=True, timeout=900,
-        )
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out[-3000:]
-        assert "succeeded" in out and "synth-small (synthetic) / mentor / seed 0" in out
+        yield env
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _submit(env: dict, *command: str) -> str:
+    proc = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", "http://127.0.0.1:8297", "--working-dir", str(REPO),
+         "--", *command],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "succeeded" in out
+    return out
+
+
+def test_job_submit_trains_with_two_workers(head, tmp_path):
+    out = _submit(head, "python", "-m", "mentor_ray.train", "--dataset", "synth-small", "--workers", "2",
+                  "--max-epochs", "2", "--storage", str(tmp_path / "runs"))
+    assert "synth-small (synthetic) / mentor / seed 0" in out
+
+
+def test_job_submit_runs_a_sweep(head, tmp_path):
+    from mentor_ray import results
+
+    out = _submit(head, "python", "-m", "mentor_ray.tune", "--dataset", "synth-tiny", "--space", "smoke",
+                  "--num-samples", "2", "--seeds", "1", "--grace-period", "2", "--results", str(tmp_path / "r"),
+                  "--storage", str(tmp_path / "s"))
+    assert "synth-tiny: search done" in out and "synth-tiny: done" in out
+    roles = set(results.read_results(tmp_path / "r").column("role").to_pylist())
+    assert roles == {"search", "final"}
