@@ -18,6 +18,9 @@ Per dataset, three phases, each one Ray Tune experiment with a deterministic nam
 3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds
    (the final runs stand for ``mentor``).
 
+Datasets run at once, each in its own driver thread, their trials sharing the cluster; within a phase,
+trials (and the variants of the ablation) run concurrently as resources allow.
+
 Every finished trial and run lands in the Parquet results store (``mentor_ray.results``), one file per
 run, so a resumed sweep rewrites rather than duplicates rows. Trials are in-process trainers (one
 worker each, fractional GPUs allowed), fed the dataset and graphs through Ray's object store.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -228,8 +232,7 @@ class Sweep:
                                  f"failed; see {self.storage}/{name}; re-run with --resume to retry them")
         return summaries
 
-    def dataset(self, dataset: str) -> None:
-        trainable = self.trainable(dataset)
+    def dataset(self, dataset: str, trainable) -> None:
         point = self.search(dataset, trainable)
         finals = self.runs("final", dataset, trainable, ["mentor"], point)
         _print_table(dataset, "final", finals)
@@ -307,9 +310,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ensure_ray()
     sweep = Sweep(args, space)
-    for dataset in datasets:
-        sweep.dataset(dataset)
-        print(f"[mentor_ray] {dataset}: done; results in {args.results}", flush=True)
+    return run_datasets(sweep, datasets)
+
+
+def run_datasets(sweep: Sweep, datasets: list[str]) -> int:
+    """Every dataset's sweep at once (their trials share the cluster), each in its own driver thread.
+
+    Inputs (dataset, graphs) are prepared first, one after another, so the driver never holds two graph
+    builds' peak memory at once. A dataset that fails is reported at the end; the others finish.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray.tune import register_trainable
+
+    # Register every trainable here, in the main thread, and hand Tune the names: Tune's trainable
+    # registry is not thread-safe, and a Tuner given a name does not register again.
+    trainables = {}
+    for d in datasets:
+        trainables[d] = f"mentor_ray_{re.sub(r'[^A-Za-z0-9_]', '_', d)}"
+        register_trainable(trainables[d], sweep.trainable(d))
+
+    def one(dataset: str) -> None:
+        sweep.dataset(dataset, trainables[dataset])
+        print(f"[mentor_ray] {dataset}: done; results in {sweep.results}", flush=True)
+
+    failed: dict[str, BaseException] = {}
+    with ThreadPoolExecutor(max_workers=len(datasets), thread_name_prefix="sweep") as pool:
+        futures = {d: pool.submit(one, d) for d in datasets}
+        for d, future in futures.items():
+            if future.exception() is not None:
+                failed[d] = future.exception()
+    for d, exc in failed.items():
+        log.error("%s: sweep failed: %s", d, exc, exc_info=exc)
+    if failed:
+        first = next(iter(failed.values()))
+        if len(failed) == 1 and len(datasets) == 1:
+            raise first
+        raise MentorRayError(f"sweep failed on {len(failed)} of {len(datasets)} datasets "
+                             f"({', '.join(failed)}); the others finished; fix and re-run with --resume")
     return 0
 
 

@@ -65,3 +65,19 @@ def test_bad_flags_are_one_line_errors(tmp_path):
         tune.main(["--dataset", "synth-tiny", "--num-samples", "0", "--results", str(tmp_path)])
     with pytest.raises(ConfigError, match="--space nope"):
         tune.main(["--dataset", "synth-tiny", "--space", "nope", "--results", str(tmp_path)])
+
+
+def test_two_datasets_are_swept_at_once(local_ray, tmp_path, capsys):
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path / "data", "toy", n_items=6)
+    out = tmp_path / "r"
+    args = ["--dataset", "synth-tiny,toy", "--data-root", str(tmp_path / "data"), "--space", "smoke",
+            "--num-samples", "2", "--seeds", "1", "--results", str(out), "--storage", str(tmp_path / "tune"),
+            "--grace-period", "2"]
+    assert tune.main(args) == 0
+    runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
+    assert set(runs.dataset) == {"synth-tiny", "toy"}
+    assert set(zip(runs.dataset, runs.role)) == {(d, r) for d in ("synth-tiny", "toy") for r in ("search", "final")}
+    printed = capsys.readouterr().out
+    assert "synth-tiny: done" in printed and "toy: done" in printed
