@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -308,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     datasets = datasets_for(args.dataset, args.data_root)
     from mentor_ray.ray_train import ensure_ray
 
+    # One checkpoint kept per trial (a TikTok trial's is ~28 MB) makes Tune snapshot the experiment at
+    # every epoch's checkpoint; on fast small-data epochs it then warns on every snapshot. The snapshot
+    # is what makes --resume exact, so keep it and silence the warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     ensure_ray()
     sweep = Sweep(args, space)
     return run_datasets(sweep, datasets)
