@@ -57,13 +57,17 @@ def fit_with_ray(
     name: str | None = None,
     max_failures: int = 2,
     fault: dict[str, Any] | None = None,
+    inputs: tuple[Any, Any] | None = None,
+    callbacks: list | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` with ``workers`` Ray Train workers; the run summary (as ``Trainer.summary``).
 
     ``resumed_at_epochs`` in the summary lists the epochs at which the run continued from a
     checkpoint (a re-run of the same command, or a restart after a lost worker). ``fault`` is for
     tests: ``{"epoch": e, "batch": b, "rank": r, "marker": path}`` kills rank r's process with
-    SIGKILL at that batch, once (the marker file records that it happened).
+    SIGKILL at that batch, once (the marker file records that it happened). ``inputs`` are the object
+    refs of the dataset and graphs when the caller has them already (a Tune trial); ``callbacks`` are
+    Ray Train user callbacks (a Tune trial passes ``TuneReportCallback``).
     """
     import ray
     from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -78,7 +82,7 @@ def fit_with_ray(
         )
     storage = str(Path(storage).expanduser().resolve()) if storage and "://" not in storage else storage
     name = name or run_name(cfg)
-    ds_ref, graphs_ref = _prepare_inputs(cfg)  # before the trainer: Ray must be up for ray.put
+    ds_ref, graphs_ref = inputs or _prepare_inputs(cfg)  # before the trainer: Ray must be up for ray.put
     trainer = TorchTrainer(
         _worker_loop,
         torch_config=_torch_config(),
@@ -99,6 +103,7 @@ def fit_with_ray(
             storage_path=storage,
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or [],
         ),
     )
     log.info("Ray Train run %s: %d worker(s), storage %s; %s", name, workers, storage or "~/ray_results",
@@ -257,7 +262,9 @@ def _report(trainer, rank: int, resumed: list[int], wall: float, done: bool) -> 
         torch.save({"trainer": trainer.state_dict(), "resumed": resumed}, Path(d) / STATE_FILE)
         summary = trainer.summary(wall)
         summary["resumed_at_epochs"] = resumed
-        (Path(d) / SUMMARY_FILE).write_text(json.dumps(summary, default=str))
+        summary_json = json.dumps(summary, default=str)
+        (Path(d) / SUMMARY_FILE).write_text(summary_json)
+        metrics["summary_json"] = summary_json  # rank 0's metrics are what a Tune trial sees
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(d),

@@ -1,6 +1,11 @@
 """The results store: every finished trial and final run as rows of one Parquet dataset.
 
-One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, metric, K). Each run
+One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, metric, K). A run's
+``status`` is ``completed`` (it ended by its own rule: early stopping or its epoch budget),
+``stopped_early`` (ASHA stopped it; its metrics are those of its best epoch so far) or ``failed``
+(it raised; a failed run with no finished epoch is one row whose split, metric, K and value are null,
+and ``error`` says why). ``valid_curve`` holds the run's validation Recall@20 per epoch (the same list
+on each of its rows); ``started_at`` and ``finished_at`` bound it in time. Each run
 is one file, ``<results>/<run_id>.parquet``, where ``run_id`` is deterministic (role, dataset,
 variant, config hash, seed). Writing goes to a hidden temporary file that is then renamed over the
 target, so a kill never leaves a torn file (pyarrow ignores the hidden leftovers), and writing the
@@ -33,6 +38,7 @@ ROLES = ("search", "final", "ablation")
 METRICS = ("recall", "ndcg")
 KS = (5, 10, 20, 50)
 HPARAMS = ("dropout", "lambda_f", "lambda_g", "tau", "lambda_align")  # the paper's grid, as columns
+STATUSES = ("completed", "stopped_early", "failed")
 RUN_KEYS = ("dataset", "variant", "seed", "data_root", "max_epochs", "device", "eval_batch_size", "infonce_threads")
 
 SCHEMA = pa.schema(
@@ -55,7 +61,14 @@ SCHEMA = pa.schema(
         ("epochs_run", pa.int32()),
         ("seconds_per_epoch", pa.float64()),
         ("peak_memory_mb", pa.float64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("valid_curve", pa.list_(pa.float64())),
+        ("wall_seconds", pa.float64()),
+        ("device", pa.string()),
+        ("world_size", pa.int32()),
         ("code_version", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
     ]
 )
@@ -87,32 +100,50 @@ def code_version() -> str:
 
 
 def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: str | None = None) -> pa.Table:
-    """The rows of one finished run (a :meth:`mentor_ray.train.Trainer.summary`)."""
+    """The rows of one run (a :meth:`mentor_ray.train.Trainer.summary`, or :func:`failure_summary`)."""
     if role not in ROLES:
         raise MentorRayError(f"results: role '{role}' is not one of {', '.join(ROLES)}")
+    status = summary.get("status") or ("stopped_early" if summary.get("stopped_by_scheduler") else "completed")
+    if status not in STATUSES:
+        raise MentorRayError(f"results: status '{status}' is not one of {', '.join(STATUSES)}")
     cfg = summary["config"]
     chash = config_hash(cfg)
-    rid = run_id(role, summary["dataset"], summary["variant"], chash, summary["seed"])
     peak = summary.get("peak_gpu_mb") or summary.get("peak_rss_mb")
     now = dt.datetime.now(dt.timezone.utc)
-    rows = []
-    for split in ("valid", "test"):
-        for metric in METRICS:
-            for k in KS:
-                rows.append({
-                    "run_id": rid, "sweep": sweep, "dataset": summary["dataset"],
-                    "synthetic": bool(summary.get("synthetic", False)), "variant": summary["variant"],
-                    "role": role, "config_hash": chash,
-                    **{h: float(cfg[h]) if h in cfg else None for h in HPARAMS},
-                    "config_json": json.dumps(cfg, sort_keys=True), "seed": int(summary["seed"]),
-                    "split": split, "metric": metric, "k": k,
-                    "value": float(summary[split][f"{metric}@{k}"]),
-                    "best_epoch": int(summary["best_epoch"]), "epochs_run": int(summary["epochs_run"]),
-                    "seconds_per_epoch": float(summary.get("seconds_per_epoch") or 0.0),
-                    "peak_memory_mb": float(peak) if peak is not None else None,
-                    "code_version": version or code_version(), "finished_at": now,
-                })
+    started = summary.get("started_at")
+    run = {
+        "run_id": run_id(role, summary["dataset"], summary["variant"], chash, summary["seed"]),
+        "sweep": sweep, "dataset": summary["dataset"], "synthetic": bool(summary.get("synthetic", False)),
+        "variant": summary["variant"], "role": role, "config_hash": chash,
+        **{h: float(cfg[h]) if h in cfg else None for h in HPARAMS},
+        "config_json": json.dumps(cfg, sort_keys=True), "seed": int(summary["seed"]),
+        "best_epoch": _int_or_none(summary.get("best_epoch")), "epochs_run": int(summary.get("epochs_run") or 0),
+        "seconds_per_epoch": float(summary.get("seconds_per_epoch") or 0.0),
+        "peak_memory_mb": float(peak) if peak is not None else None,
+        "status": status, "error": summary.get("error"),
+        "valid_curve": [float(v) for v in summary.get("valid_curve") or []],
+        "wall_seconds": float(summary.get("wall_seconds") or 0.0), "device": summary.get("device"),
+        "world_size": int(summary.get("world_size") or 1), "code_version": version or code_version(),
+        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc) if started else None,
+        "finished_at": now,
+    }
+    if summary.get("valid") is None:  # failed before its first evaluation: one row, no metric
+        rows = [{**run, "split": None, "metric": None, "k": None, "value": None}]
+    else:
+        rows = [{**run, "split": split, "metric": metric, "k": k, "value": float(summary[split][f"{metric}@{k}"])}
+                for split in ("valid", "test") for metric in METRICS for k in KS]
     return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def failure_summary(config: dict[str, Any], error: str, synthetic: bool = False) -> dict[str, Any]:
+    """A summary for a run that failed before any evaluation (recorded so that no trial goes missing)."""
+    return {"dataset": config["dataset"], "synthetic": synthetic, "variant": config["variant"],
+            "seed": config["seed"], "best_epoch": None, "epochs_run": 0, "valid": None, "test": None,
+            "config": config, "status": "failed", "error": error.strip().splitlines()[-1][:500] if error else None}
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or value < 0 else int(value)
 
 
 def write_run(results_dir: str | Path, table: pa.Table) -> Path:
@@ -140,11 +171,16 @@ def has_run(results_dir: str | Path, rid: str) -> bool:
 
 
 def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
-    """All rows under ``results_dir`` (empty table if none), filtered on columns equal to values."""
+    """All rows of ``results_dir`` (empty table if none), filtered on columns equal to values.
+
+    Only the run files directly in it are read (not hidden temporaries, not subdirectories such as a
+    leaderboard written there); files from before a column was added read it as null.
+    """
     path = Path(results_dir)
-    if not path.is_dir() or not any(path.glob("*.parquet")):
+    files = sorted(str(p) for p in path.glob("*.parquet") if not p.name.startswith(".")) if path.is_dir() else []
+    if not files:
         return SCHEMA.empty_table()
-    data = pads.dataset(str(path), schema=SCHEMA, format="parquet")
+    data = pads.dataset(files, schema=SCHEMA, format="parquet")
     expr = None
     for column, value in equal.items():
         if column not in SCHEMA.names:

@@ -188,6 +188,7 @@ class Trainer:
         self.best: dict[str, Any] = {"epoch": -1, "valid": None, "test": None}
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
+        self.started_at = time.time()  # wall-clock start of the run (kept across resumes)
 
     @property
     def trainable(self) -> bool:
@@ -271,6 +272,9 @@ class Trainer:
             "best": self.best,
             "bad_epochs": self.bad_epochs,
             "history": self.history,
+            "started_at": self.started_at,
+            "valid_curve": [h["valid"][VALID_METRIC] for h in self.history if h["train"]],
+            "started_at": self.started_at,
             "config": self.cfg.model_dump(),
             "dataset_hash": self.ds.content_hash,
         }
@@ -286,6 +290,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best, self.bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
         self.history = list(state["history"])
+        self.started_at = state.get("started_at", self.started_at)
 
     def should_stop(self) -> bool:
         return self.bad_epochs >= self.cfg.patience or self.epoch >= self.cfg.max_epochs
@@ -327,6 +332,8 @@ class Trainer:
             "peak_gpu_mb": peak_memory_mb(self.device) if self.device.type == "cuda" else None,
             "device": str(self.device),
             "world_size": self.world_size,
+            "valid_curve": [h["valid"][VALID_METRIC] for h in self.history if h["train"]],
+            "started_at": self.started_at,
             "config": self.cfg.model_dump(),
             "dataset_hash": self.ds.content_hash,
         }

@@ -6,6 +6,9 @@ Launch::
         --results /tmp/r                                                       # a minute on 2 CPU cores
     ray job submit --working-dir . -- python -m mentor_ray.tune --dataset all --data-root /data \\
         --space paper_grid --num-samples 64 --results /shared/results --storage /shared/tune
+    python -m mentor_ray.tune --dataset tiktok --data-root /data --space paper_grid --num-samples 24 \\
+        --results runs/r lr=1e-3 infonce_scope=batch                    # key=value: over the space's fixed
+    python -m mentor_ray.tune --dataset synth-baby --workers-per-trial 4 --gpus-per-trial 1 ...  # DDP trials
     python -m mentor_ray.tune ... --resume                                     # after a kill: continue
 
 Per dataset, three phases, each one Ray Tune experiment with a deterministic name under ``--storage``:
@@ -18,12 +21,18 @@ Per dataset, three phases, each one Ray Tune experiment with a deterministic nam
 3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds
    (the final runs stand for ``mentor``).
 
+Then the leaderboard (``mentor_ray.leaderboard``) of everything in ``--results`` is printed and written
+(Markdown, CSV, LaTeX, HTML and plots) to ``--leaderboard`` (default ``RESULTS/leaderboard``).
+
 Datasets run at once, each in its own driver thread, their trials sharing the cluster; within a phase,
 trials (and the variants of the ablation) run concurrently as resources allow.
 
 Every finished trial and run lands in the Parquet results store (``mentor_ray.results``), one file per
-run, so a resumed sweep rewrites rather than duplicates rows. Trials are in-process trainers (one
-worker each, fractional GPUs allowed), fed the dataset and graphs through Ray's object store.
+run, so a resumed sweep rewrites rather than duplicates rows; a failed trial is recorded too (status
+``failed``), so none goes missing. Trials are in-process trainers (one worker each, fractional GPUs
+allowed), fed the dataset and graphs through Ray's object store; with ``--workers-per-trial W > 1``
+each trial drives a Ray Train DDP run of W workers instead (``mentor_ray.ray_train``), its metrics
+forwarded to Tune by ``TuneReportCallback``, at most as many at once as the cluster has room for.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ log = logging.getLogger("mentor_ray.tune")
 
 METRIC = "best_valid_recall@20"
 STATE_FILE = "trainer_state.pt"
+# A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
+# refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.
+DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
+SWEEP_KEYS = ("dataset", "data_root", "variant", "seed", "max_epochs")  # set by flags, not overrides
 BASELINE_KEYS = {"lr", "n_layers"}  # baselines keep their own (published) values of these
 
 
@@ -68,6 +81,7 @@ def _trainable(config: dict[str, Any], ds=None, graphs=None) -> None:
     from mentor_ray.train import Trainer
 
     torch.set_num_threads(max(1, int(config["threads"])))
+    _quiet_checkpoint_logs()
     point = {k: v for k, v in config.items() if k not in ("cfg", "threads")}  # searched values, if any
     cfg = TrainConfig.model_validate({**config["cfg"], **point})
     trainer = Trainer(cfg, ds=ds, graphs=from_arrays(graphs) if graphs is not None else None)
@@ -99,13 +113,55 @@ def _trainable(config: dict[str, Any], ds=None, graphs=None) -> None:
     trainer.fit(on_epoch=report)
 
 
-def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, resume: bool):
+def _quiet_checkpoint_logs() -> None:
+    """Ray logs a line per saved checkpoint, i.e. per trial and epoch; the progress table says enough."""
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _progress_reporter(parameters: Sequence[str]):
+    """Tune's progress table with the columns that matter: validation Recall@20 now and best, the epoch,
+    and the searched hyper-parameters (or the variant and seed of a final / ablation run)."""
+    from ray.tune import CLIReporter
+
+    return CLIReporter(
+        metric_columns={"epoch": "epoch", "valid_recall@20": "valid R@20", METRIC: "best R@20",
+                        "best_epoch": "best epoch"},
+        parameter_columns={p: p.split("/")[-1] for p in parameters},
+        max_report_frequency=60, max_progress_rows=30,
+    )
+
+
+def _ddp_trainable(config: dict[str, Any], inputs=None) -> None:
+    """One trial of ``--workers-per-trial W > 1``: this Tune function drives a Ray Train (DDP) run.
+
+    The Train run reports once per epoch; ``TuneReportCallback`` forwards rank 0's metrics (the same
+    keys as :func:`_trainable`'s) to Tune, so ASHA and the searcher see them. Checkpoints are the Train
+    run's own, under ``<storage>/train/<experiment>/<trial id>``: a trial that Tune restarts or resumes
+    re-creates the same Train run, which continues from its latest checkpoint.
+    """
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from mentor_ray.ray_train import fit_with_ray
+
+    _quiet_checkpoint_logs()
+    point = {k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}
+    cfg = TrainConfig.model_validate({**config["cfg"], **point})
+    ddp = config["ddp"]
+    fit_with_ray(cfg, workers=ddp["workers"], cpus_per_worker=ddp["cpus"], gpus_per_worker=ddp["gpus"],
+                 storage=ddp["storage"], name=ray.tune.get_context().get_trial_id(),
+                 inputs=tuple(inputs), callbacks=[TuneReportCallback()])
+
+
+def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, resume: bool,
+                    columns: Sequence[str]):
     """Start (or, with ``resume``, continue) the Tune experiment ``storage/name``; its ResultGrid."""
     from ray import tune
 
     path = Path(storage) / name
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, verbose=1,
+        name=name, storage_path=storage, verbose=1, progress_reporter=_progress_reporter(columns),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=2),
     )
@@ -120,16 +176,25 @@ def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
 
 
-def _summaries(grid) -> list[dict[str, Any]]:
-    """Each trial's last summary; ``stopped_by_scheduler`` is set when it ended before its own stop."""
+def _summaries(grid, synthetic: bool) -> list[dict[str, Any]]:
+    """Each trial's last summary, with its ``status``; a trial that failed before its first epoch gets
+    a failure summary, so that no trial goes missing from the results store."""
+    from mentor_ray.results import failure_summary
+
     out = []
     for result in grid:
+        error = str(result.error) if result.error else None
         if result.metrics and "summary_json" in result.metrics:
             summary = json.loads(result.metrics["summary_json"])
-            summary["stopped_by_scheduler"] = not result.metrics.get("done", True) and not result.error
+            done = result.metrics.get("done", True)
+            summary["status"] = "failed" if error else ("completed" if done else "stopped_early")
+            summary["error"] = error.strip().splitlines()[-1][:500] if error else None
             out.append(summary)
-        elif result.error:
-            log.warning("trial %s failed: %s", result.path, result.error)
+        elif error:
+            log.warning("trial %s failed: %s", result.path, error)
+            cfg = {**result.config["cfg"], **{k: v for k, v in result.config.items()
+                                               if k not in ("cfg", "threads", "ddp")}}
+            out.append(failure_summary(cfg, error, synthetic))
     return out
 
 
@@ -137,18 +202,30 @@ class Sweep:
     """One sweep over datasets: search, finals and ablation; rows into the results store."""
 
     def __init__(self, args: argparse.Namespace, space: SearchSpace):
+        from mentor_ray.config import parse_overrides
+
         self.args, self.space = args, space
-        self.storage = str(Path(args.storage).expanduser().resolve())
+        self.storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
         self.results = Path(args.results)
+        self.overrides = parse_overrides(args.overrides)
+        for key in self.overrides:
+            if key in SWEEP_KEYS or key in space.search:
+                what = "a flag of the sweep" if key in SWEEP_KEYS else f"searched by the space {space.name}"
+                raise ConfigError(f"override {key}=...: {key} is {what}; overrides may set any other config key")
+        validate(self.overrides, source="override")
+        self.synthetic: dict[str, bool] = {}
 
     def base(self, dataset: str) -> dict[str, Any]:
-        base = {"dataset": dataset, "data_root": self.args.data_root, **self.space.settings_for(dataset)}
+        """Settings of every trial on ``dataset``: the space's fixed settings < ``key=value`` overrides."""
+        base = {"dataset": dataset, "data_root": self.args.data_root, **self.space.settings_for(dataset),
+                **self.overrides}
         if self.args.max_epochs is not None:
             base["max_epochs"] = self.args.max_epochs
         return base
 
     def trainable(self, dataset: str):
         """The trial function with the dataset and graphs in Ray's object store (built once, here)."""
+        import ray
         from ray import tune
 
         from mentor_ray.data import load_dataset
@@ -156,17 +233,57 @@ class Sweep:
 
         cfg = validate(self.base(dataset), source="sweep")
         ds = load_dataset(dataset, self.args.data_root)
+        self.synthetic[dataset] = ds.synthetic
         graphs = to_arrays(build_graphs(ds, k=cfg.knn_k, knn_norm=cfg.knn_norm))
+        if self.args.workers_per_trial > 1:  # the trial is a Train driver: its workers hold the resources
+            inputs = [ray.put(ds), ray.put(graphs)]
+            return tune.with_resources(tune.with_parameters(_ddp_trainable, inputs=inputs), DRIVER_RESOURCES)
         resources = {"cpu": self.args.cpus_per_trial, "gpu": self.args.gpus_per_trial}
         return tune.with_resources(tune.with_parameters(_trainable, ds=ds, graphs=graphs), resources)
+
+    def trial_space(self, experiment: str) -> dict[str, Any]:
+        """What every trial's config carries besides the model settings: threads, and the DDP layout."""
+        space: dict[str, Any] = {"threads": self.args.cpus_per_trial}
+        if self.args.workers_per_trial > 1:
+            space["ddp"] = {"workers": self.args.workers_per_trial, "cpus": self.args.cpus_per_trial,
+                            "gpus": self.args.gpus_per_trial, "storage": f"{self.storage}/train/{experiment}"}
+        return space
+
+    def max_concurrent(self) -> int:
+        """``--max-concurrent``, or for DDP trials as many Train runs as the cluster can hold at once
+        (more would start Train drivers that only wait for workers; Ray's guide to Train in Tune)."""
+        if self.args.max_concurrent or self.args.workers_per_trial == 1:
+            return self.args.max_concurrent
+        import ray
+
+        total = ray.cluster_resources()
+        w = self.args.workers_per_trial
+        fits = [total.get("CPU", 0) // (w * self.args.cpus_per_trial)]
+        if self.args.gpus_per_trial:
+            fits.append(total.get("GPU", 0) // (w * self.args.gpus_per_trial))
+        return max(1, int(min(fits)))
 
     def name(self, phase: str, dataset: str, extra: Any = None) -> str:
         from mentor_ray.cache import sha256_json
 
         key = {"space": self.space.model_dump(exclude={"path"}), "base": self.base(dataset),
                "samples": self.args.num_samples, "seeds": self.args.seeds, "extra": extra}
+        if self.args.workers_per_trial > 1:
+            key["workers"] = self.args.workers_per_trial
         safe = dataset.replace("/", "_")
         return f"{phase}-{safe}-{self.space.name}-{sha256_json(key)[:8]}"
+
+    def optuna_storage(self, name: str):
+        import optuna
+
+        url = self.args.optuna_storage
+        if not url:
+            if "://" in self.storage:
+                raise ConfigError(f"--storage {self.storage}: the Optuna study needs a database; add "
+                                  f"--optuna-storage (an RDB URL, e.g. postgresql://user@host/optuna)")
+            Path(self.storage, "optuna").mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{Path(self.storage, 'optuna', name + '.db')}"
+        return optuna.storages.RDBStorage(url)
 
     def search(self, dataset: str, trainable) -> dict[str, Any]:
         """Phase 1; the best point on validation (the space's settings alone when it searches nothing)."""
@@ -177,40 +294,40 @@ class Sweep:
         from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search.optuna import OptunaSearch
 
+        from mentor_ray import results
+
         name = self.name("search", dataset)
-        Path(self.storage, "optuna").mkdir(parents=True, exist_ok=True)
         grid = self.args.num_samples >= self.space.grid_size
         sampler = (optuna.samplers.GridSampler(self.space.search, seed=self.args.seed) if grid
                    else optuna.samplers.TPESampler(seed=self.args.seed))
-        storage = optuna.storages.RDBStorage(f"sqlite:///{Path(self.storage, 'optuna', name + '.db')}")
         searcher = OptunaSearch(
             {k: optuna.distributions.CategoricalDistribution(v) for k, v in self.space.search.items()},
-            metric=METRIC, mode="max", sampler=sampler, study_name=name, storage=storage,
+            metric=METRIC, mode="max", sampler=sampler, study_name=name, storage=self.optuna_storage(name),
         )
-        max_t = self.args.max_epochs or TrainConfig.model_fields["max_epochs"].default
+        max_t = validate(self.base(dataset), source="sweep").max_epochs
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_t),
                                   grace_period=max(1, min(self.args.grace_period, max_t)), reduction_factor=3)
         base_cfg = trial_config(self.base(dataset), "mentor", self.args.seed, {}).model_dump()
-        param_space = {"cfg": base_cfg, "threads": self.args.cpus_per_trial}
+        param_space = {"cfg": base_cfg, **self.trial_space(name)}
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                       num_samples=min(self.args.num_samples, self.space.grid_size),
-                                      max_concurrent_trials=self.args.max_concurrent)
-        result_grid = _run_experiment(name, self.storage, trainable, param_space, tune_config,
-                                      self.args.resume)
-        summaries = _summaries(result_grid)
-        if not summaries:
-            raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
-        from mentor_ray import results
-
+                                      max_concurrent_trials=self.max_concurrent())
+        summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
+                                               self.args.resume, list(self.space.search)),
+                               self.synthetic.get(dataset, False))
         for s in summaries:
             results.record(self.results, s, "search", self.space.name)
+        ok = [s for s in summaries if s["status"] != "failed"]
+        if not ok:
+            raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
         # validation only; ties (common on small data) broken the same way however the trials are ordered
-        best = max(summaries, key=lambda s: (s["valid"]["recall@20"], s["valid"]["ndcg@20"], -s["best_epoch"],
-                                             results.config_hash(s["config"])))
+        best = max(ok, key=lambda s: (s["valid"]["recall@20"], s["valid"]["ndcg@20"], -s["best_epoch"],
+                                      results.config_hash(s["config"])))
         point = {k: best["config"][k] for k in self.space.search}
-        stopped = sum(s["stopped_by_scheduler"] for s in summaries)
-        print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({stopped} stopped early by ASHA); "
-              f"best valid R@20 {best['valid']['recall@20']:.4f} at {point}", flush=True)
+        counts = {st: sum(s["status"] == st for s in summaries) for st in results.STATUSES}
+        print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({counts['stopped_early']} stopped "
+              f"early by ASHA, {counts['failed']} failed); best valid R@20 {best['valid']['recall@20']:.4f} at "
+              f"{point}", flush=True)
         return point
 
     def runs(self, phase: str, dataset: str, trainable, variants: list[str], point: dict[str, Any]) -> list[dict]:
@@ -222,15 +339,17 @@ class Sweep:
         seeds = [self.args.seed + i for i in range(self.args.seeds)]
         configs = [trial_config(self.base(dataset), v, s, point).model_dump() for v in variants for s in seeds]
         name = self.name(phase, dataset, extra={"point": point, "variants": variants})
-        param_space = {"cfg": tune.grid_search(configs), "threads": self.args.cpus_per_trial}
-        tune_config = tune.TuneConfig(max_concurrent_trials=self.args.max_concurrent)
+        param_space = {"cfg": tune.grid_search(configs), **self.trial_space(name)}
+        tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent())
         summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
-                                               self.args.resume))
+                                               self.args.resume, ["cfg/variant", "cfg/seed"]),
+                               self.synthetic.get(dataset, False))
         for s in summaries:
             results.record(self.results, s, phase, self.space.name)
-        if len(summaries) != len(configs):
-            raise MentorRayError(f"{phase} on {dataset}: {len(configs) - len(summaries)} of {len(configs)} runs "
-                                 f"failed; see {self.storage}/{name}; re-run with --resume to retry them")
+        failed = [s for s in summaries if s["status"] == "failed"]
+        if failed:
+            raise MentorRayError(f"{phase} on {dataset}: {len(failed)} of {len(configs)} runs failed (first: "
+                                 f"{failed[0]['error']}); see {self.storage}/{name}; re-run with --resume to retry")
         return summaries
 
     def dataset(self, dataset: str, trainable) -> None:
@@ -289,33 +408,59 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first seed, and the sampler's seed (default 0)")
     p.add_argument("--results", required=True, help="the results store (a directory of Parquet files)")
     p.add_argument("--storage", default="~/ray_results/mentor_ray", help="Tune experiments and checkpoints")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU (e.g. 0.25)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (per worker when W > 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per trial (per worker when W > 1); fractions share a GPU (e.g. 0.25)")
+    p.add_argument("--workers-per-trial", type=int, default=1,
+                   help="W > 1: each trial is a Ray Train DDP run of W workers (default 1: in-process)")
     p.add_argument("--max-concurrent", type=int, default=0, help="trials at once per phase (0: as resources allow)")
     p.add_argument("--grace-period", type=int, default=10, help="ASHA: epochs before a trial may be stopped")
     p.add_argument("--ablation", action="store_true", help="also run every variant and baseline at the best point")
     p.add_argument("--resume", action="store_true", help="continue the experiments of an interrupted sweep")
+    p.add_argument("--optuna-storage", default=None,
+                   help="Optuna study database URL (default: SQLite under --storage; needed for a URI --storage)")
+    p.add_argument("--leaderboard", default=None,
+                   help="where the leaderboard is written at the end (default: RESULTS/leaderboard; 'none': skip)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="settings for every trial, over the space's fixed ones (e.g. lr=1e-3 infonce_scope=batch)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for flag in ("num_samples", "seeds"):
+    for flag in ("num_samples", "seeds", "workers_per_trial"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     space = load_space(args.space)
-    datasets = datasets_for(args.dataset, args.data_root)
+    sweep = Sweep(args, space)  # checks the overrides before anything starts
+    for d in (datasets := datasets_for(args.dataset, args.data_root)):
+        validate(sweep.base(d), source="sweep")
     from mentor_ray.ray_train import ensure_ray
 
     # One checkpoint kept per trial (a TikTok trial's is ~28 MB) makes Tune snapshot the experiment at
     # every epoch's checkpoint; on fast small-data epochs it then warns on every snapshot. The snapshot
     # is what makes --resume exact, so keep it and silence the warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's classic progress table (CLIReporter, with our columns) instead of the new output, which
+    # prints every trial's full config
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ensure_ray()
-    sweep = Sweep(args, space)
-    return run_datasets(sweep, datasets)
+    failure: MentorRayError | None = None
+    try:
+        run_datasets(sweep, datasets)
+    except MentorRayError as exc:  # the datasets that finished still get their tables
+        failure = exc
+    if args.leaderboard != "none":
+        from mentor_ray.leaderboard import write_leaderboard
+
+        out = Path(args.leaderboard or Path(args.results) / "leaderboard")
+        print(write_leaderboard(args.results, out), flush=True)
+        print(f"[mentor_ray] leaderboard written to {out}", flush=True)
+    if failure:
+        raise failure
+    return 0
 
 
 def run_datasets(sweep: Sweep, datasets: list[str]) -> int:

@@ -60,3 +60,35 @@ def test_empty_store_and_bad_inputs(tmp_path):
     with pytest.raises(MentorRayError, match="no column 'recall'"):
         results.record(tmp_path, _summary(), "search", "s")
         results.read_results(tmp_path, recall=1)
+
+
+def test_status_curve_and_timing_columns(tmp_path):
+    s = {**_summary(), "stopped_by_scheduler": True, "valid_curve": [0.1, 0.3, 0.2], "started_at": 1.7e9,
+         "wall_seconds": 12.5, "device": "cpu", "world_size": 2}
+    rows = results.rows_from_summary(s, "search", "s", version="test").to_pylist()
+    assert {r["status"] for r in rows} == {"stopped_early"} and rows[0]["error"] is None
+    assert rows[0]["valid_curve"] == [0.1, 0.3, 0.2] and rows[0]["wall_seconds"] == 12.5
+    assert rows[0]["started_at"].timestamp() == 1.7e9 and rows[0]["world_size"] == 2
+    done = results.rows_from_summary(_summary(), "final", "s", version="test").to_pylist()[0]
+    assert done["status"] == "completed" and done["valid_curve"] == [] and done["started_at"] is None
+    with pytest.raises(MentorRayError, match="status 'lost'"):
+        results.rows_from_summary({**_summary(), "status": "lost"}, "final", "s")
+
+
+def test_a_failed_run_is_one_row_without_metrics(tmp_path):
+    cfg = _summary()["config"]
+    failed = results.failure_summary(cfg, "Traceback ...\nConfigError: device = 'cuda' but no CUDA device\n")
+    results.record(tmp_path, failed, "search", "s")
+    results.record(tmp_path, _summary(seed=1), "search", "s")
+    table = results.read_results(tmp_path).to_pandas()
+    bad = table[table.status == "failed"]
+    assert len(bad) == 1 and bad.iloc[0].error == "ConfigError: device = 'cuda' but no CUDA device"
+    assert bad[["split", "metric", "value"]].isna().all(axis=None) and bad.iloc[0].epochs_run == 0
+    assert (table.status == "completed").sum() == 16
+
+
+def test_files_in_subdirectories_are_not_read(tmp_path):
+    results.record(tmp_path, _summary(), "final", "s")
+    (tmp_path / "leaderboard").mkdir()
+    (tmp_path / "leaderboard" / "leaderboard.md").write_text("# not parquet")
+    assert results.read_results(tmp_path).num_rows == 16

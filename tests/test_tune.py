@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mentor_ray import results, tune
 from mentor_ray.config import BASELINES, MENTOR_VARIANTS
-from mentor_ray.errors import ConfigError
+from mentor_ray.errors import ConfigError, MentorRayError
 
 ray = pytest.importorskip("ray")
 
@@ -33,9 +35,14 @@ def test_baselines_keep_their_own_learning_rate_and_layers():
 def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys):
     out = tmp_path / "r"
     args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4", "--seeds", "2", "--ablation",
-            "--results", str(out), "--storage", str(tmp_path / "tune"), "--grace-period", "2"]
+            "--results", str(out), "--storage", str(tmp_path / "tune"), "--grace-period", "2", "reg_weight=2e-4"]
     assert tune.main(args) == 0
     table = results.read_results(out).to_pandas()
+    assert all(json.loads(c)["reg_weight"] == 2e-4 for c in table.config_json)  # the override reached every run
+    assert set(table.status) <= {"completed", "stopped_early"}
+    finished = table[table.role != "search"].drop_duplicates("run_id")
+    assert all(len(c) == r.epochs_run > 0 for c, r in zip(finished.valid_curve, finished.itertuples())
+               if r.variant != "most_pop")
     runs = table.drop_duplicates("run_id")
     assert (runs.role == "search").sum() >= 3  # 4 trials; TPE may propose a point twice (one run then)
     finals = runs[runs.role == "final"]
@@ -55,6 +62,9 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     assert {(r.dropout, r.lambda_f, r.tau) for r in finals.itertuples()} == {(top.dropout, top.lambda_f, top.tau)}
     printed = capsys.readouterr().out
     assert "synth-tiny: search done" in printed and "synth-tiny: ablation" in printed
+    # the sweep ends with the leaderboard: printed, and written next to the results
+    assert "# MENTOR leaderboard" in printed and "MENTOR_fg" in printed
+    assert (out / "leaderboard" / "leaderboard.md").is_file() and (out / "leaderboard" / "csv" / "overall.csv").is_file()
 
     with pytest.raises(ConfigError, match="already exists; add --resume"):
         tune.main(args)  # the same sweep again without --resume
@@ -65,6 +75,35 @@ def test_bad_flags_are_one_line_errors(tmp_path):
         tune.main(["--dataset", "synth-tiny", "--num-samples", "0", "--results", str(tmp_path)])
     with pytest.raises(ConfigError, match="--space nope"):
         tune.main(["--dataset", "synth-tiny", "--space", "nope", "--results", str(tmp_path)])
+
+
+def test_overrides_may_not_set_what_the_sweep_or_the_space_sets(tmp_path):
+    base = ["--dataset", "synth-tiny", "--space", "smoke", "--results", str(tmp_path)]
+    with pytest.raises(ConfigError, match="override tau=...: tau is searched by the space smoke"):
+        tune.main([*base, "tau=0.3"])
+    with pytest.raises(ConfigError, match="override seed=...: seed is a flag of the sweep"):
+        tune.main([*base, "seed=3"])
+    with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
+        tune.main([*base, "learning_rate=0.1"])
+    with pytest.raises(ConfigError, match="override: lr = -1 is not allowed"):
+        tune.main([*base, "lr=-1"])
+    with pytest.raises(ConfigError, match="--workers-per-trial 0"):
+        tune.main([*base, "--workers-per-trial", "0"])
+
+
+def test_failed_trials_are_recorded_not_lost(local_ray, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA: device=cuda must fail there")
+    out = tmp_path / "r"
+    args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "2", "--seeds", "1", "--results", str(out),
+            "--storage", str(tmp_path / "tune"), "--leaderboard", "none", "device=cuda"]
+    with pytest.raises(MentorRayError, match="search on synth-tiny: no trial finished an epoch"):
+        tune.main(args)
+    table = results.read_results(out).to_pandas()
+    assert len(table) == table.run_id.nunique() >= 1 and set(table.status) == {"failed"}
+    assert table.error.str.contains("no CUDA device").all() and table.value.isna().all()
 
 
 def test_two_datasets_are_swept_at_once(local_ray, tmp_path, capsys):

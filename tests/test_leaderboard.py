@@ -1,0 +1,408 @@
+"""Leaderboard: Table 2 / ablations / Table 3 / sweep summary / plots from small result stores.
+
+Expected numbers are computed here independently (statistics.mean/stdev, the paired t statistic and, for
+3 seeds (2 degrees of freedom), its exact two-sided p = 1 - |t| / sqrt(2 + t^2)), never with scipy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mentor_ray import leaderboard as lb
+from mentor_ray import results
+from mentor_ray.cli import run
+from mentor_ray.config import VARIANTS, make_config
+from mentor_ray.errors import MentorRayError
+
+COLS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # the table's test columns, in order
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _summary(dataset="synth-a", variant="mentor", seed=0, test=(0.01, 0.02, 0.005, 0.008), valid=0.1,
+             synthetic=True, status=None, curve=(), started=None, wall=0.0, spe=1.0, mem=500.0, device="cpu",
+             world_size=1, epochs=5, stopped=False, **hp):
+    """A summary shaped like Trainer.summary(); ``test`` is (R@10, R@20, N@10, N@20), ``valid`` every valid metric."""
+    cfg = make_config(flags={"dataset": dataset, "variant": variant, "seed": seed},
+                      overrides=[f"{k}={v}" for k, v in hp.items()]).model_dump()
+    tst = {f"{m}@{k}": 0.001 for m in ("recall", "ndcg") for k in results.KS} | dict(zip(COLS, test))
+    summary = {"dataset": dataset, "synthetic": synthetic, "variant": variant, "seed": seed, "best_epoch": 2,
+               "epochs_run": epochs, "valid": {f"{m}@{k}": valid for m in ("recall", "ndcg") for k in results.KS},
+               "test": tst, "seconds_per_epoch": spe, "peak_rss_mb": mem, "peak_gpu_mb": None, "device": device,
+               "world_size": world_size, "valid_curve": list(curve), "started_at": started, "wall_seconds": wall,
+               "config": cfg, "stopped_by_scheduler": stopped}
+    if status:
+        summary["status"] = status
+    return summary
+
+
+def _record(root, summary, role="final", sweep="smoke", finished=None):
+    """results.record without its git call (fast), optionally with a fixed finished_at (unix seconds)."""
+    table = results.rows_from_summary(summary, role, sweep, version="test")
+    if finished is not None:
+        field = results.SCHEMA.field("finished_at")
+        stamp = dt.datetime.fromtimestamp(finished, dt.timezone.utc)
+        table = table.set_column(table.schema.get_field_index("finished_at"), field,
+                                 pa.array([stamp] * table.num_rows, type=field.type))
+    return results.write_run(root, table)
+
+
+# Table-2 fixture, 3 seeds. MENTOR vs LightGCN differences per seed: R@10 (.010, .010, .013) and R@20
+# (.010, .0105, .0102) are consistent (significant); N@10 (.010, -.005, .009) and N@20 (.010, .004, .012) are not.
+TABLE2 = {
+    "most_pop": [(0.010, 0.020, 0.005, 0.008), (0.011, 0.021, 0.006, 0.009), (0.012, 0.019, 0.004, 0.007)],
+    "mf_bpr": [(0.020, 0.030, 0.010, 0.015), (0.022, 0.033, 0.012, 0.016), (0.021, 0.031, 0.011, 0.017)],
+    "lightgcn": [(0.040, 0.060, 0.020, 0.030), (0.042, 0.061, 0.025, 0.031), (0.041, 0.065, 0.022, 0.033)],
+    "mentor": [(0.050, 0.070, 0.030, 0.040), (0.052, 0.0715, 0.020, 0.035), (0.054, 0.0752, 0.031, 0.045)],
+}
+
+
+def _table2_store(root, dataset="synth-a", synthetic=True):
+    for variant, per_seed in TABLE2.items():
+        for seed, test in enumerate(per_seed):
+            s = _summary(dataset, variant, seed, test, synthetic=synthetic, curve=[0.05, 0.08 + seed / 100, 0.09])
+            _record(root, s, "final" if variant == "mentor" else "ablation")
+            if variant == "mentor":
+                _record(root, s, "ablation")  # the sweep records MENTOR's finals under both roles
+
+
+def _values(variant, col):
+    return [t[COLS.index(col)] for t in TABLE2[variant]]
+
+
+def _cell(values, mark=0, star=False):
+    """The Markdown of a cell, built from the values independently of the module."""
+    text = f"{statistics.mean(values):.4f}"
+    text = f"**{text}**" if mark == 1 else f"<u>{text}</u>" if mark == 2 else text
+    text += "\\*" if star else ""
+    return text + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
+
+
+def _paired(a, b):
+    d = [x - y for x, y in zip(a, b)]
+    t = statistics.mean(d) / (statistics.stdev(d) / math.sqrt(len(d)))
+    return t, 1 - abs(t) / math.sqrt(2 + t * t)  # exact two-sided p for 2 degrees of freedom
+
+
+def _row(md, name):
+    return next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
+
+
+def _board(root, out, formats=("md", "csv")):
+    return lb.write_leaderboard(root, out, formats)
+
+
+# --------------------------------------------------------------------------- Table 2
+
+
+def test_overall_table_marks_best_and_second_improvement_and_significance(tmp_path):
+    _table2_store(tmp_path / "r")
+    md = _board(tmp_path / "r", tmp_path / "o")
+    stats = {c: _paired(_values("mentor", c), _values("lightgcn", c)) for c in COLS}
+    stars = {c: stats[c][1] < 0.05 for c in COLS}
+    assert stars == {"recall@10": True, "recall@20": True, "ndcg@10": False, "ndcg@20": False}  # the fixture's design
+    assert _row(md, "MENTOR") == "| MENTOR | " + " | ".join(
+        _cell(_values("mentor", c), 1, stars[c]) for c in COLS) + " |"
+    assert _row(md, "LightGCN") == "| LightGCN | " + " | ".join(_cell(_values("lightgcn", c), 2) for c in COLS) + " |"
+    assert _row(md, "MostPop") == "| MostPop | " + " | ".join(_cell(_values("most_pop", c)) for c in COLS) + " |"
+    pct = [(statistics.mean(_values("mentor", c)) / statistics.mean(_values("lightgcn", c)) - 1) * 100 for c in COLS]
+    assert _row(md, "Improv.") == "| Improv. | " + " | ".join(f"{p:.2f}%" for p in pct) + " |"
+    names = [line.split(" | ")[0][2:] for line in md.split("### Overall")[1].split("###")[0].splitlines()
+             if line.startswith("| ") and not line.startswith("| Model")]
+    assert names == ["MostPop", "MF-BPR", "LightGCN", "MENTOR", "Improv."]
+
+    imp = pd.read_csv(tmp_path / "o" / "csv" / "improvement.csv").set_index("column")
+    for c in COLS:
+        row = imp.loc[f"test_{c}"]
+        assert row.best_baseline == "lightgcn" and row.pairs == 3 and bool(row.significant) == stars[c]
+        assert row.t == pytest.approx(stats[c][0], rel=1e-6) and row.p_value == pytest.approx(stats[c][1], rel=1e-6)
+    overall = pd.read_csv(tmp_path / "o" / "csv" / "overall.csv").set_index("variant")
+    assert overall.loc["mentor", "seeds"] == 3  # recorded as final and as ablation: counted once
+    assert overall.loc["mentor", "test_ndcg@10_std"] == pytest.approx(statistics.stdev(_values("mentor", "ndcg@10")))
+
+
+def test_missing_cells_and_synthetic_labels(tmp_path):
+    root = tmp_path / "r"
+    for variant, test in [("lightgcn", (0.03, 0.05, 0.02, 0.03)), ("mentor", (0.04, 0.06, 0.03, 0.04))]:
+        _record(root, _summary("baby", variant, 0, test, synthetic=False))  # a real dataset: no MF-BPR run
+    for variant, test in [("mf_bpr", (0.02, 0.03, 0.01, 0.02)), ("mentor", (0.05, 0.07, 0.04, 0.05))]:
+        _record(root, _summary("synth-b", variant, 0, test))  # no LightGCN run
+    md = _board(root, tmp_path / "o")
+    header = next(line for line in md.splitlines() if line.startswith("| Model |"))
+    assert header.startswith("| Model | baby R@10 | baby R@20 | baby N@10 | baby N@20 | synth-b (synthetic) R@10 |")
+    second = lambda *vals: " | ".join(f"<u>{v:.4f}</u>" for v in vals)  # noqa: E731
+    assert _row(md, "MF-BPR") == f"| MF-BPR | – | – | – | – | {second(0.02, 0.03, 0.01, 0.02)} |"
+    assert _row(md, "LightGCN") == f"| LightGCN | {second(0.03, 0.05, 0.02, 0.03)} | – | – | – | – |"
+    overall = pd.read_csv(tmp_path / "o" / "csv" / "overall.csv")
+    missing = overall[(overall.dataset == "baby") & (overall.variant == "mf_bpr")].iloc[0]
+    assert missing.seeds == 0 and math.isnan(missing["test_recall@20_mean"])
+    assert set(overall.loc[overall.dataset == "synth-b", "synthetic"]) == {True}
+
+
+def test_one_seed_has_no_std_no_test_and_no_star(tmp_path):
+    root = tmp_path / "r"
+    _record(root, _summary(variant="lightgcn", test=(0.03, 0.05, 0.02, 0.03)))
+    _record(root, _summary(variant="mentor", test=(0.06, 0.09, 0.04, 0.05)))
+    md = _board(root, tmp_path / "o")
+    assert _row(md, "MENTOR") == "| MENTOR | **0.0600** | **0.0900** | **0.0400** | **0.0500** |"
+    assert _row(md, "Improv.") == "| Improv. | 100.00% | 80.00% | 100.00% | 66.67% |"
+    imp = pd.read_csv(tmp_path / "o" / "csv" / "improvement.csv")
+    assert set(imp.pairs) == {1} and imp.p_value.isna().all() and not imp.significant.any()
+    assert "fewer than 2 seeds shared by MENTOR and the best baseline; no t-test" in md
+
+
+def test_no_star_when_mentor_is_significantly_behind(tmp_path):
+    root = tmp_path / "r"
+    base, mentor = [0.050, 0.060, 0.070], [0.040, 0.0505, 0.0598]  # MENTOR consistently ~0.01 behind
+    for seed in range(3):
+        _record(root, _summary(variant="lightgcn", seed=seed, test=(0.01, base[seed], 0.01, 0.01)))
+        _record(root, _summary(variant="mentor", seed=seed, test=(0.01, mentor[seed], 0.01, 0.01)))
+    md = _board(root, tmp_path / "o")
+    t, p = _paired(mentor, base)
+    assert t < 0 and p < 0.05
+    imp = pd.read_csv(tmp_path / "o" / "csv" / "improvement.csv").set_index("column").loc["test_recall@20"]
+    assert imp.p_value == pytest.approx(p, rel=1e-6) and not imp.significant
+    pct = (statistics.mean(mentor) / statistics.mean(base) - 1) * 100
+    assert _row(md, "Improv.").split(" | ")[2] == f"{pct:.2f}%" and pct < 0
+    assert _row(md, "MENTOR").split(" | ")[2] == _cell(mentor, 2)
+
+
+def test_tied_values_share_the_mark(tmp_path):
+    root = tmp_path / "r"
+    for variant, test in [("most_pop", (0.01, 0.01, 0.01, 0.01)), ("mf_bpr", (0.03, 0.05, 0.02, 0.02)),
+                          ("lightgcn", (0.03, 0.05, 0.02, 0.02)), ("mentor", (0.02, 0.06, 0.02, 0.01))]:
+        _record(root, _summary(variant=variant, test=test))
+    md = _board(root, tmp_path / "o")
+    # R@10: two baselines tie for best, MENTOR second; R@20: MENTOR best, the two baselines tie second;
+    # N@10: three-way tie at the top, so MostPop's next value is second; N@20: MENTOR ties MostPop for second
+    tied = "| **0.0300** | <u>0.0500</u> | **0.0200** | **0.0200** |"
+    assert _row(md, "MF-BPR").endswith(tied) and _row(md, "LightGCN").endswith(tied)
+    assert _row(md, "MENTOR") == "| MENTOR | <u>0.0200</u> | **0.0600** | **0.0200** | <u>0.0100</u> |"
+    assert _row(md, "MostPop") == "| MostPop | 0.0100 | 0.0100 | <u>0.0100</u> | <u>0.0100</u> |"
+    assert lb.marks([0.3, None, 0.30000001, 0.1, 0.2]) == [1, 0, 1, 0, 2]  # equal at 4 decimals: tied
+
+
+def test_baseline_only_dataset_has_no_improvement_row(tmp_path):
+    root = tmp_path / "r"
+    _record(root, _summary(variant="most_pop", test=(0.01, 0.02, 0.01, 0.01), epochs=0, spe=0.0))
+    _record(root, _summary(variant="lightgcn", test=(0.03, 0.05, 0.02, 0.03)))
+    md = _board(root, tmp_path / "o")
+    assert "| Improv. |" not in md and "| LightGCN | **0.0300** |" in md
+    assert "synth-a (synthetic): no MENTOR runs, so no Improv. for this dataset" in md
+    assert "no ablation runs of mentor_base, mentor_l1, mentor_l2" in md and "### synth-a" not in md
+    assert pd.read_csv(tmp_path / "o" / "csv" / "improvement.csv").empty
+
+
+def test_selection_on_validation_never_on_test(tmp_path):
+    root = tmp_path / "r"
+    for seed, valid in enumerate([0.20, 0.22]):  # config A: better validation, worse test
+        _record(root, _summary(variant="mentor_fg", seed=seed, valid=valid, test=(0.01, 0.05, 0.01, 0.01), dropout=0.3))
+    for seed, valid in enumerate([0.19, 0.20]):  # config B: worse validation, better test
+        _record(root, _summary(variant="mentor_fg", seed=seed, valid=valid, test=(0.02, 0.09, 0.02, 0.02), dropout=0.6))
+    for dropout in (0.2, 0.4):  # MENTOR: two configs tied on validation -> the lower config hash
+        _record(root, _summary(variant="mentor", valid=0.3, test=(0.01, 0.01 + dropout, 0.01, 0.01), dropout=dropout))
+    _record(root, _summary(variant="mentor", valid=0.9, test=(0.9, 0.9, 0.9, 0.9), dropout=0.7), role="search")
+    md = _board(root, tmp_path / "o")
+    row = _row(md, "MENTOR_fg").replace("**", "").replace("<u>", "").replace("</u>", "")
+    assert row == "| MENTOR_fg | 0.0100 ± 0.0000 | 0.0500 ± 0.0000 | 0.0100 ± 0.0000 | 0.0100 ± 0.0000 |"
+    overall = pd.read_csv(tmp_path / "o" / "csv" / "overall.csv").set_index("variant")
+    assert overall.loc["mentor_fg", "test_recall@20_mean"] == pytest.approx(0.05)
+    assert overall.loc["mentor_fg", "valid_recall@20_mean"] == pytest.approx(0.21)
+    hashes = {d: results.config_hash(_summary(variant="mentor", dropout=d)["config"]) for d in (0.2, 0.4)}
+    winner = min(hashes, key=hashes.get)
+    assert overall.loc["mentor", "config_hash"] == hashes[winner]
+    assert overall.loc["mentor", "test_recall@20_mean"] == pytest.approx(0.01 + winner)  # never the search run's 0.9
+
+
+def test_ablation_tables(tmp_path):
+    root = tmp_path / "r"
+    vals = {"mentor_base": [0.040, 0.044], "mentor_l1": [0.050, 0.052], "mentor": [0.060, 0.061]}
+    for variant, r20s in vals.items():
+        for seed, r20 in enumerate(r20s):
+            _record(root, _summary(variant=variant, seed=seed, test=(r20 / 2, r20, r20 / 4, r20 / 3)))
+    md = _board(root, tmp_path / "o")
+    section = md.split("### synth-a (synthetic): Multilevel cross-modal alignment (Fig. 3)")[1].split("###")[0]
+    assert "| MENTOR_L2 | – | – | – | – |" in section
+    assert f"| MENTOR_base | {_cell([v / 2 for v in vals['mentor_base']])} | {_cell(vals['mentor_base'])} |" in section
+    assert f"| MENTOR (full) | {_cell([v / 2 for v in vals['mentor']], 1)} | {_cell(vals['mentor'], 1)} |" in section
+    assert "no ablation runs of mentor_fg, mentor_f, mentor_g; no 'General feature enhancement" in md
+    csv = pd.read_csv(tmp_path / "o" / "csv" / "ablation_alignment.csv").set_index("variant")
+    assert csv.loc["mentor_l1", "test_recall@20_mean"] == pytest.approx(statistics.mean(vals["mentor_l1"]))
+
+
+def test_efficiency_medians_and_device(tmp_path):
+    root = tmp_path / "r"
+    for seed, (spe, mem) in enumerate([(1.0, 100.0), (3.0, 300.0), (2.5, 200.0)]):
+        _record(root, _summary(variant="mentor", seed=seed, spe=spe, mem=mem, device="cuda:0", world_size=2))
+    _record(root, _summary(variant="most_pop", epochs=0, spe=0.0, mem=50.0))
+    md = _board(root, tmp_path / "o")
+    assert "| Dataset | Metric | MostPop | MENTOR |" in md
+    assert "| synth-a (synthetic) | Time (s/epoch) | – | 2.50 |" in md  # MostPop trains no epoch
+    assert "|  | Memory (MB) | 50 | 200 |" in md and "|  | Device | cpu | cuda:0 (2 workers) |" in md
+    eff = pd.read_csv(tmp_path / "o" / "csv" / "efficiency.csv").set_index("variant")
+    assert eff.loc["mentor", "seconds_per_epoch_median"] == 2.5 and eff.loc["mentor", "runs"] == 3
+
+
+def test_failed_runs_are_counted_in_the_sweep_but_never_in_tables(tmp_path):
+    root = tmp_path / "r"
+    t0 = 1_700_000_000.0
+    search = [dict(dropout=0.3, valid=0.10, started=t0, finished=t0 + 100),
+              dict(dropout=0.5, valid=0.12, started=t0 + 10, finished=t0 + 200),
+              dict(dropout=0.7, valid=0.15, started=t0 + 20, finished=t0 + 150, stopped=True)]
+    for p in search:
+        s = _summary(variant="mentor", valid=p["valid"], started=p["started"], stopped=p.get("stopped", False),
+                     wall=p["finished"] - p["started"], dropout=p["dropout"], tau=0.3)
+        _record(root, s, "search", finished=p["finished"])
+    cfg = make_config(flags={"dataset": "synth-a", "variant": "mentor", "seed": 0}, overrides=["dropout=0.1"])
+    _record(root, results.failure_summary(cfg.model_dump(), "Traceback\nRuntimeError: CUDA out of memory", True),
+            "search", finished=t0 + 300)  # no started_at
+    _record(root, _summary(variant="mentor", test=(0.05, 0.06, 0.03, 0.04), started=t0 + 400, dropout=0.7, tau=0.3),
+            finished=t0 + 500)
+    _record(root, _summary(variant="lightgcn", test=(0.5, 0.5, 0.5, 0.5), status="failed", started=t0 + 400),
+            "ablation", finished=t0 + 450)  # failed after some epochs, with metrics: still never in a table
+    md = _board(root, tmp_path / "o")
+    assert "LightGCN | 0.5000" not in md and "| LightGCN |" not in md.split("## Efficiency")[0]
+    sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").iloc[0]
+    assert (sweep.trials, sweep.completed, sweep.stopped_early, sweep.failed) == (4, 2, 1, 1)
+    assert sweep["best_valid_recall@20"] == pytest.approx(0.15) and sweep.best_dropout == 0.7  # the ASHA-stopped one
+    assert sweep.search_wall_seconds == pytest.approx(300) and sweep.search_wall_basis == "span"
+    assert sweep.sweep_wall_seconds == pytest.approx(500)
+    assert ("| synth-a (synthetic) | smoke | 4 | 2 | 1 | 1 | 0.1500 | dropout=0.7, lambda_f=1.5, lambda_g=0.001, "
+            "tau=0.3, lambda_align=0.1 | 5m 00s | 8m 20s |") in md
+    assert "synth-a (synthetic): failed runs (1 search, 1 ablation) left out of the metric tables" in md
+    assert "first error: RuntimeError: CUDA out of memory" in md
+
+
+def test_wall_time_falls_back_to_the_sum_of_run_walls(tmp_path):
+    root = tmp_path / "r"
+    for dropout, wall in [(0.3, 30.0), (0.5, 45.5)]:
+        _record(root, _summary(variant="mentor", wall=wall, dropout=dropout), "search")
+    _record(root, _summary("synth-z", "lightgcn"))  # neither started_at nor wall_seconds: unknown, not 0
+    md = _board(root, tmp_path / "o")
+    sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").set_index("dataset")
+    assert sweep.loc["synth-a", "search_wall_seconds"] == pytest.approx(75.5)
+    assert sweep.loc["synth-a", "search_wall_basis"] == "sum"
+    assert "| 1m 16s (sum of runs) | 1m 16s (sum of runs) |" in md
+    assert math.isnan(sweep.loc["synth-z", "sweep_wall_seconds"]) and sweep.loc["synth-z", "trials"] == 0
+    assert "| synth-z (synthetic) | smoke | 0 | 0 | 0 | 0 | – | – | – | – |" in md
+
+
+def test_run_files_from_before_the_status_columns_count_as_completed(tmp_path):
+    table = results.rows_from_summary(_summary(variant="mentor", dropout=0.3), "search", "old", version="test")
+    old = ("status", "error", "valid_curve", "wall_seconds", "device", "world_size", "started_at")
+    pq.write_table(table.drop_columns(list(old)), tmp_path / f"{table.column('run_id')[0]}.parquet")
+    _board(tmp_path, tmp_path / "o")
+    sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").iloc[0]
+    assert (sweep.trials, sweep.completed, sweep.failed, sweep["best_valid_recall@20"]) == (1, 1, 0, 0.1)
+    assert math.isnan(sweep.search_wall_seconds)
+
+
+# --------------------------------------------------------------------------- plots and formats
+
+
+def _search_grid(root, dataset="synth-a"):
+    points = [(0.3, 1.0, 0.1, 1e-3, 0.1, 0.10), (0.3, 1.0, 0.2, 1e-4, 0.2, 0.14),  # same (p, lambda_f) cell
+              (0.5, 1.5, 0.2, 1e-3, 0.1, 0.12), (0.5, 1.0, 0.1, 1e-4, 0.2, 0.11)]
+    for p, lf, tau, lg, la, valid in points:
+        s = _summary(dataset, "mentor", valid=valid, dropout=p, lambda_f=lf, tau=tau, lambda_g=lg, lambda_align=la)
+        _record(root, s, "search")
+
+
+def test_sensitivity_grid_takes_the_best_trial_per_cell_and_leaves_empty_cells_blank(tmp_path):
+    _search_grid(tmp_path)
+    grid = lb.sensitivity_grid(lb.search_scores(lb.load_runs(tmp_path), "synth-a"), "dropout", "lambda_f")
+    assert list(grid.columns) == [0.3, 0.5] and list(grid.index) == [1.0, 1.5]
+    assert grid.loc[1.0, 0.3] == pytest.approx(0.14) and grid.loc[1.0, 0.5] == pytest.approx(0.11)
+    assert grid.loc[1.5, 0.5] == pytest.approx(0.12) and math.isnan(grid.loc[1.5, 0.3])
+
+
+def test_every_format_is_written_and_parseable_with_plots_and_skip_notes(tmp_path):
+    root, out = tmp_path / "r", tmp_path / "o"
+    _table2_store(root)
+    _search_grid(root)
+    _record(root, _summary("synth-c", "mentor"), "search")  # one trial: no sensitivity plot possible
+    _record(root, _summary("synth-c", "mentor", test=(0.01, 0.02, 0.01, 0.01)))  # a final run without a curve
+    md = lb.write_leaderboard(root, out)
+    assert (out / "leaderboard.md").read_text() == md
+    stems = ["sens_dropout_lambda_f", "sens_tau_lambda_g", "lambda_align", "valid_curves"]
+    for stem in stems:
+        png = out / "plots" / f"synth-a-{stem}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"](plots/synth-a-{stem}.png)" in md
+        assert not (out / "plots" / f"synth-c-{stem}.png").exists()
+    assert ("plot 'synth-c (synthetic): sensitivity to (dropout, lambda_f)' skipped: 1 distinct value of dropout "
+            "among 1 scored search run(s); need at least 2") in md
+    assert "plot 'synth-c (synthetic): validation curves of the final runs' skipped: no final run with a recorded" in md
+
+    csvs = {p.stem: pd.read_csv(p) for p in (out / "csv").glob("*.csv")}
+    assert set(csvs) == {"overall", "improvement", "ablation_alignment", "ablation_features", "efficiency", "sweep"}
+    assert set(csvs["overall"].dataset) == {"synth-a", "synth-c"} and len(csvs["sweep"]) == 2
+    assert pd.api.types.is_float_dtype(csvs["overall"]["test_recall@20_mean"])
+
+    page = (out / "leaderboard.html").read_text()
+    assert page.count("<table") == len(lb.build_board(lb.load_runs(root), str(root)).tables)
+    assert '<table id="overall">' in page and '<th colspan="4">synth-a (synthetic)</th>' in page
+    assert "<b>0.0520</b><sup>*</sup> ± 0.0020" in page and "<u>0.0410</u>" in page
+    for stem in stems:
+        assert f'<img src="plots/synth-a-{stem}.png"' in page
+    assert "skipped: 1 distinct value of dropout" in page
+
+    tex = (out / "leaderboard.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == page.count("<table")
+    assert r"\toprule" in tex and r"\multicolumn{4}{c}{synth-a (synthetic)}" in tex
+    assert r"\textbf{0.0520}$^{*}$ $\pm$ 0.0020" in tex and r"\underline{0.0410}" in tex
+    assert r"\label{tab:overall}" in tex and r"\cmidrule(lr){2-5} \cmidrule(lr){6-9}" in tex
+    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporary file left behind
+
+
+def test_tex_escapes_underscores_and_percent():
+    rows = [["MENTOR_fg", "5.00%"], ["MostPop", lb.Cell(None)]]
+    table = lb.Table("Ablations", "x", "a_b 5%", ["Model", "R@10"], rows)
+    tex = lb.table_tex(table)
+    assert r"\caption{a\_b 5\%}" in tex and r"MENTOR\_fg & 5.00\% \\" in tex and r"MostPop & -- \\" in tex
+
+
+def test_every_variant_has_a_display_name():
+    assert set(lb.DISPLAY) == set(VARIANTS)
+    assert list(lb.DISPLAY)[:3] == ["most_pop", "mf_bpr", "lightgcn"] and list(lb.DISPLAY)[-1] == "mentor"
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_prints_the_markdown(tmp_path, capsys):
+    results.record(tmp_path / "r", _summary(variant="lightgcn"), "final", "smoke")
+    assert run(lb.main, ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--format", "md"]) == 0
+    assert capsys.readouterr().out.startswith("# MENTOR leaderboard")
+    assert [p.name for p in (tmp_path / "o").iterdir() if p.is_file()] == ["leaderboard.md"]
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "format"])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
+    results_dir = tmp_path / ("nowhere" if case == "missing" else "r")
+    if case != "missing":
+        results_dir.mkdir()
+    if case == "format":
+        results.write_run(results_dir, results.rows_from_summary(_summary(), "final", "s", version="test"))
+    fmt = "md,pdf" if case == "format" else "md"
+    assert run(lb.main, ["--results", str(results_dir), "--out", str(tmp_path / "o"), "--format", fmt]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    expected = {"missing": f"--results {results_dir}: no such directory",
+                "empty": f"--results {results_dir}: no results in this directory",
+                "format": "--format md,pdf: unknown format 'pdf'; allowed: md, csv, tex, html"}[case]
+    assert expected in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_parse_formats():
+    assert lb.parse_formats("md, CSV,md") == ("md", "csv")
+    with pytest.raises(MentorRayError, match="no format given"):
+        lb.parse_formats(",")
