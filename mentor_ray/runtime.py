@@ -39,3 +39,15 @@ def tune_allocator() -> bool:
     if ok:
         log.debug("allocator tuned: freed memory is kept for reuse")
     return bool(ok)
+
+
+def reset_peak_memory() -> bool:
+    """Restart this process's peak-RSS count at its current RSS, so that a run reports its own peak even
+    in a process that ran another before it (a reused Tune actor). Linux only (``/proc/self/clear_refs``,
+    value 5, resets the high-water mark that ``ru_maxrss`` reads); elsewhere the peak stays the process's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

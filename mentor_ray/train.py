@@ -43,7 +43,7 @@ from mentor_ray.config import VARIANTS, TrainConfig, make_config
 from mentor_ray.data import Dataset, load_dataset
 from mentor_ray.errors import ConfigError
 from mentor_ray.model import Batch, Recommender, build_model
-from mentor_ray.runtime import tune_allocator
+from mentor_ray.runtime import reset_peak_memory, tune_allocator
 
 log = logging.getLogger("mentor_ray.train")
 
@@ -154,7 +154,10 @@ class Trainer:
     ):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         tune_allocator()
+        reset_peak_memory()  # this run's peak, not an earlier run's in the same process
         self.device = device or resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         self.ds = ds or load_dataset(cfg.dataset, cfg.data_root)
         if cfg.spec.model == "mentor" and not self.ds.features:
             raise ConfigError(f"variant {cfg.variant} needs feature files; dataset {self.ds.name} has none")
@@ -312,7 +315,10 @@ class Trainer:
                 on_epoch(record)
         return self.summary(time.perf_counter() - t_start)
 
-    def summary(self, wall_seconds: float = 0.0) -> dict[str, Any]:
+    def summary(self, wall_seconds: float | None = None) -> dict[str, Any]:
+        """The run so far; ``wall_seconds`` defaults to the time since the run first started."""
+        if wall_seconds is None:
+            wall_seconds = time.time() - self.started_at
         secs = [h["train"]["seconds"] for h in self.history if h["train"]]
         evals = [h["eval_seconds"] for h in self.history]
         pick = lambda d: {k: d[k] for k in SUMMARY_METRICS} if d else None  # noqa: E731

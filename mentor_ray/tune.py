@@ -263,6 +263,12 @@ class Sweep:
             fits.append(total.get("GPU", 0) // (w * self.args.gpus_per_trial))
         return max(1, int(min(fits)))
 
+    @property
+    def reuse(self) -> bool:
+        """In-process trials reuse their Ray actor (no process start and no torch import per trial);
+        a DDP trial's actor only drives a Train run, which starts its own workers anyway."""
+        return self.args.workers_per_trial == 1
+
     def name(self, phase: str, dataset: str, extra: Any = None) -> str:
         from mentor_ray.cache import sha256_json
 
@@ -311,7 +317,7 @@ class Sweep:
         param_space = {"cfg": base_cfg, **self.trial_space(name)}
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                       num_samples=min(self.args.num_samples, self.space.grid_size),
-                                      max_concurrent_trials=self.max_concurrent())
+                                      max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
         summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
                                                self.args.resume, list(self.space.search)),
                                self.synthetic.get(dataset, False))
@@ -340,7 +346,7 @@ class Sweep:
         configs = [trial_config(self.base(dataset), v, s, point).model_dump() for v in variants for s in seeds]
         name = self.name(phase, dataset, extra={"point": point, "variants": variants})
         param_space = {"cfg": tune.grid_search(configs), **self.trial_space(name)}
-        tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent())
+        tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
         summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
                                                self.args.resume, ["cfg/variant", "cfg/seed"]),
                                self.synthetic.get(dataset, False))
