@@ -12,6 +12,8 @@ Commands::
         --epochs 3 --write docs/benchmarks.md infonce_scope=batch
     python -m mentor_ray.bench ray --dataset tiktok --data-root ../shared/datasets --workers 1,2 \
         --cpus 2 --epochs 3 --write docs/benchmarks.md infonce_scope=batch
+    python -m mentor_ray.bench tune --dataset synth-small --trials 6 --workers-per-trial 1,2 \
+        --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -270,6 +272,66 @@ def ray_markdown(res: dict, command: str, dataset: str, variant: str, cpus: int,
     )
 
 
+def bench_tune(dataset: str, data_root: Path | None, trials: int, epochs: int, workers: list[int],
+               overrides: list[str]) -> dict:
+    """Per-trial start-up cost of a sweep: ``trials`` runs of ``epochs`` epochs, one at a time, through
+    ``python -m mentor_ray.tune`` (its final phase: a space that searches nothing, ``trials`` seeds).
+
+    A run's own time (``wall_seconds``: trainer construction, epochs, evaluations) starts at its
+    ``started_at``; the gap from one run's end to the next run's start is what Tune and Ray add per trial
+    (scheduling, actor start or reuse, fetching the inputs; a Ray Train worker group for DDP trials).
+    """
+    import statistics
+    import tempfile
+
+    from mentor_ray import results
+
+    out = []
+    for w in workers:
+        with tempfile.TemporaryDirectory() as tmp:
+            space = Path(tmp) / "bench.yaml"
+            space.write_text("name: bench\ndescription: per-trial overhead\nfixed: {}\n")
+            args = ["mentor_ray.tune", "--dataset", dataset, "--space", str(space), "--seeds", str(trials),
+                    "--max-epochs", str(epochs), "--max-concurrent", "1", "--workers-per-trial", str(w),
+                    "--cpus-per-trial", "1" if w > 1 else "2", "--results", f"{tmp}/r", "--storage", f"{tmp}/s",
+                    "--leaderboard", "none", f"patience={epochs + 1}", *overrides]
+            if data_root is not None:
+                args[3:3] = ["--data-root", str(data_root)]
+            print(f"[bench] Tune: {trials} trials of {epochs} epoch(s), {w} worker(s) per trial, on {dataset}",
+                  file=sys.stderr)
+            t0 = time.time()
+            proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+            wall = time.time() - t0
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise MentorRayError(f"benchmark sweep ({w} workers per trial) failed: {tail}")
+            runs = results.read_results(f"{tmp}/r").to_pandas().drop_duplicates("run_id").sort_values("started_at")
+        starts = [t.timestamp() for t in runs.started_at]
+        ends = [s + d for s, d in zip(starts, runs.wall_seconds)]
+        gaps = [b - a for a, b in zip(ends[:-1], starts[1:])]
+        out.append({"workers": w, "trials": len(runs), "wall": wall, "first": starts[0] - t0,
+                    "gap": statistics.median(gaps) if gaps else float("nan"),
+                    "run": statistics.median(runs.wall_seconds), "epoch": statistics.median(runs.seconds_per_epoch)})
+    return {"rows": out, "epochs": epochs}
+
+
+def tune_markdown(res: dict, command: str, dataset: str) -> str:
+    rows = [f"| {r['workers']} | {r['trials']} | {r['first']:.1f} | {r['gap']:.1f} | {r['run']:.1f} | {r['epoch']:.2f} "
+            f"| {r['wall']:.0f} |" for r in res["rows"]]
+    return "\n".join([
+        f"### Sweep start-up per trial: {dataset}",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine()}",
+        f"- Date: {dt.date.today().isoformat()}; trials one at a time, {res['epochs']} epoch(s) each",
+        "",
+        "| workers per trial | trials | first trial starts after (s, incl. Ray start, data, graphs) "
+        "| start-up per further trial (s, median) | run (s, median) | s / epoch | sweep wall (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ])
+
+
 def upsert_block(path: Path, block_id: str, body: str) -> None:
     """Replace the block ``block_id`` in the Markdown file ``path``, or append it."""
     start, end = f"<!-- bench:{block_id} -->", f"<!-- /bench:{block_id} -->"
@@ -280,6 +342,13 @@ def upsert_block(path: Path, block_id: str, body: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(w) for w in text.split(",")]
+    except ValueError:
+        raise MentorRayError(f"{flag} {text!r}: expected comma-separated integers, e.g. 1,2") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,6 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--cpus", type=int, default=2, help="CPUs shared by the workers of a run (default 2)")
     r.add_argument("--write", type=Path, default=None, metavar="MD")
     r.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
+    tu = sub.add_parser("tune", help="per-trial start-up cost of a sweep, in-process and DDP trials")
+    tu.add_argument("--dataset", required=True)
+    tu.add_argument("--data-root", type=Path, default=None)
+    tu.add_argument("--trials", type=int, default=6)
+    tu.add_argument("--epochs", type=int, default=1)
+    tu.add_argument("--workers-per-trial", default="1,2", help="comma-separated (default 1,2)")
+    tu.add_argument("--write", type=Path, default=None, metavar="MD")
+    tu.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
     args = p.parse_args(argv)
     setup_logging()
     command = "python -m mentor_ray.bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -314,11 +391,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm)
         md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)
         block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}"
+    elif args.cmd == "tune":
+        workers = _int_list(args.workers_per_trial, "--workers-per-trial")
+        res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)
+        md = tune_markdown(res, command, args.dataset)
+        block = f"tune:{args.dataset}:{':'.join(map(str, workers))}"
     elif args.cmd == "ray":
-        try:
-            workers = [int(w) for w in args.workers.split(",")]
-        except ValueError:
-            raise MentorRayError(f"--workers {args.workers!r}: expected comma-separated integers, e.g. 1,2")
+        workers = _int_list(args.workers, "--workers")
         res = bench_ray(args.dataset, args.data_root, args.variant, args.epochs, workers, args.cpus, args.overrides)
         md = ray_markdown(res, command, args.dataset, args.variant, args.cpus, args.overrides)
         block = f"ray:{args.dataset}:{args.variant}:{args.cpus}:{':'.join(sorted(args.overrides))}"

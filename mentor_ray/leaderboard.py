@@ -56,7 +56,7 @@ import pandas as pd
 
 from mentor_ray.config import BASELINES
 from mentor_ray.errors import MentorRayError
-from mentor_ray.results import HPARAMS, KS, METRICS, ROLES, SCHEMA, read_results
+from mentor_ray.results import HPARAMS, KS, METRICS, ROLES, SCHEMA, read_results, selection_key
 
 log = logging.getLogger("mentor_ray.leaderboard")
 
@@ -277,11 +277,17 @@ def sweep_frame(runs: pd.DataFrame) -> pd.DataFrame:
                                        "search_wall_basis", "sweep_wall_seconds", "sweep_wall_basis"])
 
 
+def _search_best(scored: pd.DataFrame):
+    """Index of the search's best run by the sweep's own rule (:func:`mentor_ray.results.selection_key`)."""
+    return max(scored.index, key=lambda i: selection_key(scored.at[i, VALID], scored.at[i, "valid_ndcg@20"],
+                                                         scored.at[i, "best_epoch"], scored.at[i, "config_hash"]))
+
+
 def _sweep_row(ds_runs: pd.DataFrame) -> dict:
     search = ds_runs[ds_runs["role"] == "search"]
     status = search["status"].value_counts()
     scored = search[(search["status"] != "failed") & search[VALID].notna()]
-    best = scored.sort_values([VALID, "config_hash", "run_id"], ascending=[False, True, True]).head(1)
+    best = scored.loc[[_search_best(scored)]] if len(scored) else scored
     (s_wall, s_basis), (t_wall, t_basis) = wall_time(search), wall_time(ds_runs)
     pick = (lambda c: best[c].iloc[0]) if len(best) else (lambda c: None)
     return {"dataset": ds_runs["dataset"].iloc[0], "synthetic": bool(ds_runs["synthetic"].any()),

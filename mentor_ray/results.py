@@ -79,6 +79,13 @@ def config_hash(config: dict[str, Any]) -> str:
     return sha256_json({k: v for k, v in config.items() if k not in RUN_KEYS})[:12]
 
 
+def selection_key(valid_recall20: float, valid_ndcg20: float, best_epoch: int, chash: str) -> tuple:
+    """How a search's best point is chosen (``max`` of this key): validation only — Recall@20, then
+    NDCG@20, then the earlier best epoch, then the config hash, so that ties (common on small data)
+    are broken the same way whatever order the trials finished in. The sweep and the leaderboard share it."""
+    return (valid_recall20, valid_ndcg20, -best_epoch, chash)
+
+
 def run_id(role: str, dataset: str, variant: str, chash: str, seed: int) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
     return f"{role}-{safe}-{variant}-{chash}-s{seed}"
@@ -125,7 +132,9 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
         "wall_seconds": float(summary.get("wall_seconds") or 0.0), "device": summary.get("device"),
         "world_size": int(summary.get("world_size") or 1), "code_version": version or code_version(),
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc) if started else None,
-        "finished_at": now,
+        # the run's own end when its start and duration are known (a sweep records a phase's runs together)
+        "finished_at": (dt.datetime.fromtimestamp(started + summary["wall_seconds"], dt.timezone.utc)
+                        if started and summary.get("wall_seconds") else now),
     }
     if summary.get("valid") is None:  # failed before its first evaluation: one row, no metric
         rows = [{**run, "split": None, "metric": None, "k": None, "value": None}]

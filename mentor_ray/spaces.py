@@ -4,6 +4,7 @@ A space file has::
 
     name: paper_grid
     description: ...
+    model: mentor     # optional: the model searched (default mentor; a baseline's own grid names it)
     search:           # searched settings: config key -> the grid axis (a list of values)
       dropout: [0.1, 0.2, ...]
     fixed:            # settings every trial of every dataset uses
@@ -26,7 +27,7 @@ import argparse
 import itertools
 import math
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -43,6 +44,7 @@ class SearchSpace(BaseModel):
 
     name: str
     description: str = ""
+    model: Literal["mentor", "lightgcn", "mf_bpr"] = "mentor"
     search: dict[str, list[Any]] = {}
     fixed: dict[str, Any] = {}
     datasets: dict[str, dict[str, Any]] = {}

@@ -61,12 +61,17 @@ SWEEP_KEYS = ("dataset", "data_root", "variant", "seed", "max_epochs")  # set by
 BASELINE_KEYS = {"lr", "n_layers"}  # baselines keep their own (published) values of these
 
 
-def trial_config(base: dict[str, Any], variant: str, seed: int, point: dict[str, Any]) -> TrainConfig:
-    """The config of one trial: sweep flags < space's fixed settings < the searched point."""
+def trial_config(base: dict[str, Any], variant: str, seed: int, point: dict[str, Any],
+                 searched: str = "mentor") -> TrainConfig:
+    """The config of one trial: sweep flags < space's fixed settings < the searched point.
+
+    ``searched`` is the model the space is for. A baseline in another model's sweep (the ablation of a
+    MENTOR sweep) keeps its own published lr and layers, not that grid's; in its own space it takes all.
+    """
     from mentor_ray.config import VARIANT_DEFAULTS
 
     values = {**base, **point, "variant": variant, "seed": seed}
-    if variant in BASELINES:  # a baseline takes its own lr / layers, not MENTOR's grid's
+    if variant in BASELINES and variant != searched:
         values = {k: v for k, v in values.items() if k not in BASELINE_KEYS}
         values.update(VARIANT_DEFAULTS.get(variant, {}))
     return validate(values, source="sweep")
@@ -310,10 +315,12 @@ class Sweep:
             {k: optuna.distributions.CategoricalDistribution(v) for k, v in self.space.search.items()},
             metric=METRIC, mode="max", sampler=sampler, study_name=name, storage=self.optuna_storage(name),
         )
-        max_t = validate(self.base(dataset), source="sweep").max_epochs
+        # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
+        # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
+        max_t = validate(self.base(dataset), source="sweep").max_epochs + 1
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_t),
                                   grace_period=max(1, min(self.args.grace_period, max_t)), reduction_factor=3)
-        base_cfg = trial_config(self.base(dataset), "mentor", self.args.seed, {}).model_dump()
+        base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model).model_dump()
         param_space = {"cfg": base_cfg, **self.trial_space(name)}
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                       num_samples=min(self.args.num_samples, self.space.grid_size),
@@ -326,9 +333,8 @@ class Sweep:
         ok = [s for s in summaries if s["status"] != "failed"]
         if not ok:
             raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
-        # validation only; ties (common on small data) broken the same way however the trials are ordered
-        best = max(ok, key=lambda s: (s["valid"]["recall@20"], s["valid"]["ndcg@20"], -s["best_epoch"],
-                                      results.config_hash(s["config"])))
+        best = max(ok, key=lambda s: results.selection_key(s["valid"]["recall@20"], s["valid"]["ndcg@20"],
+                                                           s["best_epoch"], results.config_hash(s["config"])))
         point = {k: best["config"][k] for k in self.space.search}
         counts = {st: sum(s["status"] == st for s in summaries) for st in results.STATUSES}
         print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({counts['stopped_early']} stopped "
@@ -343,7 +349,8 @@ class Sweep:
         from mentor_ray import results
 
         seeds = [self.args.seed + i for i in range(self.args.seeds)]
-        configs = [trial_config(self.base(dataset), v, s, point).model_dump() for v in variants for s in seeds]
+        configs = [trial_config(self.base(dataset), v, s, point, self.space.model).model_dump()
+                   for v in variants for s in seeds]
         name = self.name(phase, dataset, extra={"point": point, "variants": variants})
         param_space = {"cfg": tune.grid_search(configs), **self.trial_space(name)}
         tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
@@ -360,7 +367,7 @@ class Sweep:
 
     def dataset(self, dataset: str, trainable) -> None:
         point = self.search(dataset, trainable)
-        finals = self.runs("final", dataset, trainable, ["mentor"], point)
+        finals = self.runs("final", dataset, trainable, [self.space.model], point)
         _print_table(dataset, "final", finals)
         if self.args.ablation:  # `mentor` at the chosen point is the final runs: recorded again, not re-run
             from mentor_ray import results
@@ -440,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     space = load_space(args.space)
+    if args.ablation and space.model != "mentor":
+        raise ConfigError(f"--ablation: the space {space.name} searches {space.model}; ablations are MENTOR's "
+                          f"variants, so run them with a MENTOR space (e.g. --space paper_grid)")
     sweep = Sweep(args, space)  # checks the overrides before anything starts
     for d in (datasets := datasets_for(args.dataset, args.data_root)):
         validate(sweep.base(d), source="sweep")
@@ -452,6 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Tune's classic progress table (CLIReporter, with our columns) instead of the new output, which
     # prints every trial's full config
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A trial stopped by ASHA gets this long to exit before Tune kills it (default 600 s). A DDP trial
+    # sits in its Ray Train run and never exits by itself; while it lingers its run keeps the workers'
+    # resources, so the next trial waits. Killed, the run is torn down (its controller is the trial's).
+    os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "15")
     ensure_ray()
     failure: MentorRayError | None = None
     try:

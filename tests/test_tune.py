@@ -32,6 +32,14 @@ def test_baselines_keep_their_own_learning_rate_and_layers():
     assert (cfg.lr, cfg.n_layers, cfg.dropout, cfg.tau, cfg.seed) == (1e-4, 2, 0.3, 0.5, 1)
 
 
+def test_a_baselines_own_space_sets_its_learning_rate_and_layers():
+    base = {"dataset": "synth-tiny", "patience": 5}
+    cfg = tune.trial_config(base, "lightgcn", 0, {"lr": 5e-3, "n_layers": 1}, searched="lightgcn")
+    assert (cfg.lr, cfg.n_layers, cfg.patience) == (5e-3, 1, 5)
+    with pytest.raises(ConfigError, match="--ablation: the space lightgcn_grid searches lightgcn"):
+        tune.main(["--dataset", "synth-tiny", "--space", "lightgcn_grid", "--ablation", "--results", "/tmp/x"])
+
+
 def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys):
     out = tmp_path / "r"
     args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4", "--seeds", "2", "--ablation",
@@ -65,6 +73,10 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     # the sweep ends with the leaderboard: printed, and written next to the results
     assert "# MENTOR leaderboard" in printed and "MENTOR_fg" in printed
     assert (out / "leaderboard" / "leaderboard.md").is_file() and (out / "leaderboard" / "csv" / "overall.csv").is_file()
+    import pandas as pd
+
+    sweep = pd.read_csv(out / "leaderboard" / "csv" / "sweep.csv").iloc[0]  # the leaderboard names the same point
+    assert (sweep.best_dropout, sweep.best_lambda_f, sweep.best_tau) == (top.dropout, top.lambda_f, top.tau)
 
     with pytest.raises(ConfigError, match="already exists; add --resume"):
         tune.main(args)  # the same sweep again without --resume
@@ -120,3 +132,17 @@ def test_two_datasets_are_swept_at_once(local_ray, tmp_path, capsys):
     assert set(zip(runs.dataset, runs.role)) == {(d, r) for d in ("synth-tiny", "toy") for r in ("search", "final")}
     printed = capsys.readouterr().out
     assert "synth-tiny: done" in printed and "toy: done" in printed
+
+
+@pytest.mark.slow
+def test_ddp_trials_run_through_ray_train(local_ray, tmp_path):
+    """--workers-per-trial 2: every trial is a 2-worker Ray Train run whose metrics reach Tune."""
+    out = tmp_path / "r"
+    args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "2", "--seeds", "1", "--results", str(out),
+            "--storage", str(tmp_path / "tune"), "--grace-period", "2", "--workers-per-trial", "2",
+            "--cpus-per-trial", "1", "--leaderboard", "none"]
+    assert tune.main(args) == 0
+    runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
+    assert set(runs.role) == {"search", "final"} and set(runs.world_size) == {2}
+    assert set(runs.status) == {"completed"} and all(len(c) == 4 for c in runs.valid_curve)  # smoke: 4 epochs
+    assert list((tmp_path / "tune" / "train").iterdir())  # the Train runs' own checkpoints, per experiment
