@@ -43,8 +43,17 @@ def tune_allocator() -> bool:
 
 def reset_peak_memory() -> bool:
     """Restart this process's peak-RSS count at its current RSS, so that a run reports its own peak even
-    in a process that ran another before it (a reused Tune actor). Linux only (``/proc/self/clear_refs``,
-    value 5, resets the high-water mark that ``ru_maxrss`` reads); elsewhere the peak stays the process's."""
+    in a process that ran another before it (a reused Tune actor). Freed memory that the allocator keeps
+    for reuse (:func:`tune_allocator`) is first handed back to the system, else an earlier run's heap
+    would count. Linux only (``/proc/self/clear_refs``, value 5, resets the high-water mark that
+    ``ru_maxrss`` reads); elsewhere the peak stays the process's."""
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
