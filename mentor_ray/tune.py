@@ -277,7 +277,10 @@ class Sweep:
     def name(self, phase: str, dataset: str, extra: Any = None) -> str:
         from mentor_ray.cache import sha256_json
 
-        key = {"space": self.space.model_dump(exclude={"path"}), "base": self.base(dataset),
+        space = self.space.model_dump(exclude={"path"})
+        if space["model"] == "mentor":  # added after names were first issued: at its default, names stay
+            del space["model"]           # what they were, so --resume finds sweeps started before it
+        key = {"space": space, "base": self.base(dataset),
                "samples": self.args.num_samples, "seeds": self.args.seeds, "extra": extra}
         if self.args.workers_per_trial > 1:
             key["workers"] = self.args.workers_per_trial

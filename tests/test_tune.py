@@ -40,6 +40,19 @@ def test_a_baselines_own_space_sets_its_learning_rate_and_layers():
         tune.main(["--dataset", "synth-tiny", "--space", "lightgcn_grid", "--ablation", "--results", "/tmp/x"])
 
 
+def test_experiment_names_are_stable_across_versions():
+    """--resume finds an experiment by its name: a code change must not rename existing sweeps (these
+    names were issued before spaces had a ``model`` field)."""
+    from mentor_ray.spaces import load_space
+
+    args = tune._parser().parse_args(["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4",
+                                      "--seeds", "2", "--results", "/tmp/x", "lr=2e-3"])
+    sweep = tune.Sweep(args, load_space("smoke"))
+    assert sweep.name("search", "synth-tiny") == "search-synth-tiny-smoke-29d5ab32"
+    extra = {"point": {"tau": 0.5}, "variants": ["mentor"]}
+    assert sweep.name("final", "synth-tiny", extra=extra) == "final-synth-tiny-smoke-f70351b7"
+
+
 def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys):
     out = tmp_path / "r"
     args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4", "--seeds", "2", "--ablation",
