@@ -53,6 +53,18 @@ def test_kuberay_manifests():
         assert gpu_groups
 
 
+def test_kuberay_sweep_job_runs_the_main_job_on_gpus():
+    job = _load("kuberay/rayjob-sweep.yaml")
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    entry = job["spec"]["entrypoint"]
+    assert re.search(r"python -m mentor_ray\.tune --dataset all .*--ablation .*--gpus-per-trial 0\.25", entry)
+    from mentor_ray import tune
+
+    args = tune._parser().parse_args(entry.split()[3:])  # the entrypoint's flags are the sweep's
+    assert args.resume and args.space == "paper_grid" and args.leaderboard.startswith("/mnt/shared/")
+    assert job["spec"]["rayClusterSpec"]["rayVersion"] == "2.60.0"
+
+
 def test_ray_up_config_has_gpu_workers():
     cfg = _load("ray-up-aws.yaml")
     types = cfg["available_node_types"]
