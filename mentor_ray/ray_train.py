@@ -253,7 +253,7 @@ def _report(trainer, rank: int, resumed: list[int], wall: float, done: bool) -> 
         "best_epoch": trainer.best["epoch"],
         "best_valid_recall@20": trainer.best["valid"]["recall@20"],
         "loss": last["train"].get("loss", 0.0),
-        "done": done,
+        "finished": done,  # not Tune's reserved "done": a DDP trial must end by returning, not be stopped
     }
     if rank != 0:
         ray.train.report(metrics)

@@ -102,7 +102,7 @@ def _trainable(config: dict[str, Any], ds=None, graphs=None) -> None:
             "valid_recall@20": record["valid"]["recall@20"],
             METRIC: trainer.best["valid"]["recall@20"],
             "best_epoch": trainer.best["epoch"],
-            "done": trainer.should_stop(),
+            "finished": trainer.should_stop(),
             "summary_json": json.dumps(summary, default=str),
         }
         with tempfile.TemporaryDirectory() as d:
@@ -112,7 +112,7 @@ def _trainable(config: dict[str, Any], ds=None, graphs=None) -> None:
     if not trainer.trainable:  # MostPop: one evaluation
         summary = trainer.fit()
         ray.tune.report({"epoch": 0, "valid_recall@20": summary["valid"]["recall@20"], METRIC:
-                         summary["valid"]["recall@20"], "best_epoch": 0, "done": True,
+                         summary["valid"]["recall@20"], "best_epoch": 0, "finished": True,
                          "summary_json": json.dumps(summary, default=str)})
         return
     trainer.fit(on_epoch=report)
@@ -181,6 +181,16 @@ def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
 
 
+def _ended_by_itself(summary: dict[str, Any]) -> bool:
+    """Whether a run stopped by its own rule (early stopping, or its epoch budget) rather than being
+    stopped by the scheduler. Read from the run itself, not from Tune's ``done``, which Tune also sets
+    on trials it stops."""
+    cfg, epochs = summary["config"], summary["epochs_run"]
+    if cfg["variant"] == "most_pop" or epochs >= cfg["max_epochs"]:
+        return True
+    return epochs - 1 - summary["best_epoch"] >= cfg["patience"]
+
+
 def _summaries(grid, synthetic: bool) -> list[dict[str, Any]]:
     """Each trial's last summary, with its ``status``; a trial that failed before its first epoch gets
     a failure summary, so that no trial goes missing from the results store."""
@@ -191,8 +201,7 @@ def _summaries(grid, synthetic: bool) -> list[dict[str, Any]]:
         error = str(result.error) if result.error else None
         if result.metrics and "summary_json" in result.metrics:
             summary = json.loads(result.metrics["summary_json"])
-            done = result.metrics.get("done", True)
-            summary["status"] = "failed" if error else ("completed" if done else "stopped_early")
+            summary["status"] = "failed" if error else ("completed" if _ended_by_itself(summary) else "stopped_early")
             summary["error"] = error.strip().splitlines()[-1][:500] if error else None
             out.append(summary)
         elif error:

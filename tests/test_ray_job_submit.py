@@ -70,11 +70,16 @@ def test_job_submit_trains_with_two_workers(head, tmp_path):
 
 
 def test_job_submit_runs_a_sweep(head, tmp_path):
+    """The sweep issue's acceptance command, submitted as a job: search, finals, ablation, leaderboard."""
     from mentor_ray import results
+    from mentor_ray.config import BASELINES, MENTOR_VARIANTS
 
     out = _submit(head, "python", "-m", "mentor_ray.tune", "--dataset", "synth-tiny", "--space", "smoke",
-                  "--num-samples", "2", "--seeds", "1", "--grace-period", "2", "--results", str(tmp_path / "r"),
-                  "--storage", str(tmp_path / "s"))
-    assert "synth-tiny: search done" in out and "synth-tiny: done" in out
-    roles = set(results.read_results(tmp_path / "r").column("role").to_pylist())
-    assert roles == {"search", "final"}
+                  "--num-samples", "4", "--seeds", "2", "--ablation", "--grace-period", "2",
+                  "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "s"))
+    assert "synth-tiny: search done" in out and "synth-tiny: done" in out and "# MENTOR leaderboard" in out
+    runs = results.read_results(tmp_path / "r").to_pandas().drop_duplicates("run_id")
+    assert set(runs.role) == {"search", "final", "ablation"}
+    ablation = runs[runs.role == "ablation"]
+    assert sorted(ablation.variant) == sorted(2 * (MENTOR_VARIANTS + BASELINES))
+    assert (tmp_path / "r" / "leaderboard" / "leaderboard.html").is_file()

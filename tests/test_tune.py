@@ -61,6 +61,7 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     table = results.read_results(out).to_pandas()
     assert all(json.loads(c)["reg_weight"] == 2e-4 for c in table.config_json)  # the override reached every run
     assert set(table.status) <= {"completed", "stopped_early"}
+    assert set(table[table.role != "search"].status) == {"completed"}  # finals and ablation run to their end
     finished = table[table.role != "search"].drop_duplicates("run_id")
     assert all(len(c) == r.epochs_run > 0 for c, r in zip(finished.valid_curve, finished.itertuples())
                if r.variant != "most_pop")
@@ -100,6 +101,16 @@ def test_bad_flags_are_one_line_errors(tmp_path):
         tune.main(["--dataset", "synth-tiny", "--num-samples", "0", "--results", str(tmp_path)])
     with pytest.raises(ConfigError, match="--space nope"):
         tune.main(["--dataset", "synth-tiny", "--space", "nope", "--results", str(tmp_path)])
+
+
+def test_a_run_ended_by_itself_or_by_the_scheduler():
+    cfg = {"variant": "mentor", "max_epochs": 100, "patience": 20}
+    run = lambda epochs, best: {"config": cfg, "epochs_run": epochs, "best_epoch": best}  # noqa: E731
+    assert tune._ended_by_itself(run(100, 95))  # the epoch budget
+    assert tune._ended_by_itself(run(61, 40))  # early stopping: epochs 41..60 without a better one
+    assert not tune._ended_by_itself(run(60, 40))  # one short of the patience: ASHA stopped it
+    assert not tune._ended_by_itself(run(10, 9))  # ASHA's first rung
+    assert tune._ended_by_itself({"config": {**cfg, "variant": "most_pop"}, "epochs_run": 0, "best_epoch": 0})
 
 
 def test_overrides_may_not_set_what_the_sweep_or_the_space_sets(tmp_path):
