@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
+import json
 import io
 import logging
 import math
@@ -56,7 +57,7 @@ import pandas as pd
 
 from mentor_ray.config import BASELINES
 from mentor_ray.errors import MentorRayError
-from mentor_ray.results import HPARAMS, KS, METRICS, ROLES, SCHEMA, read_results, selection_key
+from mentor_ray.results import HPARAMS, KS, METRICS, ROLES, RUN_KEYS, SCHEMA, read_results, selection_key
 
 log = logging.getLogger("mentor_ray.leaderboard")
 
@@ -269,12 +270,24 @@ def wall_time(runs: pd.DataFrame) -> tuple[float, str]:
 
 
 def sweep_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset: the search's trials by status, its best point on validation, and wall times."""
-    rows = [_sweep_row(runs[runs["dataset"] == d]) for d in dataset_order(runs)]
+    """Per dataset and sweep (search space): the search's trials by status, its best point on validation
+    (the values of the keys the search varied), and wall times."""
+    rows = [_sweep_row(group) for d in dataset_order(runs)
+            for _, group in runs[runs["dataset"] == d].groupby("sweep", dropna=False, sort=True)]
     best = [f"best_{h}" for h in HPARAMS]
-    return pd.DataFrame(rows, columns=["dataset", "synthetic", "space", "trials", "completed", "stopped_early",
-                                       "failed", "best_run_id", "best_valid_recall@20", *best, "search_wall_seconds",
-                                       "search_wall_basis", "sweep_wall_seconds", "sweep_wall_basis"])
+    return pd.DataFrame(rows, columns=["dataset", "synthetic", "space", "model", "trials", "completed",
+                                       "stopped_early", "failed", "best_run_id", "best_valid_recall@20",
+                                       "best_config", *best, "search_wall_seconds", "search_wall_basis",
+                                       "sweep_wall_seconds", "sweep_wall_basis"])
+
+
+def searched_keys(search: pd.DataFrame) -> list[str]:
+    """The settings that differ between a search's runs (the axes it explored), in config order."""
+    configs = [json.loads(c) for c in search["config_json"].dropna()]
+    if not configs:
+        return []
+    return [k for k in configs[0] if k not in RUN_KEYS
+            and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
 
 
 def _search_best(scored: pd.DataFrame):
@@ -283,20 +296,28 @@ def _search_best(scored: pd.DataFrame):
                                                          scored.at[i, "best_epoch"], scored.at[i, "config_hash"]))
 
 
-def _sweep_row(ds_runs: pd.DataFrame) -> dict:
-    search = ds_runs[ds_runs["role"] == "search"]
+def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
+    search = sweep_runs[sweep_runs["role"] == "search"]
     status = search["status"].value_counts()
     scored = search[(search["status"] != "failed") & search[VALID].notna()]
     best = scored.loc[[_search_best(scored)]] if len(scored) else scored
-    (s_wall, s_basis), (t_wall, t_basis) = wall_time(search), wall_time(ds_runs)
+    (s_wall, s_basis), (t_wall, t_basis) = wall_time(search), wall_time(sweep_runs)
     pick = (lambda c: best[c].iloc[0]) if len(best) else (lambda c: None)
-    return {"dataset": ds_runs["dataset"].iloc[0], "synthetic": bool(ds_runs["synthetic"].any()),
-            "space": ", ".join(sorted(set((search if len(search) else ds_runs)["sweep"].dropna()))),
+    keys = searched_keys(scored) or (list(HPARAMS) if set(scored["variant"]) == {"mentor"} else [])
+    config = json.loads(pick("config_json")) if len(best) else {}
+    return {"dataset": sweep_runs["dataset"].iloc[0], "synthetic": bool(sweep_runs["synthetic"].any()),
+            "space": ", ".join(sorted(set(sweep_runs["sweep"].dropna()))),
+            "model": ", ".join(display(v) for v in variant_order(search["variant"].unique())),
             "trials": int(search["run_id"].nunique()), **{s: int(status.get(s, 0)) for s in
                                                            ("completed", "stopped_early", "failed")},
             "best_run_id": pick("run_id"), "best_valid_recall@20": pick(VALID),
+            "best_config": ", ".join(f"{k}={_fmt(config[k])}" for k in keys if k in config) or None,
             **{f"best_{h}": pick(h) for h in HPARAMS}, "search_wall_seconds": s_wall, "search_wall_basis": s_basis,
             "sweep_wall_seconds": t_wall, "sweep_wall_basis": t_basis}
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 # --------------------------------------------------------------------------- tables
@@ -377,12 +398,13 @@ def _efficiency_cells(row: pd.Series | None) -> list[str | Cell]:
 
 
 def sweep_table(sweeps: pd.DataFrame, labels: dict[str, str]) -> Table:
-    body = [[labels[r["dataset"]], r["space"] or Cell(None), str(r["trials"]), str(r["completed"]),
+    body = [[labels[r["dataset"]], r["space"] or Cell(None), r["model"] or Cell(None), str(r["trials"]),
+             str(r["completed"]),
              str(r["stopped_early"]), str(r["failed"]), _number(r["best_valid_recall@20"]), _best_config(r),
              _duration(r["search_wall_seconds"], r["search_wall_basis"]),
              _duration(r["sweep_wall_seconds"], r["sweep_wall_basis"])] for _, r in sweeps.iterrows()]
-    return Table(SECTIONS[3], "sweep", "Search per dataset (role search) and wall time of the whole sweep",
-                 ["Dataset", "Space", "Trials", "Completed", "Stopped early (ASHA)", "Failed", "Best valid R@20",
+    return Table(SECTIONS[3], "sweep", "Search per dataset and space (role search), and wall time of the whole sweep",
+                 ["Dataset", "Space", "Model", "Trials", "Completed", "Stopped early (ASHA)", "Failed", "Best valid R@20",
                   "Best config", "Search wall", "Sweep wall"], body)
 
 
@@ -391,9 +413,7 @@ def _number(value) -> str | Cell:
 
 
 def _best_config(row: pd.Series) -> str | Cell:
-    if pd.isna(row["best_run_id"]):
-        return Cell(None)
-    return ", ".join(f"{h}={row[f'best_{h}']:g}" for h in HPARAMS if not pd.isna(row[f"best_{h}"]))
+    return Cell(None) if pd.isna(row["best_run_id"]) or not row["best_config"] else row["best_config"]
 
 
 def _duration(seconds: float, basis: str) -> str | Cell:
@@ -473,8 +493,10 @@ def _notes(runs: pd.DataFrame, chosen: pd.DataFrame, metrics: pd.DataFrame, impr
 
 
 def search_scores(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """The dataset's search runs that have a validation Recall@20 (completed or stopped by ASHA)."""
-    s = runs[(runs["dataset"] == dataset) & (runs["role"] == "search") & (runs["status"] != "failed")]
+    """The dataset's MENTOR search runs that have a validation Recall@20 (completed or stopped by ASHA);
+    a baseline's own search (its grid has other axes) is left out of MENTOR's sensitivity plots."""
+    s = runs[(runs["dataset"] == dataset) & (runs["role"] == "search") & (runs["status"] != "failed")
+             & (runs["variant"] == "mentor")]
     return s[s[VALID].notna()]
 
 

@@ -275,10 +275,25 @@ def test_failed_runs_are_counted_in_the_sweep_but_never_in_tables(tmp_path):
     assert sweep["best_valid_recall@20"] == pytest.approx(0.15) and sweep.best_dropout == 0.7  # the ASHA-stopped one
     assert sweep.search_wall_seconds == pytest.approx(300) and sweep.search_wall_basis == "span"
     assert sweep.sweep_wall_seconds == pytest.approx(500)
-    assert ("| synth-a (synthetic) | smoke | 4 | 2 | 1 | 1 | 0.1500 | dropout=0.7, lambda_f=1.5, lambda_g=0.001, "
-            "tau=0.3, lambda_align=0.1 | 5m 00s | 8m 20s |") in md
+    # the best config names the setting the search varied (dropout), at the best run's value
+    assert "| synth-a (synthetic) | smoke | MENTOR | 4 | 2 | 1 | 1 | 0.1500 | dropout=0.7 | 5m 00s | 8m 20s |" in md
     assert "synth-a (synthetic): failed runs (1 search, 1 ablation) left out of the metric tables" in md
     assert "first error: RuntimeError: CUDA out of memory" in md
+
+
+def test_a_baselines_own_search_is_its_own_sweep_row_and_stays_out_of_mentors_plots(tmp_path):
+    root = tmp_path / "r"
+    for dropout, r20 in [(0.3, 0.10), (0.5, 0.12)]:
+        _record(root, _summary(variant="mentor", valid=r20, dropout=dropout), "search")
+    for lr, r20 in [(1e-3, 0.09), (5e-3, 0.11)]:
+        _record(root, _summary(variant="lightgcn", valid=r20, lr=lr), "search", sweep="lightgcn_grid")
+    _board(root, tmp_path / "o")
+    sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").set_index("space")
+    assert sweep.loc["smoke", "model"] == "MENTOR" and sweep.loc["smoke", "best_config"] == "dropout=0.5"
+    assert sweep.loc["lightgcn_grid", "model"] == "LightGCN" and sweep.loc["lightgcn_grid", "best_config"] == "lr=0.005"
+    assert (sweep.trials == 2).all()
+    scored = lb.search_scores(lb.load_runs(root), "synth-a")
+    assert set(scored.variant) == {"mentor"}
 
 
 def test_wall_time_falls_back_to_the_sum_of_run_walls(tmp_path):
@@ -292,7 +307,7 @@ def test_wall_time_falls_back_to_the_sum_of_run_walls(tmp_path):
     assert sweep.loc["synth-a", "search_wall_basis"] == "sum"
     assert "| 1m 16s (sum of runs) | 1m 16s (sum of runs) |" in md
     assert math.isnan(sweep.loc["synth-z", "sweep_wall_seconds"]) and sweep.loc["synth-z", "trials"] == 0
-    assert "| synth-z (synthetic) | smoke | 0 | 0 | 0 | 0 | – | – | – | – |" in md
+    assert "| synth-z (synthetic) | smoke | – | 0 | 0 | 0 | 0 | – | – | – | – |" in md
 
 
 def test_run_files_from_before_the_status_columns_count_as_completed(tmp_path):
