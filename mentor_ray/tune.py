@@ -133,7 +133,7 @@ def _progress_reporter(parameters: Sequence[str]):
         metric_columns={"epoch": "epoch", "valid_recall@20": "valid R@20", METRIC: "best R@20",
                         "best_epoch": "best epoch"},
         parameter_columns={p: p.split("/")[-1] for p in parameters},
-        max_report_frequency=60, max_progress_rows=30,
+        max_report_frequency=60, max_progress_rows=30, print_intermediate_tables=True,
     )
 
 
