@@ -47,8 +47,38 @@ def head():
     try:
         yield env
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_head(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _stop_head(ray_tmp: str) -> None:
+    """Stop this test's head and nothing else. `ray stop` would end every Ray process on the machine,
+    a user's running cluster or sweep included; the head's processes name its temp dir, and their
+    workers go with them."""
+    import psutil
+
+    mine = [p for p in psutil.process_iter(["cmdline"]) if any(ray_tmp in a for a in (p.info["cmdline"] or []))]
+    procs = mine + [c for p in mine for c in _children(p)]
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _children(proc):
+    import psutil
+
+    try:
+        return proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _submit(env: dict, *command: str) -> str:
