@@ -40,8 +40,12 @@ def head():
     ray_tmp = tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp")
     env = _env(ray_tmp)
     ray = str(BIN / "ray")
+    # The agents' ports are Ray's fixed defaults (e.g. 52365): taken by any other Ray instance on the
+    # machine, they would leave this head without a job agent. Free ones, then.
+    agents = [f"--{flag}={_free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                      "runtime-env-agent-port", "metrics-export-port")]
     start = subprocess.run([ray, "start", "--head", "--num-cpus", "4", "--include-dashboard", "true",
-                            "--dashboard-port", "8297", "--port", "6391", "--disable-usage-stats"],
+                            "--dashboard-port", "8297", "--port", "6391", "--disable-usage-stats", *agents],
                            env=env, capture_output=True, text=True, timeout=180)
     assert start.returncode == 0, (start.stdout + start.stderr)[-3000:]
     try:
@@ -49,6 +53,14 @@ def head():
     finally:
         _stop_head(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _stop_head(ray_tmp: str) -> None:
@@ -82,12 +94,21 @@ def _children(proc):
 
 
 def _submit(env: dict, *command: str) -> str:
-    proc = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", "http://127.0.0.1:8297", "--working-dir", str(REPO),
-         "--", *command],
-        env=env, capture_output=True, text=True, timeout=900,
-    )
-    out = proc.stdout + proc.stderr
+    """`ray job submit` to the test's head; retried while the head's job agent is still starting (on a
+    busy machine it answers "No available agent to submit job, please try again later")."""
+    import time
+
+    deadline = time.time() + 180
+    while True:
+        proc = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", "http://127.0.0.1:8297", "--working-dir",
+             str(REPO), "--", *command],
+            env=env, capture_output=True, text=True, timeout=900,
+        )
+        out = proc.stdout + proc.stderr
+        if proc.returncode == 0 or "No available agent" not in out or time.time() > deadline:
+            break
+        time.sleep(5)
     assert proc.returncode == 0, out[-3000:]
     assert "succeeded" in out
     return out
