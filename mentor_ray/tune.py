@@ -170,6 +170,8 @@ def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=2),
     )
+    if resume and not path.exists():
+        _warn_no_experiment(Path(storage), name)
     if path.exists():
         if not resume:
             raise ConfigError(f"--storage {storage}: experiment {name} already exists; add --resume to continue "
@@ -179,6 +181,16 @@ def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_
             return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
                                       restart_errored=True, param_space=param_space).fit()
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+
+
+def _warn_no_experiment(storage: Path, name: str) -> None:
+    """--resume with no experiment of this name: say so, naming same-phase experiments that differ
+    only in settings (a changed flag or override gives a new name, so the sweep starts over)."""
+    stem = name.rsplit("-", 1)[0]
+    others = sorted(p.name for p in storage.glob(f"{stem}-*") if p.is_dir()) if storage.is_dir() else []
+    hint = (f"; {', '.join(others)} there was started with other settings (flags, key=value overrides or "
+            f"--data-root): repeat that sweep's exact command to continue it") if others else ""
+    print(f"[mentor_ray] --resume: no experiment {name} under {storage}, starting it{hint}", flush=True)
 
 
 def _ended_by_itself(summary: dict[str, Any]) -> bool:
@@ -219,6 +231,8 @@ class Sweep:
         from mentor_ray.config import parse_overrides
 
         self.args, self.space = args, space
+        if args.data_root and "://" not in args.data_root:  # one experiment name however the path is typed
+            args.data_root = str(Path(args.data_root).expanduser().resolve())
         self.storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
         self.results = Path(args.results)
         self.overrides = parse_overrides(args.overrides)

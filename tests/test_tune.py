@@ -53,6 +53,30 @@ def test_experiment_names_are_stable_across_versions():
     assert sweep.name("final", "synth-tiny", extra=extra) == "final-synth-tiny-smoke-f70351b7"
 
 
+def test_experiment_name_does_not_depend_on_how_the_data_root_is_typed(tmp_path, monkeypatch):
+    """--resume from another directory, or with an absolute path instead of a relative one, finds the
+    same experiment."""
+    from mentor_ray.spaces import load_space
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    names = []
+    for root in ("data", "./data/", str(tmp_path / "data")):
+        args = tune._parser().parse_args(["--dataset", "synth-tiny", "--data-root", root, "--results", "r"])
+        names.append(tune.Sweep(args, load_space("smoke")).name("search", "synth-tiny"))
+    assert len(set(names)) == 1
+
+
+def test_resume_without_a_matching_experiment_names_the_sibling(tmp_path, capsys):
+    (tmp_path / "search-tiktok-paper_grid-0badc0de").mkdir()
+    tune._warn_no_experiment(tmp_path, "search-tiktok-paper_grid-12345678")
+    out = capsys.readouterr().out
+    assert "no experiment search-tiktok-paper_grid-12345678" in out
+    assert "search-tiktok-paper_grid-0badc0de there was started with other settings" in out
+    tune._warn_no_experiment(tmp_path, "search-tiktok-lightgcn_grid-12345678")
+    assert "other settings" not in capsys.readouterr().out
+
+
 def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys):
     out = tmp_path / "r"
     args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4", "--seeds", "2", "--ablation",
