@@ -403,8 +403,10 @@ def sweep_table(sweeps: pd.DataFrame, labels: dict[str, str]) -> Table:
              str(r["stopped_early"]), str(r["failed"]), _number(r["best_valid_recall@20"]), _best_config(r),
              _duration(r["search_wall_seconds"], r["search_wall_basis"]),
              _duration(r["sweep_wall_seconds"], r["sweep_wall_basis"])] for _, r in sweeps.iterrows()]
+    # A point the searcher proposes twice runs twice but is one run in the store (same config and seed:
+    # the same run id, and the same result), so this counts distinct configurations.
     return Table(SECTIONS[3], "sweep", "Search per dataset and space (role search), and wall time of the whole sweep",
-                 ["Dataset", "Space", "Model", "Trials", "Completed", "Stopped early (ASHA)", "Failed", "Best valid R@20",
+                 ["Dataset", "Space", "Model", "Configs", "Completed", "Stopped early (ASHA)", "Failed", "Best valid R@20",
                   "Best config", "Search wall", "Sweep wall"], body)
 
 
