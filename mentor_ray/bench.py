@@ -56,15 +56,22 @@ def machine() -> str:
     )
 
 
-def _run_json(args: list[str]) -> tuple[dict, float]:
-    """Run ``python -m <args>`` expecting one JSON line on stdout; (parsed, wall seconds)."""
+def _run_module(args: list[str], what: str) -> tuple[str, float]:
+    """Run ``python -m <args>`` in a fresh process; (its stdout, wall seconds). A failure raises with
+    ``what`` and the last line of its stderr."""
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MentorRayError(f"benchmark step 'python -m {' '.join(args)}' failed: {tail}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+        raise MentorRayError(f"{what} failed: {tail}")
+    return proc.stdout, wall
+
+
+def _run_json(args: list[str]) -> tuple[dict, float]:
+    """Run ``python -m <args>`` expecting one JSON line on stdout; (parsed, wall seconds)."""
+    out, wall = _run_module(args, f"benchmark step 'python -m {' '.join(args)}'")
+    return json.loads(out.strip().splitlines()[-1]), wall
 
 
 def bench_graphs(dataset: str, data_root: Path | None, k: int, knn_norm: str) -> dict:
@@ -300,11 +307,7 @@ def bench_tune(dataset: str, data_root: Path | None, trials: int, epochs: int, w
             print(f"[bench] Tune: {trials} trials of {epochs} epoch(s), {w} worker(s) per trial, on {dataset}",
                   file=sys.stderr)
             t0 = time.time()
-            proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
-            wall = time.time() - t0
-            if proc.returncode != 0:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                raise MentorRayError(f"benchmark sweep ({w} workers per trial) failed: {tail}")
+            _, wall = _run_module(args, f"benchmark sweep ({w} workers per trial)")
             runs = results.read_results(f"{tmp}/r").to_pandas().drop_duplicates("run_id").sort_values("started_at")
         starts = [t.timestamp() for t in runs.started_at]
         ends = [s + d for s, d in zip(starts, runs.wall_seconds)]
