@@ -7,7 +7,7 @@ One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, m
 and ``error`` says why). ``valid_curve`` holds the run's validation Recall@20 per epoch (the same list
 on each of its rows); ``started_at`` and ``finished_at`` bound it in time. Each run
 is one file, ``<results>/<run_id>.parquet``, where ``run_id`` is deterministic (role, dataset,
-variant, config hash, seed). Writing goes to a hidden temporary file that is then renamed over the
+variant, config hash, seed; and for a search trial its sweep's space). Writing goes to a hidden temporary file that is then renamed over the
 target, so a kill never leaves a torn file (pyarrow ignores the hidden leftovers), and writing the
 same run again replaces its file: a resumed sweep never duplicates rows.
 
@@ -86,9 +86,19 @@ def selection_key(valid_recall20: float, valid_ndcg20: float, best_epoch: int, c
     return (valid_recall20, valid_ndcg20, -best_epoch, chash)
 
 
-def run_id(role: str, dataset: str, variant: str, chash: str, seed: int) -> str:
+def run_id(role: str, dataset: str, variant: str, chash: str, seed: int, sweep: str = "") -> str:
+    """A search trial's id names its sweep (the space): the same point searched by two spaces is two
+    trials (one may be stopped early by ASHA, the other not), and neither may replace the other. A final
+    or ablation run is the same run whichever sweep asks for it (run to its own end, same result)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
+    if role == "search":
+        return f"{role}-{safe}-{re.sub(r'[^A-Za-z0-9_.-]', '_', sweep)}-{variant}-{chash}-s{seed}"
     return f"{role}-{safe}-{variant}-{chash}-s{seed}"
+
+
+def _legacy_search_id(rid: str, sweep: str) -> str:
+    """The id a search trial had before ids named the sweep (files written then are migrated on rewrite)."""
+    return rid.replace(f"-{re.sub(r'[^A-Za-z0-9_.-]', '_', sweep)}-", "-", 1)
 
 
 def code_version() -> str:
@@ -119,7 +129,7 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
     now = dt.datetime.now(dt.timezone.utc)
     started = summary.get("started_at")
     run = {
-        "run_id": run_id(role, summary["dataset"], summary["variant"], chash, summary["seed"]),
+        "run_id": run_id(role, summary["dataset"], summary["variant"], chash, summary["seed"], sweep),
         "sweep": sweep, "dataset": summary["dataset"], "synthetic": bool(summary.get("synthetic", False)),
         "variant": summary["variant"], "role": role, "config_hash": chash,
         **{h: float(cfg[h]) if h in cfg else None for h in HPARAMS},
@@ -168,15 +178,16 @@ def write_run(results_dir: str | Path, table: pa.Table) -> Path:
     tmp = out_dir / f".{ids[0]}.{os.getpid()}.tmp"  # hidden: never read as part of the dataset
     pq.write_table(table, tmp)
     os.replace(tmp, target)
+    if table.column("role")[0].as_py() == "search":  # a resumed older sweep: its file under the old id goes
+        sweep = table.column("sweep")[0].as_py()
+        legacy = out_dir / f"{_legacy_search_id(ids[0], sweep)}.parquet"
+        if legacy != target and legacy.is_file() and pq.read_table(legacy, columns=["sweep"]).column("sweep")[0].as_py() == sweep:
+            legacy.unlink()
     return target
 
 
 def record(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: str) -> Path:
     return write_run(results_dir, rows_from_summary(summary, role, sweep))
-
-
-def has_run(results_dir: str | Path, rid: str) -> bool:
-    return (Path(results_dir) / f"{rid}.parquet").is_file()
 
 
 def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
