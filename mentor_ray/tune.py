@@ -14,7 +14,7 @@ Launch::
 Per dataset, three phases, each one Ray Tune experiment with a deterministic name under ``--storage``:
 
 1. ``search``: Optuna (seeded TPE; a GridSampler when ``--num-samples`` covers the whole grid) proposes
-   points of the space; ASHA stops weak trials early on validation Recall@20. Trials report the
+   points of the space, never one twice (``mentor_ray.searcher``); ASHA stops weak trials early on validation Recall@20. Trials report the
    best-so-far validation Recall@20, so a trial stopped by ASHA is judged by its best epoch, not its
    last, and TPE is not misled. The Optuna study is persisted (SQLite, ``<storage>/optuna/<experiment>.db``).
 2. ``final``: the best point (validation only) re-run with ``--seeds`` seeds, to early stopping.
@@ -329,18 +329,16 @@ class Sweep:
         import optuna
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
-        from ray.tune.search.optuna import OptunaSearch
 
         from mentor_ray import results
+        from mentor_ray.searcher import DistinctOptunaSearch
 
         name = self.name("search", dataset)
         grid = self.args.num_samples >= self.space.grid_size
         sampler = (optuna.samplers.GridSampler(self.space.search, seed=self.args.seed) if grid
                    else optuna.samplers.TPESampler(seed=self.args.seed))
-        searcher = OptunaSearch(
-            {k: optuna.distributions.CategoricalDistribution(v) for k, v in self.space.search.items()},
-            metric=METRIC, mode="max", sampler=sampler, study_name=name, storage=self.optuna_storage(name),
-        )
+        searcher = DistinctOptunaSearch(self.space.search, seed=self.args.seed, metric=METRIC, mode="max",
+                                        sampler=sampler, study_name=name, storage=self.optuna_storage(name))
         # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
         # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
         max_t = validate(self.base(dataset), source="sweep").max_epochs + 1
@@ -479,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = Sweep(args, space)  # checks the overrides before anything starts
     for d in (datasets := datasets_for(args.dataset, args.data_root)):
         validate(sweep.base(d), source="sweep")
+        if not args.resume and "://" not in sweep.storage and (Path(sweep.storage) / sweep.name("search", d)).exists():
+            raise ConfigError(f"--storage {sweep.storage}: experiment {sweep.name('search', d)} already "
+                              f"exists; add --resume to continue it, or choose another --storage")
     from mentor_ray.ray_train import ensure_ray
 
     # One checkpoint kept per trial (a TikTok trial's is ~28 MB) makes Tune snapshot the experiment at
@@ -536,8 +537,8 @@ def run_datasets(sweep: Sweep, datasets: list[str]) -> int:
         for d, future in futures.items():
             if future.exception() is not None:
                 failed[d] = future.exception()
-    for d, exc in failed.items():
-        log.error("%s: sweep failed: %s", d, exc, exc_info=exc)
+    for d, exc in failed.items():  # a traceback only where it helps: not for a bad flag or input
+        log.error("%s: sweep failed: %s", d, exc, exc_info=None if isinstance(exc, MentorRayError) else exc)
     if failed:
         first = next(iter(failed.values()))
         if len(failed) == 1 and len(datasets) == 1:

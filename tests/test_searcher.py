@@ -1,0 +1,57 @@
+"""The sweep's searcher proposes every point of a finite grid at most once."""
+
+from __future__ import annotations
+
+import optuna
+
+from mentor_ray.searcher import DistinctOptunaSearch
+
+GRID = {"dropout": [0.3, 0.5], "lambda_f": [1.0, 1.5], "tau": [0.2, 0.5]}
+
+
+def _searcher(seed=0, tries=20):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return DistinctOptunaSearch(GRID, seed=seed, tries=tries, metric="m", mode="max",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+
+
+def _run(searcher, n):
+    points = []
+    for i in range(n):
+        params = searcher.suggest(f"t{i}")
+        points.append(tuple(sorted(params.items())))
+        searcher.on_trial_complete(f"t{i}", {"m": params["dropout"] + params["tau"]})
+    return points
+
+
+def test_plain_tpe_repeats_points_of_a_small_grid():
+    """The premise: without the guard, TPE (random start) repeats a point of 8 within 8 asks."""
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), direction="maximize")
+    dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in GRID.items()}
+    asked = [tuple(sorted(study.ask(dists).params.items())) for _ in range(8)]
+    assert len(set(asked)) < 8
+
+
+def test_every_point_of_the_grid_once():
+    for seed in range(3):
+        points = _run(_searcher(seed), 8)
+        assert len(set(points)) == 8  # the whole grid, no repeat
+
+
+def test_unseen_points_are_enqueued_when_the_sampler_keeps_repeating():
+    points = _run(_searcher(tries=1), 8)  # one refusal, then an unseen point is enqueued
+    assert len(set(points)) == 8
+
+
+def test_a_restored_search_remembers_its_points(tmp_path):
+    first = _searcher()
+    before = _run(first, 3)
+    first.save(str(tmp_path / "s.pkl"))
+    second = _searcher()
+    second.restore(str(tmp_path / "s.pkl"))
+    after = []
+    for i in range(3, 8):
+        params = second.suggest(f"t{i}")
+        after.append(tuple(sorted(params.items())))
+        second.on_trial_complete(f"t{i}", {"m": 0.1})
+    assert len(set(before) | set(after)) == 8
