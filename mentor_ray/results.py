@@ -7,9 +7,10 @@ One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, m
 and ``error`` says why). ``valid_curve`` holds the run's validation Recall@20 per epoch (the same list
 on each of its rows); ``started_at`` and ``finished_at`` bound it in time. Each run
 is one file, ``<results>/<run_id>.parquet``, where ``run_id`` is deterministic (role, dataset,
-variant, config hash, seed; and for a search trial its sweep's space). Writing goes to a hidden temporary file that is then renamed over the
-target, so a kill never leaves a torn file (pyarrow ignores the hidden leftovers), and writing the
-same run again replaces its file: a resumed sweep never duplicates rows.
+variant, config hash, seed; and for a search trial its sweep's space). Writing goes to a hidden
+temporary file that is then renamed over the target, so a kill never leaves a torn file (pyarrow
+ignores the hidden leftovers), and writing the same run again replaces its file: a resumed sweep never
+duplicates rows.
 
     python -m mentor_ray.results show --results runs/results                 # a summary per dataset/role
     python -m mentor_ray.results show --results runs/results --role final --dataset tiktok
@@ -181,7 +182,8 @@ def write_run(results_dir: str | Path, table: pa.Table) -> Path:
     if table.column("role")[0].as_py() == "search":  # a resumed older sweep: its file under the old id goes
         sweep = table.column("sweep")[0].as_py()
         legacy = out_dir / f"{_legacy_search_id(ids[0], sweep)}.parquet"
-        if legacy != target and legacy.is_file() and pq.read_table(legacy, columns=["sweep"]).column("sweep")[0].as_py() == sweep:
+        if legacy != target and legacy.is_file() and \
+                pq.read_table(legacy, columns=["sweep"]).column("sweep")[0].as_py() == sweep:
             legacy.unlink()
     return target
 

@@ -14,8 +14,8 @@ Launch::
 Per dataset, three phases, each one Ray Tune experiment with a deterministic name under ``--storage``:
 
 1. ``search``: Optuna (seeded TPE; a GridSampler when ``--num-samples`` covers the whole grid) proposes
-   points of the space, never one twice (``mentor_ray.searcher``); ASHA stops weak trials early on validation Recall@20. Trials report the
-   best-so-far validation Recall@20, so a trial stopped by ASHA is judged by its best epoch, not its
+   points of the space, never one twice (``mentor_ray.searcher``); ASHA stops weak trials early on
+   validation Recall@20. Trials report the best-so-far validation Recall@20, so a trial stopped by ASHA is judged by its best epoch, not its
    last, and TPE is not misled. The Optuna study is persisted (SQLite, ``<storage>/optuna/<experiment>.db``).
 2. ``final``: the best point (validation only) re-run with ``--seeds`` seeds, to early stopping.
 3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds
@@ -174,13 +174,17 @@ def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_
         _warn_no_experiment(Path(storage), name)
     if path.exists():
         if not resume:
-            raise ConfigError(f"--storage {storage}: experiment {name} already exists; add --resume to continue "
-                              f"it, or choose another --storage")
+            raise _already_exists(storage, name)
         if tune.Tuner.can_restore(str(path)):
             log.info("resuming %s", path)
             return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
                                       restart_errored=True, param_space=param_space).fit()
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+
+
+def _already_exists(storage: str, name: str) -> ConfigError:
+    return ConfigError(f"--storage {storage}: experiment {name} already exists; add --resume to continue it, "
+                       f"or choose another --storage")
 
 
 def _warn_no_experiment(storage: Path, name: str) -> None:
@@ -477,9 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = Sweep(args, space)  # checks the overrides before anything starts
     for d in (datasets := datasets_for(args.dataset, args.data_root)):
         validate(sweep.base(d), source="sweep")
-        if not args.resume and "://" not in sweep.storage and (Path(sweep.storage) / sweep.name("search", d)).exists():
-            raise ConfigError(f"--storage {sweep.storage}: experiment {sweep.name('search', d)} already "
-                              f"exists; add --resume to continue it, or choose another --storage")
+        first = sweep.name("search", d)  # refused here, before Ray starts, rather than in the search phase
+        if not args.resume and "://" not in sweep.storage and (Path(sweep.storage) / first).exists():
+            raise _already_exists(sweep.storage, first)
     from mentor_ray.ray_train import ensure_ray
 
     # One checkpoint kept per trial (a TikTok trial's is ~28 MB) makes Tune snapshot the experiment at
