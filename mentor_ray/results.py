@@ -91,15 +91,19 @@ def run_id(role: str, dataset: str, variant: str, chash: str, seed: int, sweep: 
     """A search trial's id names its sweep (the space): the same point searched by two spaces is two
     trials (one may be stopped early by ASHA, the other not), and neither may replace the other. A final
     or ablation run is the same run whichever sweep asks for it (run to its own end, same result)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
     if role == "search":
-        return f"{role}-{safe}-{re.sub(r'[^A-Za-z0-9_.-]', '_', sweep)}-{variant}-{chash}-s{seed}"
-    return f"{role}-{safe}-{variant}-{chash}-s{seed}"
+        return f"{role}-{_safe(dataset)}-{_safe(sweep)}-{variant}-{chash}-s{seed}"
+    return f"{role}-{_safe(dataset)}-{variant}-{chash}-s{seed}"
+
+
+def _safe(name: str) -> str:
+    """``name`` as a file-name component."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _legacy_search_id(rid: str, sweep: str) -> str:
     """The id a search trial had before ids named the sweep (files written then are migrated on rewrite)."""
-    return rid.replace(f"-{re.sub(r'[^A-Za-z0-9_.-]', '_', sweep)}-", "-", 1)
+    return rid.replace(f"-{_safe(sweep)}-", "-", 1)
 
 
 def code_version() -> str:

@@ -53,4 +53,4 @@ class DistinctOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """A resumed search knows every point it proposed before (also one saved before this class)."""
         super().restore(checkpoint_path)
-        self._seen = set(getattr(self, "_seen", ())) | {_key(t.params) for t in self._ot_trials.values()}
+        self._seen |= {_key(t.params) for t in self._ot_trials.values()}

@@ -15,8 +15,9 @@ Per dataset, three phases, each one Ray Tune experiment with a deterministic nam
 
 1. ``search``: Optuna (seeded TPE; a GridSampler when ``--num-samples`` covers the whole grid) proposes
    points of the space, never one twice (``mentor_ray.searcher``); ASHA stops weak trials early on
-   validation Recall@20. Trials report the best-so-far validation Recall@20, so a trial stopped by ASHA is judged by its best epoch, not its
-   last, and TPE is not misled. The Optuna study is persisted (SQLite, ``<storage>/optuna/<experiment>.db``).
+   validation Recall@20. Trials report the best-so-far validation Recall@20, so a trial stopped by
+   ASHA is judged by its best epoch, not its last, and TPE is not misled. The Optuna study is
+   persisted (SQLite, ``<storage>/optuna/<experiment>.db``).
 2. ``final``: the best point (validation only) re-run with ``--seeds`` seeds, to early stopping.
 3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds
    (the final runs stand for ``mentor``).
