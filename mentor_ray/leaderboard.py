@@ -494,12 +494,20 @@ def _notes(runs: pd.DataFrame, chosen: pd.DataFrame, metrics: pd.DataFrame, impr
 # --------------------------------------------------------------------------- plots
 
 
-def search_scores(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+def search_scores(runs: pd.DataFrame, dataset: str, axes: Sequence[str] = ()) -> pd.DataFrame:
     """The dataset's MENTOR search runs that have a validation Recall@20 (completed or stopped by ASHA);
-    a baseline's own search (its grid has other axes) is left out of MENTOR's sensitivity plots."""
+    a baseline's own search (its grid has other axes) is left out of MENTOR's sensitivity plots.
+
+    With ``axes``, only the runs of sweeps that varied every one of them: a later stage that searched
+    other settings (e.g. ``mentor_lr_reg`` at a first sweep's best point) would otherwise add its trials,
+    trained at other learning rates, to one cell of the plot."""
     s = runs[(runs["dataset"] == dataset) & (runs["role"] == "search") & (runs["status"] != "failed")
              & (runs["variant"] == "mentor")]
-    return s[s[VALID].notna()]
+    s = s[s[VALID].notna()]
+    if axes and len(s):
+        keep = [g for _, g in s.groupby("sweep", dropna=False) if set(axes) <= set(searched_keys(g))]
+        s = pd.concat(keep) if keep else s.iloc[:0]
+    return s
 
 
 def sensitivity_grid(scored: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -510,7 +518,7 @@ def sensitivity_grid(scored: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 def _too_few(scored: pd.DataFrame, axes: Sequence[str]) -> str | None:
     if scored.empty:
-        return "no search run with a validation Recall@20"
+        return f"no MENTOR search with a validation Recall@20 varied {' and '.join(axes)}"
     for axis in axes:
         n = scored[axis].nunique()
         if n < 2:
@@ -561,9 +569,12 @@ def curves_figure(finals: pd.DataFrame, title: str):
     for _, r in finals.sort_values(["variant", "seed"]).iterrows():
         curve = list(r["valid_curve"])
         name = f"{display(r['variant'])} seed {r['seed']}" if several else f"seed {r['seed']}"
-        ax.plot(range(1, len(curve) + 1), curve, label=name)
+        (line,) = ax.plot(range(len(curve)), curve, label=name)  # epochs 0-based, as best_epoch
+        best = int(r["best_epoch"])
+        if 0 <= best < len(curve):
+            ax.plot([best], [curve[best]], "o", color=line.get_color(), markersize=4)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel="validation Recall@20", title=title)
+    ax.set(xlabel="epoch (dot: best_epoch)", ylabel="validation Recall@20", title=title)
     ax.legend(fontsize=8)
     return fig
 
@@ -571,17 +582,18 @@ def curves_figure(finals: pd.DataFrame, title: str):
 def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
               label: str) -> list[tuple[str, str, Callable]]:
     """(file stem, title, builder) per plot of a dataset; a builder returns a Figure or why it cannot."""
-    scored = search_scores(runs, dataset)
     finals = chosen[(chosen["dataset"] == dataset) & (chosen["role"] == "final")]
     finals = finals[finals["valid_curve"].map(lambda c: c is not None and len(c) > 0)]
     jobs = []
     for x, y in SENSITIVITY:
         title = f"{label}: sensitivity to ({x}, {y})"
-        jobs.append((f"sens_{x}_{y}", title, lambda x=x, y=y, t=title: _too_few(scored, (x, y)) or
-                     heatmap_figure(sensitivity_grid(scored, x, y), x, y, t)))
+        scored = search_scores(runs, dataset, (x, y))
+        jobs.append((f"sens_{x}_{y}", title, lambda s=scored, x=x, y=y, t=title: _too_few(s, (x, y)) or
+                     heatmap_figure(sensitivity_grid(s, x, y), x, y, t)))
     title = f"{label}: effect of lambda_align"
-    jobs.append(("lambda_align", title, lambda: _too_few(scored, ("lambda_align",)) or
-                 align_figure(scored.groupby("lambda_align")[VALID].max().sort_index(), title)))
+    scored = search_scores(runs, dataset, ("lambda_align",))
+    jobs.append(("lambda_align", title, lambda s=scored: _too_few(s, ("lambda_align",)) or
+                 align_figure(s.groupby("lambda_align")[VALID].max().sort_index(), title)))
     curves = f"{label}: validation curves of the final runs"
     jobs.append(("valid_curves", curves, lambda: "no final run with a recorded validation curve" if finals.empty
                  else curves_figure(finals, curves)))

@@ -168,6 +168,9 @@ class Trainer:
                 from mentor_ray.graphs import build_graphs  # DGL stays out of the training loop
 
                 graphs = build_graphs(self.ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
+            if (graphs.k, graphs.knn_norm) != (cfg.knn_k, cfg.knn_norm):
+                raise ConfigError(f"graphs built with knn_k={graphs.k} knn_norm={graphs.knn_norm} given to a run "
+                                  f"with knn_k={cfg.knn_k} knn_norm={cfg.knn_norm}; build them with the run's")
             self.model.set_graphs(graphs.ui_adj, graphs.item_adj)
             self.model.graphs_to(self.device)
         self.model.to(self.device)

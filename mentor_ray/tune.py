@@ -60,6 +60,11 @@ STATE_FILE = "trainer_state.pt"
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
 SWEEP_KEYS = ("dataset", "data_root", "variant", "seed", "max_epochs")  # set by flags, not overrides
 BASELINE_KEYS = {"lr", "n_layers"}  # baselines keep their own (published) values of these
+GRAPH_KEYS = ("knn_k", "knn_norm")  # settings the graphs are built with: one build per searched value
+
+
+def graph_key(knn_k: int, knn_norm: str) -> str:
+    return f"k{knn_k}-{knn_norm}"
 
 
 def trial_config(base: dict[str, Any], variant: str, seed: int, point: dict[str, Any],
@@ -90,7 +95,8 @@ def _trainable(config: dict[str, Any], ds=None, graphs=None) -> None:
     _quiet_checkpoint_logs()
     point = {k: v for k, v in config.items() if k not in ("cfg", "threads")}  # searched values, if any
     cfg = TrainConfig.model_validate({**config["cfg"], **point})
-    trainer = Trainer(cfg, ds=ds, graphs=from_arrays(graphs) if graphs is not None else None)
+    arrays = graphs and graphs[graph_key(cfg.knn_k, cfg.knn_norm)]  # the build of this trial's k
+    trainer = Trainer(cfg, ds=ds, graphs=from_arrays(arrays) if arrays is not None else None)
     checkpoint = ray.tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
@@ -157,7 +163,8 @@ def _ddp_trainable(config: dict[str, Any], inputs=None) -> None:
     ddp = config["ddp"]
     fit_with_ray(cfg, workers=ddp["workers"], cpus_per_worker=ddp["cpus"], gpus_per_worker=ddp["gpus"],
                  storage=ddp["storage"], name=ray.tune.get_context().get_trial_id(),
-                 inputs=tuple(inputs), callbacks=[TuneReportCallback()])
+                 inputs=(inputs[0], inputs[1][graph_key(cfg.knn_k, cfg.knn_norm)]),
+                 callbacks=[TuneReportCallback()])
 
 
 def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, resume: bool,
@@ -257,7 +264,12 @@ class Sweep:
         return base
 
     def trainable(self, dataset: str):
-        """The trial function with the dataset and graphs in Ray's object store (built once, here)."""
+        """The trial function with the dataset and graphs in Ray's object store (built once, here).
+
+        The graphs are built for every (knn_k, knn_norm) the space searches (else the sweep's one),
+        keyed by :func:`graph_key`; each trial takes the build of its own settings."""
+        import itertools
+
         import ray
         from ray import tune
 
@@ -267,9 +279,11 @@ class Sweep:
         cfg = validate(self.base(dataset), source="sweep")
         ds = load_dataset(dataset, self.args.data_root)
         self.synthetic[dataset] = ds.synthetic
-        graphs = to_arrays(build_graphs(ds, k=cfg.knn_k, knn_norm=cfg.knn_norm))
+        axes = [self.space.search.get(key, [getattr(cfg, key)]) for key in GRAPH_KEYS]
+        graphs = {graph_key(k, norm): to_arrays(build_graphs(ds, k=k, knn_norm=norm))
+                  for k, norm in itertools.product(*axes)}
         if self.args.workers_per_trial > 1:  # the trial is a Train driver: its workers hold the resources
-            inputs = [ray.put(ds), ray.put(graphs)]
+            inputs = [ray.put(ds), {key: ray.put(g) for key, g in graphs.items()}]
             return tune.with_resources(tune.with_parameters(_ddp_trainable, inputs=inputs), DRIVER_RESOURCES)
         resources = {"cpu": self.args.cpus_per_trial, "gpu": self.args.gpus_per_trial}
         return tune.with_resources(tune.with_parameters(_trainable, ds=ds, graphs=graphs), resources)

@@ -296,6 +296,21 @@ def test_a_baselines_own_search_is_its_own_sweep_row_and_stays_out_of_mentors_pl
     assert set(scored.variant) == {"mentor"}
 
 
+def test_a_later_stage_over_other_axes_stays_out_of_the_first_stages_plots(tmp_path):
+    """mentor_lr_reg searches lr at one (dropout, lambda_f) point: its trials are not that cell's."""
+    root = tmp_path / "r"
+    for dropout, lf, r20 in [(0.3, 1.0, 0.10), (0.5, 1.0, 0.12), (0.3, 1.5, 0.11)]:
+        _record(root, _summary(variant="mentor", valid=r20, dropout=dropout, lambda_f=lf), "search")
+    for lr, r20 in [(1e-3, 0.13), (5e-3, 0.15)]:
+        _record(root, _summary(variant="mentor", valid=r20, dropout=0.5, lambda_f=1.0, lr=lr), "search",
+                sweep="mentor_lr_reg")
+    runs = lb.load_runs(root)
+    grid = lb.sensitivity_grid(lb.search_scores(runs, "synth-a", ("dropout", "lambda_f")), "dropout", "lambda_f")
+    assert grid.loc[1.0, 0.5] == pytest.approx(0.12)  # the first stage's trial, not the lr stage's 0.15
+    assert len(lb.search_scores(runs, "synth-a")) == 5  # without axes: every MENTOR search run
+    assert lb.search_scores(runs, "synth-a", ("lambda_align",)).empty  # no sweep varied it
+
+
 def test_wall_time_falls_back_to_the_sum_of_run_walls(tmp_path):
     root = tmp_path / "r"
     for dropout, wall in [(0.3, 30.0), (0.5, 45.5)]:
@@ -352,8 +367,8 @@ def test_every_format_is_written_and_parseable_with_plots_and_skip_notes(tmp_pat
         png = out / "plots" / f"synth-a-{stem}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"](plots/synth-a-{stem}.png)" in md
         assert not (out / "plots" / f"synth-c-{stem}.png").exists()
-    assert ("plot 'synth-c (synthetic): sensitivity to (dropout, lambda_f)' skipped: 1 distinct value of dropout "
-            "among 1 scored search run(s); need at least 2") in md
+    assert ("plot 'synth-c (synthetic): sensitivity to (dropout, lambda_f)' skipped: no MENTOR search with a "
+            "validation Recall@20 varied dropout and lambda_f") in md
     assert "plot 'synth-c (synthetic): validation curves of the final runs' skipped: no final run with a recorded" in md
 
     csvs = {p.stem: pd.read_csv(p) for p in (out / "csv").glob("*.csv")}
@@ -367,7 +382,7 @@ def test_every_format_is_written_and_parseable_with_plots_and_skip_notes(tmp_pat
     assert "<b>0.0520</b><sup>*</sup> ± 0.0020" in page and "<u>0.0410</u>" in page
     for stem in stems:
         assert f'<img src="plots/synth-a-{stem}.png"' in page
-    assert "skipped: 1 distinct value of dropout" in page
+    assert "skipped: no MENTOR search with a validation Recall@20 varied dropout" in page
 
     tex = (out / "leaderboard.tex").read_text()
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == page.count("<table")

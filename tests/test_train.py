@@ -130,3 +130,12 @@ def test_a_checkpoint_of_other_data_is_refused(ds):
     state["dataset_hash"] = "0" * 64
     with pytest.raises(train.ConfigError, match="checkpoint: it was trained on dataset content 000000000000"):
         t.load_state_dict(state)
+
+
+def test_graphs_of_another_k_are_refused(ds):
+    from mentor_ray.graphs import build_graphs
+
+    cfg = config.make_config(flags={"variant": "mentor", "dataset": "synth-tiny"}, overrides=TINY)
+    other = build_graphs(ds, k=3, knn_norm=cfg.knn_norm)
+    with pytest.raises(train.ConfigError, match="graphs built with knn_k=3 .* given to a run with knn_k=5"):
+        train.Trainer(cfg, ds=ds, graphs=other)

@@ -194,3 +194,20 @@ def test_ddp_trials_run_through_ray_train(local_ray, tmp_path):
     assert set(runs.role) == {"search", "final"} and set(runs.world_size) == {2}
     assert set(runs.status) == {"completed"} and all(len(c) == 4 for c in runs.valid_curve)  # smoke: 4 epochs
     assert list((tmp_path / "tune" / "train").iterdir())  # the Train runs' own checkpoints, per experiment
+
+
+def test_a_searched_knn_k_gives_each_trial_graphs_of_its_own_k(local_ray, tmp_path):
+    """Graphs are built per searched value of knn_k: a trial of k=3 trains on the k=3 graphs, its final
+    runs too (the trainer refuses graphs of another k, so a shared build would fail every other trial)."""
+    space = tmp_path / "knn.yaml"
+    space.write_text("name: knn\nsearch:\n  knn_k: [3, 6]\nfixed:\n  embedding_dim: 16\n  batch_size: 256\n"
+                     "  max_epochs: 2\n  infonce_scope: batch\n")
+    out = tmp_path / "r"
+    args = ["--dataset", "synth-tiny", "--space", str(space), "--num-samples", "2", "--seeds", "1",
+            "--results", str(out), "--storage", str(tmp_path / "tune"), "--leaderboard", "none"]
+    assert tune.main(args) == 0
+    runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
+    assert set(runs.status) == {"completed"}
+    ks = sorted(json.loads(c)["knn_k"] for c in runs[runs.role == "search"].config_json)
+    assert ks == [3, 6]
+    assert len(runs[runs.role == "final"]) == 1
