@@ -109,3 +109,49 @@ def finalize(sums: dict[str, float]) -> dict[str, float]:
     """Means over users from summed metrics."""
     n = max(sums["n_users"], 1.0)
     return {k: v / n for k, v in sums.items() if k != "n_users"}
+
+
+def rank_profile(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    train_csr: tuple[np.ndarray, np.ndarray],
+    gt_csr: tuple[np.ndarray, np.ndarray],
+    popularity: np.ndarray,
+    k: int = 20,
+    bands: tuple[int, ...] = (5, 10, 20),
+    batch_size: int = 4096,
+) -> dict[str, float]:
+    """Where a model's top-``k`` hits sit and what it recommends, for comparing two models' rankings.
+
+    Over the users with ground truth: ``hits@a-b``, the hits at ranks a..b (1-based, bands ending at
+    ``bands``); ``hits_cold``, hits on items of ``popularity`` 0 (never in training) out of
+    ``gt_cold`` such ground-truth interactions; ``popularity@r``, the median popularity of the
+    item recommended at rank r for each r in ``bands`` and rank 1; ``distinct@k``, how many different
+    items appear in the top-``k`` lists. Training items are masked as in :func:`evaluate`.
+    """
+    gt_ptr, gt_idx = gt_csr
+    users = np.flatnonzero(np.diff(gt_ptr) > 0)
+    edges = (0, *bands)
+    out = {f"hits@{a + 1}-{b}": 0.0 for a, b in zip(edges, edges[1:])}
+    cold = torch.from_numpy(np.asarray(popularity) == 0)
+    out["hits_cold"], out["gt_cold"] = 0.0, float(cold[torch.from_numpy(gt_idx)].sum())
+    tops = []
+    for s in range(0, users.size, batch_size):
+        batch = users[s : s + batch_size]
+        scores = score_fn(torch.from_numpy(batch)).float().clone()
+        r, c = _rows(*train_csr, batch)
+        scores[r, c] = -torch.inf
+        gt = torch.zeros_like(scores, dtype=torch.bool)
+        r, c = _rows(gt_ptr, gt_idx, batch)
+        gt[r, c] = True
+        top = scores.topk(k, dim=1).indices  # (B, k)
+        hits = gt.gather(1, top)
+        for a, b in zip(edges, edges[1:]):
+            out[f"hits@{a + 1}-{b}"] += float(hits[:, a:b].sum())
+        out["hits_cold"] += float((hits & cold[top]).sum())
+        tops.append(top)
+    top = torch.cat(tops).numpy()
+    pop = np.asarray(popularity)
+    for rank in sorted({1, *bands}):
+        out[f"popularity@{rank}"] = float(np.median(pop[top[:, rank - 1]]))
+    out[f"distinct@{k}"] = float(np.unique(top).size)
+    return out

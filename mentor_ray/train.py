@@ -151,8 +151,13 @@ class Trainer:
         world_size: int = 1,
         device: torch.device | None = None,
         graphs=None,
+        rank_profile: bool = False,
     ):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        if rank_profile and world_size > 1:
+            raise ConfigError("--rank-profile: in-process runs only (ranks hold a share of the users each); "
+                              "drop --workers or --rank-profile")
+        self.rank_profile = rank_profile
         tune_allocator()
         reset_peak_memory()  # this run's peak, not an earlier run's in the same process
         self.device = device or resolve_device(cfg.device)
@@ -254,12 +259,23 @@ class Trainer:
     def evaluate(self, split: str) -> dict[str, float]:
         return metrics.finalize(self.evaluate_sums(split))
 
+    @torch.no_grad()
+    def profile(self, split: str) -> dict[str, float]:
+        """:func:`metrics.rank_profile` of the current model on ``split``, popularity = training counts."""
+        self.model.eval()
+        u_emb, i_emb = (e.cpu() for e in self.model.user_item_embeddings())
+        popularity = np.bincount(self.ds.train.items, minlength=self.ds.n_items)
+        return metrics.rank_profile(lambda b: u_emb[b] @ i_emb.T, self.train_csr, self.gt[split], popularity,
+                                    batch_size=self.cfg.eval_batch_size)
+
     def end_epoch(self, epoch: int, train: dict[str, float], valid: dict[str, float],
                   test_fn: Callable[[], dict[str, float]], eval_seconds: float) -> dict[str, Any]:
         """Early-stopping bookkeeping after ``epoch``; evaluates test only when validation improves."""
         improved = self.best["valid"] is None or valid[VALID_METRIC] > self.best["valid"][VALID_METRIC]
         if improved:
             self.best = {"epoch": epoch, "valid": valid, "test": test_fn()}
+            if self.rank_profile:
+                self.best["rank_profile"] = self.profile("test")
             self.bad_epochs = 0
         else:
             self.bad_epochs += 1
@@ -280,7 +296,6 @@ class Trainer:
             "history": self.history,
             "started_at": self.started_at,
             "valid_curve": [h["valid"][VALID_METRIC] for h in self.history if h["train"]],
-            "started_at": self.started_at,
             "config": self.cfg.model_dump(),
             "dataset_hash": self.ds.content_hash,
         }
@@ -342,9 +357,9 @@ class Trainer:
             "device": str(self.device),
             "world_size": self.world_size,
             "valid_curve": [h["valid"][VALID_METRIC] for h in self.history if h["train"]],
-            "started_at": self.started_at,
             "config": self.cfg.model_dump(),
             "dataset_hash": self.ds.content_hash,
+            **({"rank_profile": self.best.get("rank_profile")} if self.rank_profile else {}),
         }
 
 
@@ -388,6 +403,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, help="at most this many epochs (default 1000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
+    p.add_argument("--rank-profile", action="store_true",
+                   help="also profile the test ranking at the best validation epoch: hits per rank band, hits "
+                   "on items unseen in training, popularity of the recommended items (in-process runs only)")
     ray = p.add_argument_group("Ray Train (any of these runs training on Ray Train; otherwise in-process)")
     ray.add_argument("--workers", type=int, help="data-parallel workers (DDP; gloo on CPU, NCCL on GPU)")
     ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per worker (default 1)")
@@ -406,13 +424,15 @@ def main(argv: Sequence[str] | None = None) -> int:
              "max_epochs": args.max_epochs, "seed": args.seed}
     cfg = make_config(args.preset, flags, args.overrides)
     if args.workers is not None or args.storage or args.run_name:
+        if args.rank_profile:
+            raise ConfigError("--rank-profile: in-process runs only; drop --workers, --storage and --run-name")
         from mentor_ray.ray_train import fit_with_ray
 
         summary = fit_with_ray(cfg, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
                                gpus_per_worker=args.gpus_per_worker, storage=args.storage,
                                name=args.run_name, max_failures=args.max_failures)
         return _finish(summary, args.summary)
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, rank_profile=args.rank_profile)
     name = f"{trainer.ds.name}{' (synthetic)' if trainer.ds.synthetic else ''}"
     log.info("training %s on %s: %d users, %d items, %d train interactions, device %s",
              cfg.variant, name, trainer.ds.n_users, trainer.ds.n_items, len(trainer.ds.train), trainer.device)
@@ -422,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _finish(summary: dict[str, Any], path: Path | None) -> int:
     print(format_table(summary))
+    if summary.get("rank_profile"):
+        print("test ranking at the best epoch: " + ", ".join(f"{k} {v:g}" for k, v in summary["rank_profile"].items()))
     if summary.get("resumed_at_epochs"):
         print(f"resumed from a checkpoint at epoch(s) {summary['resumed_at_epochs']} (re-run or worker restart)")
     if path:

@@ -174,3 +174,16 @@ def test_ties_are_broken_by_torch_topk_only_tie_invariant_values_are_defined():
     # ndcg@2 is 1 (hit at rank 0) or 1/log2(3) (hit at rank 1)
     assert sums["ndcg@2"] == pytest.approx(1.0) or sums["ndcg@2"] == pytest.approx(L3)
     assert sums["recall@2"] == 1.0 and sums["recall@6"] == 1.0
+
+
+def test_rank_profile_counts_hits_per_rank_band_cold_hits_and_what_is_recommended():
+    scores = torch.tensor([[9.0, 8, 7, 1, 6, 0], [1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]])
+    train = metrics.csr_of(np.array([0, 2]), np.array([0, 1]), 3)  # user 0 saw item 0, user 2 item 1
+    gt = metrics.csr_of(np.array([0, 0, 1]), np.array([2, 3, 0]), 3)  # user 2 has no ground truth
+    popularity = np.array([5, 3, 0, 2, 0, 1])
+    p = metrics.rank_profile(lambda u: scores[u], train, gt, popularity, k=3, bands=(1, 3))
+    # user 0 (item 0 masked): top 3 = items 1, 2, 4, hit on item 2 at rank 2; user 1: items 5, 4, 3, no hit
+    assert p == {"hits@1-1": 0.0, "hits@2-3": 1.0, "hits_cold": 1.0, "gt_cold": 1.0,
+                 "popularity@1": 2.0,  # items 1 (3) and 5 (1)
+                 "popularity@3": 1.0,  # items 4 (0) and 3 (2)
+                 "distinct@3": 5.0}

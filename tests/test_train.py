@@ -139,3 +139,21 @@ def test_graphs_of_another_k_are_refused(ds):
     other = build_graphs(ds, k=3, knn_norm=cfg.knn_norm)
     with pytest.raises(train.ConfigError, match="graphs built with knn_k=3 .* given to a run with knn_k=5"):
         train.Trainer(cfg, ds=ds, graphs=other)
+
+
+def test_rank_profile_is_the_best_epochs_test_ranking(ds, tmp_path, capsys):
+    cfg = config.make_config(flags={"variant": "lightgcn", "dataset": "synth-tiny", "max_epochs": 1},
+                             overrides=TINY)
+    t = train.Trainer(cfg, ds=ds, rank_profile=True)
+    profile = t.fit()["rank_profile"]  # one epoch: the best epoch is the model as it stands
+    assert profile == t.profile("test")
+    hits = sum(v for k, v in profile.items() if k.startswith("hits@"))
+    assert 0 < hits and profile["hits_cold"] <= profile["gt_cold"] and profile["distinct@20"] <= ds.n_items
+    assert "rank_profile" not in _trainer(ds).summary()  # only when asked for
+
+    out = tmp_path / "s.json"
+    assert run(train.main, ["--dataset", "synth-tiny", "--variant", "most_pop", "--rank-profile", "--summary", str(out)]) == 0
+    assert "test ranking at the best epoch: hits@1-5 " in capsys.readouterr().out
+    assert json.loads(out.read_text())["rank_profile"]["distinct@20"] >= 1
+    assert run(train.main, ["--dataset", "synth-tiny", "--rank-profile", "--workers", "2"]) == 2
+    assert "--rank-profile: in-process runs only" in capsys.readouterr().err
