@@ -43,6 +43,24 @@ def _rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> tuple[t
     return torch.from_numpy(rows), torch.from_numpy(cols)
 
 
+def masked_batch(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    train_csr: tuple[np.ndarray, np.ndarray],
+    gt_csr: tuple[np.ndarray, np.ndarray],
+    batch: np.ndarray,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores (B, n_items) with the batch's training items at -inf, ground truth (B, n_items) bool)."""
+    # a copy, so masking never writes into a tensor the caller still holds
+    scores = score_fn(torch.from_numpy(batch).to(device)).float().clone()
+    r, c = _rows(*train_csr, batch)
+    scores[r.to(device), c.to(device)] = -torch.inf  # never recommend a training item
+    gt = torch.zeros_like(scores, dtype=torch.bool)
+    r, c = _rows(*gt_csr, batch)
+    gt[r.to(device), c.to(device)] = True
+    return scores, gt
+
+
 def topk_hits(scores: torch.Tensor, gt: torch.Tensor, k: int) -> torch.Tensor:
     """(B, k) bool: whether the item at each of the top-k ranks is in the ground truth ``gt`` (B, n)."""
     top = scores.topk(k, dim=1).indices
@@ -76,7 +94,7 @@ def evaluate(
 
     ``score_fn(user_ids) -> (B, n_items)`` scores. Divide with :func:`finalize`.
     """
-    gt_ptr, gt_idx = gt_csr
+    gt_ptr = gt_csr[0]
     if users is None:
         users = np.arange(gt_ptr.size - 1)
     users = users[np.diff(gt_ptr)[users] > 0]  # skip users without ground truth
@@ -84,13 +102,7 @@ def evaluate(
     kmax = max(ks)
     for s in range(0, users.size, batch_size):
         batch = users[s : s + batch_size]
-        # (B, n_items); a copy, so masking never writes into a tensor the caller still holds
-        scores = score_fn(torch.from_numpy(batch).to(device)).float().clone()
-        r, c = _rows(*train_csr, batch)
-        scores[r.to(device), c.to(device)] = -torch.inf  # never recommend a training item
-        gt = torch.zeros_like(scores, dtype=torch.bool)
-        r, c = _rows(gt_ptr, gt_idx, batch)
-        gt[r.to(device), c.to(device)] = True
+        scores, gt = masked_batch(score_fn, train_csr, gt_csr, batch, device)  # (B, n_items) each
         n_gt = torch.from_numpy(np.diff(gt_ptr)[batch]).to(device)
         hits = topk_hits(scores, gt, min(kmax, scores.shape[1]))
         for k in ks:
@@ -132,17 +144,12 @@ def rank_profile(
     users = np.flatnonzero(np.diff(gt_ptr) > 0)
     edges = (0, *bands)
     out = {f"hits@{a + 1}-{b}": 0.0 for a, b in zip(edges, edges[1:])}
-    cold = torch.from_numpy(np.asarray(popularity) == 0)
+    pop = np.asarray(popularity)
+    cold = torch.from_numpy(pop == 0)
     out["hits_cold"], out["gt_cold"] = 0.0, float(cold[torch.from_numpy(gt_idx)].sum())
     tops = []
     for s in range(0, users.size, batch_size):
-        batch = users[s : s + batch_size]
-        scores = score_fn(torch.from_numpy(batch)).float().clone()
-        r, c = _rows(*train_csr, batch)
-        scores[r, c] = -torch.inf
-        gt = torch.zeros_like(scores, dtype=torch.bool)
-        r, c = _rows(gt_ptr, gt_idx, batch)
-        gt[r, c] = True
+        scores, gt = masked_batch(score_fn, train_csr, gt_csr, users[s : s + batch_size])
         top = scores.topk(k, dim=1).indices  # (B, k)
         hits = gt.gather(1, top)
         for a, b in zip(edges, edges[1:]):
@@ -150,7 +157,6 @@ def rank_profile(
         out["hits_cold"] += float((hits & cold[top]).sum())
         tops.append(top)
     top = torch.cat(tops).numpy()
-    pop = np.asarray(popularity)
     for rank in sorted({1, *bands}):
         out[f"popularity@{rank}"] = float(np.median(pop[top[:, rank - 1]]))
     out[f"distinct@{k}"] = float(np.unique(top).size)
