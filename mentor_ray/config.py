@@ -73,6 +73,9 @@ class TrainConfig(BaseModel):
     embedding_dim: int = Field(64, ge=1)
     n_layers: int = Field(2, ge=0, description="user-item graph layers L (Eq. 1-3)")
     item_layers: int = Field(1, ge=0, description="item-item graph layers (Eq. 6)")
+    layer_combine: Literal["sum", "mean"] = Field(
+        "sum", description="Eq. 3 sums layers 0..L (paper); mean divides by L + 1 (LightGCN)"
+    )
     normalize_input: bool = Field(True, description="L2-normalise layer-0 embeddings (authors' code)")
 
     # losses

@@ -8,7 +8,8 @@ MENTOR, paper equation by equation (departures are listed in ``docs/paper_notes.
   silent).
 - Eq. 1-3: ``L`` layers of ``E^(l) = A E^(l-1)`` with the symmetric user-item adjacency, summed over
   layers. All modalities (ID and features) are stacked side by side, so one sparse matmul per layer
-  serves them all: ``(N, d (1 + |M|))``.
+  serves them all: ``(N, d (1 + |M|))``. ``layer_combine=mean`` divides the sum by L + 1 (LightGCN's
+  mean; a departure that keeps the score scale fixed as L grows).
 - Eq. 18-20: the two perturbed views of each feature modality add noise ``Δ`` after every layer.
   Propagation is linear and the noise is parameter-free, so a view is the clean user-item output
   plus a propagated noise term computed without autograd (``Mentor._view_noise``).
@@ -268,11 +269,15 @@ class Mentor(Recommender):
         x = block_normalize(raw0, d) if self.cfg.normalize_input else raw0  # (N, d (1 + M))
         # Eq. 1-3: one sparse matmul per layer for all modalities, handed back one tensor per modality
         ids, *blocks = propagate_blocks(x, self.graph("ui"), self.graph("ui.T"), self.cfg.n_layers, d)
+        if self.cfg.layer_combine == "mean":  # a departure from Eq. 3: LightGCN's layer mean
+            ids, blocks = ids / (self.cfg.n_layers + 1), [b / (self.cfg.n_layers + 1) for b in blocks]
         ui = dict(zip(self.modalities, blocks))  # m -> (N, d)
         final = {m: ui[m] + self._item_graph(m, ui[m]) for m in self.modalities}  # Eq. 6 (users: + 0)
         w = self.fusion_weights()
         fused = torch.cat([w[k] * final[m] for k, m in enumerate(self.modalities)], 1)  # Eq. 7
         noise = self._view_noise(x[:, d:]) if perturb else None
+        if noise is not None and self.cfg.layer_combine == "mean":
+            noise.div_(self.cfg.n_layers + 1)
         return Reps(self.modalities, raw0, ids, ui, final, fused, w, noise)
 
     def _item_graph(self, m: str, e: torch.Tensor) -> torch.Tensor:

@@ -59,6 +59,20 @@ def test_forward_follows_eq_1_to_7(ds):
     torch.testing.assert_close(r.fused, torch.cat([w[0] * r.final[mods[0]], w[1] * r.final[mods[1]]], 1))
 
 
+def test_layer_mean_divides_every_propagated_block_by_l_plus_1(ds):
+    s, m = _model(ds), _model(ds, layer_combine="mean", n_layers=3)
+    s.cfg.n_layers = 3
+    torch.manual_seed(1)
+    rs = s(perturb=True)
+    torch.manual_seed(1)
+    rm = m(perturb=True)
+    torch.testing.assert_close(rm.ids, rs.ids / 4)
+    for mod in s.modalities:  # the item graph is linear in its input, so Eq. 6's output scales too
+        torch.testing.assert_close(rm.final[mod], rs.final[mod] / 4)
+        torch.testing.assert_close(rm.view(0, mod), rs.view(0, mod) / 4)
+    torch.testing.assert_close(rm.fused, rs.fused / 4)
+
+
 def test_perturbed_views_equal_explicit_noisy_propagation(ds, monkeypatch):
     m = _model(ds)
     draws = []
