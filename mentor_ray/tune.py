@@ -361,8 +361,13 @@ class Sweep:
         # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
         # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
         max_t = validate(self.base(dataset), source="sweep").max_epochs + 1
+        n_trials = min(self.args.num_samples, self.space.grid_size)
+        warning = asha_warning(n_trials, self.args.grace_period, max_t - 1)
+        if warning:
+            print(f"[mentor_ray] {dataset}: warning: {warning}", flush=True)
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_t),
-                                  grace_period=max(1, min(self.args.grace_period, max_t)), reduction_factor=3)
+                                  grace_period=max(1, min(self.args.grace_period, max_t)),
+                                  reduction_factor=ASHA_REDUCTION)
         base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model).model_dump()
         param_space = {"cfg": base_cfg, **self.trial_space(name)}
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
@@ -420,6 +425,18 @@ class Sweep:
             for s in finals:
                 results.record(self.results, s, "ablation", self.space.name)
             _print_table(dataset, "ablation", ablation)
+
+
+ASHA_REDUCTION = 3
+
+
+def asha_warning(n_trials: int, grace_period: int, max_epochs: int) -> str | None:
+    """A search of at most ``ASHA_REDUCTION`` trials gains little from ASHA and risks much: at the first
+    rung every trial behind the leader is stopped, and deeper or slower-starting points start behind."""
+    if 1 < n_trials <= ASHA_REDUCTION and grace_period < max_epochs:
+        return (f"{n_trials} search trials: ASHA stops every trial behind the leader at epoch {grace_period}; "
+                f"add --grace-period {max_epochs} to train each to early stopping")
+    return None
 
 
 def _print_table(dataset: str, phase: str, summaries: list[dict]) -> None:

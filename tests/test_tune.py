@@ -127,6 +127,14 @@ def test_bad_flags_are_one_line_errors(tmp_path):
         tune.main(["--dataset", "synth-tiny", "--space", "nope", "--results", str(tmp_path)])
 
 
+def test_a_small_search_warns_that_asha_stops_all_but_the_leader():
+    assert "--grace-period 100" in tune.asha_warning(2, 10, 100)
+    assert tune.asha_warning(3, 10, 100) is not None
+    assert tune.asha_warning(4, 10, 100) is None  # enough trials for ASHA to pay
+    assert tune.asha_warning(2, 100, 100) is None  # already trained to early stopping
+    assert tune.asha_warning(1, 10, 100) is None  # nothing to compare
+
+
 def test_a_run_ended_by_itself_or_by_the_scheduler():
     cfg = {"variant": "mentor", "max_epochs": 100, "patience": 20}
     run = lambda epochs, best: {"config": cfg, "epochs_run": epochs, "best_epoch": best}  # noqa: E731
