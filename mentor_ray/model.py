@@ -269,15 +269,16 @@ class Mentor(Recommender):
         x = block_normalize(raw0, d) if self.cfg.normalize_input else raw0  # (N, d (1 + M))
         # Eq. 1-3: one sparse matmul per layer for all modalities, handed back one tensor per modality
         ids, *blocks = propagate_blocks(x, self.graph("ui"), self.graph("ui.T"), self.cfg.n_layers, d)
-        if self.cfg.layer_combine == "mean":  # a departure from Eq. 3: LightGCN's layer mean
-            ids, blocks = ids / (self.cfg.n_layers + 1), [b / (self.cfg.n_layers + 1) for b in blocks]
+        mean = 1.0 / (self.cfg.n_layers + 1) if self.cfg.layer_combine == "mean" else None
+        if mean:  # LightGCN's layer mean, a departure from Eq. 3's sum
+            ids, blocks = ids * mean, [b * mean for b in blocks]
         ui = dict(zip(self.modalities, blocks))  # m -> (N, d)
         final = {m: ui[m] + self._item_graph(m, ui[m]) for m in self.modalities}  # Eq. 6 (users: + 0)
         w = self.fusion_weights()
         fused = torch.cat([w[k] * final[m] for k, m in enumerate(self.modalities)], 1)  # Eq. 7
         noise = self._view_noise(x[:, d:]) if perturb else None
-        if noise is not None and self.cfg.layer_combine == "mean":
-            noise.div_(self.cfg.n_layers + 1)
+        if noise is not None and mean:
+            noise.mul_(mean)  # the views are layer sums too (Eq. 20)
         return Reps(self.modalities, raw0, ids, ui, final, fused, w, noise)
 
     def _item_graph(self, m: str, e: torch.Tensor) -> torch.Tensor:

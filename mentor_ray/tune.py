@@ -54,6 +54,7 @@ from mentor_ray.spaces import SearchSpace, load_space
 log = logging.getLogger("mentor_ray.tune")
 
 METRIC = "best_valid_recall@20"
+ASHA_REDUCTION = 3  # ASHA keeps the top 1/3 of trials at each rung
 STATE_FILE = "trainer_state.pt"
 # A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
 # refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.
@@ -371,7 +372,7 @@ class Sweep:
         base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model).model_dump()
         param_space = {"cfg": base_cfg, **self.trial_space(name)}
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-                                      num_samples=min(self.args.num_samples, self.space.grid_size),
+                                      num_samples=n_trials,
                                       max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
         summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
                                                self.args.resume, list(self.space.search)),
@@ -425,9 +426,6 @@ class Sweep:
             for s in finals:
                 results.record(self.results, s, "ablation", self.space.name)
             _print_table(dataset, "ablation", ablation)
-
-
-ASHA_REDUCTION = 3
 
 
 def asha_warning(n_trials: int, grace_period: int, max_epochs: int) -> str | None:
