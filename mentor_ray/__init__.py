@@ -17,3 +17,6 @@ _os.environ.setdefault("DGLBACKEND", "pytorch")
 __version__ = "0.1.0"
 # torch 2.2 warns on every CSR construction; CSR matmul is what we rely on, and it is tested.
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+# torch >= 2.12 deprecates DDP's broadcast_buffers; its replacement still syncs at init, and the
+# models have no buffers to sync. broadcast_buffers=False is kept for torch 2.2.
+_warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)

@@ -14,6 +14,7 @@ Commands::
         --cpus 2 --epochs 3 --write docs/benchmarks.md infonce_scope=batch
     python -m mentor_ray.bench tune --dataset synth-small --trials 6 --workers-per-trial 1,2 \
         --write docs/benchmarks.md
+    python -m mentor_ray.bench gpu --out gpu-check/ [--tiktok ../shared/datasets]   # mentor_ray/gpucheck.py
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ def machine() -> str:
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    try:
+        dgl = f"dgl {metadata.version('dgl')}"
+    except metadata.PackageNotFoundError:
+        dgl = "no DGL (built-in graph builder)"
     return (
         f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {gpu}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, dgl {metadata.version('dgl')}"
+        f"torch {torch.__version__}, {dgl}"
     )
 
 
@@ -387,9 +392,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     tu.add_argument("--workers-per-trial", default="1,2", help="comma-separated (default 1,2)")
     tu.add_argument("--write", type=Path, default=None, metavar="MD")
     tu.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
+    gp = sub.add_parser("gpu", help="one-call GPU check: CUDA against CPU, s/epoch and peak memory, a DDP step "
+                        "(no Ray, no DGL; see mentor_ray/gpucheck.py)")
+    gp.add_argument("--out", type=Path, required=True, help="folder for gpu_check.md and gpu_check.json")
+    gp.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="device checked against the CPU")
+    gp.add_argument("--datasets", default="synth-baby,synth-sports,synth-clothing",
+                    help="comma-separated presets to time (default: the paper's three Amazon shapes)")
+    gp.add_argument("--tiktok", type=Path, default=None, metavar="DATA_ROOT",
+                    help="also time TikTok from DATA_ROOT/tiktok")
+    gp.add_argument("--epochs", type=int, default=3, help="timed epochs per model (default 3)")
+    gp.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
+    gp.add_argument("--write", type=Path, default=None, metavar="MD", help="also update this Markdown file")
     args = p.parse_args(argv)
     setup_logging()
     command = "python -m mentor_ray.bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.cmd == "gpu":
+        from mentor_ray import gpucheck
+
+        vendored = gpucheck.use_local_wheels()
+        if vendored:
+            gpucheck.log(vendored)
+        datasets = [d for d in args.datasets.split(",") if d]
+        return gpucheck.run_check(args.out, args.device, datasets, args.tiktok, args.epochs, args.warmup, command,
+                                  args.write)
     if args.cmd == "graphs":
         res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm)
         md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)

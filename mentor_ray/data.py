@@ -401,7 +401,7 @@ def _int_column(column: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
         bad = raw != np.floor(raw)
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataError(f"{path}: column {name} = {raw[row]!r} at line {row + 2}; expected a non-negative integer")
+            raise DataError(f"{path}: column {name} = {float(raw[row])!r} at line {row + 2}; expected a non-negative integer")
         values = raw.astype(np.int64)
     else:
         for row, value in enumerate(column.to_pylist()):

@@ -1,4 +1,4 @@
-"""The graph stage: DGL builds the graphs once per (dataset, k, options); the model gets torch CSR.
+"""The graph stage: the graphs are built once per (dataset, k, options); the model gets torch CSR.
 
 Two kinds of graph (paper Eq. 1-2 and 4-6):
 
@@ -27,18 +27,35 @@ Two kinds of graph (paper Eq. 1-2 and 4-6):
   The similarity top-k runs in row chunks, so memory is O(chunk x n_items), never n_items^2.
   Graphs are frozen (FREEDOM): built once and never updated in training.
 
+Two builders make them (``builder``):
+
+* ``dgl``: a ``dgl.heterograph`` and ``dgl.graph`` per modality, normalised by DGL (its degrees and
+  ``EdgeWeightNorm``). The pinned install profile has DGL 2.1.0, which loads only with torch
+  2.0-2.2.1.
+* ``torch``: the same adjacencies from ``torch.bincount`` degrees, for installs without a DGL that
+  loads (the current profile, a GPU node with a newer torch).
+
+``auto`` (the default) takes DGL where it imports and the built-in builder otherwise. Both share the
+neighbour search (:func:`knn_neighbours`), so the neighbours and their tie order are the same; the
+CSR structure is identical and every weight equal to 1e-7 (``tests/test_graph_builders.py`` builds
+both ways on the synthetic presets and on TikTok at k 10, 40 and 80 with every ``knn_norm``). That
+proof is why a cached graph is shared between them: the cache key does not name the builder, the
+file records which one made it.
+
 Built graphs are cached in ``<cache>/graphs/<key>.npz``; the key hashes the dataset content hash,
 ``k``, ``knn_norm`` and the format version, so a second build is a file read, and a third within the
 same process a dictionary look-up. DGL is only imported here: training sees torch tensors only.
 
 Command::
 
-    python -m mentor_ray.graphs build --dataset synth-small [--data-root DIR] [--k 40] [--knn-norm row]
+    python -m mentor_ray.graphs build --dataset synth-small [--data-root DIR] [--k 40] [--knn-norm row] \
+        [--builder auto|dgl|torch]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import time
@@ -60,6 +77,7 @@ log = logging.getLogger("mentor_ray.graphs")
 GRAPH_VERSION = 2  # bump when graph construction changes; old cache files are then ignored
 KnnNorm = Literal["row", "sym", "none"]
 KNN_NORMS: tuple[str, ...] = ("row", "sym", "none")
+BUILDERS: tuple[str, ...] = ("auto", "dgl", "torch")
 
 _MEMO: dict[str, "Graphs"] = {}  # in-process cache: trials and epochs in one process share graphs
 
@@ -75,6 +93,11 @@ class Graphs:
     knn_norm: str
     from_cache: bool = False
     build_seconds: dict[str, float] = field(default_factory=dict)
+    builder: str = "dgl"  # which builder made them ("dgl" or "torch"); cache files from before it: DGL
+
+    def describe(self) -> str:
+        """``built by dgl`` or ``cache hit (built by torch)``: the provenance for logs."""
+        return f"cache hit (built by {self.builder})" if self.from_cache else f"built by {self.builder}"
 
     def summary(self) -> dict:
         out = {
@@ -82,12 +105,43 @@ class Graphs:
             "k": self.k,
             "knn_norm": self.knn_norm,
             "from_cache": self.from_cache,
+            "builder": self.builder,
             "ui_edges": int(self.ui_adj.values().numel()),
             "item_edges": {m: int(a.values().numel()) for m, a in self.item_adj.items()},
         }
         if self.build_seconds:
             out["build_seconds"] = {k: round(v, 3) for k, v in self.build_seconds.items()}
         return out
+
+
+# --------------------------------------------------------------------------- builders
+
+
+@functools.cache
+def dgl_status() -> str | None:
+    """None when DGL imports with this torch, else why not (one line). Asked once per process."""
+    try:
+        import dgl  # noqa: F401
+    except Exception as exc:  # ImportError, or DGL's own errors when its C libraries do not match torch
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"{type(exc).__name__}: {first[:200]}"
+    return None
+
+
+def resolve_builder(builder: str) -> str:
+    """``dgl`` or ``torch`` for a requested builder; ``auto`` is DGL where it loads."""
+    if builder not in BUILDERS:
+        raise ConfigError(f"graph builder = {builder!r}; allowed: {', '.join(BUILDERS)}")
+    if builder == "torch":
+        return "torch"
+    reason = dgl_status()
+    if reason is None:
+        return "dgl"
+    if builder == "dgl":
+        raise ConfigError(f"graph builder = 'dgl' but DGL does not load here ({reason}); install the pinned "
+                          "profile (MENTOR_RAY_PROFILE=pinned bash scripts/setup.sh) or use --builder torch")
+    log.debug("DGL unavailable (%s); using the built-in graph builder", reason)
+    return "torch"
 
 
 # --------------------------------------------------------------------------- user-item graph
@@ -116,6 +170,17 @@ def normalized_ui_adjacency(hg) -> torch.Tensor:
     cols = torch.cat([i + n_users, u])
     n = n_users + n_items
     return _csr(rows, cols, torch.cat([w, w]), (n, n))
+
+
+def normalized_ui_adjacency_torch(ds: Dataset) -> torch.Tensor:
+    """:func:`normalized_ui_adjacency` without DGL: degrees by ``bincount`` over the same edge list."""
+    u = torch.from_numpy(ds.train.users).long()
+    i = torch.from_numpy(ds.train.items).long()
+    deg_u = torch.bincount(u, minlength=ds.n_users).double()
+    deg_i = torch.bincount(i, minlength=ds.n_items).double()
+    w = (deg_u[u] * deg_i[i]).rsqrt().float()
+    n = ds.n_users + ds.n_items
+    return _csr(torch.cat([u, i + ds.n_users]), torch.cat([i + ds.n_users, u]), torch.cat([w, w]), (n, n))
 
 
 # --------------------------------------------------------------------------- item kNN graphs
@@ -182,8 +247,33 @@ def normalized_knn_adjacency(g, norm: str) -> torch.Tensor:
     return _csr(dst, src, w.float(), (n, n))
 
 
+def knn_edges(features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(src, dst) of the kNN graph: an edge from each of item i's top-k neighbours to i."""
+    n = features.shape[0]
+    return knn_neighbours(features, k).reshape(-1), torch.arange(n).repeat_interleave(k)
+
+
+def normalized_knn_adjacency_torch(src: torch.Tensor, dst: torch.Tensor, n: int, norm: str) -> torch.Tensor:
+    """:func:`normalized_knn_adjacency` without DGL, with DGL's arithmetic: float32 degrees, and for
+    ``sym`` the product ``out_deg(j)^-1/2 * in_deg(i)^-1/2`` (as ``EdgeWeightNorm(norm='both')``)."""
+    ones = torch.ones(src.numel())
+    in_deg = torch.zeros(n).index_add_(0, dst, ones)
+    if norm == "row":
+        w = ones / in_deg[dst]
+    elif norm == "sym":
+        out_deg = torch.zeros(n).index_add_(0, src, ones)
+        w = out_deg[src].pow(-0.5) * in_deg[dst].pow(-0.5)
+    elif norm == "none":
+        w = ones
+    else:
+        raise ConfigError(f"knn_norm = {norm!r}; allowed: {', '.join(KNN_NORMS)}")
+    return _csr(dst, src, w, (n, n))
+
+
 def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    coo = torch.sparse_coo_tensor(torch.stack([rows.long(), cols.long()]), values, size).coalesce()
+    # built here from valid indices: skip torch's invariant checks (and its warning that they are off)
+    coo = torch.sparse_coo_tensor(torch.stack([rows.long(), cols.long()]), values, size,
+                                  check_invariants=False).coalesce()
     return coo.to_sparse_csr()
 
 
@@ -196,8 +286,10 @@ def graph_key(ds: Dataset, k: int, knn_norm: str) -> str:
     )
 
 
-def build_graphs(ds: Dataset, k: int = 40, knn_norm: str = "row", use_cache: bool = True) -> Graphs:
-    """All graphs of ``ds``: from the in-process memo, else the disk cache, else built with DGL."""
+def build_graphs(ds: Dataset, k: int = 40, knn_norm: str = "row", use_cache: bool = True,
+                 builder: str = "auto") -> Graphs:
+    """All graphs of ``ds``: from the in-process memo, else the disk cache, else built by ``builder``
+    (``auto``: DGL where it loads, else the built-in torch builder)."""
     if knn_norm not in KNN_NORMS:
         raise ConfigError(f"knn_norm = {knn_norm!r}; allowed: {', '.join(KNN_NORMS)}")
     if k < 1:
@@ -211,34 +303,43 @@ def build_graphs(ds: Dataset, k: int = 40, knn_norm: str = "row", use_cache: boo
     path = cache.cache_dir("graphs") / f"{key}.npz"
     graphs = _load(path, key, k_eff, knn_norm) if use_cache else None
     if graphs is None:
-        graphs = _build(ds, k_eff, knn_norm, key)
+        graphs = _build(ds, k_eff, knn_norm, key, resolve_builder(builder))
         with cache.atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **to_arrays(graphs))
-        log.info("%s: built graphs in %.1fs, cached at %s", ds.name, sum(graphs.build_seconds.values()), path)
+        log.info("%s: graphs built by %s in %.1fs, cached at %s", ds.name, graphs.builder,
+                 sum(graphs.build_seconds.values()), path)
     else:
-        log.info("%s: graph cache hit (%s)", ds.name, path.name)
+        log.info("%s: graph cache hit (%s, built by %s)", ds.name, path.name, graphs.builder)
     _MEMO[key] = graphs
     return graphs
 
 
-def _build(ds: Dataset, k: int, knn_norm: str, key: str) -> Graphs:
+def _build(ds: Dataset, k: int, knn_norm: str, key: str, builder: str) -> Graphs:
+    """The graphs of ``ds`` from ``builder`` (``dgl`` or ``torch``, already resolved)."""
+    if builder == "dgl":
+        ui_adjacency = lambda: normalized_ui_adjacency(user_item_graph(ds))  # noqa: E731
+        knn_adjacency = lambda f: normalized_knn_adjacency(knn_graph(f, k), knn_norm)  # noqa: E731
+    else:
+        ui_adjacency = lambda: normalized_ui_adjacency_torch(ds)  # noqa: E731
+        knn_adjacency = lambda f: normalized_knn_adjacency_torch(*knn_edges(f, k), f.shape[0], knn_norm)  # noqa: E731
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    ui = normalized_ui_adjacency(user_item_graph(ds))
+    ui = ui_adjacency()
     seconds["user_item"] = time.perf_counter() - t0
     item_adj = {}
     for modality, feats in ds.features.items():
         t0 = time.perf_counter()
-        item_adj[modality] = normalized_knn_adjacency(knn_graph(feats, k), knn_norm)
+        item_adj[modality] = knn_adjacency(feats)
         seconds[f"knn_{modality}"] = time.perf_counter() - t0
-        log.info("%s: %s kNN graph (k=%d, %s) in %.1fs", ds.name, modality, k, knn_norm, seconds[f"knn_{modality}"])
-    return Graphs(ui, item_adj, key, k, knn_norm, from_cache=False, build_seconds=seconds)
+        log.info("%s: %s kNN graph (k=%d, %s, %s builder) in %.1fs", ds.name, modality, k, knn_norm, builder,
+                 seconds[f"knn_{modality}"])
+    return Graphs(ui, item_adj, key, k, knn_norm, from_cache=False, build_seconds=seconds, builder=builder)
 
 
 def to_arrays(g: Graphs) -> dict[str, np.ndarray]:
     """Plain numpy arrays of every graph (the cache file's content; also what crosses processes)."""
-    meta = {"modalities": list(g.item_adj), "key": g.key, "k": g.k, "knn_norm": g.knn_norm}
+    meta = {"modalities": list(g.item_adj), "key": g.key, "k": g.k, "knn_norm": g.knn_norm, "builder": g.builder}
     out = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
     for name, adj in {"ui": g.ui_adj, **{f"item.{m}": a for m, a in g.item_adj.items()}}.items():
         out[f"{name}.crow"] = adj.crow_indices().numpy()
@@ -261,11 +362,13 @@ def from_arrays(z) -> Graphs:
 
     def csr(name: str) -> torch.Tensor:
         shape = tuple(int(s) for s in z[f"{name}.shape"])
+        # checked: these arrays come from a file or another process
         return torch.sparse_csr_tensor(tensor(f"{name}.crow"), tensor(f"{name}.col"), tensor(f"{name}.val"),
-                                       size=shape)
+                                       size=shape, check_invariants=True)
 
     item_adj = {m: csr(f"item.{m}") for m in meta["modalities"]}
-    return Graphs(csr("ui"), item_adj, meta["key"], meta["k"], meta["knn_norm"], from_cache=True)
+    return Graphs(csr("ui"), item_adj, meta["key"], meta["k"], meta["knn_norm"], from_cache=True,
+                  builder=meta.get("builder", "dgl"))
 
 
 def _load(path: Path, key: str, k: int, knn_norm: str) -> Graphs | None:
@@ -275,7 +378,7 @@ def _load(path: Path, key: str, k: int, knn_norm: str) -> Graphs | None:
         with np.load(path, allow_pickle=False) as z:
             g = from_arrays(z)
         return g if (g.key, g.k, g.knn_norm) == (key, k, knn_norm) else None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         log.warning("graph cache %s unreadable (%s); rebuilding", path, exc)
         return None
 
@@ -291,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--data-root", type=Path, default=None)
     b.add_argument("--k", type=int, default=40, help="neighbours per item in the kNN graphs (paper: 40)")
     b.add_argument("--knn-norm", choices=KNN_NORMS, default="row", help="kNN normalisation (default: row)")
+    b.add_argument("--builder", choices=BUILDERS, default="auto",
+                   help="who builds the graphs: dgl, torch (built-in), or auto: DGL where it loads (default)")
     b.add_argument("--no-cache", action="store_true", help="rebuild even if a cached copy exists (and refresh it)")
     b.add_argument("--json", action="store_true", help="print a JSON summary with timings and peak RSS")
     args = p.parse_args(argv)
@@ -301,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ds = load_dataset(args.dataset, args.data_root)
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
-    graphs = build_graphs(ds, k=args.k, knn_norm=args.knn_norm, use_cache=not args.no_cache)
+    graphs = build_graphs(ds, k=args.k, knn_norm=args.knn_norm, use_cache=not args.no_cache, builder=args.builder)
     t_graphs = time.perf_counter() - t0
     summary = {
         "dataset": ds.name,
@@ -315,8 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(format_summary(ds.summary()))
     edges = ", ".join(f"{m} {n:,}" for m, n in summary["item_edges"].items())
-    source = "cache hit" if graphs.from_cache else "built"
-    print(f"graphs        {source} in {t_graphs:.2f}s (key {summary['key']}); user-item {summary['ui_edges']:,} "
+    print(f"graphs        {graphs.describe()} in {t_graphs:.2f}s (key {summary['key']}); user-item {summary['ui_edges']:,} "
           f"directed edges; kNN (k={graphs.k}, {graphs.knn_norm}): {edges or 'none'}")
     print(f"peak RSS      {summary['peak_rss_mb']:,.0f} MB")
     return 0

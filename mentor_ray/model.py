@@ -110,7 +110,8 @@ def _pad_rows_cols(adj: torch.Tensor, offset: int) -> torch.Tensor:
     """An (n, n) CSR matrix as the bottom-right block of an (offset + n) square CSR matrix."""
     crow = torch.cat([torch.zeros(offset, dtype=adj.crow_indices().dtype), adj.crow_indices()])
     size = offset + adj.shape[0]
-    return torch.sparse_csr_tensor(crow, adj.col_indices() + offset, adj.values(), size=(size, size))
+    return torch.sparse_csr_tensor(crow, adj.col_indices() + offset, adj.values(), size=(size, size),
+                                   check_invariants=False)  # built from a valid CSR
 
 
 def propagate_blocks(x: torch.Tensor, adj: torch.Tensor, adj_t: torch.Tensor, n_layers: int, d: int):

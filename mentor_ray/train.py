@@ -168,6 +168,7 @@ class Trainer:
             raise ConfigError(f"variant {cfg.variant} needs feature files; dataset {self.ds.name} has none")
         torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights
         self.model: Recommender = build_model(cfg, self.ds)
+        self.graph_builder: str | None = None  # which builder made the graphs (None: the model needs none)
         if cfg.spec.model in ("mentor", "lightgcn"):
             if graphs is None:
                 from mentor_ray.graphs import build_graphs  # DGL stays out of the training loop
@@ -176,6 +177,8 @@ class Trainer:
             if (graphs.k, graphs.knn_norm) != (cfg.knn_k, cfg.knn_norm):
                 raise ConfigError(f"graphs built with knn_k={graphs.k} knn_norm={graphs.knn_norm} given to a run "
                                   f"with knn_k={cfg.knn_k} knn_norm={cfg.knn_norm}; build them with the run's")
+            self.graph_builder = graphs.builder
+            log.info("%s: graphs %s (knn_k %d, %s)", self.ds.name, graphs.describe(), graphs.k, graphs.knn_norm)
             self.model.set_graphs(graphs.ui_adj, graphs.item_adj)
             self.model.graphs_to(self.device)
         self.model.to(self.device)
@@ -355,6 +358,7 @@ class Trainer:
             "peak_rss_mb": peak_memory_mb(torch.device("cpu")),
             "peak_gpu_mb": peak_memory_mb(self.device) if self.device.type == "cuda" else None,
             "device": str(self.device),
+            "graph_builder": self.graph_builder,
             "world_size": self.world_size,
             "valid_curve": [h["valid"][VALID_METRIC] for h in self.history if h["train"]],
             "config": self.cfg.model_dump(),

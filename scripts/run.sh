@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README command (1): set up .venv, then run the main job on the embedded default dataset.
+# README command (1): set up .venv (scripts/setup.sh: MENTOR_RAY_PROFILE, MENTOR_RAY_VENV), then run the main job on the embedded default dataset.
 # The main job is the sweep: on synth-small (generated, and its graphs built, on first use) Ray Tune +
 # Optuna search the quickstart space (tune_spaces/quickstart.yaml; its 8 points: a grid), the best point on validation is
 # re-run over 3 seeds, every MENTOR variant and baseline is run at that point, and the leaderboard
@@ -9,6 +9,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m mentor_ray.tune --dataset synth-small --space quickstart --num-samples 8 --seeds 3 \
+exec "${MENTOR_RAY_VENV:-.venv}/bin/python" -m mentor_ray.tune --dataset synth-small --space quickstart --num-samples 8 --seeds 3 \
     --ablation --results runs/quickstart/results --storage runs/quickstart/tune \
     --leaderboard runs/quickstart/leaderboard --resume "$@"

@@ -32,7 +32,10 @@ def test_dockerfile_parses_and_copies_files_that_exist():
         if line.startswith("COPY"):
             for src in line.split()[1:-1]:
                 assert (REPO / src).exists(), f"COPY source {src} is missing"
-    assert any("constraints.txt" in line and "pip install" in line for line in lines)
+    assert any('-c "requirements/$PROFILE.txt"' in line and "pip install" in line for line in lines)
+    assert "ARG PROFILE=current" in lines  # GPU clusters take the current profile (README)
+    for profile in ("pinned", "current"):
+        assert (REPO / "requirements" / f"{profile}.txt").exists()
 
 
 def test_runtime_env():

@@ -41,10 +41,22 @@ def test_knn_neighbours_match_brute_force(feats, chunk):
     assert all(i in nbrs[i].tolist() for i in range(13))  # itself included (Eq. 5)
 
 
+needs_dgl = pytest.mark.skipif(graphs.dgl_status() is not None,
+                               reason=f"DGL does not load here ({graphs.dgl_status()}); the current profile has none")
+BUILDERS = [pytest.param("dgl", marks=needs_dgl), "torch"]
+
+
+def knn_adjacency(builder: str, feats: torch.Tensor, k: int, norm: str) -> torch.Tensor:
+    if builder == "dgl":
+        return graphs.normalized_knn_adjacency(graphs.knn_graph(feats, k), norm)
+    return graphs.normalized_knn_adjacency_torch(*graphs.knn_edges(feats, k), feats.shape[0], norm)
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
 @pytest.mark.parametrize("norm", ["row", "sym", "none"])
-def test_knn_adjacency_values_and_degrees(feats, norm):
+def test_knn_adjacency_values_and_degrees(feats, norm, builder):
     k = 4
-    adj = graphs.normalized_knn_adjacency(graphs.knn_graph(torch.from_numpy(feats), k), norm).to_dense().numpy()
+    adj = knn_adjacency(builder, torch.from_numpy(feats), k, norm).to_dense().numpy()
     binary = _brute_knn(feats, k)
     deg_row, deg_col = binary.sum(1), binary.sum(0)
     assert np.all(deg_row == k)
@@ -63,10 +75,14 @@ def test_knn_ties_go_to_the_lower_index():
     assert nbrs[3].tolist() == [0, 3]  # 3 is orthogonal to everything: itself, then the lowest tie (0)
 
 
-def test_user_item_adjacency_matches_brute_force(tmp_path):
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_user_item_adjacency_matches_brute_force(tmp_path, builder):
     write_dataset(tmp_path)
     ds = data.load_dataset("toy", tmp_path)
-    adj = graphs.normalized_ui_adjacency(graphs.user_item_graph(ds)).to_dense().numpy()
+    if builder == "dgl":
+        adj = graphs.normalized_ui_adjacency(graphs.user_item_graph(ds)).to_dense().numpy()
+    else:
+        adj = graphs.normalized_ui_adjacency_torch(ds).to_dense().numpy()
     n_u, n_i = ds.n_users, ds.n_items
     r = np.zeros((n_u, n_i))
     r[ds.train.users, ds.train.items] = 1
@@ -77,6 +93,7 @@ def test_user_item_adjacency_matches_brute_force(tmp_path):
     assert np.all(adj[2] == 0) and np.all(adj[n_u + 5] == 0)  # cold user 2 and cold item 5: empty rows
 
 
+@needs_dgl
 def test_user_item_heterograph_has_both_directions(tmp_path):
     write_dataset(tmp_path)
     ds = data.load_dataset("toy", tmp_path)

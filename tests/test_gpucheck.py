@@ -1,0 +1,110 @@
+"""The one-call GPU check (mentor_ray/gpucheck.py) on the CPU, so that it cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+
+from mentor_ray import gpucheck, model
+from tests.conftest import REPO
+
+
+def test_gpu_check_runs_on_cpu_and_writes_its_report(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "MENTOR_RAY_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mentor_ray.bench", "gpu", "--out", str(out), "--device", "cpu",
+         "--datasets", "synth-tiny", "--epochs", "1", "--warmup", "1"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["ok"] and report["environment"]["device"] == "cpu"
+    assert [r["model"] for r in report["agreement"]] == ["mentor (all scope)", "mentor (batch scope)", "lightgcn"]
+    mentor = report["agreement"][0]
+    assert {"bpr", "reg", "align", "mask_f", "perturb_g", "loss"} <= set(mentor["terms"])
+    assert mentor["params_with_grad"] > 0 and mentor["worst_grad_rel_err"] <= 1e-4
+    assert [(r["dataset"], r["model"]) for r in report["timings"]] == [
+        ("synth-tiny", "mentor (all scope)"), ("synth-tiny", "mentor (batch scope)"), ("synth-tiny", "lightgcn")]
+    assert all(r["seconds_per_epoch"] > 0 and r["peak_rss_mb"] > 0 and len(r["epoch_seconds"]) == 1
+               for r in report["timings"])
+    assert report["ddp"]["ok"] and report["ddp"]["backend"] == "gloo"
+    md = (out / "gpu_check.md").read_text()
+    assert "#### (a)" in md and "#### (b)" in md and "#### (c)" in md and "| synth-tiny | 60 |" in md
+
+
+def test_random_tape_replays_the_recorded_draws():
+    tape = gpucheck.RandomTape()
+    x = torch.ones(50, 8)
+    with tape.installed():
+        a = model.uniform(50, 8)
+        da = torch.nn.functional.dropout  # untouched: only the losses' module is redirected
+        from mentor_ray import losses
+
+        ma = losses.F.dropout(x, p=0.5, training=True)
+    tape.replay()
+    with tape.installed():
+        b = model.uniform(50, 8)
+        mb = losses.F.dropout(x, p=0.5, training=True)
+    assert torch.equal(a, b) and torch.equal(ma, mb)
+    assert set(ma.unique().tolist()) <= {0.0, 2.0} and 0 < int((ma == 0).sum()) < 400
+    assert model.uniform is not tape.uniform and da is torch.nn.functional.dropout  # restored
+
+
+def test_agreement_check_fails_when_the_runs_draw_different_noise(monkeypatch):
+    """Without the replay the device run draws its own noise: MENTOR's terms differ, LightGCN's do not."""
+    monkeypatch.setattr(gpucheck.RandomTape, "replay", lambda self: None)
+    monkeypatch.setattr(gpucheck.RandomTape, "_next", lambda self, make: make())
+    rows = {r["model"]: r for r in gpucheck.check_agreement("cpu")}
+    assert not rows["mentor (all scope)"]["ok"] and rows["mentor (all scope)"]["worst_term_rel_err"] > 1e-4
+    assert rows["lightgcn"]["ok"]
+
+
+def test_local_wheels_are_unpacked_and_imported(tmp_path, monkeypatch):
+    wheels = tmp_path / ".whl"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "mentor_fake_pkg-1.0-py3-none-any.whl", "w") as z:
+        z.writestr("mentor_fake_pkg/__init__.py", "VALUE = 42\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert gpucheck.use_local_wheels("mentor_fake_pkg", wheels) == f"mentor_fake_pkg from 1 wheels in {wheels}"
+    import mentor_fake_pkg
+
+    assert mentor_fake_pkg.VALUE == 42 and (wheels / "site" / ".unpacked").exists()
+    assert gpucheck.use_local_wheels("mentor_fake_pkg", wheels) is None  # importable now: nothing to do
+    with pytest.raises(SystemExit, match="holds no wheels"):
+        gpucheck.use_local_wheels("mentor_missing_pkg", tmp_path / "empty")
+    sys.modules.pop("mentor_fake_pkg", None)
+
+
+def test_cuda_requested_without_a_gpu_is_a_one_line_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    proc = subprocess.run([sys.executable, "-m", "mentor_ray.bench", "gpu", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --device cuda: torch sees no CUDA device")
+
+
+def test_report_compares_with_the_papers_table3_on_a_gpu():
+    row = lambda ds, model, s, mb: {"dataset": ds, "model": model, "users": 1, "items": 1, "seconds_per_epoch": s,  # noqa: E731
+                                    "eval_seconds": 0.1, "peak_allocated_mb": mb, "peak_reserved_mb": mb,
+                                    "peak_rss_mb": None}
+    report = {
+        "command": "python -m mentor_ray.bench gpu --out x", "wall_seconds": 60, "epochs": 3, "warmup": 1,
+        "environment": {"gpu": "NVIDIA H200", "device": "cuda:0", "cpu_cores": 16, "python": "3.12",
+                        "torch": "2.11", "cuda": "13.0", "numpy": "2.3", "date": "2026-11-30"},
+        "agreement": [], "ddp": {"backend": "nccl", "loss_ddp": 1.0, "loss_plain": 1.0, "loss_rel_err": 0.0,
+                                  "param_rel_err": 0.0, "ok": True},
+        "timings": [row("synth-baby", "mentor (all scope)", 0.5, 1500), row("synth-baby", "lightgcn", 0.1, 100),
+                    row("synth-clothing", "mentor (all scope)", 2.0, 5000)],
+    }
+    md = gpucheck.markdown(report)
+    assert "### GPU check: NVIDIA H200" in md
+    assert "| synth-baby | 6.07 | 7.12 | 0.500 | 1.46 | <= 0.6 s and <= 2.0 GB: met |" in md
+    assert "| synth-clothing | 11.39 | 12.99 | 2.000 | 4.88 | <= 4.0 GB: NOT met |" in md
