@@ -79,8 +79,9 @@ def _run_json(args: list[str]) -> tuple[dict, float]:
     return json.loads(out.strip().splitlines()[-1]), wall
 
 
-def bench_graphs(dataset: str, data_root: Path | None, k: int, knn_norm: str) -> dict:
-    common = ["mentor_ray.graphs", "build", "--dataset", dataset, "--k", str(k), "--knn-norm", knn_norm, "--json"]
+def bench_graphs(dataset: str, data_root: Path | None, k: int, knn_norm: str, builder: str = "auto") -> dict:
+    common = ["mentor_ray.graphs", "build", "--dataset", dataset, "--k", str(k), "--knn-norm", knn_norm, "--json",
+              "--builder", builder]
     if data_root is not None:
         common += ["--data-root", str(data_root)]
     print(f"[bench] preparing {dataset} (generation / parse cache, not timed)", file=sys.stderr)
@@ -109,7 +110,7 @@ def graphs_markdown(res: dict, command: str, dataset: str, k: int, knn_norm: str
             "",
             "| call | graph stage (s) | process wall (s) | peak RSS (MB) |",
             "|---|---:|---:|---:|",
-            f"| first (built with DGL; {parts}) | {cold['graph_seconds']:.2f} | {res['cold_wall']:.1f} "
+            f"| first (built by {cold.get('builder', 'dgl')}; {parts}) | {cold['graph_seconds']:.2f} | {res['cold_wall']:.1f} "
             f"| {cold['peak_rss_mb']:,.0f} |",
             f"| second (cache hit) | {warm['graph_seconds']:.3f} | {res['warm_wall']:.1f} | {warm['peak_rss_mb']:,.0f} |",
             "",
@@ -367,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--data-root", type=Path, default=None)
     g.add_argument("--k", type=int, default=40)
     g.add_argument("--knn-norm", default="row")
+    g.add_argument("--builder", choices=["auto", "dgl", "torch"], default="auto", help="graph builder (default auto)")
     g.add_argument("--write", type=Path, default=None, metavar="MD", help="update this Markdown file (e.g. docs/benchmarks.md)")
     t = sub.add_parser("train", help="graph build, seconds per epoch, evaluation seconds and peak memory")
     t.add_argument("--dataset", required=True)
@@ -416,9 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return gpucheck.run_check(args.out, args.device, datasets, args.tiktok, args.epochs, args.warmup, command,
                                   args.write)
     if args.cmd == "graphs":
-        res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm)
+        res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm, args.builder)
         md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)
-        block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}"
+        block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}" + ("" if args.builder == "auto" else f":{args.builder}")
     elif args.cmd == "tune":
         workers = _int_list(args.workers_per_trial, "--workers-per-trial")
         res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)

@@ -1,0 +1,55 @@
+"""scripts/setup.sh: how it chooses the install profile, and its one-line errors (no installs here)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def setup(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / "setup.sh")], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)
+
+
+def fake_env(path, profile: str) -> None:
+    """An environment that looks installed with ``profile``: the profile file and a matching stamp."""
+    (path / "bin").mkdir(parents=True)
+    (path / "bin" / "python").write_text("#!/bin/sh\nexit 0\n")
+    (path / "bin" / "python").chmod(0o755)
+    (path / ".mentor_ray-profile").write_text(profile + "\n")
+    content = (profile + "\n").encode() + (REPO / "pyproject.toml").read_bytes() + \
+        (REPO / "requirements" / f"{profile}.txt").read_bytes()
+    (path / ".mentor_ray-installed").write_text(hashlib.sha256(content).hexdigest() + "\n")
+
+
+def test_unknown_profile_is_a_one_line_error(tmp_path):
+    proc = setup({"MENTOR_RAY_PROFILE": "latest", "MENTOR_RAY_VENV": str(tmp_path / "v")})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: MENTOR_RAY_PROFILE=latest; allowed: pinned, current, auto"
+    assert not (tmp_path / "v").exists()
+
+
+@pytest.mark.parametrize("profile", ["pinned", "current"])
+def test_auto_keeps_the_profile_an_environment_holds(tmp_path, profile):
+    fake_env(tmp_path / "v", profile)
+    proc = setup({"MENTOR_RAY_VENV": str(tmp_path / "v")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"[setup] {tmp_path / 'v'} is up to date ({profile} profile)"
+
+
+def test_no_suitable_python_names_the_profile_and_the_way_out(tmp_path):
+    fake = tmp_path / "python3.10"
+    fake.write_text("#!/bin/sh\necho 10\n")  # answers the version probe with minor version 10
+    fake.chmod(0o755)
+    proc = setup({"MENTOR_RAY_PROFILE": "pinned", "MENTOR_RAY_VENV": str(tmp_path / "v"), "PYTHON": str(fake)})
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert err.count("\n") == 0
+    assert err.startswith(f"error: no Python 3.11, 3.12 found (PYTHON={fake}) for the pinned profile")
+    assert "MENTOR_RAY_PROFILE=current (Python 3.11-3.13)" in err
+    assert not (tmp_path / "v").exists()
