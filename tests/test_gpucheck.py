@@ -108,3 +108,8 @@ def test_report_compares_with_the_papers_table3_on_a_gpu():
     assert "### GPU check: NVIDIA H200" in md
     assert "| synth-baby | 6.07 | 7.12 | 0.500 | 1.46 | <= 0.6 s and <= 2.0 GB: met |" in md
     assert "| synth-clothing | 11.39 | 12.99 | 2.000 | 4.88 | <= 4.0 GB: NOT met |" in md
+
+
+def test_a_numbered_cuda_device_gives_a_cuda_config():
+    cfg = gpucheck._config("mentor", "all", "cuda:0", "synth-tiny", None, patience=5)
+    assert (cfg.device, cfg.infonce_scope, cfg.patience) == ("cuda", "all", 5)
