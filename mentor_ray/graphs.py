@@ -220,13 +220,10 @@ def _take_with_ties(sim: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tenso
 
 
 def knn_graph(features: torch.Tensor, k: int):
-    """The DGL graph with an edge from each of item i's top-k neighbours to i."""
+    """The DGL graph of :func:`knn_edges`."""
     import dgl
 
-    n = features.shape[0]
-    nbrs = knn_neighbours(features, k)
-    dst = torch.arange(n).repeat_interleave(k)
-    return dgl.graph((nbrs.reshape(-1), dst), num_nodes=n)
+    return dgl.graph(knn_edges(features, k), num_nodes=features.shape[0])
 
 
 def normalized_knn_adjacency(g, norm: str) -> torch.Tensor:
