@@ -12,8 +12,10 @@ from tests.conftest import REPO
 
 
 def setup(env: dict[str, str]) -> subprocess.CompletedProcess:
+    # the caller's choices (CI sets MENTOR_RAY_PROFILE per profile) must not leak into these cases
+    base = {k: v for k, v in os.environ.items() if k not in ("MENTOR_RAY_PROFILE", "MENTOR_RAY_VENV", "PYTHON")}
     return subprocess.run(["bash", str(REPO / "scripts" / "setup.sh")], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=60)
+                          env={**base, **env}, timeout=60)
 
 
 def fake_env(path, profile: str) -> None:
