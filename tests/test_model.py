@@ -150,7 +150,7 @@ def test_variants_switch_loss_terms(ds, variant, terms):
     m = _model(ds, variant)
     loss, parts = m.loss(_batch(ds))
     assert set(parts) == terms
-    assert torch.isfinite(loss) and abs(float(loss) - sum(parts.values())) < 1e-4
+    assert torch.isfinite(loss) and abs(float(loss.detach()) - sum(parts.values())) < 1e-4
     loss.backward()
     assert all(p.grad is not None for n, p in m.named_parameters())  # every parameter learns
 
