@@ -101,7 +101,7 @@ def graphs_markdown(res: dict, command: str, dataset: str, k: int, knn_norm: str
     edges = ", ".join(f"{m} {n:,}" for m, n in cold["item_edges"].items())
     return "\n".join(
         [
-            f"### Graph build: {dataset} (k={k}, knn_norm={knn_norm})",
+            f"### Graph build: {dataset} (k={k}, knn_norm={knn_norm}, {cold.get('builder', 'dgl')} builder)",
             "",
             f"- Command: `{command}`",
             f"- Machine: {machine()}",
