@@ -51,6 +51,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 WHEELS = REPO / ".whl"
 RTOL = 1e-4  # loss terms and gradients, device against CPU
@@ -92,8 +94,11 @@ def use_local_wheels(module: str = "pydantic", wheels: Path = WHEELS) -> str | N
     return f"{module} from {len(found)} wheels in {wheels}"
 
 
-def log(msg: str, t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B006 (start time, on purpose)
-    print(f"[gpu-check {time.perf_counter() - t0[0]:6.1f}s] {msg}", file=sys.stderr, flush=True)
+_T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[gpu-check {time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- (a) agreement
@@ -131,8 +136,6 @@ class RandomTape:
         return u.to(device).clone()  # callers scale it in place
 
     def dropout(self, x, p: float = 0.5, training: bool = True, inplace: bool = False):
-        import torch
-
         if not training or p == 0:
             return x
         keep = self._next(lambda: torch.rand(tuple(x.shape)) >= p)
@@ -175,8 +178,6 @@ def _label(variant: str, scope: str | None) -> str:
 
 def _one_step(trainer, part, tape: RandomTape) -> tuple[dict[str, float], dict[str, Any]]:
     """Loss terms and parameter gradients (float64 on the CPU) of one batch, randomness from ``tape``."""
-    import torch
-
     from mentor_ray.model import Batch
 
     trainer.model.train()
@@ -195,8 +196,6 @@ def _rel(a: float, b: float) -> float:
 
 def check_agreement(device: str, dataset: str = "synth-tiny") -> list[dict[str, Any]]:
     """(a): one batch's loss terms and gradients, and the evaluation, on ``device`` against the CPU."""
-    import torch
-
     from mentor_ray.data import load_dataset
     from mentor_ray.graphs import build_graphs
     from mentor_ray.train import Trainer
@@ -253,8 +252,6 @@ def check_agreement(device: str, dataset: str = "synth-tiny") -> list[dict[str, 
 
 
 def _peak_memory(device) -> dict[str, float | None]:
-    import torch
-
     from mentor_ray.train import peak_memory_mb
 
     if device.type == "cuda":
@@ -264,16 +261,12 @@ def _peak_memory(device) -> dict[str, float | None]:
 
 
 def _sync(device) -> None:
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: int, warmup: int) -> list[dict]:
     """(b): median seconds per training epoch after ``warmup`` epochs, evaluation seconds, peak memory."""
-    import torch
-
     from mentor_ray.data import load_dataset
     from mentor_ray.graphs import build_graphs
     from mentor_ray.train import Trainer
@@ -308,8 +301,8 @@ def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: i
             _sync(dev)
             eval_s = time.perf_counter() - t0
             row = {"dataset": name, "model": label, "users": ds.n_users, "items": ds.n_items,
-                   "train_interactions": len(ds.train), "batches_per_epoch": len(trainer.sampler.batches(
-                       0, cfg.batch_size)), "warmup_epochs": warmup, "timed_epochs": epochs,
+                   "train_interactions": len(ds.train), "batches_per_epoch": -(-len(ds.train) // cfg.batch_size),
+                   "warmup_epochs": warmup, "timed_epochs": epochs,
                    "seconds_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
                    "eval_seconds": eval_s, "graph_seconds": graph_s, "graph_builder": graphs.builder,
                    "losses": losses, "valid_recall@20": valid["recall@20"], **_peak_memory(dev)}
@@ -331,7 +324,6 @@ def _free_port() -> int:
 
 def check_ddp(device: str, dataset: str = "synth-tiny") -> dict[str, Any]:
     """(c): one training epoch through DDP (world size 1; NCCL on CUDA, gloo on CPU) against none."""
-    import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
@@ -372,16 +364,10 @@ def check_ddp(device: str, dataset: str = "synth-tiny") -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def env_is_cuda(device: str) -> bool:
-    return device.startswith("cuda")
-
-
 def environment(device: str) -> dict[str, Any]:
     import platform
 
     import numpy
-    import torch
-
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "numpy": numpy.__version__, "gpu": gpu, "device": device, "cpu_cores": os.cpu_count(),
@@ -405,7 +391,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for r in report["agreement"]:
         lines.append(f"| {r['model']} | {', '.join(r['terms'])} | {r['worst_term_rel_err']:.1e} "
-                     f"| {r['worst_grad_rel_err']:.1e} | {r['worst_metric_abs_err']:.1e} | {'yes' if r['ok'] else 'NO'} |")
+                     f"| {r['worst_grad_rel_err']:.1e} | {r['worst_metric_abs_err']:.1e} "
+                     f"| {'yes' if r['ok'] else 'NO'} |")
     lines += [
         "",
         f"#### (b) Seconds per training epoch (median of {report['epochs']} after {report['warmup']} warm-up) "
@@ -417,7 +404,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     fmt = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
     for r in report["timings"]:
-        lines.append(f"| {r['dataset']} | {r['users']:,} | {r['items']:,} | {r['model']} | {r['seconds_per_epoch']:.3f} "
+        lines.append(f"| {r['dataset']} | {r['users']:,} | {r['items']:,} | {r['model']} "
+                     f"| {r['seconds_per_epoch']:.3f} "
                      f"| {r['eval_seconds']:.2f} | {fmt(r['peak_allocated_mb'])} | {fmt(r['peak_reserved_mb'])} "
                      f"| {fmt(r['peak_rss_mb'])} |")
     if env["gpu"]:
@@ -451,8 +439,6 @@ def markdown(report: dict[str, Any]) -> str:
 def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, epochs: int, warmup: int,
               command: str, write: Path | None = None) -> int:
     """All three parts; writes ``gpu_check.md`` and ``gpu_check.json`` into ``out``; 0 if (a) and (c) hold."""
-    import torch
-
     from mentor_ray.errors import ConfigError
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -483,7 +469,8 @@ def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, 
     if write is not None:
         from mentor_ray.bench import upsert_block
 
-        upsert_block(write, f"gpu:{'cuda' if env_is_cuda(device) else 'cpu'}", md.rstrip("\n"))
+        upsert_block(write, f"gpu:{device.split(':')[0]}", md.rstrip("\n"))
         log(f"written to {write}")
-    log(f"written {out / 'gpu_check.md'} and {out / 'gpu_check.json'}; {'all checks hold' if report['ok'] else 'A CHECK FAILED'}")
+    verdict = "all checks hold" if report["ok"] else "A CHECK FAILED"
+    log(f"written {out / 'gpu_check.md'} and {out / 'gpu_check.json'}; {verdict}")
     return 0 if report["ok"] else 1

@@ -25,6 +25,18 @@ def _isolated_cache(tmp_path_factory):
         os.environ["MENTOR_RAY_CACHE"] = old
 
 
+def _dgl_status() -> str | None:
+    from mentor_ray.graphs import dgl_status
+
+    return dgl_status()
+
+
+needs_dgl = pytest.mark.skipif(
+    _dgl_status() is not None,
+    reason=f"DGL does not load here ({_dgl_status()}); the current install profile has no DGL",
+)
+
+
 @pytest.fixture
 def tiktok_root() -> Path:
     if not (SHARED_DATASETS / "tiktok" / "tiktok.inter").exists():

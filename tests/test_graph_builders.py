@@ -13,12 +13,7 @@ import torch
 
 from mentor_ray import data, graphs
 from mentor_ray.errors import ConfigError
-from tests.conftest import write_dataset
-
-needs_dgl = pytest.mark.skipif(
-    graphs.dgl_status() is not None,
-    reason=f"DGL does not load here ({graphs.dgl_status()}); the current install profile has no DGL",
-)
+from tests.conftest import needs_dgl, write_dataset
 
 
 def assert_same_csr(a: torch.Tensor, b: torch.Tensor, what: str) -> float:

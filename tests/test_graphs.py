@@ -8,7 +8,7 @@ import torch
 
 from mentor_ray import data, graphs
 from mentor_ray.errors import ConfigError
-from tests.conftest import write_dataset
+from tests.conftest import needs_dgl, write_dataset
 
 
 def _brute_knn(feats: np.ndarray, k: int) -> np.ndarray:
@@ -41,8 +41,6 @@ def test_knn_neighbours_match_brute_force(feats, chunk):
     assert all(i in nbrs[i].tolist() for i in range(13))  # itself included (Eq. 5)
 
 
-needs_dgl = pytest.mark.skipif(graphs.dgl_status() is not None,
-                               reason=f"DGL does not load here ({graphs.dgl_status()}); the current profile has none")
 BUILDERS = [pytest.param("dgl", marks=needs_dgl), "torch"]
 
 
