@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from mentor_ray.errors import MentorRayError
+from mentor_ray.common.errors import MentorRayError
 
 LOG_FORMAT = "%(asctime)s %(levelname).1s %(name)s: %(message)s"
 

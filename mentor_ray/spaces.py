@@ -1,125 +1,14 @@
-"""Search spaces for Ray Tune sweeps: the YAML files in ``tune_spaces/``, parsed into one typed object.
-
-A space file has::
-
-    name: paper_grid
-    description: ...
-    model: mentor     # optional: the model searched (default mentor; a baseline's own grid names it)
-    search:           # searched settings: config key -> the grid axis (a list of values)
-      dropout: [0.1, 0.2, ...]
-    fixed:            # settings every trial of every dataset uses
-      lr: 1.0e-4
-    datasets:         # optional: settings for one dataset (a "best settings" file)
-      baby: {dropout: 0.5, ...}
-    aliases:          # optional: dataset -> the entry of ``datasets`` it takes
-      synth-baby: baby
-
-Every key must be a key of :class:`mentor_ray.config.TrainConfig` and every value one it accepts;
-the sweep sets ``dataset``, ``data_root``, ``variant`` and ``seed`` itself, so a space may not. A bad
-file stops with one line naming the file, the key and what is allowed.
-
-    python -m mentor_ray.spaces show tune_spaces/paper_grid.yaml     # axes, grid size, fixed settings
-"""
+"""`spaces` command: the command line of :mod:`mentor_ray.sweep.spaces`."""
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import math
-from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Sequence
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from mentor_ray.cli import run
+from mentor_ray.sweep.spaces import load_space
 
-from mentor_ray.config import _check_keys, validate
-from mentor_ray.errors import ConfigError, pydantic_message
-
-SPACE_DIR = Path(__file__).resolve().parents[1] / "tune_spaces"
-SWEEP_KEYS = ("dataset", "data_root", "variant", "seed")  # set by the sweep, never by a space
-
-
-class SearchSpace(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    description: str = ""
-    model: Literal["mentor", "lightgcn", "mf_bpr"] = "mentor"
-    search: dict[str, list[Any]] = {}
-    fixed: dict[str, Any] = {}
-    datasets: dict[str, dict[str, Any]] = {}
-    aliases: dict[str, str] = {}
-    path: str = ""
-
-    @property
-    def grid_size(self) -> int:
-        return math.prod(len(v) for v in self.search.values())
-
-    def points(self) -> Iterator[dict[str, Any]]:
-        """Every point of the grid, in file order (the last axis fastest)."""
-        keys = list(self.search)
-        for values in itertools.product(*(self.search[k] for k in keys)):
-            yield dict(zip(keys, values))
-
-    def settings_for(self, dataset: str) -> dict[str, Any]:
-        """The fixed settings for ``dataset``: ``fixed``, then its own entry of ``datasets`` if any."""
-        return {**self.fixed, **self.datasets.get(self.aliases.get(dataset, dataset), {})}
-
-
-def resolve(name_or_path: str | Path) -> Path:
-    """A path, or the name of a file in ``tune_spaces/`` (``paper_grid`` or ``paper_grid.yaml``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    # the checkout's tune_spaces/, then ./tune_spaces (a `ray job submit --working-dir`, the image's WORKDIR)
-    dirs = list(dict.fromkeys(d for d in (SPACE_DIR, Path.cwd() / "tune_spaces") if d.is_dir()))
-    for d in dirs:
-        for candidate in (d / path.name, d / f"{path.name}.yaml"):
-            if candidate.is_file():
-                return candidate
-    names = ", ".join(sorted({p.stem for d in dirs for p in d.glob("*.yaml")})) or "none found"
-    raise ConfigError(f"--space {name_or_path}: no such file, nor a space in tune_spaces/ ({names})")
-
-
-def load_space(name_or_path: str | Path) -> SearchSpace:
-    path = resolve(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with name, search, fixed; found {type(raw).__name__}")
-    try:
-        space = SearchSpace.model_validate({**raw, "path": str(path)})
-    except ValidationError as exc:
-        raise ConfigError(pydantic_message(str(path), exc, SearchSpace)) from exc
-    _check(space, path)
-    return space
-
-
-def _check(space: SearchSpace, path: Path) -> None:
-    sections = [("search", {k: v for k, v in space.search.items()}), ("fixed", space.fixed)]
-    sections += [(f"datasets.{d}", s) for d, s in space.datasets.items()]
-    for section, values in sections:
-        _check_keys(list(values), f"{path}: {section}")
-        for key in values:
-            if key in SWEEP_KEYS:
-                raise ConfigError(f"{path}: {section}.{key}: set by the sweep (its flags), not by a space; "
-                                  f"remove it (a space may set any other config key)")
-    for key, axis in space.search.items():
-        if not axis:
-            raise ConfigError(f"{path}: search.{key}: empty list; give at least one value")
-        if len(set(map(repr, axis))) != len(axis):
-            raise ConfigError(f"{path}: search.{key}: repeated values in {axis}")
-        for value in axis:
-            validate({key: value}, source=f"{path}: search")
-    validate(dict(space.fixed), source=f"{path}: fixed")
-    for d, values in space.datasets.items():
-        validate({**space.fixed, **values}, source=f"{path}: datasets.{d}")
-    for alias, target in space.aliases.items():
-        if target not in space.datasets:
-            raise ConfigError(f"{path}: aliases.{alias}: '{target}' is not under datasets "
-                              f"({', '.join(space.datasets) or 'none'})")
+_DESCRIPTION = "Search spaces for Ray Tune sweeps: the YAML files in ``tune_spaces/``, parsed into one typed object."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ def _isolated_cache(tmp_path_factory):
 
 
 def _dgl_status() -> str | None:
-    from mentor_ray.graphs import dgl_status
+    from mentor_ray.datasets.graphs import dgl_status
 
     return dgl_status()
 

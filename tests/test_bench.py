@@ -1,6 +1,6 @@
 """Benchmark plumbing: Markdown blocks are replaced in place, never duplicated."""
 
-from mentor_ray.bench import upsert_block
+from mentor_ray.benchmarks.bench import upsert_block
 
 
 def test_upsert_appends_then_replaces(tmp_path):
@@ -16,8 +16,8 @@ def test_upsert_appends_then_replaces(tmp_path):
 
 
 def test_ddp_traffic_is_every_trainable_parameter_in_float32():
-    from mentor_ray.bench import gradient_bytes
-    from mentor_ray.data import load_dataset
+    from mentor_ray.benchmarks.bench import gradient_bytes
+    from mentor_ray.datasets.dataset import load_dataset
 
     ds = load_dataset("synth-tiny")
     params, nbytes = gradient_bytes("synth-tiny", None, "lightgcn", ["embedding_dim=8"])
@@ -26,6 +26,6 @@ def test_ddp_traffic_is_every_trainable_parameter_in_float32():
 
 
 def test_gloo_allreduce_timing_runs_between_two_processes():
-    from mentor_ray.bench import allreduce_seconds
+    from mentor_ray.benchmarks.bench import allreduce_seconds
 
     assert 0 < allreduce_seconds(10_000, reps=3) < 10

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mentor_ray import config
-from mentor_ray.errors import ConfigError
+from mentor_ray.common import config
+from mentor_ray.common.errors import ConfigError
 from tests.conftest import REPO
 
 

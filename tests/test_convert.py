@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mentor_ray import data
+from mentor_ray.datasets import dataset as data
+from mentor_ray import data as data_cmd
 from mentor_ray.cli import run
 
 
@@ -36,7 +37,7 @@ def _diffmm(tmp_path, with_val=True):
 
 def test_convert_keeps_every_value(tmp_path, capsys):
     src, mats, feats = _diffmm(tmp_path)
-    assert run(data.main, ["convert-diffmm", str(src), str(tmp_path / "out"), "--name", "tt"]) == 0
+    assert run(data_cmd.main, ["convert-diffmm", str(src), str(tmp_path / "out"), "--name", "tt"]) == 0
     out = tmp_path / "out" / "tt"
     table = data.pacsv.read_csv(out / "tt.inter", parse_options=data.pacsv.ParseOptions(delimiter="\t"))
     got = {(u, i, lab): r for u, i, r, lab in zip(*(table[c].to_pylist() for c in ("userID", "itemID", "rating", "x_label")))}
@@ -52,7 +53,7 @@ def test_convert_keeps_every_value(tmp_path, capsys):
 def test_convert_missing_pickle_leaves_nothing(tmp_path, capsys):
     src, _, _ = _diffmm(tmp_path, with_val=False)
     dst = tmp_path / "out"
-    assert run(data.main, ["convert-diffmm", str(src), str(dst), "--name", "tt"]) == 2
+    assert run(data_cmd.main, ["convert-diffmm", str(src), str(dst), "--name", "tt"]) == 2
     err = capsys.readouterr().err
     assert "valMat.pkl: missing file" in err and err.count("\n") == 1
     assert not (dst / "tt").exists()
@@ -68,12 +69,12 @@ def test_convert_refuses_code_in_pickles(tmp_path, capsys):
     src, _, _ = _diffmm(tmp_path)
     with open(src / "tstMat.pkl", "wb") as f:
         pickle.dump(_Evil(), f)
-    assert run(data.main, ["convert-diffmm", str(src), str(tmp_path / "out"), "--name", "tt"]) == 2
+    assert run(data_cmd.main, ["convert-diffmm", str(src), str(tmp_path / "out"), "--name", "tt"]) == 2
     assert "refusing to load" in capsys.readouterr().err
 
 
 def test_convert_will_not_overwrite(tmp_path, capsys):
     src, _, _ = _diffmm(tmp_path)
     (tmp_path / "out" / "tt").mkdir(parents=True)
-    assert run(data.main, ["convert-diffmm", str(src), str(tmp_path / "out"), "--name", "tt"]) == 2
+    assert run(data_cmd.main, ["convert-diffmm", str(src), str(tmp_path / "out"), "--name", "tt"]) == 2
     assert "already exists" in capsys.readouterr().err

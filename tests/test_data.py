@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from mentor_ray import data
+from mentor_ray.datasets import dataset as data
+from mentor_ray import data as data_cmd
 from mentor_ray.cli import run
-from mentor_ray.errors import DataError
+from mentor_ray.common.errors import DataError
 from tests.conftest import REPO, write_dataset
 
 
@@ -53,7 +54,7 @@ def test_tiktok_statistics(tiktok_root):
 
 
 def test_info_command_prints_statistics(tiktok_root, capsys):
-    assert run(data.main, ["info", "--dataset", "tiktok", "--data-root", str(tiktok_root)]) == 0
+    assert run(data_cmd.main, ["info", "--dataset", "tiktok", "--data-root", str(tiktok_root)]) == 0
     out = capsys.readouterr().out
     assert "9,308" in out and "6,710" in out and "59,541 / valid 3,051 / test 6,130" in out
     assert "audio 128-d" in out and "image 128-d" in out and "10 without training interactions" in out
@@ -187,7 +188,7 @@ BAD_CASES = [
 @pytest.mark.parametrize("kind", BAD_CASES)
 def test_bad_input_is_one_line_error_naming_the_file(tmp_path, capsys, kind):
     file_name, fragment = _case(tmp_path, kind)
-    rc = run(data.main, ["info", "--dataset", "toy", "--data-root", str(tmp_path)])
+    rc = run(data_cmd.main, ["info", "--dataset", "toy", "--data-root", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert err.count("\n") == 0 and err.startswith("error: ")

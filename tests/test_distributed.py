@@ -11,7 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mentor_ray import config, data, train
+from mentor_ray.common import config
+from mentor_ray.datasets import dataset as data
+from mentor_ray.training import trainer as train
 
 SETTINGS = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16", "max_epochs=3", "lr=1e-3"]
 

@@ -11,7 +11,8 @@ import zipfile
 import pytest
 import torch
 
-from mentor_ray import gpucheck, model
+from mentor_ray.benchmarks import gpucheck
+from mentor_ray.model import mentor as model
 from tests.conftest import REPO
 
 
@@ -45,7 +46,7 @@ def test_random_tape_replays_the_recorded_draws():
     with tape.installed():
         a = model.uniform(50, 8)
         da = torch.nn.functional.dropout  # untouched: only the losses' module is redirected
-        from mentor_ray import losses
+        from mentor_ray.model import losses
 
         ma = losses.F.dropout(x, p=0.5, training=True)
     tape.replay()

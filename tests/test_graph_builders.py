@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from mentor_ray import data, graphs
-from mentor_ray.errors import ConfigError
+from mentor_ray.datasets import dataset as data
+from mentor_ray.datasets import graphs
+from mentor_ray import graphs as graphs_cmd
+from mentor_ray.common.errors import ConfigError
 from tests.conftest import needs_dgl, write_dataset
 
 
@@ -119,8 +121,8 @@ def test_auto_builder_follows_dgl_availability(monkeypatch):
 
 
 def test_graphs_build_command_names_the_builder(capsys):
-    assert graphs.main(["build", "--dataset", "synth-tiny", "--k", "6", "--builder", "torch", "--no-cache"]) == 0
+    assert graphs_cmd.main(["build", "--dataset", "synth-tiny", "--k", "6", "--builder", "torch", "--no-cache"]) == 0
     assert "built by torch" in capsys.readouterr().out
     graphs._MEMO.clear()
-    assert graphs.main(["build", "--dataset", "synth-tiny", "--k", "6"]) == 0
+    assert graphs_cmd.main(["build", "--dataset", "synth-tiny", "--k", "6"]) == 0
     assert "cache hit (built by torch)" in capsys.readouterr().out

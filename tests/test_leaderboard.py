@@ -15,11 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mentor_ray import leaderboard as lb
-from mentor_ray import results
+from mentor_ray.report import leaderboard as lb
+from mentor_ray import leaderboard as leaderboard_cmd
+from mentor_ray.report import results
 from mentor_ray.cli import run
-from mentor_ray.config import VARIANTS, make_config
-from mentor_ray.errors import MentorRayError
+from mentor_ray.common.config import VARIANTS, make_config
+from mentor_ray.common.errors import MentorRayError
 
 COLS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # the table's test columns, in order
 
@@ -409,7 +410,7 @@ def test_every_variant_has_a_display_name():
 
 def test_cli_prints_the_markdown(tmp_path, capsys):
     results.record(tmp_path / "r", _summary(variant="lightgcn"), "final", "smoke")
-    assert run(lb.main, ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--format", "md"]) == 0
+    assert run(leaderboard_cmd.main, ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--format", "md"]) == 0
     assert capsys.readouterr().out.startswith("# MENTOR leaderboard")
     assert [p.name for p in (tmp_path / "o").iterdir() if p.is_file()] == ["leaderboard.md"]
 
@@ -422,7 +423,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     if case == "format":
         results.write_run(results_dir, results.rows_from_summary(_summary(), "final", "s", version="test"))
     fmt = "md,pdf" if case == "format" else "md"
-    assert run(lb.main, ["--results", str(results_dir), "--out", str(tmp_path / "o"), "--format", fmt]) == 2
+    assert run(leaderboard_cmd.main, ["--results", str(results_dir), "--out", str(tmp_path / "o"), "--format", fmt]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
     expected = {"missing": f"--results {results_dir}: no such directory",

@@ -52,8 +52,11 @@ def test_import_mentor_ray_is_lean(tmp_path):
     proc = run_blocked(
         """
         import mentor_ray
-        import mentor_ray.config, mentor_ray.data, mentor_ray.graphs, mentor_ray.model, mentor_ray.losses
-        import mentor_ray.metrics, mentor_ray.train, mentor_ray.synthetic, mentor_ray.results, mentor_ray.bench
+        import mentor_ray.common.config, mentor_ray.datasets.dataset, mentor_ray.datasets.graphs
+        import mentor_ray.datasets.synthetic, mentor_ray.model.mentor, mentor_ray.model.losses
+        import mentor_ray.training.metrics, mentor_ray.training.trainer, mentor_ray.report.results
+        import mentor_ray.benchmarks.bench, mentor_ray.data, mentor_ray.graphs, mentor_ray.train
+        import mentor_ray.synthetic, mentor_ray.results, mentor_ray.bench
         print(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
         """,
         str(tmp_path),
@@ -68,8 +71,9 @@ def test_single_process_training_is_lean(tmp_path, variant):
     for expect in ("built by torch", "cache hit (built by torch)"):
         proc = run_blocked(
             f"""
-            from mentor_ray import train
-            rc = train.main(["--dataset", "synth-tiny", "--variant", "{variant}", "--max-epochs", "2",
+            from mentor_ray.training import trainer as train
+            from mentor_ray import train as train_cmd
+            rc = train_cmd.main(["--dataset", "synth-tiny", "--variant", "{variant}", "--max-epochs", "2",
                              "--summary", r"{tmp_path / 'summary.json'}"])
             assert rc == 0
             print(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))

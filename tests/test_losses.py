@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mentor_ray import losses
+from mentor_ray.model import losses
 
 
 def _t(a: np.ndarray, grad: bool = False) -> torch.Tensor:

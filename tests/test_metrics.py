@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mentor_ray import metrics
+from mentor_ray.training import metrics
 
 L3 = 1.0 / math.log2(3)  # discount at rank 1 (0-based)
 

@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mentor_ray import config, data, model
-from mentor_ray.graphs import build_graphs
-from mentor_ray.model import Batch
+from mentor_ray.common import config
+from mentor_ray.datasets import dataset as data
+from mentor_ray.model import mentor as model
+from mentor_ray.datasets.graphs import build_graphs
+from mentor_ray.model.mentor import Batch
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from mentor_ray import config
-from mentor_ray.ray_train import ensure_ray, fit_with_ray, run_name
+from mentor_ray.common import config
+from mentor_ray.training.ray_train import ensure_ray, fit_with_ray, run_name
+from tests.faults import KillOnce
 
 ray = pytest.importorskip("ray")
 
@@ -44,8 +45,8 @@ def test_a_resumed_run_ends_like_an_uninterrupted_one(local_ray, tmp_path):
 
 def test_a_killed_worker_restarts_from_the_last_checkpoint(local_ray, tmp_path):
     marker = tmp_path / "killed"
-    fault = {"epoch": 1, "batch": 2, "rank": 1, "marker": str(marker)}
-    summary = fit_with_ray(_cfg(3), workers=2, storage=str(tmp_path / "runs"), max_failures=2, fault=fault)
+    fault = KillOnce(epoch=1, batch=2, rank=1, marker=str(marker))
+    summary = fit_with_ray(_cfg(3), workers=2, storage=str(tmp_path / "runs"), max_failures=2, batch_hook=fault)
     assert marker.read_text().startswith("killed rank 1 at epoch 1 batch 2")
     assert summary["resumed_at_epochs"] == [1]  # restarted from the checkpoint of epoch 0
     assert summary["epochs_run"] == 3 and summary["world_size"] == 2
@@ -54,7 +55,7 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(local_ray, tmp_path):
 def test_gloo_is_pinned_to_the_interface_of_the_node_ip(local_ray, monkeypatch):
     import psutil
 
-    from mentor_ray.ray_train import pin_gloo_interface
+    from mentor_ray.training.ray_compat import pin_gloo_interface
 
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "")
     iface = pin_gloo_interface()

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mentor_ray import results
-from mentor_ray.config import make_config
-from mentor_ray.errors import MentorRayError
+from mentor_ray.report import results
+from mentor_ray.common.config import make_config
+from mentor_ray.common.errors import MentorRayError
 
 
 def _summary(seed=0, dropout=0.5, variant="mentor", r20=0.1):
@@ -87,7 +87,7 @@ def test_empty_store_and_bad_inputs(tmp_path):
 
 
 def test_status_curve_and_timing_columns(tmp_path):
-    s = {**_summary(), "stopped_by_scheduler": True, "valid_curve": [0.1, 0.3, 0.2], "started_at": 1.7e9,
+    s = {**_summary(), "status": "stopped_early", "valid_curve": [0.1, 0.3, 0.2], "started_at": 1.7e9,
          "wall_seconds": 12.5, "device": "cpu", "world_size": 2}
     rows = results.rows_from_summary(s, "search", "s", version="test").to_pylist()
     assert {r["status"] for r in rows} == {"stopped_early"} and rows[0]["error"] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from mentor_ray.searcher import DistinctOptunaSearch
+from mentor_ray.sweep.searcher import DistinctOptunaSearch
 
 GRID = {"dropout": [0.3, 0.5], "lambda_f": [1.0, 1.5], "tau": [0.2, 0.5]}
 

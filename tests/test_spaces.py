@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mentor_ray.config import make_config
-from mentor_ray.errors import ConfigError
-from mentor_ray.spaces import SPACE_DIR, load_space
+from mentor_ray.common.config import make_config
+from mentor_ray.common.errors import ConfigError
+from mentor_ray.sweep.spaces import SPACE_DIR, load_space
 
 FILES = sorted(SPACE_DIR.glob("*.yaml"))
 

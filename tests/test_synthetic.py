@@ -7,8 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mentor_ray import data, synthetic
-from mentor_ray.graphs import knn_neighbours
+from mentor_ray.datasets import dataset as data
+from mentor_ray.datasets import synthetic
+from mentor_ray import synthetic as synthetic_cmd
+from mentor_ray.datasets.graphs import knn_neighbours
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,6 @@ def test_preset_name_works_without_data_and_is_cached():
 
 
 def test_generate_command_writes_a_loadable_directory(tmp_path):
-    assert synthetic.main(["generate", "synth-tiny", "--out", str(tmp_path), "--seed", "3"]) == 0
+    assert synthetic_cmd.main(["generate", "synth-tiny", "--out", str(tmp_path), "--seed", "3"]) == 0
     ds = data.load_dataset("synth-tiny", tmp_path)
     assert ds.path == tmp_path / "synth-tiny" and len(ds.train) + len(ds.valid) + len(ds.test) == 480

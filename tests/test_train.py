@@ -7,7 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from mentor_ray import config, data, train
+from mentor_ray.common import config
+from mentor_ray.datasets import dataset as data
+from mentor_ray.training import trainer as train
+from mentor_ray import train as train_cmd
 from mentor_ray.cli import run
 
 TINY = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16"]
@@ -92,7 +95,7 @@ def test_most_pop_protocol_on_tiktok(tiktok_root):
 
 def test_command_line_writes_summary(tmp_path, capsys):
     out = tmp_path / "s.json"
-    rc = run(train.main, ["--dataset", "synth-tiny", "--variant", "mentor_fg", "--max-epochs", "1",
+    rc = run(train_cmd.main, ["--dataset", "synth-tiny", "--variant", "mentor_fg", "--max-epochs", "1",
                           "--summary", str(out), *TINY])
     assert rc == 0
     summary = json.loads(out.read_text())
@@ -101,7 +104,7 @@ def test_command_line_writes_summary(tmp_path, capsys):
 
 
 def test_command_line_rejects_a_bad_override(capsys):
-    assert run(train.main, ["--dataset", "synth-tiny", "tau=-1"]) == 2
+    assert run(train_cmd.main, ["--dataset", "synth-tiny", "tau=-1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: override: tau = -1") and "\n" not in err
 
@@ -133,7 +136,7 @@ def test_a_checkpoint_of_other_data_is_refused(ds):
 
 
 def test_graphs_of_another_k_are_refused(ds):
-    from mentor_ray.graphs import build_graphs
+    from mentor_ray.datasets.graphs import build_graphs
 
     cfg = config.make_config(flags={"variant": "mentor", "dataset": "synth-tiny"}, overrides=TINY)
     other = build_graphs(ds, k=3, knn_norm=cfg.knn_norm)
@@ -152,8 +155,8 @@ def test_rank_profile_is_the_best_epochs_test_ranking(ds, tmp_path, capsys):
     assert "rank_profile" not in _trainer(ds).summary()  # only when asked for
 
     out = tmp_path / "s.json"
-    assert run(train.main, ["--dataset", "synth-tiny", "--variant", "most_pop", "--rank-profile", "--summary", str(out)]) == 0
+    assert run(train_cmd.main, ["--dataset", "synth-tiny", "--variant", "most_pop", "--rank-profile", "--summary", str(out)]) == 0
     assert "test ranking at the best epoch: hits@1-5 " in capsys.readouterr().out
     assert json.loads(out.read_text())["rank_profile"]["distinct@20"] >= 1
-    assert run(train.main, ["--dataset", "synth-tiny", "--rank-profile", "--workers", "2"]) == 2
+    assert run(train_cmd.main, ["--dataset", "synth-tiny", "--rank-profile", "--workers", "2"]) == 2
     assert "--rank-profile: in-process runs only" in capsys.readouterr().err

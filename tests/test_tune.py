@@ -6,16 +6,18 @@ import json
 
 import pytest
 
-from mentor_ray import results, tune
-from mentor_ray.config import BASELINES, MENTOR_VARIANTS
-from mentor_ray.errors import ConfigError, MentorRayError
+from mentor_ray.report import results
+from mentor_ray.sweep import tune
+from mentor_ray import tune as tune_cmd
+from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
+from mentor_ray.common.errors import ConfigError, MentorRayError
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from mentor_ray.ray_train import ensure_ray
+    from mentor_ray.training.ray_train import ensure_ray
 
     if ray.is_initialized():
         ray.shutdown()
@@ -37,15 +39,15 @@ def test_a_baselines_own_space_sets_its_learning_rate_and_layers():
     cfg = tune.trial_config(base, "lightgcn", 0, {"lr": 5e-3, "n_layers": 1}, searched="lightgcn")
     assert (cfg.lr, cfg.n_layers, cfg.patience) == (5e-3, 1, 5)
     with pytest.raises(ConfigError, match="--ablation: the space lightgcn_grid searches lightgcn"):
-        tune.main(["--dataset", "synth-tiny", "--space", "lightgcn_grid", "--ablation", "--results", "/tmp/x"])
+        tune_cmd.main(["--dataset", "synth-tiny", "--space", "lightgcn_grid", "--ablation", "--results", "/tmp/x"])
 
 
 def test_experiment_names_are_stable_across_versions():
     """--resume finds an experiment by its name: a code change must not rename existing sweeps (these
     names were issued before spaces had a ``model`` field)."""
-    from mentor_ray.spaces import load_space
+    from mentor_ray.sweep.spaces import load_space
 
-    args = tune._parser().parse_args(["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4",
+    args = tune_cmd._parser().parse_args(["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4",
                                       "--seeds", "2", "--results", "/tmp/x", "lr=2e-3"])
     sweep = tune.Sweep(args, load_space("smoke"))
     assert sweep.name("search", "synth-tiny") == "search-synth-tiny-smoke-29d5ab32"
@@ -56,13 +58,13 @@ def test_experiment_names_are_stable_across_versions():
 def test_experiment_name_does_not_depend_on_how_the_data_root_is_typed(tmp_path, monkeypatch):
     """--resume from another directory, or with an absolute path instead of a relative one, finds the
     same experiment."""
-    from mentor_ray.spaces import load_space
+    from mentor_ray.sweep.spaces import load_space
 
     (tmp_path / "data").mkdir()
     monkeypatch.chdir(tmp_path)
     names = []
     for root in ("data", "./data/", str(tmp_path / "data")):
-        args = tune._parser().parse_args(["--dataset", "synth-tiny", "--data-root", root, "--results", "r"])
+        args = tune_cmd._parser().parse_args(["--dataset", "synth-tiny", "--data-root", root, "--results", "r"])
         names.append(tune.Sweep(args, load_space("smoke")).name("search", "synth-tiny"))
     assert len(set(names)) == 1
 
@@ -81,7 +83,7 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     out = tmp_path / "r"
     args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4", "--seeds", "2", "--ablation",
             "--results", str(out), "--storage", str(tmp_path / "tune"), "--grace-period", "2", "reg_weight=2e-4"]
-    assert tune.main(args) == 0
+    assert tune_cmd.main(args) == 0
     table = results.read_results(out).to_pandas()
     assert all(json.loads(c)["reg_weight"] == 2e-4 for c in table.config_json)  # the override reached every run
     assert set(table.status) <= {"completed", "stopped_early"}
@@ -117,14 +119,14 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     assert (sweep.best_dropout, sweep.best_lambda_f, sweep.best_tau) == (top.dropout, top.lambda_f, top.tau)
 
     with pytest.raises(ConfigError, match="already exists; add --resume"):
-        tune.main(args)  # the same sweep again without --resume
+        tune_cmd.main(args)  # the same sweep again without --resume
 
 
 def test_bad_flags_are_one_line_errors(tmp_path):
     with pytest.raises(ConfigError, match="--num-samples 0"):
-        tune.main(["--dataset", "synth-tiny", "--num-samples", "0", "--results", str(tmp_path)])
+        tune_cmd.main(["--dataset", "synth-tiny", "--num-samples", "0", "--results", str(tmp_path)])
     with pytest.raises(ConfigError, match="--space nope"):
-        tune.main(["--dataset", "synth-tiny", "--space", "nope", "--results", str(tmp_path)])
+        tune_cmd.main(["--dataset", "synth-tiny", "--space", "nope", "--results", str(tmp_path)])
 
 
 def test_a_small_search_warns_that_asha_stops_all_but_the_leader():
@@ -135,28 +137,18 @@ def test_a_small_search_warns_that_asha_stops_all_but_the_leader():
     assert tune.asha_warning(1, 10, 100) is None  # nothing to compare
 
 
-def test_a_run_ended_by_itself_or_by_the_scheduler():
-    cfg = {"variant": "mentor", "max_epochs": 100, "patience": 20}
-    run = lambda epochs, best: {"config": cfg, "epochs_run": epochs, "best_epoch": best}  # noqa: E731
-    assert tune._ended_by_itself(run(100, 95))  # the epoch budget
-    assert tune._ended_by_itself(run(61, 40))  # early stopping: epochs 41..60 without a better one
-    assert not tune._ended_by_itself(run(60, 40))  # one short of the patience: ASHA stopped it
-    assert not tune._ended_by_itself(run(10, 9))  # ASHA's first rung
-    assert tune._ended_by_itself({"config": {**cfg, "variant": "most_pop"}, "epochs_run": 0, "best_epoch": 0})
-
-
 def test_overrides_may_not_set_what_the_sweep_or_the_space_sets(tmp_path):
     base = ["--dataset", "synth-tiny", "--space", "smoke", "--results", str(tmp_path)]
     with pytest.raises(ConfigError, match="override tau=...: tau is searched by the space smoke"):
-        tune.main([*base, "tau=0.3"])
+        tune_cmd.main([*base, "tau=0.3"])
     with pytest.raises(ConfigError, match="override seed=...: seed is a flag of the sweep"):
-        tune.main([*base, "seed=3"])
+        tune_cmd.main([*base, "seed=3"])
     with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
-        tune.main([*base, "learning_rate=0.1"])
+        tune_cmd.main([*base, "learning_rate=0.1"])
     with pytest.raises(ConfigError, match="override: lr = -1 is not allowed"):
-        tune.main([*base, "lr=-1"])
+        tune_cmd.main([*base, "lr=-1"])
     with pytest.raises(ConfigError, match="--workers-per-trial 0"):
-        tune.main([*base, "--workers-per-trial", "0"])
+        tune_cmd.main([*base, "--workers-per-trial", "0"])
 
 
 def test_failed_trials_are_recorded_not_lost(local_ray, tmp_path):
@@ -168,7 +160,7 @@ def test_failed_trials_are_recorded_not_lost(local_ray, tmp_path):
     args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "2", "--seeds", "1", "--results", str(out),
             "--storage", str(tmp_path / "tune"), "--leaderboard", "none", "device=cuda"]
     with pytest.raises(MentorRayError, match="search on synth-tiny: no trial finished an epoch"):
-        tune.main(args)
+        tune_cmd.main(args)
     table = results.read_results(out).to_pandas()
     assert len(table) == table.run_id.nunique() >= 1 and set(table.status) == {"failed"}
     assert table.error.str.contains("no CUDA device").all() and table.value.isna().all()
@@ -182,7 +174,7 @@ def test_two_datasets_are_swept_at_once(local_ray, tmp_path, capsys):
     args = ["--dataset", "synth-tiny,toy", "--data-root", str(tmp_path / "data"), "--space", "smoke",
             "--num-samples", "2", "--seeds", "1", "--results", str(out), "--storage", str(tmp_path / "tune"),
             "--grace-period", "2"]
-    assert tune.main(args) == 0
+    assert tune_cmd.main(args) == 0
     runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
     assert set(runs.dataset) == {"synth-tiny", "toy"}
     assert set(zip(runs.dataset, runs.role)) == {(d, r) for d in ("synth-tiny", "toy") for r in ("search", "final")}
@@ -197,7 +189,7 @@ def test_ddp_trials_run_through_ray_train(local_ray, tmp_path):
     args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "2", "--seeds", "1", "--results", str(out),
             "--storage", str(tmp_path / "tune"), "--grace-period", "2", "--workers-per-trial", "2",
             "--cpus-per-trial", "1", "--leaderboard", "none"]
-    assert tune.main(args) == 0
+    assert tune_cmd.main(args) == 0
     runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
     assert set(runs.role) == {"search", "final"} and set(runs.world_size) == {2}
     assert set(runs.status) == {"completed"} and all(len(c) == 4 for c in runs.valid_curve)  # smoke: 4 epochs
@@ -213,7 +205,7 @@ def test_a_searched_knn_k_gives_each_trial_graphs_of_its_own_k(local_ray, tmp_pa
     out = tmp_path / "r"
     args = ["--dataset", "synth-tiny", "--space", str(space), "--num-samples", "2", "--seeds", "1",
             "--results", str(out), "--storage", str(tmp_path / "tune"), "--leaderboard", "none"]
-    assert tune.main(args) == 0
+    assert tune_cmd.main(args) == 0
     runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
     assert set(runs.status) == {"completed"}
     ks = sorted(json.loads(c)["knn_k"] for c in runs[runs.role == "search"].config_json)

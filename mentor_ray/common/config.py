@@ -17,9 +17,9 @@ from typing import Any, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mentor_ray.errors import ConfigError, pydantic_message
+from mentor_ray.common.errors import ConfigError
 
-PRESET_DIR = Path(__file__).parent / "presets"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 
 Variant = Literal[
     "mentor", "mentor_f", "mentor_g", "mentor_fg", "mentor_base", "mentor_l1", "mentor_l2",

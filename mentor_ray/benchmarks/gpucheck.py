@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WHEELS = REPO / ".whl"
 RTOL = 1e-4  # loss terms and gradients, device against CPU
 METRIC_ATOL = 1e-6  # evaluation metrics: equal up to float summation order
@@ -146,7 +146,8 @@ class RandomTape:
         """The model's noise and the losses' dropout draw from this tape inside the block."""
         import torch.nn.functional as F
 
-        from mentor_ray import losses, model
+        from mentor_ray.model import losses
+        from mentor_ray.model import mentor as model
 
         tape = self
 
@@ -163,7 +164,7 @@ class RandomTape:
 
 
 def _config(variant: str, scope: str | None, device: str, dataset: str, data_root: str | None, **extra):
-    from mentor_ray.config import make_config
+    from mentor_ray.common.config import make_config
 
     # the config names a device type; the trainer gets the torch.device itself (cuda:N)
     overrides = [f"device={device.split(':')[0]}", *(f"{k}={v}" for k, v in extra.items())]
@@ -178,7 +179,7 @@ def _label(variant: str, scope: str | None) -> str:
 
 def _one_step(trainer, part, tape: RandomTape) -> tuple[dict[str, float], dict[str, Any]]:
     """Loss terms and parameter gradients (float64 on the CPU) of one batch, randomness from ``tape``."""
-    from mentor_ray.model import Batch
+    from mentor_ray.model.mentor import Batch
 
     trainer.model.train()
     trainer.optimizer.zero_grad(set_to_none=True)
@@ -196,9 +197,9 @@ def _rel(a: float, b: float) -> float:
 
 def check_agreement(device: str, dataset: str = "synth-tiny") -> list[dict[str, Any]]:
     """(a): one batch's loss terms and gradients, and the evaluation, on ``device`` against the CPU."""
-    from mentor_ray.data import load_dataset
-    from mentor_ray.graphs import build_graphs
-    from mentor_ray.train import Trainer
+    from mentor_ray.datasets.dataset import load_dataset
+    from mentor_ray.datasets.graphs import build_graphs
+    from mentor_ray.training.trainer import Trainer
 
     ds = load_dataset(dataset)
     rows = []
@@ -252,7 +253,7 @@ def check_agreement(device: str, dataset: str = "synth-tiny") -> list[dict[str, 
 
 
 def _peak_memory(device) -> dict[str, float | None]:
-    from mentor_ray.train import peak_memory_mb
+    from mentor_ray.training.trainer import peak_memory_mb
 
     if device.type == "cuda":
         return {"peak_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20,
@@ -267,9 +268,9 @@ def _sync(device) -> None:
 
 def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: int, warmup: int) -> list[dict]:
     """(b): median seconds per training epoch after ``warmup`` epochs, evaluation seconds, peak memory."""
-    from mentor_ray.data import load_dataset
-    from mentor_ray.graphs import build_graphs
-    from mentor_ray.train import Trainer
+    from mentor_ray.datasets.dataset import load_dataset
+    from mentor_ray.datasets.graphs import build_graphs
+    from mentor_ray.training.trainer import Trainer
 
     rows = []
     dev = torch.device(device)
@@ -327,9 +328,9 @@ def check_ddp(device: str, dataset: str = "synth-tiny") -> dict[str, Any]:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from mentor_ray.data import load_dataset
-    from mentor_ray.graphs import build_graphs
-    from mentor_ray.train import Trainer
+    from mentor_ray.datasets.dataset import load_dataset
+    from mentor_ray.datasets.graphs import build_graphs
+    from mentor_ray.training.trainer import Trainer
 
     dev = torch.device(device)
     backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -439,7 +440,7 @@ def markdown(report: dict[str, Any]) -> str:
 def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, epochs: int, warmup: int,
               command: str, write: Path | None = None) -> int:
     """All three parts; writes ``gpu_check.md`` and ``gpu_check.json`` into ``out``; 0 if (a) and (c) hold."""
-    from mentor_ray.errors import ConfigError
+    from mentor_ray.common.errors import ConfigError
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False); "
@@ -460,14 +461,14 @@ def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, 
     report = {"command": command, "environment": environment(device), "epochs": epochs, "warmup": warmup,
               "agreement": agreement, "timings": timings, "ddp": ddp, "wall_seconds": time.perf_counter() - t0}
     report["ok"] = all(r["ok"] for r in agreement) and ddp["ok"]
-    from mentor_ray.cache import write_json_atomic
+    from mentor_ray.common.io import write_json_atomic
 
     write_json_atomic(out / "gpu_check.json", report)
     md = markdown(report)
     (out / "gpu_check.md").write_text(md)
     print(md)
     if write is not None:
-        from mentor_ray.bench import upsert_block
+        from mentor_ray.benchmarks.bench import upsert_block
 
         upsert_block(write, f"gpu:{device.split(':')[0]}", md.rstrip("\n"))
         log(f"written to {write}")

@@ -27,14 +27,14 @@ Shapes: ``N = n_users + n_items`` nodes, users first; ``d = embedding_dim``; ``M
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mentor_ray import losses
-from mentor_ray.config import TrainConfig
+from mentor_ray.model import losses
+from mentor_ray.common.config import TrainConfig
 
 
 @dataclass
@@ -263,8 +263,7 @@ class Mentor(Recommender):
         return torch.cat([self.fusion, 1.0 - self.fusion.sum().reshape(1)])
 
     def forward(self, perturb: bool = False) -> Reps:
-        d, n_mod = self.cfg.embedding_dim, len(self.modalities)
-        n = self.n_users + self.n_items
+        d = self.cfg.embedding_dim
         items0 = torch.cat([self.item_id] + [self.proj[m](getattr(self, f"feat_{m}")) for m in self.modalities], 1)
         raw0 = torch.cat([self.user_emb, items0])  # (N, d (1 + M)): [ID | m_1 | ... | m_M]
         x = block_normalize(raw0, d) if self.cfg.normalize_input else raw0  # (N, d (1 + M))

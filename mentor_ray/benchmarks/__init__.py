@@ -1,0 +1,1 @@
+"""Benchmarks written to ``docs/benchmarks.md``, and the one-call GPU check."""

@@ -1,0 +1,349 @@
+"""Benchmarks, written to ``docs/benchmarks.md`` with the command, the machine and the date.
+
+Each measurement runs in a fresh subprocess, so its peak RSS is its own (not this driver's) and
+a cold start is really cold. Results replace the block of the same benchmark in the Markdown file
+(between ``<!-- bench:ID -->`` markers) or are appended, so re-running updates rather than piles up.
+
+Commands::
+
+    python -m mentor_ray.bench graphs --dataset synth-clothing --write docs/benchmarks.md
+    python -m mentor_ray.bench graphs --dataset tiktok --data-root ../shared/datasets
+    python -m mentor_ray.bench train --dataset tiktok --data-root ../shared/datasets --variant mentor \
+        --epochs 3 --write docs/benchmarks.md infonce_scope=batch
+    python -m mentor_ray.bench ray --dataset tiktok --data-root ../shared/datasets --workers 1,2 \
+        --cpus 2 --epochs 3 --write docs/benchmarks.md infonce_scope=batch
+    python -m mentor_ray.bench tune --dataset synth-small --trials 6 --workers-per-trial 1,2 \
+        --write docs/benchmarks.md
+    python -m mentor_ray.bench gpu --out gpu-check/ [--tiktok ../shared/datasets]   # mentor_ray/gpucheck.py
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib import metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mentor_ray.common.errors import MentorRayError
+
+
+def machine() -> str:
+    """One line describing this machine and the key library versions."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    try:
+        dgl = f"dgl {metadata.version('dgl')}"
+    except metadata.PackageNotFoundError:
+        dgl = "no DGL (built-in graph builder)"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {gpu}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {dgl}"
+    )
+
+
+def _run_module(args: list[str], what: str) -> tuple[str, float]:
+    """Run ``python -m <args>`` in a fresh process; (its stdout, wall seconds). A failure raises with
+    ``what`` and the last line of its stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MentorRayError(f"{what} failed: {tail}")
+    return proc.stdout, wall
+
+
+def _run_json(args: list[str]) -> tuple[dict, float]:
+    """Run ``python -m <args>`` expecting one JSON line on stdout; (parsed, wall seconds)."""
+    out, wall = _run_module(args, f"benchmark step 'python -m {' '.join(args)}'")
+    return json.loads(out.strip().splitlines()[-1]), wall
+
+
+def bench_graphs(dataset: str, data_root: Path | None, k: int, knn_norm: str, builder: str = "auto") -> dict:
+    common = ["mentor_ray.graphs", "build", "--dataset", dataset, "--k", str(k), "--knn-norm", knn_norm, "--json",
+              "--builder", builder]
+    if data_root is not None:
+        common += ["--data-root", str(data_root)]
+    print(f"[bench] preparing {dataset} (generation / parse cache, not timed)", file=sys.stderr)
+    _run_json(common)  # make sure the dataset exists and its parse is cached
+    print(f"[bench] cold graph build of {dataset} (k={k}, {knn_norm})", file=sys.stderr)
+    cold, cold_wall = _run_json(common + ["--no-cache"])
+    print(f"[bench] second call (cache hit) of {dataset}", file=sys.stderr)
+    warm, warm_wall = _run_json(common)
+    if not warm["from_cache"]:
+        raise MentorRayError("benchmark: the second graph build was not a cache hit")
+    return {"cold": cold, "cold_wall": cold_wall, "warm": warm, "warm_wall": warm_wall}
+
+
+def graphs_markdown(res: dict, command: str, dataset: str, k: int, knn_norm: str) -> str:
+    cold, warm = res["cold"], res["warm"]
+    parts = ", ".join(f"{name} {sec:.1f}s" for name, sec in cold.get("build_seconds", {}).items())
+    edges = ", ".join(f"{m} {n:,}" for m, n in cold["item_edges"].items())
+    return "\n".join(
+        [
+            f"### Graph build: {dataset} (k={k}, knn_norm={knn_norm}, {cold.get('builder', 'dgl')} builder)",
+            "",
+            f"- Command: `{command}`",
+            f"- Machine: {machine()}",
+            f"- Date: {dt.date.today().isoformat()}",
+            f"- Graphs: user-item {cold['ui_edges']:,} directed edges; kNN {edges}",
+            "",
+            "| call | graph stage (s) | process wall (s) | peak RSS (MB) |",
+            "|---|---:|---:|---:|",
+            f"| first (built by {cold.get('builder', 'dgl')}; {parts}) | {cold['graph_seconds']:.2f} | {res['cold_wall']:.1f} "
+            f"| {cold['peak_rss_mb']:,.0f} |",
+            f"| second (cache hit) | {warm['graph_seconds']:.3f} | {res['warm_wall']:.1f} | {warm['peak_rss_mb']:,.0f} |",
+            "",
+            "Process wall time includes Python start-up, imports and loading the dataset "
+            f"({cold['load_seconds']:.1f}s from the Parquet cache and .npy files).",
+        ]
+    )
+
+
+def bench_train(dataset: str, data_root: Path | None, variant: str, epochs: int, overrides: list[str]) -> dict:
+    """Graph build (cold, own process) and ``epochs`` training epochs (own process) of one setting."""
+    import tempfile
+
+    graphs_args = ["mentor_ray.graphs", "build", "--dataset", dataset, "--json", "--no-cache"]
+    train_args = ["mentor_ray.train", "--dataset", dataset, "--variant", variant, "--max-epochs", str(epochs)]
+    if data_root is not None:
+        graphs_args += ["--data-root", str(data_root)]
+        train_args += ["--data-root", str(data_root)]
+    for o in overrides:  # the graph build must use the same k and normalisation as training
+        key, _, value = o.partition("=")
+        if key == "knn_k":
+            graphs_args += ["--k", value]
+        elif key == "knn_norm":
+            graphs_args += ["--knn-norm", value]
+    print(f"[bench] cold graph build of {dataset}", file=sys.stderr)
+    graphs, _ = _run_json(graphs_args)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "summary.json"
+        print(f"[bench] {epochs} epochs of {variant} on {dataset} {' '.join(overrides)}", file=sys.stderr)
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", *train_args, "--summary", str(out), f"patience={epochs + 1}", *overrides],
+            capture_output=True, text=True,
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise MentorRayError(f"benchmark training run failed: {tail}")
+        summary = json.loads(out.read_text())
+    return {"graphs": graphs, "summary": summary, "wall": wall}
+
+
+def train_markdown(res: dict, command: str, dataset: str, variant: str, overrides: list[str]) -> str:
+    s, g = res["summary"], res["graphs"]
+    gpu = f"{s['peak_gpu_mb']:,.0f}" if s.get("peak_gpu_mb") else "-"
+    settings = " ".join(overrides) or "paper defaults"
+    return "\n".join(
+        [
+            f"### Training: {dataset} / {variant} ({settings})",
+            "",
+            f"- Command: `{command}`",
+            f"- Machine: {machine()}",
+            f"- Date: {dt.date.today().isoformat()}; device {s['device']}",
+            "",
+            "| graph build (s) | s / epoch (median after the first) | eval (s, one split) | peak RSS (MB) "
+            "| peak GPU (MB) | epochs | valid R@20 after them |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {g['graph_seconds']:.1f} | {s['seconds_per_epoch']:.2f} | {s['eval_seconds']:.2f} "
+            f"| {s['peak_rss_mb']:,.0f} | {gpu} | {s['epochs_run']} | {s['valid']['recall@20']:.4f} |",
+        ]
+    )
+
+
+def gradient_bytes(dataset: str, data_root: Path | None, variant: str, overrides: list[str]) -> tuple[int, int]:
+    """(trainable parameters, bytes DDP all-reduces per step): every parameter gets a dense gradient,
+    since MENTOR and LightGCN propagate over the whole graph in every step."""
+    from mentor_ray.common.config import make_config
+    from mentor_ray.datasets.dataset import load_dataset
+    from mentor_ray.model.mentor import build_model
+
+    cfg = make_config(flags={"dataset": dataset, "data_root": str(data_root) if data_root else None, "variant": variant},
+                      overrides=overrides)
+    model = build_model(cfg, load_dataset(cfg.dataset, cfg.data_root))
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return n, 4 * n
+
+
+def _allreduce_worker(rank: int, world: int, init_file: str, numel: int, reps: int, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    buf = torch.ones(numel)
+    times = []
+    for _ in range(reps + 1):
+        dist.barrier()
+        t0 = time.perf_counter()
+        dist.all_reduce(buf)
+        times.append(time.perf_counter() - t0)
+    if rank == 0:
+        Path(out).write_text(json.dumps(times[1:]))
+    dist.barrier()
+    os._exit(0)  # skip process-group teardown (torch 2.2 gloo can deadlock in it at exit)
+
+
+def allreduce_seconds(numel: int, world: int = 2, reps: int = 10) -> float:
+    """Median seconds of one gloo all-reduce of ``numel`` float32 between ``world`` local processes."""
+    import statistics
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "times.json")
+        mp.spawn(_allreduce_worker, args=(world, os.path.join(d, "pg"), numel, reps, out), nprocs=world, join=True)
+        return statistics.median(json.loads(Path(out).read_text()))
+
+
+def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, workers: list[int], cpus: int,
+              overrides: list[str]) -> dict:
+    """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers."""
+    import tempfile
+
+    runs = []
+    for n in workers:
+        args = ["mentor_ray.train", "--dataset", dataset, "--variant", variant, "--max-epochs", str(epochs),
+                "--workers", str(n), "--cpus-per-worker", f"{cpus / n:g}"]
+        if data_root is not None:
+            args += ["--data-root", str(data_root)]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "summary.json"
+            print(f"[bench] Ray Train: {n} worker(s) x {cpus / n:g} CPU, {epochs} epochs of {variant} on {dataset}",
+                  file=sys.stderr)
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "-m", *args, "--storage", str(Path(tmp) / "runs"), "--summary", str(out),
+                 f"patience={epochs + 1}", *overrides],
+                capture_output=True, text=True,
+            )
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise MentorRayError(f"benchmark Ray Train run ({n} workers) failed: {tail}")
+            runs.append({"workers": n, "summary": json.loads(out.read_text()), "wall": wall})
+    params, grad_bytes = gradient_bytes(dataset, data_root, variant, overrides)
+    print(f"[bench] gloo all-reduce of {grad_bytes / 2**20:.1f} MiB between 2 local processes", file=sys.stderr)
+    return {"runs": runs, "params": params, "grad_bytes": grad_bytes, "allreduce_s": allreduce_seconds(params)}
+
+
+def ray_markdown(res: dict, command: str, dataset: str, variant: str, cpus: int, overrides: list[str]) -> str:
+    from mentor_ray.datasets.dataset import load_dataset
+
+    first = res["runs"][0]["summary"]
+    cfg = first["config"]
+    n_train = len(load_dataset(cfg["dataset"], cfg["data_root"]).train)
+    steps = -(-n_train // cfg["batch_size"])
+    rows = []
+    for r in res["runs"]:
+        s = r["summary"]
+        step_ms = 1000 * s["seconds_per_epoch"] / steps
+        rows.append(f"| {r['workers']} | {cpus / r['workers']:g} | {s['seconds_per_epoch']:.2f} | {step_ms:.0f} "
+                    f"| {s['eval_seconds']:.2f} | {r['wall']:.0f} | {s['epochs_run']} | {s['valid']['recall@20']:.4f} |")
+    return "\n".join(
+        [
+            f"### Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpus} CPUs",
+            "",
+            f"- Command: `{command}`",
+            f"- Machine: {machine()}",
+            f"- Date: {dt.date.today().isoformat()}; {steps} steps per epoch (global batch {cfg['batch_size']}); "
+            f"gloo on CPU",
+            f"- Per step, DDP all-reduces the dense gradient of {res['params']:,} parameters = "
+            f"{res['grad_bytes'] / 2**20:.1f} MiB; one gloo all-reduce of that size between 2 local processes "
+            f"takes {1000 * res['allreduce_s']:.1f} ms here.",
+            "",
+            "| workers | CPUs each | s / epoch (median after the first) | ms / step | eval (s) | process wall (s, "
+            "incl. Ray start) | epochs | valid R@20 |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+
+
+def bench_tune(dataset: str, data_root: Path | None, trials: int, epochs: int, workers: list[int],
+               overrides: list[str]) -> dict:
+    """Per-trial start-up cost of a sweep: ``trials`` runs of ``epochs`` epochs, one at a time, through
+    ``python -m mentor_ray.tune`` (its final phase: a space that searches nothing, ``trials`` seeds).
+
+    A run's own time (``wall_seconds``: trainer construction, epochs, evaluations) starts at its
+    ``started_at``; the gap from one run's end to the next run's start is what Tune and Ray add per trial
+    (scheduling, actor start or reuse, fetching the inputs; a Ray Train worker group for DDP trials).
+    """
+    import statistics
+    import tempfile
+
+    from mentor_ray.report import results
+
+    out = []
+    for w in workers:
+        with tempfile.TemporaryDirectory() as tmp:
+            space = Path(tmp) / "bench.yaml"
+            space.write_text("name: bench\ndescription: per-trial overhead\nfixed: {}\n")
+            args = ["mentor_ray.tune", "--dataset", dataset, "--space", str(space), "--seeds", str(trials),
+                    "--max-epochs", str(epochs), "--max-concurrent", "1", "--workers-per-trial", str(w),
+                    "--cpus-per-trial", "1" if w > 1 else "2", "--results", f"{tmp}/r", "--storage", f"{tmp}/s",
+                    "--leaderboard", "none", f"patience={epochs + 1}", *overrides]
+            if data_root is not None:
+                args[3:3] = ["--data-root", str(data_root)]
+            print(f"[bench] Tune: {trials} trials of {epochs} epoch(s), {w} worker(s) per trial, on {dataset}",
+                  file=sys.stderr)
+            t0 = time.time()
+            _, wall = _run_module(args, f"benchmark sweep ({w} workers per trial)")
+            runs = results.read_results(f"{tmp}/r").to_pandas().drop_duplicates("run_id").sort_values("started_at")
+        starts = [t.timestamp() for t in runs.started_at]
+        ends = [s + d for s, d in zip(starts, runs.wall_seconds)]
+        gaps = [b - a for a, b in zip(ends[:-1], starts[1:])]
+        out.append({"workers": w, "trials": len(runs), "wall": wall, "first": starts[0] - t0,
+                    "gap": statistics.median(gaps) if gaps else float("nan"),
+                    "run": statistics.median(runs.wall_seconds), "epoch": statistics.median(runs.seconds_per_epoch)})
+    return {"rows": out, "epochs": epochs}
+
+
+def tune_markdown(res: dict, command: str, dataset: str) -> str:
+    rows = [f"| {r['workers']} | {r['trials']} | {r['first']:.1f} | {r['gap']:.1f} | {r['run']:.1f} | {r['epoch']:.2f} "
+            f"| {r['wall']:.0f} |" for r in res["rows"]]
+    return "\n".join([
+        f"### Sweep start-up per trial: {dataset}",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine()}",
+        f"- Date: {dt.date.today().isoformat()}; trials one at a time, {res['epochs']} epoch(s) each",
+        "",
+        "| workers per trial | trials | first trial starts after (s, incl. Ray start, data, graphs) "
+        "| start-up per further trial (s, median) | run (s, median) | s / epoch | sweep wall (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ])
+
+
+def upsert_block(path: Path, block_id: str, body: str) -> None:
+    """Replace the block ``block_id`` in the Markdown file ``path``, or append it."""
+    start, end = f"<!-- bench:{block_id} -->", f"<!-- /bench:{block_id} -->"
+    block = f"{start}\n{body}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

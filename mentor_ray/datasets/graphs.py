@@ -1,0 +1,378 @@
+"""The graph stage: the graphs are built once per (dataset, k, options); the model gets torch CSR.
+
+Two kinds of graph (paper Eq. 1-2 and 4-6):
+
+- **User-item graph.** A ``dgl.heterograph`` with relations ``user -interacts-> item`` and
+  ``item -interacted_by-> user`` over the training interactions. The model receives its
+  symmetrically normalised adjacency over the ``n_users + n_items`` nodes (users first)::
+
+      A[u, n_users + i] = A[n_users + i, u] = 1 / sqrt(|N_u| |N_i|)        (Eq. 1-2)
+
+  so that one ``A @ E`` is one layer of Eq. 1 and Eq. 2 together. Nodes without training
+  interactions have an empty row (their embedding does not propagate; no division by zero).
+
+- **Item-item kNN graph, one per modality.** Cosine similarity of the raw features (Eq. 4),
+  the top-k per item (Eq. 5; the item itself is its own nearest neighbour and counts as one of the k,
+  as in Eq. 5 read literally and in the authors' code), built as a DGL graph with an edge from each
+  neighbour ``j`` to item ``i``. Ties are broken by the lower item index, so the graph is exactly
+  reproducible. Normalisation (``knn_norm``):
+
+  * ``row`` (default): ``A[i, j] = 1 / k``, a mean over the neighbours. This is what the authors'
+    ``compute_normalized_laplacian`` computes: it scales by row sums on both sides, and every row
+    sum of a kNN graph is k.
+  * ``sym``: ``A[i, j] = 1 / sqrt(deg_in(i) deg_out(j))``, the symmetric normalisation of the
+    directed kNN graph (DGL's ``EdgeWeightNorm(norm='both')``): it damps hub items.
+  * ``none``: the binary matrix of Eq. 5 (Eq. 6 as written; embeddings grow by ~k per layer).
+
+  The similarity top-k runs in row chunks, so memory is O(chunk x n_items), never n_items^2.
+  Graphs are frozen (FREEDOM): built once and never updated in training.
+
+Two builders make them (``builder``):
+
+* ``dgl``: a ``dgl.heterograph`` and ``dgl.graph`` per modality, normalised by DGL (its degrees and
+  ``EdgeWeightNorm``). The pinned install profile has DGL 2.1.0, which loads only with torch
+  2.0-2.2.1.
+* ``torch``: the same adjacencies from ``torch.bincount`` degrees, for installs without a DGL that
+  loads (the current profile, a GPU node with a newer torch).
+
+``auto`` (the default) takes DGL where it imports and the built-in builder otherwise. Both share the
+neighbour search (:func:`knn_neighbours`), so the neighbours and their tie order are the same; the
+CSR structure is identical and every weight equal to 1e-7 (``tests/test_graph_builders.py`` builds
+both ways on the synthetic presets and on TikTok at k 10, 40 and 80 with every ``knn_norm``). That
+proof is why a cached graph is shared between them: the cache key does not name the builder, the
+file records which one made it.
+
+Built graphs are cached in ``<cache>/graphs/<key>.npz``; the key hashes the dataset content hash,
+``k``, ``knn_norm`` and the format version, so a second build is a file read, and a third within the
+same process a dictionary look-up. DGL is only imported here: training sees torch tensors only.
+
+Command::
+
+    python -m mentor_ray.graphs build --dataset synth-small [--data-root DIR] [--k 40] [--knn-norm row] \
+        [--builder auto|dgl|torch]
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from mentor_ray.common import io as cache
+from mentor_ray.datasets.dataset import Dataset
+from mentor_ray.common.errors import ConfigError
+
+log = logging.getLogger("mentor_ray.graphs")
+
+GRAPH_VERSION = 2  # bump when graph construction changes; old cache files are then ignored
+KnnNorm = Literal["row", "sym", "none"]
+KNN_NORMS: tuple[str, ...] = ("row", "sym", "none")
+BUILDERS: tuple[str, ...] = ("auto", "dgl", "torch")
+
+_MEMO: dict[str, "Graphs"] = {}  # in-process cache: trials and epochs in one process share graphs
+
+
+@dataclass
+class Graphs:
+    """What the model needs: frozen sparse CSR adjacencies (no grad), plus provenance."""
+
+    ui_adj: torch.Tensor  # (n_users + n_items, n_users + n_items) CSR, Eq. 1-2 normalisation
+    item_adj: dict[str, torch.Tensor]  # modality -> (n_items, n_items) CSR kNN graph (Eq. 5-6)
+    key: str
+    k: int
+    knn_norm: str
+    from_cache: bool = False
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    builder: str = "dgl"  # which builder made them ("dgl" or "torch"); cache files from before it: DGL
+
+    def describe(self) -> str:
+        """``built by dgl`` or ``cache hit (built by torch)``: the provenance for logs."""
+        return f"cache hit (built by {self.builder})" if self.from_cache else f"built by {self.builder}"
+
+    def summary(self) -> dict:
+        out = {
+            "key": self.key[:16],
+            "k": self.k,
+            "knn_norm": self.knn_norm,
+            "from_cache": self.from_cache,
+            "builder": self.builder,
+            "ui_edges": int(self.ui_adj.values().numel()),
+            "item_edges": {m: int(a.values().numel()) for m, a in self.item_adj.items()},
+        }
+        if self.build_seconds:
+            out["build_seconds"] = {k: round(v, 3) for k, v in self.build_seconds.items()}
+        return out
+
+
+# --------------------------------------------------------------------------- builders
+
+
+@functools.cache
+def dgl_status() -> str | None:
+    """None when DGL imports with this torch, else why not (one line). Asked once per process."""
+    try:
+        import dgl  # noqa: F401
+    except Exception as exc:  # ImportError, or DGL's own errors when its C libraries do not match torch
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"{type(exc).__name__}: {first[:200]}"
+    return None
+
+
+def resolve_builder(builder: str) -> str:
+    """``dgl`` or ``torch`` for a requested builder; ``auto`` is DGL where it loads."""
+    if builder not in BUILDERS:
+        raise ConfigError(f"graph builder = {builder!r}; allowed: {', '.join(BUILDERS)}")
+    if builder == "torch":
+        return "torch"
+    reason = dgl_status()
+    if reason is None:
+        return "dgl"
+    if builder == "dgl":
+        raise ConfigError(f"graph builder = 'dgl' but DGL does not load here ({reason}); install the pinned "
+                          "profile (MENTOR_RAY_PROFILE=pinned bash scripts/setup.sh) or use --builder torch")
+    log.debug("DGL unavailable (%s); using the built-in graph builder", reason)
+    return "torch"
+
+
+# --------------------------------------------------------------------------- user-item graph
+
+
+def user_item_graph(ds: Dataset):
+    """The DGL heterograph of the training interactions, both directions."""
+    import dgl
+
+    u = torch.from_numpy(ds.train.users)
+    i = torch.from_numpy(ds.train.items)
+    return dgl.heterograph(
+        {("user", "interacts", "item"): (u, i), ("item", "interacted_by", "user"): (i, u)},
+        num_nodes_dict={"user": ds.n_users, "item": ds.n_items},
+    )
+
+
+def normalized_ui_adjacency(hg) -> torch.Tensor:
+    """Symmetric 1/sqrt(|N_u||N_i|) adjacency over users then items, as torch CSR (Eq. 1-2)."""
+    n_users, n_items = hg.num_nodes("user"), hg.num_nodes("item")
+    u, i = hg.edges(etype="interacts")
+    deg_u = hg.out_degrees(etype="interacts").double()  # |N_u|
+    deg_i = hg.in_degrees(etype="interacts").double()  # |N_i|
+    w = (deg_u[u] * deg_i[i]).rsqrt().float()
+    rows = torch.cat([u, i + n_users])
+    cols = torch.cat([i + n_users, u])
+    n = n_users + n_items
+    return _csr(rows, cols, torch.cat([w, w]), (n, n))
+
+
+def normalized_ui_adjacency_torch(ds: Dataset) -> torch.Tensor:
+    """:func:`normalized_ui_adjacency` without DGL: degrees by ``bincount`` over the same edge list."""
+    u = torch.from_numpy(ds.train.users).long()
+    i = torch.from_numpy(ds.train.items).long()
+    deg_u = torch.bincount(u, minlength=ds.n_users).double()
+    deg_i = torch.bincount(i, minlength=ds.n_items).double()
+    w = (deg_u[u] * deg_i[i]).rsqrt().float()
+    n = ds.n_users + ds.n_items
+    return _csr(torch.cat([u, i + ds.n_users]), torch.cat([i + ds.n_users, u]), torch.cat([w, w]), (n, n))
+
+
+# --------------------------------------------------------------------------- item kNN graphs
+
+
+def knn_neighbours(features: torch.Tensor, k: int, chunk: int | None = None) -> torch.Tensor:
+    """(n_items, k) indices of each item's top-k cosine neighbours (itself included; Eq. 4-5).
+
+    Row-chunked: holds at most ``chunk x n_items`` similarities. Ties at the k-th value go to the
+    lower item index, so the result does not depend on the top-k kernel's tie order.
+    """
+    n = features.shape[0]
+    x = features.float()
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    chunk = chunk or max(1, min(n, (1 << 25) // max(n, 1)))  # ~128 MB of float32 similarities
+    out = torch.empty((n, k), dtype=torch.long)
+    for s in range(0, n, chunk):
+        sim = x[s : s + chunk] @ x.T  # (chunk, n)
+        if k == n:
+            out[s : s + chunk] = torch.arange(n)
+            continue
+        vals, idx = sim.topk(k + 1, dim=1)  # one spare: a tie at the boundary shows as vals[k] == vals[k-1]
+        out[s : s + chunk] = idx[:, :k].sort(dim=1).values
+        tie_rows = (vals[:, k] == vals[:, k - 1]).nonzero().view(-1)
+        if tie_rows.numel():  # rare (duplicate feature rows): pick tied entries by lowest index
+            out[s + tie_rows] = _take_with_ties(sim[tie_rows], vals[tie_rows, k - 1 : k], k)
+    return out
+
+
+def _take_with_ties(sim: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row: every entry above ``kth``, then entries equal to it by ascending index, k in all."""
+    above = sim > kth
+    tied = sim == kth
+    need = k - above.sum(dim=1, keepdim=True)
+    take = above | (tied & (tied.cumsum(dim=1, dtype=torch.int32) <= need))
+    return take.nonzero()[:, 1].view(-1, k)  # row-major order: ascending index per row
+
+
+def knn_graph(features: torch.Tensor, k: int):
+    """The DGL graph of :func:`knn_edges`."""
+    import dgl
+
+    return dgl.graph(knn_edges(features, k), num_nodes=features.shape[0])
+
+
+def normalized_knn_adjacency(g, norm: str) -> torch.Tensor:
+    """``A[i, j]`` for edge j -> i, normalised as documented in the module docstring; torch CSR."""
+    import dgl
+
+    src, dst = g.edges()
+    ones = torch.ones(g.num_edges())
+    if norm == "row":
+        w = dgl.nn.EdgeWeightNorm(norm="right")(g, ones)  # 1 / in_degree(i) = 1 / k
+    elif norm == "sym":
+        w = dgl.nn.EdgeWeightNorm(norm="both")(g, ones)  # 1 / sqrt(out_degree(j) in_degree(i))
+    elif norm == "none":
+        w = ones
+    else:
+        raise ConfigError(f"knn_norm = {norm!r}; allowed: {', '.join(KNN_NORMS)}")
+    n = g.num_nodes()
+    return _csr(dst, src, w.float(), (n, n))
+
+
+def knn_edges(features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(src, dst) of the kNN graph: an edge from each of item i's top-k neighbours to i."""
+    n = features.shape[0]
+    return knn_neighbours(features, k).reshape(-1), torch.arange(n).repeat_interleave(k)
+
+
+def normalized_knn_adjacency_torch(src: torch.Tensor, dst: torch.Tensor, n: int, norm: str) -> torch.Tensor:
+    """:func:`normalized_knn_adjacency` without DGL, with DGL's arithmetic: float32 degrees, and for
+    ``sym`` the product ``out_deg(j)^-1/2 * in_deg(i)^-1/2`` (as ``EdgeWeightNorm(norm='both')``)."""
+    ones = torch.ones(src.numel())
+    in_deg = torch.zeros(n).index_add_(0, dst, ones)
+    if norm == "row":
+        w = ones / in_deg[dst]
+    elif norm == "sym":
+        out_deg = torch.zeros(n).index_add_(0, src, ones)
+        w = out_deg[src].pow(-0.5) * in_deg[dst].pow(-0.5)
+    elif norm == "none":
+        w = ones
+    else:
+        raise ConfigError(f"knn_norm = {norm!r}; allowed: {', '.join(KNN_NORMS)}")
+    return _csr(dst, src, w, (n, n))
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    # built here from valid indices: skip torch's invariant checks (and its warning that they are off)
+    coo = torch.sparse_coo_tensor(torch.stack([rows.long(), cols.long()]), values, size,
+                                  check_invariants=False).coalesce()
+    return coo.to_sparse_csr()
+
+
+# --------------------------------------------------------------------------- build + cache
+
+
+def graph_key(ds: Dataset, k: int, knn_norm: str) -> str:
+    return cache.sha256_json(
+        {"dataset": ds.content_hash, "k": k, "knn_norm": knn_norm, "modalities": ds.modalities, "v": GRAPH_VERSION}
+    )
+
+
+def build_graphs(ds: Dataset, k: int = 40, knn_norm: str = "row", use_cache: bool = True,
+                 builder: str = "auto") -> Graphs:
+    """All graphs of ``ds``: from the in-process memo, else the disk cache, else built by ``builder``
+    (``auto``: DGL where it loads, else the built-in torch builder)."""
+    if knn_norm not in KNN_NORMS:
+        raise ConfigError(f"knn_norm = {knn_norm!r}; allowed: {', '.join(KNN_NORMS)}")
+    if k < 1:
+        raise ConfigError(f"knn_k = {k}; must be a positive integer")
+    k_eff = min(k, ds.n_items)
+    if k_eff < k:
+        log.warning("%s: knn_k %d > %d items; using k = %d", ds.name, k, ds.n_items, k_eff)
+    key = graph_key(ds, k_eff, knn_norm)
+    if use_cache and key in _MEMO:
+        return _MEMO[key]
+    path = cache.cache_dir("graphs") / f"{key}.npz"
+    graphs = _load(path, key, k_eff, knn_norm) if use_cache else None
+    if graphs is None:
+        graphs = _build(ds, k_eff, knn_norm, key, resolve_builder(builder))
+        with cache.atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **to_arrays(graphs))
+        log.info("%s: graphs built by %s in %.1fs, cached at %s", ds.name, graphs.builder,
+                 sum(graphs.build_seconds.values()), path)
+    else:
+        log.info("%s: graph cache hit (%s, built by %s)", ds.name, path.name, graphs.builder)
+    _MEMO[key] = graphs
+    return graphs
+
+
+def _build(ds: Dataset, k: int, knn_norm: str, key: str, builder: str) -> Graphs:
+    """The graphs of ``ds`` from ``builder`` (``dgl`` or ``torch``, already resolved)."""
+    if builder == "dgl":
+        ui_adjacency = lambda: normalized_ui_adjacency(user_item_graph(ds))  # noqa: E731
+        knn_adjacency = lambda f: normalized_knn_adjacency(knn_graph(f, k), knn_norm)  # noqa: E731
+    else:
+        ui_adjacency = lambda: normalized_ui_adjacency_torch(ds)  # noqa: E731
+        knn_adjacency = lambda f: normalized_knn_adjacency_torch(*knn_edges(f, k), f.shape[0], knn_norm)  # noqa: E731
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ui = ui_adjacency()
+    seconds["user_item"] = time.perf_counter() - t0
+    item_adj = {}
+    for modality, feats in ds.features.items():
+        t0 = time.perf_counter()
+        item_adj[modality] = knn_adjacency(feats)
+        seconds[f"knn_{modality}"] = time.perf_counter() - t0
+        log.info("%s: %s kNN graph (k=%d, %s, %s builder) in %.1fs", ds.name, modality, k, knn_norm, builder,
+                 seconds[f"knn_{modality}"])
+    return Graphs(ui, item_adj, key, k, knn_norm, from_cache=False, build_seconds=seconds, builder=builder)
+
+
+def to_arrays(g: Graphs) -> dict[str, np.ndarray]:
+    """Plain numpy arrays of every graph (the cache file's content; also what crosses processes)."""
+    meta = {"modalities": list(g.item_adj), "key": g.key, "k": g.k, "knn_norm": g.knn_norm, "builder": g.builder}
+    out = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    for name, adj in {"ui": g.ui_adj, **{f"item.{m}": a for m, a in g.item_adj.items()}}.items():
+        out[f"{name}.crow"] = adj.crow_indices().numpy()
+        out[f"{name}.col"] = adj.col_indices().numpy()
+        out[f"{name}.val"] = adj.values().numpy()
+        out[f"{name}.shape"] = np.asarray(adj.shape, dtype=np.int64)
+    return out
+
+
+def from_arrays(z) -> Graphs:
+    """The inverse of :func:`to_arrays` (``z``: a dict or an open ``.npz``)."""
+    meta = json.loads(bytes(z["meta"]).decode())
+
+    def tensor(key: str) -> torch.Tensor:
+        # Arrays from Ray's object store are read-only views; the graphs are never written to, so they
+        # are shared without a copy (and torch's "not writable" warning is moot).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(np.asarray(z[key]))
+
+    def csr(name: str) -> torch.Tensor:
+        shape = tuple(int(s) for s in z[f"{name}.shape"])
+        # checked: these arrays come from a file or another process
+        return torch.sparse_csr_tensor(tensor(f"{name}.crow"), tensor(f"{name}.col"), tensor(f"{name}.val"),
+                                       size=shape, check_invariants=True)
+
+    item_adj = {m: csr(f"item.{m}") for m in meta["modalities"]}
+    return Graphs(csr("ui"), item_adj, meta["key"], meta["k"], meta["knn_norm"], from_cache=True,
+                  builder=meta.get("builder", "dgl"))
+
+
+def _load(path: Path, key: str, k: int, knn_norm: str) -> Graphs | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            g = from_arrays(z)
+        return g if (g.key, g.k, g.knn_norm) == (key, k, knn_norm) else None
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        log.warning("graph cache %s unreadable (%s); rebuilding", path, exc)
+        return None

@@ -1,0 +1,1 @@
+"""Results: the Parquet results store and the leaderboard built from it."""

@@ -1,0 +1,215 @@
+"""The results store: every finished trial and final run as rows of one Parquet dataset.
+
+One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, metric, K). A run's
+``status`` is ``completed`` (it ended by its own rule: early stopping or its epoch budget),
+``stopped_early`` (ASHA stopped it; its metrics are those of its best epoch so far) or ``failed``
+(it raised; a failed run with no finished epoch is one row whose split, metric, K and value are null,
+and ``error`` says why). ``valid_curve`` holds the run's validation Recall@20 per epoch (the same list
+on each of its rows); ``started_at`` and ``finished_at`` bound it in time. Each run
+is one file, ``<results>/<run_id>.parquet``, where ``run_id`` is deterministic (role, dataset,
+variant, config hash, seed; and for a search trial its sweep's space). Writing goes to a hidden
+temporary file that is then renamed over the target, so a kill never leaves a torn file (pyarrow
+ignores the hidden leftovers), and writing the same run again replaces its file: a resumed sweep never
+duplicates rows.
+
+    python -m mentor_ray.results show --results runs/results                 # a summary per dataset/role
+    python -m mentor_ray.results show --results runs/results --role final --dataset tiktok
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from mentor_ray.common.io import sha256_json
+from mentor_ray.common.errors import MentorRayError
+
+ROLES = ("search", "final", "ablation")
+METRICS = ("recall", "ndcg")
+KS = (5, 10, 20, 50)
+HPARAMS = ("dropout", "lambda_f", "lambda_g", "tau", "lambda_align")  # the paper's grid, as columns
+STATUSES = ("completed", "stopped_early", "failed")
+RUN_KEYS = ("dataset", "variant", "seed", "data_root", "max_epochs", "device", "eval_batch_size", "infonce_threads")
+
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("sweep", pa.string()),
+        ("dataset", pa.string()),
+        ("synthetic", pa.bool_()),
+        ("variant", pa.string()),
+        ("role", pa.string()),
+        ("config_hash", pa.string()),
+        *[(h, pa.float64()) for h in HPARAMS],
+        ("config_json", pa.string()),
+        ("seed", pa.int64()),
+        ("split", pa.string()),
+        ("metric", pa.string()),
+        ("k", pa.int32()),
+        ("value", pa.float64()),
+        ("best_epoch", pa.int32()),
+        ("epochs_run", pa.int32()),
+        ("seconds_per_epoch", pa.float64()),
+        ("peak_memory_mb", pa.float64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("valid_curve", pa.list_(pa.float64())),
+        ("wall_seconds", pa.float64()),
+        ("device", pa.string()),
+        ("world_size", pa.int32()),
+        ("code_version", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Hash of the settings that define a model (not dataset, variant, seed, epoch budget or devices)."""
+    return sha256_json({k: v for k, v in config.items() if k not in RUN_KEYS})[:12]
+
+
+def selection_key(valid_recall20: float, valid_ndcg20: float, best_epoch: int, chash: str) -> tuple:
+    """How a search's best point is chosen (``max`` of this key): validation only — Recall@20, then
+    NDCG@20, then the earlier best epoch, then the config hash, so that ties (common on small data)
+    are broken the same way whatever order the trials finished in. The sweep and the leaderboard share it."""
+    return (valid_recall20, valid_ndcg20, -best_epoch, chash)
+
+
+def run_id(role: str, dataset: str, variant: str, chash: str, seed: int, sweep: str = "") -> str:
+    """A search trial's id names its sweep (the space): the same point searched by two spaces is two
+    trials (one may be stopped early by ASHA, the other not), and neither may replace the other. A final
+    or ablation run is the same run whichever sweep asks for it (run to its own end, same result)."""
+    if role == "search":
+        return f"{role}-{_safe(dataset)}-{_safe(sweep)}-{variant}-{chash}-s{seed}"
+    return f"{role}-{_safe(dataset)}-{variant}-{chash}-s{seed}"
+
+
+def _safe(name: str) -> str:
+    """``name`` as a file-name component."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _legacy_search_id(rid: str, sweep: str) -> str:
+    """The id a search trial had before ids named the sweep (files written then are migrated on rewrite)."""
+    return rid.replace(f"-{_safe(sweep)}-", "-", 1)
+
+
+def code_version() -> str:
+    """The package version, and the git commit when running from a checkout (``+dirty`` if modified)."""
+    from mentor_ray import __version__
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", ""
+    return f"{__version__}+g{sha}{'.dirty' if dirty else ''}" if sha else __version__
+
+
+def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: str | None = None) -> pa.Table:
+    """The rows of one run (a :meth:`mentor_ray.training.trainer.Trainer.summary`, or :func:`failure_summary`)."""
+    if role not in ROLES:
+        raise MentorRayError(f"results: role '{role}' is not one of {', '.join(ROLES)}")
+    status = summary.get("status", "completed")
+    if status not in STATUSES:
+        raise MentorRayError(f"results: status '{status}' is not one of {', '.join(STATUSES)}")
+    cfg = summary["config"]
+    chash = config_hash(cfg)
+    peak = summary.get("peak_gpu_mb") or summary.get("peak_rss_mb")
+    now = dt.datetime.now(dt.timezone.utc)
+    started = summary.get("started_at")
+    run = {
+        "run_id": run_id(role, summary["dataset"], summary["variant"], chash, summary["seed"], sweep),
+        "sweep": sweep, "dataset": summary["dataset"], "synthetic": bool(summary.get("synthetic", False)),
+        "variant": summary["variant"], "role": role, "config_hash": chash,
+        **{h: float(cfg[h]) if h in cfg else None for h in HPARAMS},
+        "config_json": json.dumps(cfg, sort_keys=True), "seed": int(summary["seed"]),
+        "best_epoch": _int_or_none(summary.get("best_epoch")), "epochs_run": int(summary.get("epochs_run") or 0),
+        "seconds_per_epoch": float(summary.get("seconds_per_epoch") or 0.0),
+        "peak_memory_mb": float(peak) if peak is not None else None,
+        "status": status, "error": summary.get("error"),
+        "valid_curve": [float(v) for v in summary.get("valid_curve") or []],
+        "wall_seconds": float(summary.get("wall_seconds") or 0.0), "device": summary.get("device"),
+        "world_size": int(summary.get("world_size") or 1), "code_version": version or code_version(),
+        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc) if started else None,
+        # the run's own end when its start and duration are known (a sweep records a phase's runs together)
+        "finished_at": (dt.datetime.fromtimestamp(started + summary["wall_seconds"], dt.timezone.utc)
+                        if started and summary.get("wall_seconds") else now),
+    }
+    if summary.get("valid") is None:  # failed before its first evaluation: one row, no metric
+        rows = [{**run, "split": None, "metric": None, "k": None, "value": None}]
+    else:
+        rows = [{**run, "split": split, "metric": metric, "k": k, "value": float(summary[split][f"{metric}@{k}"])}
+                for split in ("valid", "test") for metric in METRICS for k in KS]
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def failure_summary(config: dict[str, Any], error: str, synthetic: bool = False) -> dict[str, Any]:
+    """A summary for a run that failed before any evaluation (recorded so that no trial goes missing)."""
+    return {"dataset": config["dataset"], "synthetic": synthetic, "variant": config["variant"],
+            "seed": config["seed"], "best_epoch": None, "epochs_run": 0, "valid": None, "test": None,
+            "config": config, "status": "failed", "error": error.strip().splitlines()[-1][:500] if error else None}
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or value < 0 else int(value)
+
+
+def write_run(results_dir: str | Path, table: pa.Table) -> Path:
+    """Write one run's rows atomically to ``<results_dir>/<run_id>.parquet`` (replacing an earlier copy)."""
+    ids = table.column("run_id").unique().to_pylist()
+    if len(ids) != 1:
+        raise MentorRayError(f"results: one run per file; got run ids {ids}")
+    if table.schema != SCHEMA:
+        raise MentorRayError("results: rows do not have the results schema (use rows_from_summary)")
+    out_dir = Path(results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{ids[0]}.parquet"
+    tmp = out_dir / f".{ids[0]}.{os.getpid()}.tmp"  # hidden: never read as part of the dataset
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
+    if table.column("role")[0].as_py() == "search":  # a resumed older sweep: its file under the old id goes
+        sweep = table.column("sweep")[0].as_py()
+        legacy = out_dir / f"{_legacy_search_id(ids[0], sweep)}.parquet"
+        if legacy != target and legacy.is_file() and \
+                pq.read_table(legacy, columns=["sweep"]).column("sweep")[0].as_py() == sweep:
+            legacy.unlink()
+    return target
+
+
+def record(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: str) -> Path:
+    return write_run(results_dir, rows_from_summary(summary, role, sweep))
+
+
+def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
+    """All rows of ``results_dir`` (empty table if none), filtered on columns equal to values.
+
+    Only the run files directly in it are read (not hidden temporaries, not subdirectories such as a
+    leaderboard written there); files from before a column was added read it as null.
+    """
+    path = Path(results_dir)
+    files = sorted(str(p) for p in path.glob("*.parquet") if not p.name.startswith(".")) if path.is_dir() else []
+    if not files:
+        return SCHEMA.empty_table()
+    data = pads.dataset(files, schema=SCHEMA, format="parquet")
+    expr = None
+    for column, value in equal.items():
+        if column not in SCHEMA.names:
+            raise MentorRayError(f"results: no column '{column}'; columns: {', '.join(SCHEMA.names)}")
+        term = pc.field(column) == value
+        expr = term if expr is None else expr & term
+    return data.to_table(filter=expr)

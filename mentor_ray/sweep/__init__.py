@@ -1,0 +1,1 @@
+"""Sweeps: search spaces, the de-duplicating Optuna searcher, and Ray Tune experiments."""

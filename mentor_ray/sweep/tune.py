@@ -1,0 +1,448 @@
+"""Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table.
+
+Launch::
+
+    python -m mentor_ray.tune --dataset synth-tiny --space smoke --num-samples 4 --seeds 2 --ablation \\
+        --results /tmp/r                                                       # a minute on 2 CPU cores
+    ray job submit --working-dir . -- python -m mentor_ray.tune --dataset all --data-root /data \\
+        --space paper_grid --num-samples 64 --results /shared/results --storage /shared/tune
+    python -m mentor_ray.tune --dataset tiktok --data-root /data --space paper_grid --num-samples 24 \\
+        --results runs/r lr=1e-3 infonce_scope=batch                    # key=value: over the space's fixed
+    python -m mentor_ray.tune --dataset synth-baby --workers-per-trial 4 --gpus-per-trial 1 ...  # DDP trials
+    python -m mentor_ray.tune ... --resume                                     # after a kill: continue
+
+Per dataset, three phases, each one Ray Tune experiment with a deterministic name under ``--storage``:
+
+1. ``search``: Optuna (seeded TPE; a GridSampler when ``--num-samples`` covers the whole grid) proposes
+   points of the space, never one twice (``mentor_ray.searcher``); ASHA stops weak trials early on
+   validation Recall@20. Trials report the best-so-far validation Recall@20, so a trial stopped by
+   ASHA is judged by its best epoch, not its last, and TPE is not misled. The Optuna study is
+   persisted (SQLite, ``<storage>/optuna/<experiment>.db``).
+2. ``final``: the best point (validation only) re-run with ``--seeds`` seeds, to early stopping.
+3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds
+   (the final runs stand for ``mentor``).
+
+Then the leaderboard (``mentor_ray.leaderboard``) of everything in ``--results`` is printed and written
+(Markdown, CSV, LaTeX, HTML and plots) to ``--leaderboard`` (default ``RESULTS/leaderboard``).
+
+Datasets run at once, each in its own driver thread, their trials sharing the cluster; within a phase,
+trials (and the variants of the ablation) run concurrently as resources allow.
+
+Every finished trial and run lands in the Parquet results store (``mentor_ray.results``), one file per
+run, so a resumed sweep rewrites rather than duplicates rows; a failed trial is recorded too (status
+``failed``), so none goes missing. Trials are in-process trainers (one worker each, fractional GPUs
+allowed), fed the dataset and graphs through Ray's object store; with ``--workers-per-trial W > 1``
+each trial drives a Ray Train DDP run of W workers instead (``mentor_ray.ray_train``), its metrics
+forwarded to Tune by ``TuneReportCallback``, at most as many at once as the cluster has room for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS, TrainConfig, validate
+from mentor_ray.common.errors import ConfigError, MentorRayError
+from mentor_ray.sweep.spaces import SearchSpace
+from mentor_ray.training.ray_train import epoch_metrics, read_summary, restore, write_checkpoint
+from mentor_ray.training.trainer import Trainer
+
+log = logging.getLogger("mentor_ray.tune")
+
+METRIC = "best_valid_recall@20"
+ASHA_REDUCTION = 3  # ASHA keeps the top 1/3 of trials at each rung
+# A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
+# refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.
+DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
+SWEEP_KEYS = ("dataset", "data_root", "variant", "seed", "max_epochs")  # set by flags, not overrides
+BASELINE_KEYS = {"lr", "n_layers"}  # baselines keep their own (published) values of these
+GRAPH_KEYS = ("knn_k", "knn_norm")  # settings the graphs are built with: one build per searched value
+
+
+def graph_key(knn_k: int, knn_norm: str) -> str:
+    return f"k{knn_k}-{knn_norm}"
+
+
+def trial_config(base: dict[str, Any], variant: str, seed: int, point: dict[str, Any],
+                 searched: str = "mentor") -> TrainConfig:
+    """The config of one trial: sweep flags < space's fixed settings < the searched point.
+
+    ``searched`` is the model the space is for. A baseline in another model's sweep (the ablation of a
+    MENTOR sweep) keeps its own published lr and layers, not that grid's; in its own space it takes all.
+    """
+    from mentor_ray.common.config import VARIANT_DEFAULTS
+
+    values = {**base, **point, "variant": variant, "seed": seed}
+    if variant in BASELINES and variant != searched:
+        values = {k: v for k, v in values.items() if k not in BASELINE_KEYS}
+        values.update(VARIANT_DEFAULTS.get(variant, {}))
+    return validate(values, source="sweep")
+
+
+def _trainable(config: dict[str, Any], ds=None, graphs=None) -> None:
+    """One trial: an in-process trainer, one report (and checkpoint) per epoch, resumable."""
+    import ray.tune
+    import torch
+
+    from mentor_ray.datasets.graphs import from_arrays
+    from mentor_ray.training.ray_compat import quiet_checkpoint_logs
+
+    torch.set_num_threads(max(1, int(config["threads"])))
+    quiet_checkpoint_logs()
+    point = {k: v for k, v in config.items() if k not in ("cfg", "threads")}  # searched values, if any
+    cfg = TrainConfig.model_validate({**config["cfg"], **point})
+    arrays = graphs and graphs[graph_key(cfg.knn_k, cfg.knn_norm)]  # the build of this trial's k
+    trainer = Trainer(cfg, ds=ds, graphs=from_arrays(arrays) if arrays is not None else None)
+    resumed = restore(trainer, ray.tune.get_checkpoint())
+
+    def report(record: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            write_checkpoint(trainer, d, resumed)
+            ray.tune.report(epoch_metrics(trainer), checkpoint=ray.tune.Checkpoint.from_directory(d))
+
+    trainer.fit(on_epoch=report)
+
+
+def _progress_reporter(parameters: Sequence[str]):
+    """Tune's progress table with the columns that matter: validation Recall@20 now and best, the epoch,
+    and the searched hyper-parameters (or the variant and seed of a final / ablation run)."""
+    from ray.tune import CLIReporter
+
+    return CLIReporter(
+        metric_columns={"epoch": "epoch", "valid_recall@20": "valid R@20", METRIC: "best R@20",
+                        "best_epoch": "best epoch"},
+        parameter_columns={p: p.split("/")[-1] for p in parameters},
+        max_report_frequency=60, max_progress_rows=30, print_intermediate_tables=True,
+    )
+
+
+def _ddp_trainable(config: dict[str, Any], inputs=None) -> None:
+    """One trial of ``--workers-per-trial W > 1``: this Tune function drives a Ray Train (DDP) run.
+
+    The Train run reports once per epoch; ``TuneReportCallback`` forwards rank 0's metrics (the same
+    keys as :func:`_trainable`'s) to Tune, so ASHA and the searcher see them. Checkpoints are the Train
+    run's own, under ``<storage>/train/<experiment>/<trial id>``: a trial that Tune restarts or resumes
+    re-creates the same Train run, which continues from its latest checkpoint.
+    """
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from mentor_ray.training.ray_train import fit_with_ray
+
+    from mentor_ray.training.ray_compat import quiet_checkpoint_logs
+
+    quiet_checkpoint_logs()
+    point = {k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}
+    cfg = TrainConfig.model_validate({**config["cfg"], **point})
+    ddp = config["ddp"]
+    fit_with_ray(cfg, workers=ddp["workers"], cpus_per_worker=ddp["cpus"], gpus_per_worker=ddp["gpus"],
+                 storage=ddp["storage"], name=ray.tune.get_context().get_trial_id(),
+                 inputs=(inputs[0], inputs[1][graph_key(cfg.knn_k, cfg.knn_norm)]),
+                 callbacks=[TuneReportCallback()])
+
+
+def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, resume: bool,
+                    columns: Sequence[str]):
+    """Start (or, with ``resume``, continue) the Tune experiment ``storage/name``; its ResultGrid."""
+    from ray import tune
+
+    path = Path(storage) / name
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, verbose=1, progress_reporter=_progress_reporter(columns),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=2),
+    )
+    if resume and not path.exists():
+        _warn_no_experiment(Path(storage), name)
+    if path.exists():
+        if not resume:
+            raise _already_exists(storage, name)
+        if tune.Tuner.can_restore(str(path)):
+            log.info("resuming %s", path)
+            return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                                      restart_errored=True, param_space=param_space).fit()
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+
+
+def _already_exists(storage: str, name: str) -> ConfigError:
+    return ConfigError(f"--storage {storage}: experiment {name} already exists; add --resume to continue it, "
+                       f"or choose another --storage")
+
+
+def _warn_no_experiment(storage: Path, name: str) -> None:
+    """--resume with no experiment of this name: say so, naming same-phase experiments that differ
+    only in settings (a changed flag or override gives a new name, so the sweep starts over)."""
+    stem = name.rsplit("-", 1)[0]
+    others = sorted(p.name for p in storage.glob(f"{stem}-*") if p.is_dir()) if storage.is_dir() else []
+    hint = (f"; {', '.join(others)} there was started with other settings (flags, key=value overrides or "
+            f"--data-root): repeat that sweep's exact command to continue it") if others else ""
+    print(f"[mentor_ray] --resume: no experiment {name} under {storage}, starting it{hint}", flush=True)
+
+
+def _summaries(grid, synthetic: bool, storage: str) -> list[dict[str, Any]]:
+    """Each trial's summary from its latest checkpoint, with its ``status``. A trial's own checkpoint
+    holds it; a DDP trial's is its Ray Train run's, whose path ``TuneReportCallback`` reported. A trial
+    that failed before its first epoch gets a failure summary, so that no trial goes missing."""
+    from mentor_ray.report.results import failure_summary
+
+    out = []
+    for result in grid:
+        error = str(result.error) if result.error else None
+        checkpoint = result.checkpoint or _train_checkpoint(result.metrics or {}, storage)
+        if checkpoint is not None:
+            summary = read_summary(checkpoint)
+            summary["status"] = "failed" if error else ("completed" if summary["stop_reason"] else "stopped_early")
+            summary["error"] = error.strip().splitlines()[-1][:500] if error else None
+            out.append(summary)
+        elif error:
+            log.warning("trial %s failed: %s", result.path, error)
+            cfg = {**result.config["cfg"], **{k: v for k, v in result.config.items()
+                                               if k not in ("cfg", "threads", "ddp")}}
+            out.append(failure_summary(cfg, error, synthetic))
+    return out
+
+
+def _train_checkpoint(metrics: dict[str, Any], storage: str):
+    """The Ray Train checkpoint whose path a DDP trial reported (``TuneReportCallback``), or None."""
+    path = metrics.get("checkpoint_path")
+    if not path:
+        return None
+    import pyarrow.fs
+    from ray.train import Checkpoint
+
+    fs = pyarrow.fs.FileSystem.from_uri(storage)[0] if "://" in storage else pyarrow.fs.LocalFileSystem()
+    return Checkpoint(path, filesystem=fs)
+
+
+class Sweep:
+    """One sweep over datasets: search, finals and ablation; rows into the results store."""
+
+    def __init__(self, args: argparse.Namespace, space: SearchSpace):
+        from mentor_ray.common.config import parse_overrides
+
+        self.args, self.space = args, space
+        if args.data_root and "://" not in args.data_root:  # one experiment name however the path is typed
+            args.data_root = str(Path(args.data_root).expanduser().resolve())
+        self.storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
+        self.results = Path(args.results)
+        self.overrides = parse_overrides(args.overrides)
+        for key in self.overrides:
+            if key in SWEEP_KEYS or key in space.search:
+                what = "a flag of the sweep" if key in SWEEP_KEYS else f"searched by the space {space.name}"
+                raise ConfigError(f"override {key}=...: {key} is {what}; overrides may set any other config key")
+        validate(self.overrides, source="override")
+        self.synthetic: dict[str, bool] = {}
+
+    def base(self, dataset: str) -> dict[str, Any]:
+        """Settings of every trial on ``dataset``: the space's fixed settings < ``key=value`` overrides."""
+        base = {"dataset": dataset, "data_root": self.args.data_root, **self.space.settings_for(dataset),
+                **self.overrides}
+        if self.args.max_epochs is not None:
+            base["max_epochs"] = self.args.max_epochs
+        return base
+
+    def trainable(self, dataset: str):
+        """The trial function with the dataset and graphs in Ray's object store (built once, here).
+
+        The graphs are built for every (knn_k, knn_norm) the space searches (else the sweep's one),
+        keyed by :func:`graph_key`; each trial takes the build of its own settings."""
+        import itertools
+
+        import ray
+        from ray import tune
+
+        from mentor_ray.datasets.dataset import load_dataset
+        from mentor_ray.datasets.graphs import build_graphs, to_arrays
+
+        cfg = validate(self.base(dataset), source="sweep")
+        ds = load_dataset(dataset, self.args.data_root)
+        self.synthetic[dataset] = ds.synthetic
+        axes = [self.space.search.get(key, [getattr(cfg, key)]) for key in GRAPH_KEYS]
+        graphs = {graph_key(k, norm): to_arrays(build_graphs(ds, k=k, knn_norm=norm))
+                  for k, norm in itertools.product(*axes)}
+        if self.args.workers_per_trial > 1:  # the trial is a Train driver: its workers hold the resources
+            inputs = [ray.put(ds), {key: ray.put(g) for key, g in graphs.items()}]
+            return tune.with_resources(tune.with_parameters(_ddp_trainable, inputs=inputs), DRIVER_RESOURCES)
+        resources = {"cpu": self.args.cpus_per_trial, "gpu": self.args.gpus_per_trial}
+        return tune.with_resources(tune.with_parameters(_trainable, ds=ds, graphs=graphs), resources)
+
+    def trial_space(self, experiment: str) -> dict[str, Any]:
+        """What every trial's config carries besides the model settings: threads, and the DDP layout."""
+        space: dict[str, Any] = {"threads": self.args.cpus_per_trial}
+        if self.args.workers_per_trial > 1:
+            space["ddp"] = {"workers": self.args.workers_per_trial, "cpus": self.args.cpus_per_trial,
+                            "gpus": self.args.gpus_per_trial, "storage": f"{self.storage}/train/{experiment}"}
+        return space
+
+    def max_concurrent(self) -> int:
+        """``--max-concurrent``, or for DDP trials as many Train runs as the cluster can hold at once
+        (more would start Train drivers that only wait for workers; Ray's guide to Train in Tune)."""
+        if self.args.max_concurrent or self.args.workers_per_trial == 1:
+            return self.args.max_concurrent
+        import ray
+
+        total = ray.cluster_resources()
+        w = self.args.workers_per_trial
+        fits = [total.get("CPU", 0) // (w * self.args.cpus_per_trial)]
+        if self.args.gpus_per_trial:
+            fits.append(total.get("GPU", 0) // (w * self.args.gpus_per_trial))
+        return max(1, int(min(fits)))
+
+    @property
+    def reuse(self) -> bool:
+        """In-process trials reuse their Ray actor (no process start and no torch import per trial);
+        a DDP trial's actor only drives a Train run, which starts its own workers anyway."""
+        return self.args.workers_per_trial == 1
+
+    def name(self, phase: str, dataset: str, extra: Any = None) -> str:
+        from mentor_ray.common.io import sha256_json
+
+        space = self.space.model_dump(exclude={"path"})
+        if space["model"] == "mentor":  # added after names were first issued: at its default, names stay
+            del space["model"]           # what they were, so --resume finds sweeps started before it
+        key = {"space": space, "base": self.base(dataset),
+               "samples": self.args.num_samples, "seeds": self.args.seeds, "extra": extra}
+        if self.args.workers_per_trial > 1:
+            key["workers"] = self.args.workers_per_trial
+        safe = dataset.replace("/", "_")
+        return f"{phase}-{safe}-{self.space.name}-{sha256_json(key)[:8]}"
+
+    def optuna_storage(self, name: str):
+        import optuna
+
+        url = self.args.optuna_storage
+        if not url:
+            if "://" in self.storage:
+                raise ConfigError(f"--storage {self.storage}: the Optuna study needs a database; add "
+                                  f"--optuna-storage (an RDB URL, e.g. postgresql://user@host/optuna)")
+            Path(self.storage, "optuna").mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{Path(self.storage, 'optuna', name + '.db')}"
+        return optuna.storages.RDBStorage(url)
+
+    def search(self, dataset: str, trainable) -> dict[str, Any]:
+        """Phase 1; the best point on validation (the space's settings alone when it searches nothing)."""
+        if not self.space.search:
+            return {}
+        import optuna
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+
+        from mentor_ray.report import results
+        from mentor_ray.sweep.searcher import DistinctOptunaSearch
+
+        name = self.name("search", dataset)
+        grid = self.args.num_samples >= self.space.grid_size
+        sampler = (optuna.samplers.GridSampler(self.space.search, seed=self.args.seed) if grid
+                   else optuna.samplers.TPESampler(seed=self.args.seed))
+        searcher = DistinctOptunaSearch(self.space.search, seed=self.args.seed, metric=METRIC, mode="max",
+                                        sampler=sampler, study_name=name, storage=self.optuna_storage(name))
+        # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
+        # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
+        max_t = validate(self.base(dataset), source="sweep").max_epochs + 1
+        n_trials = min(self.args.num_samples, self.space.grid_size)
+        warning = asha_warning(n_trials, self.args.grace_period, max_t - 1)
+        if warning:
+            print(f"[mentor_ray] {dataset}: warning: {warning}", flush=True)
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_t),
+                                  grace_period=max(1, min(self.args.grace_period, max_t)),
+                                  reduction_factor=ASHA_REDUCTION)
+        base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model).model_dump()
+        param_space = {"cfg": base_cfg, **self.trial_space(name)}
+        tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                                      num_samples=n_trials,
+                                      max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
+        summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
+                                               self.args.resume, list(self.space.search)),
+                               self.synthetic.get(dataset, False), self.storage)
+        for s in summaries:
+            results.record(self.results, s, "search", self.space.name)
+        ok = [s for s in summaries if s["status"] != "failed"]
+        if not ok:
+            raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
+        best = max(ok, key=lambda s: results.selection_key(s["valid"]["recall@20"], s["valid"]["ndcg@20"],
+                                                           s["best_epoch"], results.config_hash(s["config"])))
+        point = {k: best["config"][k] for k in self.space.search}
+        counts = {st: sum(s["status"] == st for s in summaries) for st in results.STATUSES}
+        print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({counts['stopped_early']} stopped "
+              f"early by ASHA, {counts['failed']} failed); best valid R@20 {best['valid']['recall@20']:.4f} at "
+              f"{point}", flush=True)
+        return point
+
+    def runs(self, phase: str, dataset: str, trainable, variants: list[str], point: dict[str, Any]) -> list[dict]:
+        """Phases 2 and 3: ``variants`` x seeds with the chosen point, to early stopping."""
+        from ray import tune
+
+        from mentor_ray.report import results
+
+        seeds = [self.args.seed + i for i in range(self.args.seeds)]
+        configs = [trial_config(self.base(dataset), v, s, point, self.space.model).model_dump()
+                   for v in variants for s in seeds]
+        name = self.name(phase, dataset, extra={"point": point, "variants": variants})
+        param_space = {"cfg": tune.grid_search(configs), **self.trial_space(name)}
+        tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
+        summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
+                                               self.args.resume, ["cfg/variant", "cfg/seed"]),
+                               self.synthetic.get(dataset, False), self.storage)
+        for s in summaries:
+            results.record(self.results, s, phase, self.space.name)
+        failed = [s for s in summaries if s["status"] == "failed"]
+        if failed:
+            raise MentorRayError(f"{phase} on {dataset}: {len(failed)} of {len(configs)} runs failed (first: "
+                                 f"{failed[0]['error']}); see {self.storage}/{name}; re-run with --resume to retry")
+        return summaries
+
+    def dataset(self, dataset: str, trainable) -> None:
+        point = self.search(dataset, trainable)
+        finals = self.runs("final", dataset, trainable, [self.space.model], point)
+        _print_table(dataset, "final", finals)
+        if self.args.ablation:  # `mentor` at the chosen point is the final runs: recorded again, not re-run
+            from mentor_ray.report import results
+
+            others = [v for v in MENTOR_VARIANTS + BASELINES if v != "mentor"]
+            ablation = finals + self.runs("ablation", dataset, trainable, others, point)
+            for s in finals:
+                results.record(self.results, s, "ablation", self.space.name)
+            _print_table(dataset, "ablation", ablation)
+
+
+def asha_warning(n_trials: int, grace_period: int, max_epochs: int) -> str | None:
+    """A search of at most ``ASHA_REDUCTION`` trials gains little from ASHA and risks much: at the first
+    rung every trial behind the leader is stopped, and deeper or slower-starting points start behind."""
+    if 1 < n_trials <= ASHA_REDUCTION and grace_period < max_epochs:
+        return (f"{n_trials} search trials: ASHA stops every trial behind the leader at epoch {grace_period}; "
+                f"add --grace-period {max_epochs} to train each to early stopping")
+    return None
+
+
+def _print_table(dataset: str, phase: str, summaries: list[dict]) -> None:
+    import statistics
+
+    by_variant: dict[str, list[dict]] = {}
+    for s in summaries:
+        by_variant.setdefault(s["variant"], []).append(s)
+    print(f"[mentor_ray] {dataset}: {phase} (test at the best validation epoch, mean ± std over seeds)")
+    for variant, runs in by_variant.items():
+        r = [s["test"]["recall@20"] for s in runs]
+        n = [s["test"]["ndcg@20"] for s in runs]
+        sd = lambda x: statistics.stdev(x) if len(x) > 1 else 0.0  # noqa: E731
+        print(f"  {variant:12s} R@20 {statistics.mean(r):.4f} ± {sd(r):.4f}  N@20 {statistics.mean(n):.4f} ± "
+              f"{sd(n):.4f}  ({len(runs)} seeds)")
+
+
+def datasets_for(arg: str, data_root: str | None) -> list[str]:
+    """``all``: every valid dataset under the data root, else the synthetic presets (said so)."""
+    from mentor_ray.datasets.dataset import discover_datasets
+    from mentor_ray.datasets.synthetic import PRESETS
+
+    if arg != "all":
+        return [d.strip() for d in arg.split(",") if d.strip()]
+    found = discover_datasets(data_root) if data_root else []
+    if found:
+        return found
+    presets = [p for p in PRESETS if p != "synth-tiny"]
+    print(f"[mentor_ray] --dataset all: no datasets under {data_root or '(no --data-root)'}; sweeping the "
+          f"synthetic presets {', '.join(presets)}", flush=True)
+    return presets

@@ -1,0 +1,90 @@
+"""Every use of Ray's private or developer APIs, in one place, behind a version check.
+
+Ray does not promise these across releases. They are tested with Ray 2.60 only: any other version
+stops here with a message rather than failing somewhere deep inside a run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from mentor_ray.common.errors import MentorRayError
+
+TESTED_RAY = "2.60"
+
+
+def check_ray_version() -> None:
+    """Stop with a clear message on a Ray release these shims were not tested with."""
+    import ray
+
+    if not ray.__version__.startswith(TESTED_RAY + "."):
+        raise MentorRayError(
+            f"Ray {ray.__version__} is installed; mentor_ray is tested with Ray {TESTED_RAY}.x, whose private "
+            f"APIs it uses (mentor_ray/training/ray_compat.py). Install ray[default,tune,train]=={TESTED_RAY}.* "
+            f"(scripts/setup.sh does), or set MENTOR_RAY_ALLOW_RAY={ray.__version__} to try anyway"
+        )
+
+
+def _checked() -> None:
+    import ray
+
+    if os.environ.get("MENTOR_RAY_ALLOW_RAY") != ray.__version__:
+        check_ray_version()
+
+
+def cluster_address() -> str | None:
+    """The address of a running cluster to join (RAY_ADDRESS, or one started with ``ray start``), else None."""
+    _checked()
+    from ray._private.services import canonicalize_bootstrap_address
+
+    return canonicalize_bootstrap_address(None)
+
+
+def pinned_torch_config():
+    """Ray Train's TorchConfig, whose backend first pins gloo to the interface of each worker's node IP.
+
+    Unpinned, gloo binds to whatever the machine's hostname resolves to; where it does not resolve
+    (containers, sandboxes, some CI machines) creating the process group hangs instead of failing.
+    Pinning to the node IP's interface is what a multi-node run needs anyway. An explicit
+    ``GLOO_SOCKET_IFNAME`` in the workers' environment wins.
+    """
+    _checked()
+    from ray.train.torch import TorchConfig
+    from ray.train.torch.config import _TorchBackend
+
+    class _PinnedGlooBackend(_TorchBackend):
+        def on_start(self, worker_group, backend_config):
+            worker_group.execute(pin_gloo_interface)
+            super().on_start(worker_group, backend_config)
+
+    @dataclass
+    class _PinnedTorchConfig(TorchConfig):
+        @property
+        def backend_cls(self):
+            return _PinnedGlooBackend
+
+    return _PinnedTorchConfig()
+
+
+def pin_gloo_interface() -> str | None:
+    """Set GLOO_SOCKET_IFNAME to the network interface holding this Ray node's IP (unless already set)."""
+    if os.environ.get("GLOO_SOCKET_IFNAME"):
+        return os.environ["GLOO_SOCKET_IFNAME"]
+    import psutil
+    import ray.util
+
+    ip = ray.util.get_node_ip_address()
+    for iface, addrs in psutil.net_if_addrs().items():
+        if any(a.address == ip for a in addrs):
+            os.environ["GLOO_SOCKET_IFNAME"] = iface
+            return iface
+    return None  # not found: leave gloo's default (the hostname's address)
+
+
+def quiet_checkpoint_logs() -> None:
+    """Ray logs a line per saved checkpoint, i.e. per trial and epoch; the progress table says enough."""
+    import logging
+
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,408 @@
+"""Train one model (MENTOR, an ablation or a baseline) with early stopping on validation Recall@20.
+
+Launch::
+
+    python -m mentor_ray.train --dataset synth-small --variant mentor --max-epochs 5
+    python -m mentor_ray.train --dataset tiktok --data-root ../shared/datasets --variant mentor \\
+        --summary runs/tiktok-mentor.json infonce_scope=batch lambda_g=1e-3
+    python -m mentor_ray.train --dataset tiktok --data-root ../shared/datasets --variant most_pop
+    python -m mentor_ray.train --dataset synth-small --workers 2 --storage runs/   # Ray Train, DDP (gloo)
+    python -m mentor_ray.train --dataset tiktok --data-root /data --workers 4 --gpus-per-worker 1 \
+        --storage s3://bucket/runs                                                  # Ray Train, NCCL
+
+Protocol (paper §Implementation Details, MMRec): BPR triplets of every training interaction with one
+uniform negative outside the user's training items, reshuffled every epoch; Adam; evaluation after
+every epoch on the validation split; the best validation Recall@20 selects the epoch, and the test
+metrics reported are those of that epoch (test scores never select anything); stop after
+``patience`` epochs without improvement or at ``max_epochs``.
+
+The epoch loop is written for data parallelism: every epoch draws one global permutation of the
+triplets from ``(seed, epoch)`` and rank ``r`` of ``w`` takes the r-th of w disjoint shards; the
+evaluation can be split over users and the summed metrics reduced. Model initialisation and the
+graph-wide randomness (dropout masks, perturbation noise) use the same seed on every rank, because
+every rank computes the same full-graph terms; only the triplets differ between ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mentor_ray.training import metrics
+from mentor_ray.common.config import TrainConfig
+from mentor_ray.datasets.dataset import Dataset, load_dataset
+from mentor_ray.common.errors import ConfigError
+from mentor_ray.model.mentor import Batch, Recommender, build_model
+from mentor_ray.common.runtime import reset_peak_memory, tune_allocator
+
+log = logging.getLogger("mentor_ray.train")
+
+VALID_METRIC = "recall@20"
+SUMMARY_METRICS = metrics.METRICS
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+class TripletSampler:
+    """BPR triplets: every training (user, item) once per epoch, one uniform negative each."""
+
+    def __init__(self, ds: Dataset, seed: int):
+        self.users, self.items = ds.train.users, ds.train.items
+        self.n_items, self.seed = ds.n_items, seed
+        self.keys = np.sort(self.users * self.n_items + self.items)  # membership test for negatives
+
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The epoch's shuffled triplets (users, positives, negatives), from ``(seed, epoch)`` alone."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.users.size)
+        users, items = self.users[order], self.items[order]
+        return users, items, self._negatives(rng, users)
+
+    def batches(
+        self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """This rank's part of every global batch of the epoch.
+
+        Global batch k is triplets ``[k B, (k+1) B)`` of :meth:`epoch`, exactly the batches of a
+        single process; rank r takes every w-th triplet of it starting at r. Every rank gets the same
+        number of batches (DDP needs that); a last global batch smaller than ``world_size`` joins the
+        one before it, so no rank ever gets an empty batch.
+        """
+        users, items, neg = self.epoch(epoch)
+        starts = list(range(0, users.size, batch_size))
+        if len(starts) > 1 and users.size - starts[-1] < world_size:
+            starts.pop()
+        ends = starts[1:] + [users.size]
+        return [
+            (users[s + rank : e : world_size], items[s + rank : e : world_size], neg[s + rank : e : world_size])
+            for s, e in zip(starts, ends)
+        ]
+
+    def _negatives(self, rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
+        neg = rng.integers(self.n_items, size=users.size)
+        bad = self._seen(users, neg)
+        for _ in range(1000):
+            if not bad.any():
+                return neg
+            neg[bad] = rng.integers(self.n_items, size=int(bad.sum()))
+            bad[bad] = self._seen(users[bad], neg[bad])
+        raise RuntimeError("negative sampling did not converge: a user has interacted with (almost) every item")
+
+    def _seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        k = users * self.n_items + items
+        pos = np.minimum(np.searchsorted(self.keys, k), self.keys.size - 1)
+        return self.keys[pos] == k
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but no CUDA device is visible; use device=cpu or device=auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _LossStep(torch.nn.Module):
+    """``model.loss`` as a module's forward, so that DDP can wrap it."""
+
+    def __init__(self, model: Recommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch):
+        return self.model.loss(batch)
+
+
+class Trainer:
+    """Owns the dataset, graphs, model, optimiser and early-stopping state of one run.
+
+    With ``world_size > 1`` it expects ``torch.distributed`` to be initialised (Ray Train does that,
+    and so do the tests): gradients are averaged by DDP and metric sums are all-reduced, so every
+    rank holds the same metrics and takes the same early-stopping decisions.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        ds: Dataset | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | None = None,
+        graphs=None,
+        rank_profile: bool = False,
+    ):
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        if rank_profile and world_size > 1:
+            raise ConfigError("--rank-profile: in-process runs only (ranks hold a share of the users each); "
+                              "drop --workers or --rank-profile")
+        self.rank_profile = rank_profile
+        tune_allocator()
+        reset_peak_memory()  # this run's peak, not an earlier run's in the same process
+        self.device = device or resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.ds = ds or load_dataset(cfg.dataset, cfg.data_root)
+        if cfg.spec.model == "mentor" and not self.ds.features:
+            raise ConfigError(f"variant {cfg.variant} needs feature files; dataset {self.ds.name} has none")
+        torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights
+        self.model: Recommender = build_model(cfg, self.ds)
+        self.graph_builder: str | None = None  # which builder made the graphs (None: the model needs none)
+        if cfg.spec.model in ("mentor", "lightgcn"):
+            if graphs is None:
+                from mentor_ray.datasets.graphs import build_graphs# DGL stays out of the training loop
+
+                graphs = build_graphs(self.ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
+            if (graphs.k, graphs.knn_norm) != (cfg.knn_k, cfg.knn_norm):
+                raise ConfigError(f"graphs built with knn_k={graphs.k} knn_norm={graphs.knn_norm} given to a run "
+                                  f"with knn_k={cfg.knn_k} knn_norm={cfg.knn_norm}; build them with the run's")
+            self.graph_builder = graphs.builder
+            log.info("%s: graphs %s (knn_k %d, %s)", self.ds.name, graphs.describe(), graphs.k, graphs.knn_norm)
+            self.model.set_graphs(graphs.ui_adj, graphs.item_adj)
+            self.model.graphs_to(self.device)
+        self.model.to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr) if params else None
+        self.step: torch.nn.Module = _LossStep(self.model)
+        # gloo reduces CPU tensors; NCCL needs them on the GPU
+        self.comm_device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        if world_size > 1 and params:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Graphs are attributes, not buffers, and the features are identical on every rank.
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step = DistributedDataParallel(self.step, device_ids=ids, broadcast_buffers=False)
+        self.sampler = TripletSampler(self.ds, cfg.seed)
+        self.train_csr = self.ds.train_csr
+        self.gt = {s: metrics.csr_of(self.ds.split(s).users, self.ds.split(s).items, self.ds.n_users)
+                   for s in ("valid", "test")}
+        # early-stopping state
+        self.epoch = 0
+        self.best: dict[str, Any] = {"epoch": -1, "valid": None, "test": None}
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+        self.started_at = time.time()  # wall-clock start of the run (kept across resumes)
+        self.wall_before = 0.0  # seconds spent in fit() by earlier attempts (a resumed run adds them)
+        self._fit_started: float | None = None
+
+    @property
+    def trainable(self) -> bool:
+        return self.optimizer is not None
+
+    def train_epoch(self, epoch: int, on_batch: Callable[[int, int], None] | None = None) -> dict[str, float]:
+        """One pass over this rank's part of every batch of the epoch; mean loss terms and seconds.
+
+        Loss terms are averaged over the epoch's batches and, when distributed, over the ranks.
+        """
+        t0 = time.perf_counter()
+        self.model.train()
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / noise: per epoch, same on all ranks
+        sums: dict[str, float] = {}
+        batches = self.sampler.batches(epoch, self.cfg.batch_size, self.rank, self.world_size)
+        for k, part in enumerate(batches):
+            if on_batch:
+                on_batch(epoch, k)
+            batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, terms = self.step(batch)  # DDP averages the gradients over the ranks
+            loss.backward()
+            self.optimizer.step()
+            for k, v in {**terms, "loss": float(loss.detach())}.items():
+                sums[k] = sums.get(k, 0.0) + v
+        out = {k: v / max(len(batches), 1) / self.world_size for k, v in self._all_reduce(sums).items()}
+        out["seconds"] = time.perf_counter() - t0
+        return out
+
+    @torch.no_grad()
+    def evaluate_sums(self, split: str) -> dict[str, float]:
+        """Summed per-user metrics of ``split``; each rank ranks every w-th user, then the sums add up."""
+        self.model.eval()
+        u_emb, i_emb = self.model.user_item_embeddings()
+        users = np.arange(self.ds.n_users)[self.rank :: self.world_size]
+        sums = metrics.evaluate(
+            lambda batch: u_emb[batch] @ i_emb.T,
+            self.train_csr,
+            self.gt[split],
+            users=users,
+            batch_size=self.cfg.eval_batch_size,
+            device=self.device,
+        )
+        return self._all_reduce(sums)
+
+    def _all_reduce(self, values: dict[str, float]) -> dict[str, float]:
+        """Sum a dict of floats over the ranks (identity in a single process)."""
+        if self.world_size == 1:
+            return values
+        import torch.distributed as dist
+
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.comm_device)
+        dist.all_reduce(t)
+        return dict(zip(keys, t.tolist()))
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        return metrics.finalize(self.evaluate_sums(split))
+
+    @torch.no_grad()
+    def profile(self, split: str) -> dict[str, float]:
+        """:func:`metrics.rank_profile` of the current model on ``split``, popularity = training counts."""
+        self.model.eval()
+        u_emb, i_emb = (e.cpu() for e in self.model.user_item_embeddings())
+        popularity = np.bincount(self.ds.train.items, minlength=self.ds.n_items)
+        return metrics.rank_profile(lambda b: u_emb[b] @ i_emb.T, self.train_csr, self.gt[split], popularity,
+                                    batch_size=self.cfg.eval_batch_size)
+
+    def end_epoch(self, epoch: int, train: dict[str, float], valid: dict[str, float],
+                  test_fn: Callable[[], dict[str, float]], eval_seconds: float) -> dict[str, Any]:
+        """Early-stopping bookkeeping after ``epoch``; evaluates test only when validation improves."""
+        improved = self.best["valid"] is None or valid[VALID_METRIC] > self.best["valid"][VALID_METRIC]
+        if improved:
+            self.best = {"epoch": epoch, "valid": valid, "test": test_fn()}
+            if self.rank_profile:
+                self.best["rank_profile"] = self.profile("test")
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        record = {"epoch": epoch, "train": train, "valid": valid, "eval_seconds": eval_seconds, "improved": improved}
+        self.history.append(record)
+        self.epoch = epoch + 1
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs. No RNG state: every epoch re-seeds its randomness from
+        ``(seed, epoch)``, so a run resumed at an epoch boundary draws exactly what it would have."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "epoch": self.epoch,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "started_at": self.started_at,
+            "wall_seconds": self.wall_seconds(),
+            "config": self.cfg.model_dump(),
+            "dataset_hash": self.ds.content_hash,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("dataset_hash") != self.ds.content_hash:
+            raise ConfigError(
+                f"checkpoint: it was trained on dataset content {str(state.get('dataset_hash'))[:12]}, "
+                f"not {self.ds.name} ({self.ds.content_hash[:12]}); use another --storage or run name"
+            )
+        self.model.load_state_dict(state["model"])
+        if self.optimizer and state["optimizer"]:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.best, self.bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
+        self.history = list(state["history"])
+        self.started_at = state["started_at"]
+        self.wall_before = state.get("wall_seconds", 0.0)
+
+    def stop_reason(self) -> str | None:
+        """Why the run has ended by its own rules, or None while it would go on."""
+        if not self.trainable:
+            return "evaluation_only"  # MostPop: nothing to train
+        if self.bad_epochs >= self.cfg.patience:
+            return "early_stopping"
+        if self.epoch >= self.cfg.max_epochs:
+            return "max_epochs"
+        return None
+
+    def should_stop(self) -> bool:
+        return self.stop_reason() is not None
+
+    def wall_seconds(self) -> float:
+        """Seconds spent in :meth:`fit`, summed over every attempt of the run."""
+        running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self.wall_before + running
+
+    def fit(
+        self,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Train to early stopping (or ``max_epochs``); the run summary.
+
+        This is the only epoch loop: in-process runs, Ray Train workers and Tune trials all call it
+        and differ only in their hooks. ``on_epoch(record)`` runs after every evaluated epoch (report,
+        checkpoint, log); ``on_batch(epoch, batch)`` before every training batch. A model with nothing
+        to train (MostPop), or ``max_epochs=0``, is evaluated once as epoch 0, and ``on_epoch`` sees it.
+        """
+        self._fit_started = time.perf_counter()
+        if not self.history and (not self.trainable or self.cfg.max_epochs == 0):
+            t0 = time.perf_counter()
+            valid = self.evaluate("valid")
+            record = self.end_epoch(0, {}, valid, lambda: self.evaluate("test"), time.perf_counter() - t0)
+            self.epoch = 0  # evaluated, not trained
+            if on_epoch:
+                on_epoch(record)
+        while not self.should_stop():
+            train = self.train_epoch(self.epoch, on_batch)
+            t0 = time.perf_counter()
+            valid = self.evaluate("valid")
+            record = self.end_epoch(self.epoch, train, valid, lambda: self.evaluate("test"), time.perf_counter() - t0)
+            if on_epoch:
+                on_epoch(record)
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """The run so far: the best epoch's metrics, timings, and why it stopped (None: it has not)."""
+        secs = [h["train"]["seconds"] for h in self.history if h["train"]]
+        evals = [h["eval_seconds"] for h in self.history]
+
+        def pick(d):
+            return {k: d[k] for k in SUMMARY_METRICS} if d else None
+
+        return {
+            "dataset": self.ds.name,
+            "synthetic": self.ds.synthetic,
+            "variant": self.cfg.variant,
+            "seed": self.cfg.seed,
+            "best_epoch": self.best["epoch"],
+            "epochs_run": len(secs),
+            "stop_reason": self.stop_reason(),
+            "valid": pick(self.best["valid"]),
+            "test": pick(self.best["test"]),
+            "seconds_per_epoch": statistics.median(secs[1:] or secs) if secs else 0.0,
+            "eval_seconds": statistics.median(evals) if evals else 0.0,
+            "wall_seconds": self.wall_seconds(),
+            "peak_rss_mb": peak_memory_mb(torch.device("cpu")),
+            "peak_gpu_mb": peak_memory_mb(self.device) if self.device.type == "cuda" else None,
+            "device": str(self.device),
+            "graph_builder": self.graph_builder,
+            "world_size": self.world_size,
+            "valid_curve": [h["valid"][VALID_METRIC] for h in self.history if h["train"]],
+            "config": self.cfg.model_dump(),
+            "dataset_hash": self.ds.content_hash,
+            **({"rank_profile": self.best.get("rank_profile")} if self.rank_profile else {}),
+        }
+
+
+def format_epoch(record: dict[str, Any]) -> str:
+    """One log line per epoch."""
+    t, v = record["train"], record["valid"]
+    if not t:
+        return (f"epoch {record['epoch']:4d} | evaluation only | valid R@20 {v['recall@20']:.4f} "
+                f"N@20 {v['ndcg@20']:.4f} | eval {record['eval_seconds']:.1f}s")
+    terms = " ".join(f"{k} {t[k]:.4f}" for k in t if k not in ("loss", "seconds"))
+    mark = " *" if record["improved"] else ""
+    return (
+        f"epoch {record['epoch']:4d} | loss {t['loss']:.4f} ({terms}) | valid R@20 {v['recall@20']:.4f} "
+        f"N@20 {v['ndcg@20']:.4f} | train {t['seconds']:.1f}s eval {record['eval_seconds']:.1f}s{mark}"
+    )

@@ -1,0 +1,69 @@
+"""One epoch loop: in-process, Ray Train and Tune runs of one config end with the same summary."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mentor_ray.common import config
+from mentor_ray.training.trainer import Trainer
+
+ray = pytest.importorskip("ray")
+
+TINY = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16", "lr=1e-3", "patience=10"]
+# What a run computes; timings, memory, run names and resume bookkeeping differ by path by design.
+SAME = ("dataset", "synthetic", "variant", "seed", "best_epoch", "epochs_run", "stop_reason", "valid", "test",
+        "valid_curve", "config", "dataset_hash", "graph_builder", "world_size", "device")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    from mentor_ray.training.ray_train import ensure_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ensure_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _in_process(cfg):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a Ray worker or trial of one CPU runs
+    try:
+        return Trainer(cfg).fit()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ray_train(cfg, tmp_path):
+    from mentor_ray.training.ray_train import fit_with_ray
+
+    return fit_with_ray(cfg, workers=1, storage=str(tmp_path / "train"))
+
+
+def _tune_trial(cfg, tmp_path):
+    from ray import tune
+
+    from mentor_ray.sweep.tune import _summaries, _trainable
+
+    storage = str(tmp_path / "tune")
+    grid = tune.Tuner(_trainable, param_space={"cfg": cfg.model_dump(), "threads": 1},
+                      run_config=tune.RunConfig(name="one", storage_path=storage, verbose=0)).fit()
+    (summary,) = _summaries(grid, synthetic=True, storage=storage)
+    assert summary["status"] == "completed"
+    return summary
+
+
+@pytest.mark.parametrize("variant, max_epochs", [("mentor", 3), ("mentor", 0), ("most_pop", 5)])
+def test_every_path_gives_the_same_summary(local_ray, tmp_path, variant, max_epochs):
+    cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": variant, "max_epochs": max_epochs},
+                             overrides=TINY)
+    runs = {"in-process": _in_process(cfg), "ray train": _ray_train(cfg, tmp_path),
+            "tune": _tune_trial(cfg, tmp_path)}
+    expected = {k: runs["in-process"][k] for k in SAME}
+    assert expected["stop_reason"] == {"mentor": "max_epochs", "most_pop": "evaluation_only"}[variant]
+    assert expected["epochs_run"] == (max_epochs if variant == "mentor" else 0)
+    assert expected["valid"] is not None and expected["test"] is not None
+    for path, summary in runs.items():
+        assert {k: summary[k] for k in SAME} == expected, path
