@@ -1,7 +1,17 @@
-"""Shared plumbing for the ``python -m mentor_ray.<cmd>`` entry points."""
+"""The ``mentor-ray`` console script, and the plumbing every command shares.
+
+Each subcommand is one module at the top of the package, also runnable as ``python -m mentor_ray.<name>``
+(cluster command lines use that form)::
+
+    mentor-ray train --dataset synth-small --variant mentor --max-epochs 20
+    mentor-ray tune --dataset synth-tiny --space smoke --num-samples 4 --seeds 2 --results runs/r
+    mentor-ray leaderboard --results runs/r --out runs/leaderboard
+    mentor-ray <command> --help
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from typing import Callable, Sequence
@@ -9,6 +19,18 @@ from typing import Callable, Sequence
 from mentor_ray.common.errors import MentorRayError
 
 LOG_FORMAT = "%(asctime)s %(levelname).1s %(name)s: %(message)s"
+
+COMMANDS = {
+    "data": "inspect a dataset, or convert the DiffMM layout",
+    "synthetic": "list or write the synth-* stand-in datasets",
+    "graphs": "build (or load from cache) a dataset's user-item and item kNN graphs",
+    "train": "train MENTOR, an ablation or a baseline (in-process or on Ray Train)",
+    "tune": "sweep a search space on Ray Tune, re-run the best point over seeds, ablate",
+    "spaces": "show a search space",
+    "results": "inspect a results store",
+    "leaderboard": "paper-style tables and plots from a results store",
+    "bench": "benchmarks written to docs/benchmarks.md, and the GPU check",
+}
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -40,3 +62,42 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`... | head`): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _usage() -> str:
+    from mentor_ray import __version__
+
+    width = max(map(len, COMMANDS))
+    lines = [f"usage: mentor-ray <command> [options]    (mentor_ray {__version__})", "", "commands:"]
+    lines += [f"  {name:{width}s}  {help_}" for name, help_ in COMMANDS.items()]
+    lines += ["", "mentor-ray <command> --help shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``mentor-ray <command> ...`` to the command's module."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from mentor_ray import __version__
+
+        print(f"mentor_ray {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"error: mentor-ray {name}: no such command; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"mentor_ray.{name}")
+    return run(module.main, argv[1:])
+
+
+def console() -> None:
+    """Entry point of the ``mentor-ray`` console script."""
+    raise SystemExit(main())

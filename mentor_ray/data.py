@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from mentor_ray.cli import run, setup_logging
-from mentor_ray.datasets.dataset import convert_diffmm, load_dataset, load_dataset_dir
+from mentor_ray.datasets.convert import convert_diffmm
+from mentor_ray.datasets.dataset import load_dataset, load_dataset_dir
 
 _DESCRIPTION = "Datasets in the MMRec layout: reading, validation, a Parquet cache, and two commands."
 

@@ -61,7 +61,6 @@ def test_kuberay_sweep_job_runs_the_main_job_on_gpus():
     assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
     entry = job["spec"]["entrypoint"]
     assert re.search(r"python -m mentor_ray\.tune --dataset all .*--ablation .*--gpus-per-trial 0\.25", entry)
-    from mentor_ray.sweep import tune
     from mentor_ray import tune as tune_cmd
 
     args = tune_cmd._parser().parse_args(entry.split()[3:])  # the entrypoint's flags are the sweep's

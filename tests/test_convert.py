@@ -6,7 +6,6 @@ import os
 import pickle
 
 import numpy as np
-import pytest
 import scipy.sparse as sp
 
 from mentor_ray.datasets import dataset as data

@@ -8,7 +8,6 @@ import sys
 import traceback
 
 import pytest
-import torch
 import torch.multiprocessing as mp
 
 from mentor_ray.common import config

@@ -49,7 +49,7 @@ def test_experiment_names_are_stable_across_versions():
 
     args = tune_cmd._parser().parse_args(["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4",
                                       "--seeds", "2", "--results", "/tmp/x", "lr=2e-3"])
-    sweep = tune.Sweep(args, load_space("smoke"))
+    sweep = tune.Sweep(tune.SweepOptions(**vars(args)), load_space("smoke"))
     assert sweep.name("search", "synth-tiny") == "search-synth-tiny-smoke-29d5ab32"
     extra = {"point": {"tau": 0.5}, "variants": ["mentor"]}
     assert sweep.name("final", "synth-tiny", extra=extra) == "final-synth-tiny-smoke-f70351b7"
@@ -65,7 +65,7 @@ def test_experiment_name_does_not_depend_on_how_the_data_root_is_typed(tmp_path,
     names = []
     for root in ("data", "./data/", str(tmp_path / "data")):
         args = tune_cmd._parser().parse_args(["--dataset", "synth-tiny", "--data-root", root, "--results", "r"])
-        names.append(tune.Sweep(args, load_space("smoke")).name("search", "synth-tiny"))
+        names.append(tune.Sweep(tune.SweepOptions(**vars(args)), load_space("smoke")).name("search", "synth-tiny"))
     assert len(set(names)) == 1
 
 

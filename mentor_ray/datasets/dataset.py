@@ -32,8 +32,6 @@ Commands::
 from __future__ import annotations
 
 import logging
-import pickle
-import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -437,89 +435,3 @@ def _drop_duplicates(
     keep[cur] = False
     log.warning("%s: dropped %d duplicate (user, item) rows (kept the first of each)", path, int(same.sum()))
     return users[keep], items[keep], split[keep]
-
-
-# --------------------------------------------------------------------------- DiffMM conversion
-
-
-class _SparseOnlyUnpickler(pickle.Unpickler):
-    """Unpickle scipy sparse matrices and numpy arrays only: a pickle can run arbitrary code."""
-
-    ALLOWED_PREFIXES = ("scipy.sparse", "numpy")
-
-    def find_class(self, module: str, name: str):
-        if module.startswith(self.ALLOWED_PREFIXES) or (module, name) == ("builtins", "slice"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}; expected a scipy sparse matrix")
-
-
-def _load_sparse_pickle(path: Path):
-    import scipy.sparse as sp
-
-    if not path.is_file():
-        raise DataError(f"{path}: missing file (the DiffMM layout needs trnMat.pkl, valMat.pkl and tstMat.pkl)")
-    try:
-        with open(path, "rb") as f:
-            obj = _SparseOnlyUnpickler(f).load()
-    except Exception as exc:
-        raise DataError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
-    if not sp.issparse(obj):
-        raise DataError(f"{path}: expected a scipy sparse users x items matrix, found {type(obj).__name__}")
-    return obj.tocoo()
-
-
-def convert_diffmm(src: Path | str, dst: Path | str, name: str) -> Path:
-    """Write the DiffMM layout in ``src`` as MMRec dataset ``dst/<name>`` (values unchanged).
-
-    Each stored non-zero (user, item, value) of ``trnMat``/``valMat``/``tstMat`` becomes a row
-    ``userID itemID rating timestamp x_label`` with ``rating`` = the stored value, ``timestamp`` 0 and
-    ``x_label`` 0/1/2. Every ``*_feat.npy`` is copied byte for byte. The output is written to a
-    temporary directory and moved into place, so a failed conversion leaves nothing behind.
-    """
-    src, out = Path(src), Path(dst) / name
-    if out.exists():
-        raise DataError(f"{out}: already exists; remove it or choose another --name")
-    mats = [_load_sparse_pickle(src / f) for f in ("trnMat.pkl", "valMat.pkl", "tstMat.pkl")]
-    shapes = {m.shape for m in mats}
-    if len(shapes) != 1:
-        raise DataError(f"{src}: trnMat/valMat/tstMat shapes differ: {sorted(shapes)}")
-    features = sorted(src.glob(f"*{FEATURE_SUFFIX}"))
-    users, items, ratings, labels = [], [], [], []
-    for label, m in enumerate(mats):
-        nz = m.data != 0  # DiffMM reads (matrix != 0): explicit zeros are not interactions
-        users.append(m.row[nz].astype(np.int64))
-        items.append(m.col[nz].astype(np.int64))
-        ratings.append(m.data[nz])
-        labels.append(np.full(int(nz.sum()), label, dtype=np.int64))
-    users, items = np.concatenate(users), np.concatenate(items)
-    ratings, labels = np.concatenate(ratings), np.concatenate(labels)
-    order = np.lexsort((items, labels, users))
-    table = pa.table(
-        {
-            "userID": users[order],
-            "itemID": items[order],
-            "rating": ratings[order],
-            "timestamp": np.zeros(order.size, dtype=np.int64),
-            "x_label": labels[order],
-        }
-    )
-    tmp = Path(dst) / f".{name}.converting"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        write_inter(table, tmp / f"{name}.inter")
-        for f in features:
-            shutil.copyfile(f, tmp / f.name)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted %s -> %s: %d interactions, features %s", src, out, order.size, [f.name for f in features])
-    return out
-
-
-def write_inter(table: pa.Table, path: Path) -> None:
-    """Write an interaction table as MMRec TSV (header, tab separator, no quoting)."""
-    with open(path, "wb") as f:  # pyarrow quotes header names, so the header line is ours
-        f.write(("\t".join(table.column_names) + "\n").encode())
-        options = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
-        pacsv.write_csv(table, f, write_options=options)

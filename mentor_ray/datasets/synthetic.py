@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from mentor_ray.common import io as cache
 from mentor_ray.common.errors import DataError
+from mentor_ray.datasets.mmrec import write_inter
 
 log = logging.getLogger("mentor_ray.synthetic")
 
@@ -219,7 +220,6 @@ def _feature_view(rng: np.random.Generator, items_f: np.ndarray, m: Modality) ->
 
 def write(spec: SyntheticSpec, directory: Path) -> Path:
     """Generate ``spec`` into ``directory`` (created; must not exist) in the MMRec layout."""
-    from mentor_ray.datasets.dataset import write_inter
 
     t0 = time.perf_counter()
     generated = generate(spec)
