@@ -8,9 +8,19 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from mentor_ray.benchmarks.bench import (
+    bench_graphs,
+    bench_ray,
+    bench_train,
+    bench_tune,
+    graphs_markdown,
+    ray_markdown,
+    train_markdown,
+    tune_markdown,
+    upsert_block,
+)
 from mentor_ray.cli import run, setup_logging
 from mentor_ray.common.errors import MentorRayError
-from mentor_ray.benchmarks.bench import bench_graphs, bench_ray, bench_train, bench_tune, graphs_markdown, ray_markdown, train_markdown, tune_markdown, upsert_block
 
 _DESCRIPTION = "Benchmarks, written to ``docs/benchmarks.md`` with the command, the machine and the date."
 
@@ -31,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--k", type=int, default=40)
     g.add_argument("--knn-norm", default="row")
     g.add_argument("--builder", choices=["auto", "dgl", "torch"], default="auto", help="graph builder (default auto)")
-    g.add_argument("--write", type=Path, default=None, metavar="MD", help="update this Markdown file (e.g. docs/benchmarks.md)")
+    g.add_argument("--write", type=Path, default=None, metavar="MD",
+                   help="update this Markdown file (e.g. docs/benchmarks.md)")
     t = sub.add_parser("train", help="graph build, seconds per epoch, evaluation seconds and peak memory")
     t.add_argument("--dataset", required=True)
     t.add_argument("--data-root", type=Path, default=None)
@@ -69,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gp.add_argument("--write", type=Path, default=None, metavar="MD", help="also update this Markdown file")
     args = p.parse_args(argv)
     setup_logging()
-    command = "python -m mentor_ray.bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    words = argv if argv is not None else sys.argv[1:]
+    command = "python -m mentor_ray.bench " + " ".join(shlex.quote(a) for a in words)
     if args.cmd == "gpu":
         from mentor_ray.benchmarks import gpucheck
 
@@ -82,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "graphs":
         res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm, args.builder)
         md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)
-        block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}" + ("" if args.builder == "auto" else f":{args.builder}")
+        block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}"
+        block += "" if args.builder == "auto" else f":{args.builder}"
     elif args.cmd == "tune":
         workers = _int_list(args.workers_per_trial, "--workers-per-trial")
         res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)

@@ -1,4 +1,12 @@
-"""`graphs` command: the command line of :mod:`mentor_ray.datasets.graphs`."""
+"""Build (or load from cache) a dataset's user-item and item kNN graphs (:mod:`mentor_ray.datasets.graphs`).
+
+::
+
+    mentor-ray graphs build --dataset synth-small [--data-root DIR] [--k 40] [--knn-norm row] \\
+        [--builder auto|dgl|torch] [--no-cache] [--json]
+
+``python -m mentor_ray.graphs ...`` is the same command.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(format_summary(ds.summary()))
     edges = ", ".join(f"{m} {n:,}" for m, n in summary["item_edges"].items())
-    print(f"graphs        {graphs.describe()} in {t_graphs:.2f}s (key {summary['key']}); user-item {summary['ui_edges']:,} "
+    print(f"graphs        {graphs.describe()} in {t_graphs:.2f}s (key {summary['key']}); "
+          f"user-item {summary['ui_edges']:,} "
           f"directed edges; kNN (k={graphs.k}, {graphs.knn_norm}): {edges or 'none'}")
     print(f"peak RSS      {summary['peak_rss_mb']:,.0f} MB")
     return 0

@@ -1,4 +1,12 @@
-"""`leaderboard` command: the command line of :mod:`mentor_ray.report.leaderboard`."""
+"""Paper-style tables and plots from a sweep's results store (:mod:`mentor_ray.report.leaderboard`).
+
+::
+
+    mentor-ray leaderboard --results runs/results --out runs/leaderboard
+    mentor-ray leaderboard --results runs/results --out runs/leaderboard --format md,csv
+
+``python -m mentor_ray.leaderboard ...`` is the same command.
+"""
 
 from __future__ import annotations
 

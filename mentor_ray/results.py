@@ -1,4 +1,12 @@
-"""`results` command: the command line of :mod:`mentor_ray.report.results`."""
+"""Inspect a results store (:mod:`mentor_ray.report.results`): a summary per dataset and role.
+
+::
+
+    mentor-ray results show --results runs/results
+    mentor-ray results show --results runs/results --role final --dataset tiktok
+
+``python -m mentor_ray.results ...`` is the same command.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from mentor_ray.common.errors import MentorRayError
 from mentor_ray.cli import run
+from mentor_ray.common.errors import MentorRayError
 from mentor_ray.report.results import ROLES, read_results
 
 _DESCRIPTION = "The results store: every finished trial and final run as rows of one Parquet dataset."

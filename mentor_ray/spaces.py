@@ -1,4 +1,12 @@
-"""`spaces` command: the command line of :mod:`mentor_ray.sweep.spaces`."""
+"""Show a search space of ``tune_spaces/`` (:mod:`mentor_ray.sweep.spaces`): axes, grid size, fixed settings.
+
+::
+
+    mentor-ray spaces show tune_spaces/paper_grid.yaml
+    mentor-ray spaces show paper_grid
+
+``python -m mentor_ray.spaces ...`` is the same command.
+"""
 
 from __future__ import annotations
 

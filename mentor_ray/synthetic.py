@@ -29,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "list":
         for s in PRESETS.values():
             mods = ", ".join(f"{m.name} {m.dim}-d" for m in s.modalities)
-            print(f"{s.name:15s} users {s.n_users:>6,}  items {s.n_items:>6,}  interactions {s.n_interactions:>7,}  {mods}")
+            print(f"{s.name:15s} users {s.n_users:>6,}  items {s.n_items:>6,}  "
+                  f"interactions {s.n_interactions:>7,}  {mods}")
         return 0
     spec = preset(args.name, args.seed)
     target = args.out / spec.name

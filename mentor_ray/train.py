@@ -1,4 +1,21 @@
-"""`train` command: the command line of :mod:`mentor_ray.training.trainer`."""
+"""Train MENTOR, an ablation or a baseline, in-process or on Ray Train (:mod:`mentor_ray.training`).
+
+In-process (``key=value`` overrides any setting of :class:`mentor_ray.common.config.TrainConfig`)::
+
+    mentor-ray train --dataset synth-small --variant mentor --max-epochs 5
+    mentor-ray train --dataset tiktok --data-root ../shared/datasets --variant mentor \\
+        --summary runs/tiktok-mentor.json infonce_scope=batch lambda_g=1e-3
+    mentor-ray train --dataset tiktok --data-root ../shared/datasets --variant most_pop
+
+On Ray Train (DDP; ``--workers``, ``--storage`` or ``--run-name`` selects it; re-running resumes)::
+
+    mentor-ray train --dataset synth-small --workers 2 --storage runs/           # local Ray, gloo
+    mentor-ray train --dataset tiktok --data-root /data --workers 4 --gpus-per-worker 1 \\
+        --storage s3://bucket/mentor-runs                                       # NCCL on 4 GPUs
+    ray job submit --working-dir . -- python -m mentor_ray.train --dataset synth-small --workers 2
+
+``python -m mentor_ray.train ...`` is the same command (cluster command lines use that form).
+"""
 
 from __future__ import annotations
 

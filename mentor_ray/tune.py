@@ -1,4 +1,23 @@
-"""`tune` command: the command line of :mod:`mentor_ray.sweep.tune`."""
+"""Sweep a search space on Ray Tune, re-run the best point over seeds, ablate (:mod:`mentor_ray.sweep.tune`).
+
+A minute on 2 CPU cores::
+
+    mentor-ray tune --dataset synth-tiny --space smoke --num-samples 4 --seeds 2 --ablation --results /tmp/r
+
+On a Ray cluster, every dataset under the data root::
+
+    ray job submit --working-dir . -- python -m mentor_ray.tune --dataset all --data-root /data \\
+        --space paper_grid --num-samples 64 --results /shared/results --storage /shared/tune
+
+``key=value`` settings go over the space's fixed ones; DDP trials; continue after a kill::
+
+    mentor-ray tune --dataset tiktok --data-root /data --space paper_grid --num-samples 24 \\
+        --results runs/r lr=1e-3 infonce_scope=batch
+    mentor-ray tune --dataset synth-baby --workers-per-trial 4 --gpus-per-trial 1 ...
+    mentor-ray tune ... --resume
+
+``python -m mentor_ray.tune ...`` is the same command (cluster command lines use that form).
+"""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from mentor_ray.common import config
 from mentor_ray.common.errors import ConfigError
@@ -85,3 +85,27 @@ def test_every_yaml_file_in_the_repository_parses():
 @pytest.mark.parametrize("preset", sorted(p.stem for p in config.PRESET_DIR.glob("*.yaml")))
 def test_every_preset_is_a_valid_config(preset):
     config.make_config(preset)
+
+
+def test_every_key_has_one_role_and_the_model_gets_a_frozen_config():
+    assert {config.role_of(k) for k in config.TrainConfig.model_fields} == set(config.ROLES)
+    assert config.keys_with("runtime") == ("infonce_chunk", "infonce_threads", "eval_batch_size", "device")
+    cfg = config.make_config(overrides=["lambda_align=0.3", "infonce_chunk=64"])
+    model_cfg = cfg.model_part()
+    assert model_cfg.lambda_align == 0.3 and "infonce_chunk" not in type(model_cfg).model_fields
+    with pytest.raises(ValidationError):
+        model_cfg.lambda_align = 0.5  # frozen
+
+
+def test_runtime_keys_change_no_run_name_and_no_config_hash():
+    from mentor_ray.report.results import config_hash
+    from mentor_ray.training.ray_train import run_name
+
+    base = config.make_config(flags={"dataset": "synth-tiny"})
+    for override in ("infonce_chunk=64", "infonce_threads=1", "eval_batch_size=128", "device=cpu", "max_epochs=3"):
+        other = config.make_config(flags={"dataset": "synth-tiny"}, overrides=[override])
+        assert run_name(other) == run_name(base), override
+        assert config_hash(other.model_dump()) == config_hash(base.model_dump()), override
+    for override in ("lambda_align=0.3", "knn_k=10", "lr=1e-3"):  # these change what is learned
+        other = config.make_config(flags={"dataset": "synth-tiny"}, overrides=[override])
+        assert run_name(other) != run_name(base) and config_hash(other.model_dump()) != config_hash(base.model_dump())

@@ -8,9 +8,9 @@ import pickle
 import numpy as np
 import scipy.sparse as sp
 
-from mentor_ray.datasets import dataset as data
 from mentor_ray import data as data_cmd
 from mentor_ray.cli import run
+from mentor_ray.datasets import dataset as data
 
 
 def _diffmm(tmp_path, with_val=True):
@@ -39,7 +39,8 @@ def test_convert_keeps_every_value(tmp_path, capsys):
     assert run(data_cmd.main, ["convert-diffmm", str(src), str(tmp_path / "out"), "--name", "tt"]) == 0
     out = tmp_path / "out" / "tt"
     table = data.pacsv.read_csv(out / "tt.inter", parse_options=data.pacsv.ParseOptions(delimiter="\t"))
-    got = {(u, i, lab): r for u, i, r, lab in zip(*(table[c].to_pylist() for c in ("userID", "itemID", "rating", "x_label")))}
+    columns = (table[c].to_pylist() for c in ("userID", "itemID", "rating", "x_label"))
+    got = {(u, i, lab): r for u, i, r, lab in zip(*columns)}
     want = {(int(u), int(i), lab): float(v) for lab, m in mats.items() for u, i, v in zip(m.row, m.col, m.data)}
     assert got == want
     for name in feats:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from mentor_ray.datasets import dataset as data
 from mentor_ray import data as data_cmd
 from mentor_ray.cli import run
 from mentor_ray.common.errors import DataError
+from mentor_ray.datasets import dataset as data
 from tests.conftest import REPO, write_dataset
 
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from mentor_ray.datasets import dataset as data
-from mentor_ray.datasets import graphs
 from mentor_ray import graphs as graphs_cmd
 from mentor_ray.common.errors import ConfigError
+from mentor_ray.datasets import dataset as data
+from mentor_ray.datasets import graphs
 from tests.conftest import needs_dgl, write_dataset
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from mentor_ray.common.errors import ConfigError
 from mentor_ray.datasets import dataset as data
 from mentor_ray.datasets import graphs
-from mentor_ray.common.errors import ConfigError
 from tests.conftest import needs_dgl, write_dataset
 
 

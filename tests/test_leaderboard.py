@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mentor_ray.report import leaderboard as lb
 from mentor_ray import leaderboard as leaderboard_cmd
-from mentor_ray.report import results
 from mentor_ray.cli import run
 from mentor_ray.common.config import VARIANTS, make_config
 from mentor_ray.common.errors import MentorRayError
+from mentor_ray.report import leaderboard as lb
+from mentor_ray.report import results
 
 COLS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # the table's test columns, in order
 
@@ -39,9 +39,9 @@ def _summary(dataset="synth-a", variant="mentor", seed=0, test=(0.01, 0.02, 0.00
                "epochs_run": epochs, "valid": {f"{m}@{k}": valid for m in ("recall", "ndcg") for k in results.KS},
                "test": tst, "seconds_per_epoch": spe, "peak_rss_mb": mem, "peak_gpu_mb": None, "device": device,
                "world_size": world_size, "valid_curve": list(curve), "started_at": started, "wall_seconds": wall,
-               "config": cfg, "stopped_by_scheduler": stopped}
-    if status:
-        summary["status"] = status
+               "config": cfg}
+    if status or stopped:
+        summary["status"] = status or "stopped_early"
     return summary
 
 
@@ -410,7 +410,8 @@ def test_every_variant_has_a_display_name():
 
 def test_cli_prints_the_markdown(tmp_path, capsys):
     results.record(tmp_path / "r", _summary(variant="lightgcn"), "final", "smoke")
-    assert run(leaderboard_cmd.main, ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--format", "md"]) == 0
+    argv = ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--format", "md"]
+    assert run(leaderboard_cmd.main, argv) == 0
     assert capsys.readouterr().out.startswith("# MENTOR leaderboard")
     assert [p.name for p in (tmp_path / "o").iterdir() if p.is_file()] == ["leaderboard.md"]
 
@@ -423,7 +424,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     if case == "format":
         results.write_run(results_dir, results.rows_from_summary(_summary(), "final", "s", version="test"))
     fmt = "md,pdf" if case == "format" else "md"
-    assert run(leaderboard_cmd.main, ["--results", str(results_dir), "--out", str(tmp_path / "o"), "--format", fmt]) == 2
+    argv = ["--results", str(results_dir), "--out", str(tmp_path / "o"), "--format", fmt]
+    assert run(leaderboard_cmd.main, argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
     expected = {"missing": f"--results {results_dir}: no such directory",

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from mentor_ray.common import config
 from mentor_ray.datasets import dataset as data
-from mentor_ray.model import mentor as model
 from mentor_ray.datasets.graphs import build_graphs
+from mentor_ray.model import mentor as model
 from mentor_ray.model.mentor import Batch
 
 
@@ -32,7 +32,8 @@ def _model(ds, variant="mentor", **over):
 
 def _batch(ds, n=16):
     idx = np.arange(n)
-    return Batch(*(torch.from_numpy(a) for a in (ds.train.users[idx], ds.train.items[idx], (ds.train.items[idx] + 1) % ds.n_items)))
+    triplet = (ds.train.users[idx], ds.train.items[idx], (ds.train.items[idx] + 1) % ds.n_items)
+    return Batch(*(torch.from_numpy(a) for a in triplet))
 
 
 def _dense(m, name):
@@ -63,7 +64,7 @@ def test_forward_follows_eq_1_to_7(ds):
 
 def test_layer_mean_divides_every_propagated_block_by_l_plus_1(ds):
     s, m = _model(ds), _model(ds, layer_combine="mean", n_layers=3)
-    s.cfg.n_layers = 3
+    s.cfg = s.cfg.model_copy(update={"n_layers": 3})  # the same weights, propagated 3 layers
     torch.manual_seed(1)
     rs = s(perturb=True)
     torch.manual_seed(1)
@@ -128,7 +129,7 @@ def test_distribution_stats_are_per_node_mean_and_variance(ds):
     for name, x in tensors.items():  # Eq. 8 per node: over each node's own dimensions
         torch.testing.assert_close(stats[name][0].reshape(-1), x.mean(1), atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(stats[name][1].reshape(-1), x.var(1, unbiased=False), atol=1e-6, rtol=1e-4)
-    m.cfg.align_stats = "matrix"
+    m.cfg = m.cfg.model_copy(update={"align_stats": "matrix"})
     whole = m.distribution_stats(r)
     for name, x in tensors.items():  # the authors' variant: one value over the whole matrix
         torch.testing.assert_close(whole[name][0], x.mean(), atol=1e-6, rtol=1e-5)
@@ -216,4 +217,5 @@ def test_block_normalize_matches_f_normalize():
     g1 = torch.autograd.grad((got * w).sum(), x)[0]
     g2 = torch.autograd.grad((ref * w).sum(), x)[0]
     torch.testing.assert_close(g1[torch.arange(7) != 2], g2[torch.arange(7) != 2])
-    assert torch.autograd.gradcheck(lambda t: model.block_normalize(t, 4), (torch.randn(3, 8, dtype=torch.float64, requires_grad=True),))
+    x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: model.block_normalize(t, 4), (x,))

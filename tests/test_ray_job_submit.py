@@ -122,8 +122,8 @@ def test_job_submit_trains_with_two_workers(head, tmp_path):
 
 def test_job_submit_runs_a_sweep(head, tmp_path):
     """The sweep issue's acceptance command, submitted as a job: search, finals, ablation, leaderboard."""
-    from mentor_ray.report import results
     from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
+    from mentor_ray.report import results
 
     out = _submit(head, "python", "-m", "mentor_ray.tune", "--dataset", "synth-tiny", "--space", "smoke",
                   "--num-samples", "4", "--seeds", "2", "--ablation", "--grace-period", "2",

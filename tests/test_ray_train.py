@@ -43,6 +43,14 @@ def test_a_resumed_run_ends_like_an_uninterrupted_one(local_ray, tmp_path):
     assert resumed["valid"] == full["valid"] and resumed["test"] == full["test"]
 
 
+def test_a_run_resumes_when_only_runtime_settings_change(local_ray, tmp_path):
+    fit_with_ray(_cfg(1), workers=1, storage=str(tmp_path))
+    more = config.make_config(flags={"dataset": "synth-tiny", "variant": "mentor", "max_epochs": 2},
+                              overrides=TINY + ["infonce_chunk=7", "infonce_threads=1", "eval_batch_size=5"])
+    resumed = fit_with_ray(more, workers=1, storage=str(tmp_path))
+    assert resumed["resumed_at_epochs"] == [1] and resumed["epochs_run"] == 2
+
+
 def test_a_killed_worker_restarts_from_the_last_checkpoint(local_ray, tmp_path):
     marker = tmp_path / "killed"
     fault = KillOnce(epoch=1, batch=2, rank=1, marker=str(marker))

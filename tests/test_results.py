@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mentor_ray.report import results
 from mentor_ray.common.config import make_config
 from mentor_ray.common.errors import MentorRayError
+from mentor_ray.report import results
 
 
 def _summary(seed=0, dropout=0.5, variant="mentor", r20=0.1):
@@ -37,21 +36,8 @@ def test_one_point_searched_by_two_spaces_is_two_trials(tmp_path):
     results.record(tmp_path, {**_summary(r20=0.3), "status": "completed"}, "search", "paper_grid")
     results.record(tmp_path, {**_summary(r20=0.1), "status": "stopped_early"}, "search", "mentor_lr_reg")
     table = results.read_results(tmp_path, split="valid", metric="recall", k=20).to_pandas()
-    assert dict(zip(table.sweep, table.value)) == {"paper_grid": pytest.approx(0.3), "mentor_lr_reg": pytest.approx(0.1)}
-
-
-def test_a_search_trial_written_under_the_old_id_is_migrated_not_duplicated(tmp_path):
-    table = results.rows_from_summary(_summary(r20=0.3), "search", "paper_grid", version="old")
-    rid = table.column("run_id")[0].as_py()
-    legacy = rid.replace("-paper_grid-", "-")
-    old = table.set_column(table.schema.get_field_index("run_id"), "run_id",
-                           pa.array([legacy] * table.num_rows, pa.string()))
-    results.write_run(tmp_path, old)
-    results.write_run(tmp_path, old.set_column(old.schema.get_field_index("sweep"), "sweep",
-                                               pa.array(["other"] * old.num_rows, pa.string())).set_column(
-        0, "run_id", pa.array([legacy + "x"] * old.num_rows, pa.string())))  # another sweep's: untouched
-    results.record(tmp_path, _summary(r20=0.3), "search", "paper_grid")  # the resumed sweep rewrites it
-    assert sorted(p.stem for p in tmp_path.glob("*.parquet")) == sorted([rid, legacy + "x"])
+    expected = {"paper_grid": pytest.approx(0.3), "mentor_lr_reg": pytest.approx(0.1)}
+    assert dict(zip(table.sweep, table.value)) == expected
 
 
 def test_rewriting_a_run_replaces_it_and_other_runs_stay(tmp_path):

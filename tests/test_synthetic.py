@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from mentor_ray import synthetic as synthetic_cmd
 from mentor_ray.datasets import dataset as data
 from mentor_ray.datasets import synthetic
-from mentor_ray import synthetic as synthetic_cmd
 from mentor_ray.datasets.graphs import knn_neighbours
 
 

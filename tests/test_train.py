@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from mentor_ray import train as train_cmd
+from mentor_ray.cli import run
 from mentor_ray.common import config
 from mentor_ray.datasets import dataset as data
 from mentor_ray.training import trainer as train
-from mentor_ray import train as train_cmd
-from mentor_ray.cli import run
 
 TINY = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16"]
 
@@ -155,7 +155,8 @@ def test_rank_profile_is_the_best_epochs_test_ranking(ds, tmp_path, capsys):
     assert "rank_profile" not in _trainer(ds).summary()  # only when asked for
 
     out = tmp_path / "s.json"
-    assert run(train_cmd.main, ["--dataset", "synth-tiny", "--variant", "most_pop", "--rank-profile", "--summary", str(out)]) == 0
+    argv = ["--dataset", "synth-tiny", "--variant", "most_pop", "--rank-profile", "--summary", str(out)]
+    assert run(train_cmd.main, argv) == 0
     assert "test ranking at the best epoch: hits@1-5 " in capsys.readouterr().out
     assert json.loads(out.read_text())["rank_profile"]["distinct@20"] >= 1
     assert run(train_cmd.main, ["--dataset", "synth-tiny", "--rank-profile", "--workers", "2"]) == 2

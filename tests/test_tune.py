@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from mentor_ray.report import results
-from mentor_ray.sweep import tune
 from mentor_ray import tune as tune_cmd
 from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
 from mentor_ray.common.errors import ConfigError, MentorRayError
+from mentor_ray.report import results
+from mentor_ray.sweep import tune
 
 ray = pytest.importorskip("ray")
 
@@ -112,7 +112,8 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     assert "synth-tiny: search done" in printed and "synth-tiny: ablation" in printed
     # the sweep ends with the leaderboard: printed, and written next to the results
     assert "# MENTOR leaderboard" in printed and "MENTOR_fg" in printed
-    assert (out / "leaderboard" / "leaderboard.md").is_file() and (out / "leaderboard" / "csv" / "overall.csv").is_file()
+    board = out / "leaderboard"
+    assert (board / "leaderboard.md").is_file() and (board / "csv" / "overall.csv").is_file()
     import pandas as pd
 
     sweep = pd.read_csv(out / "leaderboard" / "csv" / "sweep.csv").iloc[0]  # the leaderboard names the same point

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from mentor_ray.report import results
 from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
+from mentor_ray.report import results
 
 
 def _sweep(tmp_path, *extra):

@@ -20,7 +20,6 @@ Commands::
 from __future__ import annotations
 
 import datetime as dt
-from importlib import metadata
 import json
 import os
 import platform
@@ -28,9 +27,11 @@ import re
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.io import write_atomic
 
 
 def machine() -> str:
@@ -106,9 +107,11 @@ def graphs_markdown(res: dict, command: str, dataset: str, k: int, knn_norm: str
             "",
             "| call | graph stage (s) | process wall (s) | peak RSS (MB) |",
             "|---|---:|---:|---:|",
-            f"| first (built by {cold.get('builder', 'dgl')}; {parts}) | {cold['graph_seconds']:.2f} | {res['cold_wall']:.1f} "
+            f"| first (built by {cold.get('builder', 'dgl')}; {parts}) | {cold['graph_seconds']:.2f} "
+            f"| {res['cold_wall']:.1f} "
             f"| {cold['peak_rss_mb']:,.0f} |",
-            f"| second (cache hit) | {warm['graph_seconds']:.3f} | {res['warm_wall']:.1f} | {warm['peak_rss_mb']:,.0f} |",
+            f"| second (cache hit) | {warm['graph_seconds']:.3f} | {res['warm_wall']:.1f} "
+            f"| {warm['peak_rss_mb']:,.0f} |",
             "",
             "Process wall time includes Python start-up, imports and loading the dataset "
             f"({cold['load_seconds']:.1f}s from the Parquet cache and .npy files).",
@@ -177,7 +180,8 @@ def gradient_bytes(dataset: str, data_root: Path | None, variant: str, overrides
     from mentor_ray.datasets.dataset import load_dataset
     from mentor_ray.model.mentor import build_model
 
-    cfg = make_config(flags={"dataset": dataset, "data_root": str(data_root) if data_root else None, "variant": variant},
+    root = str(data_root) if data_root else None
+    cfg = make_config(flags={"dataset": dataset, "data_root": root, "variant": variant},
                       overrides=overrides)
     model = build_model(cfg, load_dataset(cfg.dataset, cfg.data_root))
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -260,7 +264,8 @@ def ray_markdown(res: dict, command: str, dataset: str, variant: str, cpus: int,
         s = r["summary"]
         step_ms = 1000 * s["seconds_per_epoch"] / steps
         rows.append(f"| {r['workers']} | {cpus / r['workers']:g} | {s['seconds_per_epoch']:.2f} | {step_ms:.0f} "
-                    f"| {s['eval_seconds']:.2f} | {r['wall']:.0f} | {s['epochs_run']} | {s['valid']['recall@20']:.4f} |")
+                    f"| {s['eval_seconds']:.2f} | {r['wall']:.0f} | {s['epochs_run']} "
+                    f"| {s['valid']['recall@20']:.4f} |")
     return "\n".join(
         [
             f"### Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpus} CPUs",
@@ -344,6 +349,4 @@ def upsert_block(path: Path, block_id: str, body: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)

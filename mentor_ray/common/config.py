@@ -57,18 +57,18 @@ MENTOR_VARIANTS = [v for v, s in VARIANTS.items() if s.model == "mentor"]
 BASELINES = [v for v, s in VARIANTS.items() if s.model != "mentor"]
 
 
-class TrainConfig(BaseModel):
-    """Every setting of a training run. Defaults are the paper's (§Implementation Details)."""
+def _role(role: str) -> dict[str, str]:
+    return {"role": role}
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    # data and graphs
-    dataset: str = "synth-small"
-    data_root: str | None = None
-    knn_k: int = Field(40, ge=1, description="neighbours per item in each modality's kNN graph (Eq. 5)")
-    knn_norm: Literal["row", "sym", "none"] = "row"
+class ModelConfig(BaseModel):
+    """What defines the model and its loss: everything :func:`mentor_ray.model.mentor.build_model` reads.
 
-    # model
+    Frozen: a model holds its own copy, which nothing can change under it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     variant: Variant = "mentor"
     embedding_dim: int = Field(64, ge=1)
     n_layers: int = Field(2, ge=0, description="user-item graph layers L (Eq. 1-3)")
@@ -77,8 +77,6 @@ class TrainConfig(BaseModel):
         "sum", description="Eq. 3 sums layers 0..L (paper); mean divides by L + 1 (LightGCN)"
     )
     normalize_input: bool = Field(True, description="L2-normalise layer-0 embeddings (authors' code)")
-
-    # losses
     reg_weight: float = Field(1e-4, ge=0, description="lambda_E, L2 on the batch's layer-0 embeddings (Eq. 24)")
     lambda_align: float = Field(0.1, ge=0, description="Eq. 9-16")
     align_stats: Literal["node", "matrix"] = Field("node", description="Eq. 8 per node (paper) or whole matrix")
@@ -89,23 +87,77 @@ class TrainConfig(BaseModel):
     infonce_scope: Literal["all", "batch"] = Field(
         "all", description="Eq. 21 over all users and items, or the batch's users and positive items (SimGCL)"
     )
-    infonce_chunk: int = Field(512, ge=1, description="rows per chunk of the chunked InfoNCE")
-    infonce_threads: int = Field(2, ge=1, description="CPU threads running the InfoNCE blocks side by side")
     perturb_noise: Literal["uniform", "simgcl"] = Field("uniform", description="Eq. 18-19 noise")
     perturb_eps: float = Field(1.0, ge=0, description="noise scale (uniform: U(0,1)*eps; simgcl: eps)")
-
-    # optimisation and protocol
-    lr: float = Field(1e-4, gt=0)
-    batch_size: int = Field(2048, ge=1)
-    max_epochs: int = Field(1000, ge=0)
-    patience: int = Field(20, ge=1, description="epochs without better validation Recall@20 before stopping")
-    eval_batch_size: int = Field(4096, ge=1)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @property
     def spec(self) -> VariantSpec:
         return VARIANTS[self.variant]
+
+
+class TrainConfig(ModelConfig):
+    """Every setting of a training run, flat (``key=value`` names any of them). Defaults are the paper's.
+
+    Each key has one role (:func:`role_of`): the :class:`ModelConfig` keys are ``model``; the others
+    say so in their field. ``run`` keys name the run; ``graph`` keys choose the graphs the model is
+    given; ``optim`` keys change what is learned; ``budget`` is the epoch limit (a longer budget
+    continues a run); ``runtime`` keys change speed and memory only, never results, so they are left
+    out of run names, config hashes and resume checks.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+    dataset: str = Field("synth-small", json_schema_extra=_role("run"))
+    data_root: str | None = Field(None, json_schema_extra=_role("run"))
+    seed: int = Field(0, json_schema_extra=_role("run"))
+    knn_k: int = Field(40, ge=1, description="neighbours per item in each modality's kNN graph (Eq. 5)",
+                       json_schema_extra=_role("graph"))
+    knn_norm: Literal["row", "sym", "none"] = Field("row", json_schema_extra=_role("graph"))
+    lr: float = Field(1e-4, gt=0, json_schema_extra=_role("optim"))
+    batch_size: int = Field(2048, ge=1, json_schema_extra=_role("optim"))
+    patience: int = Field(20, ge=1, description="epochs without better validation Recall@20 before stopping",
+                          json_schema_extra=_role("optim"))
+    max_epochs: int = Field(1000, ge=0, json_schema_extra=_role("budget"))
+    infonce_chunk: int = Field(512, ge=1, description="rows per chunk of the chunked InfoNCE (memory only)",
+                               json_schema_extra=_role("runtime"))
+    infonce_threads: int = Field(2, ge=1, description="CPU threads running the InfoNCE blocks side by side",
+                                 json_schema_extra=_role("runtime"))
+    eval_batch_size: int = Field(4096, ge=1, json_schema_extra=_role("runtime"))
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", json_schema_extra=_role("runtime"))
+
+    def model_part(self) -> ModelConfig:
+        """The frozen model config of this run."""
+        return ModelConfig.model_validate(self.model_dump(include=set(ModelConfig.model_fields)))
+
+
+ROLES = ("run", "model", "graph", "optim", "budget", "runtime")
+
+
+def role_of(key: str) -> str:
+    """The role of a config key (see :class:`TrainConfig`)."""
+    if key in ModelConfig.model_fields:
+        return "model"
+    return TrainConfig.model_fields[key].json_schema_extra["role"]
+
+
+def keys_with(*roles: str) -> tuple[str, ...]:
+    """The config keys of the given roles, in field order."""
+    return tuple(k for k in TrainConfig.model_fields if role_of(k) in roles)
+
+
+def result_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide a run's results besides its dataset, variant and seed: model, graph
+    and optimisation keys. Epoch budget and runtime keys are not among them."""
+    return {k: v for k, v in config.items() if k in TrainConfig.model_fields
+            and role_of(k) in ("model", "graph", "optim") and k != "variant"}
+
+
+def resume_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a run to continue another: all but the epoch budget and runtime keys."""
+    return {k: v for k, v in config.items() if k in TrainConfig.model_fields
+            and role_of(k) not in ("budget", "runtime")}
+
+
 
 
 def parse_value(text: str) -> Any:
@@ -123,7 +175,7 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def _check_keys(keys: Sequence[str], source: str) -> None:
+def check_keys(keys: Sequence[str], source: str) -> None:
     allowed = list(TrainConfig.model_fields)
     for key in keys:
         if key not in allowed:
@@ -145,7 +197,7 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, found {type(raw).__name__}")
-    _check_keys(list(raw), str(path))
+    check_keys(list(raw), str(path))
     return raw
 
 
@@ -155,7 +207,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}': expected key=value, e.g. lambda_g=1e-3")
-        _check_keys([key], "override")
+        check_keys([key], "override")
         out[key] = parse_value(value)
     return out
 
@@ -175,7 +227,7 @@ def make_config(
 
 
 def validate(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    _check_keys(list(values), source)
+    check_keys(list(values), source)
     try:
         return TrainConfig.model_validate(values)
     except ValidationError as exc:

@@ -48,9 +48,14 @@ def atomic_path(final: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``path`` through a hidden temporary file renamed over it: never a half-written file."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> Any | None:

@@ -2,9 +2,9 @@
 
 glibc returns freed blocks of more than a few MB to the kernel at once and maps them again on
 the next allocation; every training step allocates dozens of (n_nodes x width) temporaries, and
-in a virtual machine each page fault is expensive. Keeping freed memory in the heap for reuse
-(``mallopt``) made a TikTok MENTOR step 15-20% faster on the project's 2-core VM (see
-``docs/benchmarks.md``). Peak RSS is unchanged: retained memory is reused, not added to.
+in a virtual machine each page fault is expensive, so freed memory is kept in the heap for reuse
+(``mallopt``; measured in ``docs/benchmarks.md``, *Findings behind defaults*). Peak RSS is
+unchanged: retained memory is reused, not added to.
 Set ``MENTOR_RAY_MALLOPT=0`` to leave the allocator alone.
 """
 

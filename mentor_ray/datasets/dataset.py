@@ -339,8 +339,9 @@ def _interactions_cached(
     return users, items, split, hashes
 
 
-def parse_inter(path: Path, spec: DatasetSpec = DatasetSpec()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def parse_inter(path: Path, spec: DatasetSpec | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse and validate an interaction file: (users int64, items int64, split int8), deduplicated."""
+    spec = spec or DatasetSpec()
     cols = spec.columns
     header = _read_header(path, spec.separator)
     missing = [c for c in (cols.user, cols.item, cols.split) if c not in header]
@@ -363,7 +364,8 @@ def parse_inter(path: Path, spec: DatasetSpec = DatasetSpec()) -> tuple[np.ndarr
     bad = (split < 0) | (split > 2)
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{path}: {cols.split} = {int(split[row])} at line {row + 2}; allowed: 0 (train), 1 (valid), 2 (test)")
+        raise DataError(f"{path}: {cols.split} = {int(split[row])} at line {row + 2}; "
+                        f"allowed: 0 (train), 1 (valid), 2 (test)")
     split = split.astype(np.int8)
     users, items, split = _drop_duplicates(path, users, items, split)
     if not (split == 0).any():
@@ -395,7 +397,8 @@ def _int_column(column: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
         bad = raw != np.floor(raw)
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataError(f"{path}: column {name} = {float(raw[row])!r} at line {row + 2}; expected a non-negative integer")
+            raise DataError(f"{path}: column {name} = {float(raw[row])!r} at line {row + 2}; "
+                            f"expected a non-negative integer")
         values = raw.astype(np.int64)
     else:
         for row, value in enumerate(column.to_pylist()):

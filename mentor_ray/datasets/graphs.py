@@ -1,55 +1,10 @@
 """The graph stage: the graphs are built once per (dataset, k, options); the model gets torch CSR.
 
-Two kinds of graph (paper Eq. 1-2 and 4-6):
-
-- **User-item graph.** A ``dgl.heterograph`` with relations ``user -interacts-> item`` and
-  ``item -interacted_by-> user`` over the training interactions. The model receives its
-  symmetrically normalised adjacency over the ``n_users + n_items`` nodes (users first)::
-
-      A[u, n_users + i] = A[n_users + i, u] = 1 / sqrt(|N_u| |N_i|)        (Eq. 1-2)
-
-  so that one ``A @ E`` is one layer of Eq. 1 and Eq. 2 together. Nodes without training
-  interactions have an empty row (their embedding does not propagate; no division by zero).
-
-- **Item-item kNN graph, one per modality.** Cosine similarity of the raw features (Eq. 4),
-  the top-k per item (Eq. 5; the item itself is its own nearest neighbour and counts as one of the k,
-  as in Eq. 5 read literally and in the authors' code), built as a DGL graph with an edge from each
-  neighbour ``j`` to item ``i``. Ties are broken by the lower item index, so the graph is exactly
-  reproducible. Normalisation (``knn_norm``):
-
-  * ``row`` (default): ``A[i, j] = 1 / k``, a mean over the neighbours. This is what the authors'
-    ``compute_normalized_laplacian`` computes: it scales by row sums on both sides, and every row
-    sum of a kNN graph is k.
-  * ``sym``: ``A[i, j] = 1 / sqrt(deg_in(i) deg_out(j))``, the symmetric normalisation of the
-    directed kNN graph (DGL's ``EdgeWeightNorm(norm='both')``): it damps hub items.
-  * ``none``: the binary matrix of Eq. 5 (Eq. 6 as written; embeddings grow by ~k per layer).
-
-  The similarity top-k runs in row chunks, so memory is O(chunk x n_items), never n_items^2.
-  Graphs are frozen (FREEDOM): built once and never updated in training.
-
-Two builders make them (``builder``):
-
-* ``dgl``: a ``dgl.heterograph`` and ``dgl.graph`` per modality, normalised by DGL (its degrees and
-  ``EdgeWeightNorm``). The pinned install profile has DGL 2.1.0, which loads only with torch
-  2.0-2.2.1.
-* ``torch``: the same adjacencies from ``torch.bincount`` degrees, for installs without a DGL that
-  loads (the current profile, a GPU node with a newer torch).
-
-``auto`` (the default) takes DGL where it imports and the built-in builder otherwise. Both share the
-neighbour search (:func:`knn_neighbours`), so the neighbours and their tie order are the same; the
-CSR structure is identical and every weight equal to 1e-7 (``tests/test_graph_builders.py`` builds
-both ways on the synthetic presets and on TikTok at k 10, 40 and 80 with every ``knn_norm``). That
-proof is why a cached graph is shared between them: the cache key does not name the builder, the
-file records which one made it.
-
-Built graphs are cached in ``<cache>/graphs/<key>.npz``; the key hashes the dataset content hash,
-``k``, ``knn_norm`` and the format version, so a second build is a file read, and a third within the
-same process a dictionary look-up. DGL is only imported here: training sees torch tensors only.
-
-Command::
-
-    python -m mentor_ray.graphs build --dataset synth-small [--data-root DIR] [--k 40] [--knn-norm row] \
-        [--builder auto|dgl|torch]
+``build_graphs(ds, k=40, knn_norm="row")`` returns :class:`Graphs`: the symmetrically normalised
+user-item adjacency (Eq. 1-2) and one frozen item kNN adjacency per modality (Eq. 4-6), built by DGL or
+the built-in torch builder (identical graphs), cached on disk and in memory. DGL is only imported here:
+training sees torch tensors only. How the graphs are built, normalised and cached:
+``docs/architecture.md`` (*Graph stage*).
 """
 
 from __future__ import annotations
@@ -67,8 +22,8 @@ import numpy as np
 import torch
 
 from mentor_ray.common import io as cache
-from mentor_ray.datasets.dataset import Dataset
 from mentor_ray.common.errors import ConfigError
+from mentor_ray.datasets.dataset import Dataset
 
 log = logging.getLogger("mentor_ray.graphs")
 

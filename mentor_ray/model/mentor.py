@@ -33,8 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mentor_ray.common.config import ModelConfig, TrainConfig
 from mentor_ray.model import losses
-from mentor_ray.common.config import TrainConfig
 
 
 @dataclass
@@ -92,8 +92,8 @@ class _SpMM(torch.autograd.Function):
 
 def uniform(*shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """U[0,1) float32 of ``shape``. On CUDA torch's generator. On CPU raw PCG64 bits from numpy
-    (about 4x faster than torch's CPU generator) made floats by setting the exponent bits (23
-    random mantissa bits), seeded from torch's generator so ``torch.manual_seed`` keeps runs
+    (faster than torch's CPU generator; ``docs/benchmarks.md``) made floats by setting the exponent
+    bits (23 random mantissa bits), seeded from torch's generator so ``torch.manual_seed`` keeps runs
     repeatable."""
     if torch.device(device).type != "cpu":
         return torch.rand(shape, device=device)
@@ -235,16 +235,20 @@ class Recommender(nn.Module):
 
 
 class Mentor(Recommender):
-    def __init__(self, cfg: TrainConfig, n_users: int, n_items: int, features: dict[str, torch.Tensor]):
+    def __init__(self, cfg: ModelConfig, n_users: int, n_items: int, features: dict[str, torch.Tensor],
+                 infonce_chunk: int = 512, infonce_threads: int = 2):
         super().__init__()
         if not features:
             raise ValueError("MENTOR needs at least one feature modality")
-        self.cfg, self.spec = cfg, cfg.spec
+        self.cfg = as_model_config(cfg)
+        self.spec = self.cfg.spec
+        self.infonce_chunk, self.infonce_threads = infonce_chunk, infonce_threads  # speed and memory only
         self.n_users, self.n_items = n_users, n_items
         self.modalities = list(features)
         d, n_mod = cfg.embedding_dim, len(features)
         # Users: [ID embedding | preference per feature modality], one parameter, blocks of d.
-        self.user_emb = nn.Parameter(torch.cat([nn.init.xavier_uniform_(torch.empty(n_users, d)) for _ in range(1 + n_mod)], 1))
+        blocks = [nn.init.xavier_uniform_(torch.empty(n_users, d)) for _ in range(1 + n_mod)]
+        self.user_emb = nn.Parameter(torch.cat(blocks, 1))
         self.item_id = _xavier(n_items, d)
         self.proj = nn.ModuleDict(
             {
@@ -373,11 +377,11 @@ class Mentor(Recommender):
             for m in self.modalities:
                 v0, v1 = reps.view(0, m), reps.view(1, m)
                 pairs += [(v0[:n_u], v1[:n_u]), (v0[n_u:], v1[n_u:])]
-        nce = lambda pair: losses.info_nce_chunked(pair[0], pair[1], cfg.tau, cfg.infonce_chunk)  # noqa: E731
+        nce = lambda pair: losses.info_nce_chunked(pair[0], pair[1], cfg.tau, self.infonce_chunk)  # noqa: E731
         # Side-by-side blocks pay off only for large blocks, and never beyond torch's thread budget
         # (a Ray worker with one CPU gets one thread; oversubscribed cores stall OpenMP regions).
         big = max(a.shape[0] for a, _ in pairs) >= PARALLEL_INFONCE_MIN_ROWS
-        workers = min(cfg.infonce_threads, torch.get_num_threads()) if big else 1
+        workers = min(self.infonce_threads, torch.get_num_threads()) if big else 1
         parts = _parallel_cpu(nce, pairs, workers) if reps.fused.device.type == "cpu" else map(nce, pairs)
         return sum(parts, reps.fused.new_zeros(()))
 
@@ -390,9 +394,9 @@ class Mentor(Recommender):
 class LightGCN(Recommender):
     """He et al. 2020: ID embeddings, L propagation layers, mean over layers 0..L, BPR + L2."""
 
-    def __init__(self, cfg: TrainConfig, n_users: int, n_items: int):
+    def __init__(self, cfg: ModelConfig, n_users: int, n_items: int):
         super().__init__()
-        self.cfg, self.n_users, self.n_items = cfg, n_users, n_items
+        self.cfg, self.n_users, self.n_items = as_model_config(cfg), n_users, n_items
         self.emb = _xavier(n_users + n_items, cfg.embedding_dim)
 
     def forward(self) -> torch.Tensor:
@@ -443,13 +447,19 @@ class MostPop(Recommender):
         return torch.ones(self.n_users, 1, device=self.score.device), self.score[:, None]
 
 
+def as_model_config(cfg: ModelConfig) -> ModelConfig:
+    """A frozen :class:`ModelConfig`: a run's full config is cut down to the model's keys."""
+    return cfg.model_part() if isinstance(cfg, TrainConfig) else cfg
+
+
 def build_model(cfg: TrainConfig, ds) -> Recommender:
     """The model of ``cfg.variant`` for dataset ``ds`` (graphs are attached by the trainer)."""
     kind = cfg.spec.model
+    model = cfg.model_part()
     if kind == "mentor":
-        return Mentor(cfg, ds.n_users, ds.n_items, ds.features)
+        return Mentor(model, ds.n_users, ds.n_items, ds.features, cfg.infonce_chunk, cfg.infonce_threads)
     if kind == "lightgcn":
-        return LightGCN(cfg, ds.n_users, ds.n_items)
+        return LightGCN(model, ds.n_users, ds.n_items)
     if kind == "mf_bpr":
-        return MFBPR(cfg, ds.n_users, ds.n_items)
+        return MFBPR(model, ds.n_users, ds.n_items)
     return MostPop(ds.n_users, ds.n_items, torch.from_numpy(ds.train.items))

@@ -1,51 +1,19 @@
 """Paper-style leaderboard of a results store: Table 2, the ablations, Table 3, sweep summaries, plots.
 
-Launch::
-
-    python -m mentor_ray.leaderboard --results runs/results --out runs/leaderboard
-    python -m mentor_ray.leaderboard --results runs/results --out runs/leaderboard --format md,csv
-
-It reads the Parquet results store of a sweep (:mod:`mentor_ray.results`), prints the Markdown
-leaderboard and writes, under ``--out`` (each file atomically: a temporary file renamed over it)::
-
-    leaderboard.md      every table, the plots as image links, and notes (what was skipped and why)
-    leaderboard.tex     the tables as booktabs fragments (``\\usepackage{booktabs}``, then ``\\input``)
-    leaderboard.html    the tables, and <img> tags pointing at plots/
-    csv/*.csv           one machine-readable CSV per table (mean and std as separate columns)
-    plots/*.png         per dataset: sensitivity heatmaps (Fig. 7), lambda_align line (Fig. 5), curves
-
-What goes where:
-
-* Metric tables (overall = Table 2, ablations = Fig. 3 / Table 2 variants) use only runs of role
-  ``final`` or ``ablation`` that did not fail, deduplicated by (dataset, variant, config hash, seed)
-  (the sweep records MENTOR's final runs under both roles); where a (dataset, variant) has several
-  configs, the one with the best mean validation Recall@20 over its seeds is kept (ties: the lower
-  config hash). Test values are never used to choose. Cells: test split at each run's best
-  validation epoch, mean +- sample std over seeds (one seed: the mean only). Per column the best
-  value is bold and the next distinct value underlined, compared at the 4 shown decimals (tied values
-  share the mark). ``Improv.``: MENTOR against the column's best baseline, in %; ``*`` on MENTOR's cell when a
-  two-sided paired t-test over the seeds both have (at least 2) gives p < 0.05 and MENTOR is ahead.
-* Efficiency (Table 3): per dataset and model, the median over seeds of seconds per epoch and of
-  peak memory (GPU memory on CUDA, else process RSS), from the same chosen runs.
-* Sweep summary and sensitivity plots: role ``search`` runs only (failed ones counted, never scored;
-  ASHA-stopped ones scored by their best epoch). Heatmap cells and lambda_align points are the best
-  validation Recall@20 of the trials there. Search wall = last ``finished_at`` - first ``started_at``
-  (the sum of the runs' ``wall_seconds`` when no run has a ``started_at``); sweep wall, the same over
-  every role. Validation curves: the chosen final runs, one line per seed.
-
-The sweep calls :func:`write_leaderboard` at its end; :func:`build_board` and the ``*_frame``
-functions are the same tables as data.
+:func:`write_leaderboard` reads the Parquet results store of a sweep (:mod:`mentor_ray.report.results`),
+writes ``leaderboard.md``, ``.tex`` and ``.html``, ``csv/`` and ``plots/`` under a folder and returns the
+Markdown; the sweep calls it at its end. :func:`build_board` and the ``*_frame`` functions are the same
+tables as data. What each table holds and how runs are chosen: ``docs/architecture.md`` (*Leaderboard*).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import io
+import json
 import logging
 import math
-import os
 import re
 import warnings
 from pathlib import Path
@@ -53,9 +21,10 @@ from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
-from mentor_ray.common.config import BASELINES
+from mentor_ray.common.config import BASELINES, result_settings
 from mentor_ray.common.errors import MentorRayError
-from mentor_ray.report.results import HPARAMS, KS, METRICS, ROLES, RUN_KEYS, SCHEMA, read_results, selection_key
+from mentor_ray.common.io import write_atomic
+from mentor_ray.report.results import HPARAMS, KS, METRICS, ROLES, SCHEMA, read_results, selection_key
 
 log = logging.getLogger("mentor_ray.leaderboard")
 
@@ -284,8 +253,8 @@ def searched_keys(search: pd.DataFrame) -> list[str]:
     configs = [json.loads(c) for c in search["config_json"].dropna()]
     if not configs:
         return []
-    return [k for k in configs[0] if k not in RUN_KEYS
-            and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    keys = result_settings(configs[0])
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
 
 
 def _search_best(scored: pd.DataFrame):
@@ -404,7 +373,8 @@ def sweep_table(sweeps: pd.DataFrame, labels: dict[str, str]) -> Table:
     # A point the searcher proposes twice runs twice but is one run in the store (same config and seed:
     # the same run id, and the same result), so this counts distinct configurations.
     return Table(SECTIONS[3], "sweep", "Search per dataset and space (role search), and wall time of the whole sweep",
-                 ["Dataset", "Space", "Model", "Configs", "Completed", "Stopped early (ASHA)", "Failed", "Best valid R@20",
+                 ["Dataset", "Space", "Model", "Configs", "Completed", "Stopped early (ASHA)", "Failed",
+                  "Best valid R@20",
                   "Best config", "Search wall", "Sweep wall"], body)
 
 
@@ -483,7 +453,7 @@ def _notes(runs: pd.DataFrame, chosen: pd.DataFrame, metrics: pd.DataFrame, impr
         pairs = improv.loc[improv["dataset"] == dataset, "pairs"]
         if len(pairs) and pairs.min() < 2:
             notes.append(f"{label}: fewer than 2 seeds shared by MENTOR and the best baseline; no t-test, no *")
-        for kind, (title, variants) in ABLATIONS.items():
+        for title, variants in ABLATIONS.values():
             if not set(m["variant"]) & (set(variants) - {"mentor"}):
                 notes.append(f"{label}: no ablation runs of {', '.join(variants[:-1])}; no '{title}' table")
     return notes
@@ -744,17 +714,6 @@ def _md_inline(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``path`` through a hidden temporary file renamed over it: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def parse_formats(value: str | Sequence[str]) -> tuple[str, ...]:

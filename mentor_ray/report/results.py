@@ -1,26 +1,15 @@
 """The results store: every finished trial and final run as rows of one Parquet dataset.
 
-One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, metric, K). A run's
-``status`` is ``completed`` (it ended by its own rule: early stopping or its epoch budget),
-``stopped_early`` (ASHA stopped it; its metrics are those of its best epoch so far) or ``failed``
-(it raised; a failed run with no finished epoch is one row whose split, metric, K and value are null,
-and ``error`` says why). ``valid_curve`` holds the run's validation Recall@20 per epoch (the same list
-on each of its rows); ``started_at`` and ``finished_at`` bound it in time. Each run
-is one file, ``<results>/<run_id>.parquet``, where ``run_id`` is deterministic (role, dataset,
-variant, config hash, seed; and for a search trial its sweep's space). Writing goes to a hidden
-temporary file that is then renamed over the target, so a kill never leaves a torn file (pyarrow
-ignores the hidden leftovers), and writing the same run again replaces its file: a resumed sweep never
-duplicates rows.
-
-    python -m mentor_ray.results show --results runs/results                 # a summary per dataset/role
-    python -m mentor_ray.results show --results runs/results --role final --dataset tiktok
+One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, metric, K); one file
+per run, ``<results>/<run_id>.parquet``, written atomically, so a resumed sweep never duplicates rows.
+:func:`record` writes a run's summary, :func:`read_results` reads the store back (filtered by column
+values). Statuses, columns and file handling: ``docs/architecture.md`` (*Results store*).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -31,15 +20,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from mentor_ray.common.io import sha256_json
+from mentor_ray.common.config import result_settings
 from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.io import atomic_path, sha256_json
 
 ROLES = ("search", "final", "ablation")
 METRICS = ("recall", "ndcg")
 KS = (5, 10, 20, 50)
 HPARAMS = ("dropout", "lambda_f", "lambda_g", "tau", "lambda_align")  # the paper's grid, as columns
 STATUSES = ("completed", "stopped_early", "failed")
-RUN_KEYS = ("dataset", "variant", "seed", "data_root", "max_epochs", "device", "eval_batch_size", "infonce_threads")
 
 SCHEMA = pa.schema(
     [
@@ -75,8 +64,8 @@ SCHEMA = pa.schema(
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Hash of the settings that define a model (not dataset, variant, seed, epoch budget or devices)."""
-    return sha256_json({k: v for k, v in config.items() if k not in RUN_KEYS})[:12]
+    """Hash of the settings that decide results (not dataset, variant, seed, epoch budget or runtime keys)."""
+    return sha256_json(result_settings(config))[:12]
 
 
 def selection_key(valid_recall20: float, valid_ndcg20: float, best_epoch: int, chash: str) -> tuple:
@@ -98,11 +87,6 @@ def run_id(role: str, dataset: str, variant: str, chash: str, seed: int, sweep: 
 def _safe(name: str) -> str:
     """``name`` as a file-name component."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def _legacy_search_id(rid: str, sweep: str) -> str:
-    """The id a search trial had before ids named the sweep (files written then are migrated on rewrite)."""
-    return rid.replace(f"-{_safe(sweep)}-", "-", 1)
 
 
 def code_version() -> str:
@@ -179,15 +163,8 @@ def write_run(results_dir: str | Path, table: pa.Table) -> Path:
     out_dir = Path(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{ids[0]}.parquet"
-    tmp = out_dir / f".{ids[0]}.{os.getpid()}.tmp"  # hidden: never read as part of the dataset
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
-    if table.column("role")[0].as_py() == "search":  # a resumed older sweep: its file under the old id goes
-        sweep = table.column("sweep")[0].as_py()
-        legacy = out_dir / f"{_legacy_search_id(ids[0], sweep)}.parquet"
-        if legacy != target and legacy.is_file() and \
-                pq.read_table(legacy, columns=["sweep"]).column("sweep")[0].as_py() == sweep:
-            legacy.unlink()
+    with atomic_path(target) as tmp:  # hidden temporary name: never read as part of the dataset
+        pq.write_table(table, tmp)
     return target
 
 

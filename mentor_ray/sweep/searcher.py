@@ -1,9 +1,9 @@
 """Optuna search over a finite grid that never proposes the same point twice.
 
 TPE samples a grid of categorical axes with replacement (its random start too), so on a small grid a
-sweep spends trials on points it has already run: on TikTok, 4 of the 24 trials of ``lightgcn_grid``
-(48 points) and 1 of the 4 of the smoke space (8 points) repeated an earlier point. A run is
-deterministic for its configuration and seed, so a repeat is a whole trial for a result already known.
+sweep spends trials on points it has already run (``docs/results.md``, *Findings behind defaults*). A
+run is deterministic for its configuration and seed, so a repeat is a whole trial for a result already
+known.
 
 :class:`DistinctOptunaSearch` keeps Optuna's proposals (TPE, or the grid sampler) and refuses a repeat:
 the repeated ask is told to Optuna as failed (TPE ignores failed trials) and Optuna is asked again;

@@ -1,24 +1,9 @@
 """Search spaces for Ray Tune sweeps: the YAML files in ``tune_spaces/``, parsed into one typed object.
 
-A space file has::
-
-    name: paper_grid
-    description: ...
-    model: mentor     # optional: the model searched (default mentor; a baseline's own grid names it)
-    search:           # searched settings: config key -> the grid axis (a list of values)
-      dropout: [0.1, 0.2, ...]
-    fixed:            # settings every trial of every dataset uses
-      lr: 1.0e-4
-    datasets:         # optional: settings for one dataset (a "best settings" file)
-      baby: {dropout: 0.5, ...}
-    aliases:          # optional: dataset -> the entry of ``datasets`` it takes
-      synth-baby: baby
-
-Every key must be a key of :class:`mentor_ray.common.config.TrainConfig` and every value one it accepts;
-the sweep sets ``dataset``, ``data_root``, ``variant`` and ``seed`` itself, so a space may not. A bad
-file stops with one line naming the file, the key and what is allowed.
-
-    python -m mentor_ray.spaces show tune_spaces/paper_grid.yaml     # axes, grid size, fixed settings
+:func:`load_space` takes a file, or the name of one in ``tune_spaces/``, and returns a :class:`SearchSpace`
+(searched axes, fixed settings, optional per-dataset settings). Every key must be a key of
+:class:`mentor_ray.common.config.TrainConfig` and every value one it accepts; a bad file stops with one
+line naming the file, the key and what is allowed. The file format: ``docs/architecture.md`` (*Search spaces*).
 """
 
 from __future__ import annotations
@@ -31,13 +16,13 @@ from typing import Any, Iterator, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mentor_ray.common.config import _check_keys, validate
+from mentor_ray.common.config import check_keys, keys_with, validate
 from mentor_ray.common.errors import ConfigError, pydantic_message
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel carries the spaces inside the package; a source checkout keeps them at the top level.
 SPACE_DIR = _PACKAGE / "tune_spaces" if (_PACKAGE / "tune_spaces").is_dir() else _PACKAGE.parent / "tune_spaces"
-SWEEP_KEYS = ("dataset", "data_root", "variant", "seed")  # set by the sweep, never by a space
+SWEEP_KEYS = (*keys_with("run"), "variant")  # set by the sweep, never by a space
 
 
 class SearchSpace(BaseModel):
@@ -102,7 +87,7 @@ def _check(space: SearchSpace, path: Path) -> None:
     sections = [("search", {k: v for k, v in space.search.items()}), ("fixed", space.fixed)]
     sections += [(f"datasets.{d}", s) for d, s in space.datasets.items()]
     for section, values in sections:
-        _check_keys(list(values), f"{path}: {section}")
+        check_keys(list(values), f"{path}: {section}")
         for key in values:
             if key in SWEEP_KEYS:
                 raise ConfigError(f"{path}: {section}.{key}: set by the sweep (its flags), not by a space; "

@@ -1,52 +1,31 @@
 """Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table.
 
-Launch::
-
-    python -m mentor_ray.tune --dataset synth-tiny --space smoke --num-samples 4 --seeds 2 --ablation \\
-        --results /tmp/r                                                       # a minute on 2 CPU cores
-    ray job submit --working-dir . -- python -m mentor_ray.tune --dataset all --data-root /data \\
-        --space paper_grid --num-samples 64 --results /shared/results --storage /shared/tune
-    python -m mentor_ray.tune --dataset tiktok --data-root /data --space paper_grid --num-samples 24 \\
-        --results runs/r lr=1e-3 infonce_scope=batch                    # key=value: over the space's fixed
-    python -m mentor_ray.tune --dataset synth-baby --workers-per-trial 4 --gpus-per-trial 1 ...  # DDP trials
-    python -m mentor_ray.tune ... --resume                                     # after a kill: continue
-
-Per dataset, three phases, each one Ray Tune experiment with a deterministic name under ``--storage``:
-
-1. ``search``: Optuna (seeded TPE; a GridSampler when ``--num-samples`` covers the whole grid) proposes
-   points of the space, never one twice (``mentor_ray.searcher``); ASHA stops weak trials early on
-   validation Recall@20. Trials report the best-so-far validation Recall@20, so a trial stopped by
-   ASHA is judged by its best epoch, not its last, and TPE is not misled. The Optuna study is
-   persisted (SQLite, ``<storage>/optuna/<experiment>.db``).
-2. ``final``: the best point (validation only) re-run with ``--seeds`` seeds, to early stopping.
-3. ``ablation`` (``--ablation``): every MENTOR variant and the baselines with that point and those seeds
-   (the final runs stand for ``mentor``).
-
-Then the leaderboard (``mentor_ray.leaderboard``) of everything in ``--results`` is printed and written
-(Markdown, CSV, LaTeX, HTML and plots) to ``--leaderboard`` (default ``RESULTS/leaderboard``).
-
-Datasets run at once, each in its own driver thread, their trials sharing the cluster; within a phase,
-trials (and the variants of the ablation) run concurrently as resources allow.
-
-Every finished trial and run lands in the Parquet results store (``mentor_ray.results``), one file per
-run, so a resumed sweep rewrites rather than duplicates rows; a failed trial is recorded too (status
-``failed``), so none goes missing. Trials are in-process trainers (one worker each, fractional GPUs
-allowed), fed the dataset and graphs through Ray's object store; with ``--workers-per-trial W > 1``
-each trial drives a Ray Train DDP run of W workers instead (``mentor_ray.ray_train``), its metrics
-forwarded to Tune by ``TuneReportCallback``, at most as many at once as the cluster has room for.
+Per dataset, three phases: ``search`` (Optuna over a space of ``tune_spaces/``, ASHA on validation
+Recall@20), ``final`` (the best point re-run over ``--seeds`` seeds) and, with ``--ablation``, every
+variant and baseline at that point; every run lands in the results store, and the leaderboard is
+written at the end. Usage: ``run_sweep(SweepOptions(dataset=..., results=...))``, or the ``tune``
+command (:mod:`mentor_ray.tune`). How it works: ``docs/architecture.md`` (*Sweeps*).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS, TrainConfig, validate
+from mentor_ray.common.config import (
+    BASELINES,
+    MENTOR_VARIANTS,
+    VARIANT_DEFAULTS,
+    TrainConfig,
+    keys_with,
+    role_of,
+    validate,
+)
 from mentor_ray.common.errors import ConfigError, MentorRayError
 from mentor_ray.sweep.spaces import SearchSpace, load_space
 from mentor_ray.training.ray_train import epoch_metrics, read_summary, restore, write_checkpoint
@@ -59,9 +38,9 @@ ASHA_REDUCTION = 3  # ASHA keeps the top 1/3 of trials at each rung
 # A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
 # refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
-SWEEP_KEYS = ("dataset", "data_root", "variant", "seed", "max_epochs")  # set by flags, not overrides
-BASELINE_KEYS = {"lr", "n_layers"}  # baselines keep their own (published) values of these
-GRAPH_KEYS = ("knn_k", "knn_norm")  # settings the graphs are built with: one build per searched value
+SWEEP_KEYS = (*keys_with("run", "budget"), "variant")  # set by the sweep's flags, not by overrides
+BASELINE_KEYS = set().union(*VARIANT_DEFAULTS.values())  # baselines keep their own (published) values
+GRAPH_KEYS = keys_with("graph")  # settings the graphs are built with: one build per searched value
 
 
 def graph_key(knn_k: int, knn_norm: str) -> str:
@@ -75,8 +54,6 @@ def trial_config(base: dict[str, Any], variant: str, seed: int, point: dict[str,
     ``searched`` is the model the space is for. A baseline in another model's sweep (the ablation of a
     MENTOR sweep) keeps its own published lr and layers, not that grid's; in its own space it takes all.
     """
-    from mentor_ray.common.config import VARIANT_DEFAULTS
-
     values = {**base, **point, "variant": variant, "seed": seed}
     if variant in BASELINES and variant != searched:
         values = {k: v for k, v in values.items() if k not in BASELINE_KEYS}
@@ -132,9 +109,8 @@ def _ddp_trainable(config: dict[str, Any], inputs=None) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from mentor_ray.training.ray_train import fit_with_ray
-
     from mentor_ray.training.ray_compat import quiet_checkpoint_logs
+    from mentor_ray.training.ray_train import fit_with_ray
 
     quiet_checkpoint_logs()
     point = {k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}
@@ -328,9 +304,8 @@ class Sweep:
         from mentor_ray.common.io import sha256_json
 
         space = self.space.model_dump(exclude={"path"})
-        if space["model"] == "mentor":  # added after names were first issued: at its default, names stay
-            del space["model"]           # what they were, so --resume finds sweeps started before it
-        key = {"space": space, "base": self.base(dataset),
+        base = {k: v for k, v in self.base(dataset).items() if role_of(k) != "runtime"}
+        key = {"space": space, "base": base,
                "samples": self.args.num_samples, "seeds": self.args.seeds, "extra": extra}
         if self.args.workers_per_trial > 1:
             key["workers"] = self.args.workers_per_trial
@@ -494,8 +469,8 @@ def run_sweep(args: SweepOptions) -> None:
             raise _already_exists(sweep.storage, first)
     from mentor_ray.training.ray_train import ensure_ray
 
-    # One checkpoint kept per trial (a TikTok trial's is ~28 MB) makes Tune snapshot the experiment at
-    # every epoch's checkpoint; on fast small-data epochs it then warns on every snapshot. The snapshot
+    # One checkpoint kept per trial makes Tune snapshot the experiment at every epoch's checkpoint
+    # (docs/benchmarks.md); on fast small-data epochs it then warns on every snapshot. The snapshot
     # is what makes --resume exact, so keep it and silence the warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's classic progress table (CLIReporter, with our columns) instead of the new output, which

@@ -1,25 +1,10 @@
 """Data-parallel training on Ray Train (Train V2, Ray 2.60): DDP over N workers, checkpoints every
 epoch, resume, and restarts after a lost worker.
 
-Launch (through ``python -m mentor_ray.train``, which calls :func:`fit_with_ray` when asked)::
-
-    python -m mentor_ray.train --dataset synth-small --workers 2                   # local Ray, gloo
-    python -m mentor_ray.train --dataset tiktok --data-root /data --workers 4 --gpus-per-worker 1 \\
-        --storage s3://bucket/mentor-runs                                          # NCCL on 4 GPUs
-    ray job submit --working-dir . -- python -m mentor_ray.train --dataset synth-small --workers 2
-
-How it is put together:
-
-- The driver loads the dataset and builds (or reads from the cache) the graphs once, then puts both
-  in Ray's object store; every worker gets them from there, so no worker parses data or runs DGL.
-- Each worker runs :class:`mentor_ray.training.trainer.Trainer` with its rank: every global batch of 2048 is
-  split into disjoint per-rank parts, DDP averages the gradients, metric sums are all-reduced, so
-  every rank reports the same numbers, the same number of times (once per epoch).
-- Rank 0 writes a checkpoint each epoch (model, optimiser, epoch, best-validation state and epoch,
-  early-stopping counter, history; randomness is re-seeded from (seed, epoch), so no RNG state is
-  needed). Re-running the same command with the same ``--storage`` and run name resumes from the
-  latest checkpoint; ``--max-failures`` restarts from it when a worker dies.
-- Run names are deterministic (dataset, variant, seed and a hash of the settings), never timestamps.
+``fit_with_ray(cfg, workers=W, storage=...)`` returns the run summary, as an in-process
+:class:`~mentor_ray.training.trainer.Trainer` does; the ``train`` command (:mod:`mentor_ray.train`)
+calls it when given ``--workers``, ``--storage`` or ``--run-name``. How it is put together (object
+store, ranks, checkpoints, run names): ``docs/architecture.md`` (*Data-parallel training on Ray Train*).
 """
 
 from __future__ import annotations
@@ -31,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from mentor_ray.common.config import TrainConfig
+from mentor_ray.common.config import TrainConfig, resume_settings
 from mentor_ray.common.errors import ConfigError, MentorRayError
 from mentor_ray.training.trainer import Trainer, format_epoch
 
@@ -46,7 +31,7 @@ def run_name(cfg: TrainConfig) -> str:
     """Deterministic: the same settings give the same name, so re-running resumes."""
     from mentor_ray.common.io import sha256_json
 
-    settings = cfg.model_dump(exclude={"max_epochs", "device", "eval_batch_size", "infonce_threads"})
+    settings = resume_settings(cfg.model_dump())  # a longer budget or other runtime keys continue the run
     return f"{cfg.dataset}-{cfg.variant}-s{cfg.seed}-{sha256_json(settings)[:8]}"
 
 

@@ -1,26 +1,9 @@
 """Train one model (MENTOR, an ablation or a baseline) with early stopping on validation Recall@20.
 
-Launch::
-
-    python -m mentor_ray.train --dataset synth-small --variant mentor --max-epochs 5
-    python -m mentor_ray.train --dataset tiktok --data-root ../shared/datasets --variant mentor \\
-        --summary runs/tiktok-mentor.json infonce_scope=batch lambda_g=1e-3
-    python -m mentor_ray.train --dataset tiktok --data-root ../shared/datasets --variant most_pop
-    python -m mentor_ray.train --dataset synth-small --workers 2 --storage runs/   # Ray Train, DDP (gloo)
-    python -m mentor_ray.train --dataset tiktok --data-root /data --workers 4 --gpus-per-worker 1 \
-        --storage s3://bucket/runs                                                  # Ray Train, NCCL
-
-Protocol (paper §Implementation Details, MMRec): BPR triplets of every training interaction with one
-uniform negative outside the user's training items, reshuffled every epoch; Adam; evaluation after
-every epoch on the validation split; the best validation Recall@20 selects the epoch, and the test
-metrics reported are those of that epoch (test scores never select anything); stop after
-``patience`` epochs without improvement or at ``max_epochs``.
-
-The epoch loop is written for data parallelism: every epoch draws one global permutation of the
-triplets from ``(seed, epoch)`` and rank ``r`` of ``w`` takes the r-th of w disjoint shards; the
-evaluation can be split over users and the summed metrics reduced. Model initialisation and the
-graph-wide randomness (dropout masks, perturbation noise) use the same seed on every rank, because
-every rank computes the same full-graph terms; only the triplets differ between ranks.
+``Trainer(cfg).fit()`` runs the paper's protocol (BPR triplets with uniform negatives, Adam, evaluation
+every epoch, the test split read at the best validation epoch) and returns the run summary; the same
+epoch loop serves in-process runs, Ray Train DDP (:mod:`mentor_ray.training.ray_train`) and Ray Tune
+trials. The protocol and how the loop is sharded over ranks: ``docs/architecture.md`` (*Training*).
 """
 
 from __future__ import annotations
@@ -33,12 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from mentor_ray.training import metrics
 from mentor_ray.common.config import TrainConfig
-from mentor_ray.datasets.dataset import Dataset, load_dataset
 from mentor_ray.common.errors import ConfigError
-from mentor_ray.model.mentor import Batch, Recommender, build_model
 from mentor_ray.common.runtime import reset_peak_memory, tune_allocator
+from mentor_ray.datasets.dataset import Dataset, load_dataset
+from mentor_ray.model.mentor import Batch, Recommender, build_model
+from mentor_ray.training import metrics
 
 log = logging.getLogger("mentor_ray.train")
 
@@ -166,7 +149,7 @@ class Trainer:
         self.graph_builder: str | None = None  # which builder made the graphs (None: the model needs none)
         if cfg.spec.model in ("mentor", "lightgcn"):
             if graphs is None:
-                from mentor_ray.datasets.graphs import build_graphs# DGL stays out of the training loop
+                from mentor_ray.datasets.graphs import build_graphs  # DGL stays out of the training loop
 
                 graphs = build_graphs(self.ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
             if (graphs.k, graphs.knn_norm) != (cfg.knn_k, cfg.knn_norm):
