@@ -1,11 +1,9 @@
 """mentor_ray: a distributed, scale-out trainer for MENTOR (Xu et al., AAAI 2025).
 
-Modules (each runnable as ``python -m mentor_ray.<name>`` where it has a command line):
-
-- ``data``       MMRec-layout datasets: validation, Parquet cache, ``info`` and ``convert-diffmm``.
-- ``synthetic``  ``synth-*`` stand-ins with planted structure, in the MMRec layout.
-- ``graphs``     DGL graph stage: user-item graph and per-modality item kNN graphs, cached on disk.
-- ``bench``      benchmarks written to ``docs/benchmarks.md``.
+The library is in subpackages (``common``, ``datasets``, ``model``, ``training``, ``sweep``, ``report``,
+``benchmarks``); each command of the ``mentor-ray`` console script is a module at the top of the package
+(``mentor-ray <command>`` or ``python -m mentor_ray.<command>``; the list: ``mentor-ray --help``).
+How the parts fit together: ``docs/architecture.md``.
 """
 
 import os as _os

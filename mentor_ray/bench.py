@@ -1,4 +1,23 @@
-"""`bench` command: the command line of :mod:`mentor_ray.benchmarks.bench`."""
+"""Benchmarks written to ``docs/benchmarks.md``, and the GPU check (:mod:`mentor_ray.benchmarks`).
+
+::
+
+    mentor-ray bench graphs --dataset synth-clothing --write docs/benchmarks.md
+    mentor-ray bench graphs --dataset tiktok --data-root ../shared/datasets
+    mentor-ray bench train --dataset tiktok --data-root ../shared/datasets --variant mentor \\
+        --epochs 3 --write docs/benchmarks.md infonce_scope=batch
+    mentor-ray bench ray --dataset tiktok --data-root ../shared/datasets --workers 1,2 \\
+        --cpus 2 --epochs 3 --write docs/benchmarks.md infonce_scope=batch
+    mentor-ray bench tune --dataset synth-small --trials 6 --workers-per-trial 1,2 \\
+        --write docs/benchmarks.md
+
+The GPU check (:mod:`mentor_ray.benchmarks.gpucheck`; TikTok optional: a data root holding ``tiktok/``)::
+
+    python -m mentor_ray.bench gpu --out gpu-check/ [--tiktok /path/to/datasets]            # on the GPU node
+    python -m mentor_ray.bench gpu --out DIR --device cpu --datasets synth-tiny --epochs 1  # CPU against CPU
+
+``python -m mentor_ray.bench ...`` is the same command as ``mentor-ray bench ...``.
+"""
 
 from __future__ import annotations
 
@@ -68,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tu.add_argument("--write", type=Path, default=None, metavar="MD")
     tu.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
     gp = sub.add_parser("gpu", help="one-call GPU check: CUDA against CPU, s/epoch and peak memory, a DDP step "
-                        "(no Ray, no DGL; see mentor_ray/gpucheck.py)")
+                        "(no Ray, no DGL; see mentor_ray/benchmarks/gpucheck.py)")
     gp.add_argument("--out", type=Path, required=True, help="folder for gpu_check.md and gpu_check.json")
     gp.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="device checked against the CPU")
     gp.add_argument("--datasets", default="synth-baby,synth-sports,synth-clothing",

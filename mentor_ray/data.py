@@ -1,4 +1,13 @@
-"""`data` command: the command line of :mod:`mentor_ray.datasets.dataset`."""
+"""Inspect a dataset, or convert the DiffMM layout to MMRec's (:mod:`mentor_ray.datasets`).
+
+::
+
+    mentor-ray data info --dataset tiktok --data-root ../shared/datasets
+    mentor-ray data info --dataset synth-small [--json]
+    mentor-ray data convert-diffmm SRC DST --name tiktok
+
+``python -m mentor_ray.data ...`` is the same command.
+"""
 
 from __future__ import annotations
 

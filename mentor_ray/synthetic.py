@@ -1,4 +1,12 @@
-"""`synthetic` command: the command line of :mod:`mentor_ray.datasets.synthetic`."""
+"""List or write the ``synth-*`` stand-in datasets (:mod:`mentor_ray.datasets.synthetic`).
+
+::
+
+    mentor-ray synthetic list
+    mentor-ray synthetic generate synth-baby --out data/ [--seed 1]
+
+``python -m mentor_ray.synthetic ...`` is the same command.
+"""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m mentor_ray.train",
         description="Train MENTOR, an ablation or a baseline; early stopping on validation Recall@20.",
         epilog="Any setting can be overridden as key=value (e.g. lambda_g=1e-3 infonce_scope=batch); "
-        "see mentor_ray/config.py for the keys.",
+        "see mentor_ray/common/config.py for the keys.",
     )
     p.add_argument("--dataset", help="dataset directory under --data-root, or a synth-* preset")
     p.add_argument("--data-root", help="directory holding dataset directories")

@@ -42,17 +42,20 @@ def test_a_baselines_own_space_sets_its_learning_rate_and_layers():
         tune_cmd.main(["--dataset", "synth-tiny", "--space", "lightgcn_grid", "--ablation", "--results", "/tmp/x"])
 
 
-def test_experiment_names_are_stable_across_versions():
-    """--resume finds an experiment by its name: a code change must not rename existing sweeps (these
-    names were issued before spaces had a ``model`` field)."""
+def test_experiment_names_are_stable_and_ignore_runtime_settings():
+    """--resume finds an experiment by its name: a code change must not rename existing sweeps by
+    accident (names pinned at 0.2.0), and runtime settings (memory and speed only) never rename one."""
     from mentor_ray.sweep.spaces import load_space
 
     args = tune_cmd._parser().parse_args(["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "4",
                                       "--seeds", "2", "--results", "/tmp/x", "lr=2e-3"])
     sweep = tune.Sweep(tune.SweepOptions(**vars(args)), load_space("smoke"))
-    assert sweep.name("search", "synth-tiny") == "search-synth-tiny-smoke-29d5ab32"
+    assert sweep.name("search", "synth-tiny") == "search-synth-tiny-smoke-ba698658"
     extra = {"point": {"tau": 0.5}, "variants": ["mentor"]}
-    assert sweep.name("final", "synth-tiny", extra=extra) == "final-synth-tiny-smoke-f70351b7"
+    assert sweep.name("final", "synth-tiny", extra=extra) == "final-synth-tiny-smoke-af9a7d5e"
+    args.overrides += ["infonce_chunk=64", "eval_batch_size=100"]
+    assert tune.Sweep(tune.SweepOptions(**vars(args)), load_space("smoke")).name("search", "synth-tiny") == \
+        "search-synth-tiny-smoke-ba698658"
 
 
 def test_experiment_name_does_not_depend_on_how_the_data_root_is_typed(tmp_path, monkeypatch):

@@ -1,20 +1,9 @@
 """Benchmarks, written to ``docs/benchmarks.md`` with the command, the machine and the date.
 
-Each measurement runs in a fresh subprocess, so its peak RSS is its own (not this driver's) and
-a cold start is really cold. Results replace the block of the same benchmark in the Markdown file
-(between ``<!-- bench:ID -->`` markers) or are appended, so re-running updates rather than piles up.
-
-Commands::
-
-    python -m mentor_ray.bench graphs --dataset synth-clothing --write docs/benchmarks.md
-    python -m mentor_ray.bench graphs --dataset tiktok --data-root ../shared/datasets
-    python -m mentor_ray.bench train --dataset tiktok --data-root ../shared/datasets --variant mentor \
-        --epochs 3 --write docs/benchmarks.md infonce_scope=batch
-    python -m mentor_ray.bench ray --dataset tiktok --data-root ../shared/datasets --workers 1,2 \
-        --cpus 2 --epochs 3 --write docs/benchmarks.md infonce_scope=batch
-    python -m mentor_ray.bench tune --dataset synth-small --trials 6 --workers-per-trial 1,2 \
-        --write docs/benchmarks.md
-    python -m mentor_ray.bench gpu --out gpu-check/ [--tiktok ../shared/datasets]   # mentor_ray/gpucheck.py
+``bench_graphs``, ``bench_train``, ``bench_ray`` and ``bench_tune`` measure, each step in a fresh
+subprocess; the ``*_markdown`` functions format a result as a block and :func:`upsert_block` replaces
+(or appends) that block in the Markdown file. The ``bench`` command (:mod:`mentor_ray.bench`) runs
+them; how they measure: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

@@ -9,33 +9,10 @@ wheels placed beforehand in ``.whl/`` of the checkout when it is not installed::
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \\
         -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \\
         typing-extensions==4.16.0
-    # on the GPU node, from the checkout (TikTok optional: a data root holding tiktok/)
-    python -m mentor_ray.bench gpu --out gpu-check/ [--tiktok /path/to/datasets]
-    # in the test suite (CPU against CPU, tiny sizes)
-    python -m mentor_ray.bench gpu --out DIR --device cpu --datasets synth-tiny --epochs 1
 
-It does three things and writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out``:
-
-a. **Agreement.** On synth-tiny with seed 0, one batch of ``mentor`` (InfoNCE scope ``all`` and
-   ``batch``) and of ``lightgcn`` on the device against the CPU: every loss term and the gradient of
-   every parameter agree to 1e-4 relative (a gradient: ``|g_dev - g_cpu| / |g_cpu|`` in the 2-norm).
-   CPU and CUDA random generators differ, so the CPU run's dropout masks and perturbation noise are
-   recorded and replayed on the device (:class:`RandomTape`). Then a model trained one epoch on the CPU
-   is evaluated on both: validation and test Recall/NDCG@{5,10,20,50} are equal (to 1e-6, the float
-   summation order).
-b. **Timings.** Median seconds per training epoch (``--epochs``, after ``--warmup``) and peak memory
-   (GPU: ``torch.cuda.max_memory_allocated`` and ``..._reserved``; CPU: peak RSS) of ``mentor`` with
-   InfoNCE over all users and items and over the batch, and of ``lightgcn``, on each of
-   ``--datasets`` (default synth-baby, synth-sports, synth-clothing) and on TikTok when
-   ``--tiktok`` is given. Datasets are generated and graphs built on first use (on the CPU, cached).
-c. **DDP.** One epoch of the training loop through ``DistributedDataParallel`` with world size 1 on
-   NCCL (gloo on CPU), plain ``torch.distributed`` (no Ray), against the same epoch without DDP.
-
-Expected wall time on one H100/H200 and 16 cores: about 4 minutes. Generating the three synthetic
-datasets takes about 80 s (numpy, measured on a 2-core CPU) and their kNN graphs about a minute;
-the GPU part is estimated at one to two minutes (InfoNCE over all users and items is ~1 TFLOP per
-batch at synth-clothing scale). Not yet measured on a GPU.
-The exit status is 1 when a check of (a) or (c) fails, after both files are written.
+Then, on the GPU node, from the checkout, ``python -m mentor_ray.bench gpu --out gpu-check/`` (more in
+:mod:`mentor_ray.bench`) calls :func:`run_check`, which writes ``gpu_check.md`` and ``gpu_check.json``.
+What it checks, its exit status and its expected wall time: ``docs/benchmarks.md`` (*GPU check*).
 """
 
 from __future__ import annotations
@@ -78,7 +55,7 @@ def use_local_wheels(module: str = "pydantic", wheels: Path = WHEELS) -> str | N
     found = sorted(wheels.glob("*.whl"))
     if not found:
         raise SystemExit(f"error: {module} is not installed and {wheels} holds no wheels; download them first "
-                         "(the pip download command in mentor_ray/gpucheck.py's docstring)")
+                         "(the pip download command in mentor_ray/benchmarks/gpucheck.py's docstring)")
     site = wheels / "site"
     stamp = site / ".unpacked"
     names = "\n".join(w.name for w in found)

@@ -1,32 +1,11 @@
-"""Datasets in the MMRec layout: reading, validation, a Parquet cache, and two commands.
+"""Datasets in the MMRec layout: reading, validation and a Parquet cache.
 
-A dataset is a directory ``<root>/<name>/`` holding
-
-- ``<name>.inter``: tab-separated, header line, columns ``userID itemID x_label`` (required;
-  ``x_label`` 0 = train, 1 = valid, 2 = test) and optionally ``rating`` and ``timestamp``;
-- ``<modality>_feat.npy``: one float matrix per modality, row ``i`` belongs to item ``i``
-  (any float dtype, any number of modalities; the modality name is the file stem less ``_feat``);
-- optionally ``dataset.yaml``, overriding file names, column names, the separator and which file is
-  which modality (see :class:`DatasetSpec` and ``docs/data.md``).
-
-A ``synth-*`` preset name works with no data on disk: it is generated into the cache
-(:mod:`mentor_ray.synthetic`). Parsed interactions are cached as Parquet under the cache root,
-keyed by the source files' size and modification time, so reloads skip the text parse.
-
-Decisions (documented in ``docs/data.md``):
-
-- ``n_users`` is the largest userID + 1; ``n_items`` is the number of feature rows (or the largest
-  itemID + 1 when there is no feature file). Users and items without training interactions are
-  kept: they are counted as cold, evaluated like everybody else, and never crash the loader.
-- A (user, item) pair repeated within one split is dropped with a warning (the first row is
-  kept). A pair that occurs in two different splits is an error: it leaks evaluation data into
-  training and there is no safe way to pick one.
-
-Commands::
-
-    python -m mentor_ray.data info --dataset tiktok --data-root ../shared/datasets
-    python -m mentor_ray.data info --dataset synth-small
-    python -m mentor_ray.data convert-diffmm SRC DST --name tiktok
+``load_dataset(name, data_root)`` reads ``<data_root>/<name>/`` (``<name>.inter``, one
+``<modality>_feat.npy`` per modality, optionally ``dataset.yaml``) into a typed :class:`Dataset`:
+sizes, train/valid/test interactions, per-user training items, float32 features, a content hash. A
+``synth-*`` preset name needs no data on disk: it is generated into the cache
+(:mod:`mentor_ray.datasets.synthetic`). Bad input fails with one line naming the file. The layout,
+every check, the decisions (sizes, cold users, duplicates) and the cache: ``docs/data.md``.
 """
 
 from __future__ import annotations

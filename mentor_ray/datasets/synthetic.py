@@ -1,28 +1,10 @@
 """Synthetic ``synth-*`` datasets with planted structure, written in the MMRec layout.
 
-Every synthetic dataset goes through the real loader (:mod:`mentor_ray.data`), so every code path
-is the one real data takes. Names always start with ``synth-`` so that no log line or table can
-pass one off as real data.
-
-The generative story (deterministic for a seed; ``numpy`` PCG64):
-
-1. ``n_clusters`` topic centroids in R^r. Each item draws a topic and gets factor
-   ``v_i = c_topic + 0.6 * noise``; each user draws one or two topics and gets
-   ``u = c_a (+ 0.5 c_b) + 0.6 * noise``. Both are L2-normalised.
-2. Item popularity is long-tailed: ``b_i = zipf_a * log(1 / rank_i)`` for a random ranking.
-3. User activity: every user gets 5 interactions plus a log-normal share of the rest, so the total
-   is exactly ``n_interactions`` (the paper's Table 1 for the paper-scale presets).
-4. A user's items are drawn without replacement from ``softmax(beta * <u, v_i> + b_i)`` (Gumbel
-   top-k), then split 8:1:1 per user (at least one valid and one test item each).
-5. Each modality sees a random 3/4 of the factor dimensions through a random two-layer map with a
-   ``tanh`` (image: then a ReLU, like CNN features), plus Gaussian noise of a per-modality scale:
-   text is the more informative view and image the noisier one, so item kNN graphs built from the
-   features recover topic neighbours, better for text than image.
-
-Commands::
-
-    python -m mentor_ray.synthetic list
-    python -m mentor_ray.synthetic generate synth-baby --out data/ [--seed 1]
+``ensure_preset(name)`` generates a preset of :data:`PRESETS` into the cache on first use (once across
+processes) and returns its directory; ``write(preset(name), directory)`` writes one anywhere. Every
+synthetic dataset goes through the real loader (:mod:`mentor_ray.datasets.dataset`), so every code
+path is the one real data takes, and its name starts with ``synth-`` so that no log line or table can
+pass it off as real data. The generative model: ``docs/data.md`` (*Synthetic presets*).
 """
 
 from __future__ import annotations

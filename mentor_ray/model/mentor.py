@@ -1,28 +1,9 @@
 """MENTOR (Xu et al., AAAI 2025) and the baselines of the leaderboards, in one file.
 
-MENTOR, paper equation by equation (departures are listed in ``docs/paper_notes.md``):
-
-- Layer 0. ID modality: user and item ID embeddings. Each feature modality m: the user's
-  preference embedding ``P_m`` and the item's features through ``Linear(d_m, 4d) -> LeakyReLU ->
-  Linear(4d, d)``. Rows are L2-normalised when ``normalize_input`` (the authors' code; the paper is
-  silent).
-- Eq. 1-3: ``L`` layers of ``E^(l) = A E^(l-1)`` with the symmetric user-item adjacency, summed over
-  layers. All modalities (ID and features) are stacked side by side, so one sparse matmul per layer
-  serves them all: ``(N, d (1 + |M|))``. ``layer_combine=mean`` divides the sum by L + 1 (LightGCN's
-  mean; a departure that keeps the score scale fixed as L grows).
-- Eq. 18-20: the two perturbed views of each feature modality add noise ``Δ`` after every layer.
-  Propagation is linear and the noise is parameter-free, so a view is the clean user-item output
-  plus a propagated noise term computed without autograd (``Mentor._view_noise``).
-- Eq. 6: each feature modality's items aggregate their frozen kNN neighbours (``item_layers`` hops,
-  starting from the user-item output) and add the result: ``Ë_i_m = Ē_i_m + A_m``.
-- Eq. 7: fusion ``Ë_f = [w_1 Ë_m1 || ... || w_|M| Ë_m|M|]`` with trainable weights initialised to
-  ``1/|M|`` and ``w_|M| = 1 - sum of the others`` (for two modalities: ``[α Ë_v || (1-α) Ë_t]``, α = 0.5).
-- Eq. 23: scores ``y_ui = Ë_f[u] . Ë_f[i]``; ID representations serve the alignment only.
-- Eq. 8-24 losses: :mod:`mentor_ray.losses`.
-
-Baselines: ``LightGCN`` (ID only, layer mean), ``MFBPR`` (dot product) and ``MostPop``.
-
-Shapes: ``N = n_users + n_items`` nodes, users first; ``d = embedding_dim``; ``M`` feature modalities.
+:class:`Mentor` states the model's equations, its loss terms, the settings it reads and where it
+departs from the paper; ``docs/paper_notes.md`` has the equation-to-code map and each departure with
+the authors' code alongside. The losses are :mod:`mentor_ray.model.losses`. Baselines:
+:class:`LightGCN`, :class:`MFBPR` and :class:`MostPop`. :func:`build_model` makes the model of a config.
 """
 
 from __future__ import annotations
@@ -235,6 +216,98 @@ class Recommender(nn.Module):
 
 
 class Mentor(Recommender):
+    r"""MENTOR: a multimodal graph recommender trained with multi-level self-supervision.
+
+    From `"MENTOR: Multi-level Self-supervised Learning for Multimodal Recommendation"
+    <https://arxiv.org/abs/2402.19407>`_ (Xu et al., AAAI 2025). Every modality (ID, and each feature
+    modality :math:`m`) propagates its layer-0 embeddings over the normalised user-item graph :math:`A`
+    (Eq. 1-3); each feature modality's items then aggregate their frozen kNN neighbours (Eq. 6); the
+    feature modalities are fused with trainable weights (Eq. 7), and the fused representation alone
+    scores a user-item pair (Eq. 23):
+
+    .. math::
+        \bar{E}_m = \sum_{l=0}^{L} A^l E_m^{(0)}, \qquad
+        \ddot{E}_{i,m} = \bar{E}_{i,m} + A_m^{h} \bar{E}_{i,m}, \qquad
+        \ddot{E}_f = [w_1 \ddot{E}_{m_1} \,\|\, \cdots \,\|\, w_M \ddot{E}_{m_M}], \qquad
+        y_{ui} = \ddot{E}_{f,u}^\top \ddot{E}_{f,i}
+
+    where :math:`E_m^{(0)}` holds the users' preference embeddings and the items' projected features
+    (for ID: the ID embeddings; ID has no item graph and serves the alignment only), :math:`A_m` is the
+    kNN adjacency of modality :math:`m`, :math:`h` is ``item_layers`` and
+    :math:`w = [\alpha_1, \dots, \alpha_{M-1}, 1 - \sum_k \alpha_k]`. The objective (Eq. 22-24) is
+
+    .. math::
+        \mathcal{L} = \mathcal{L}_{bpr}
+        + \lambda_{align} (\mathcal{L}_{L1} + \mathcal{L}_{L2} + \mathcal{L}_{L3})
+        + \lambda_f \mathcal{L}_f + \lambda_g \mathcal{L}_g
+        + \frac{\lambda_E}{B} \sum_{r \in \mathrm{batch}} \sum_m \|E_{m,r}^{(0)}\|_2^2
+
+    and :meth:`loss` returns its terms, each already weighted, under these keys:
+
+    - ``bpr``: :math:`\mathcal{L}_{bpr}`, BPR on the fused scores of the batch's triplets (Eq. 23).
+    - ``reg``: :math:`\lambda_E \|E^{(0)}\|^2`, L2 on the batch's layer-0 feature-modality rows (its
+      users, positives and negatives; before the normalisation), divided by the batch size (Eq. 24).
+    - ``align``: :math:`\lambda_{align} (\mathcal{L}_{L1} + \mathcal{L}_{L2} + \mathcal{L}_{L3})`, gaps
+      between the modalities' per-node means and variances (Eq. 8-16), up to the variant's level.
+    - ``mask_f``: :math:`\lambda_f \mathcal{L}_f`, feature masking of the fused representation (Eq. 17, 22).
+    - ``perturb_g``: :math:`\lambda_g \mathcal{L}_g`, InfoNCE between two noise-perturbed views of each
+      feature modality, over users and over items (Eq. 18-22).
+
+    ``align``, ``mask_f`` and ``perturb_g`` are there only when the variant turns them on
+    (:data:`mentor_ray.common.config.VARIANTS`). Shapes: ``N = n_users + n_items`` nodes, users first;
+    ``d = embedding_dim``; ``M`` feature modalities.
+
+    Args:
+        cfg (ModelConfig): the model's settings (a :class:`~mentor_ray.common.config.TrainConfig` is cut
+            down to them). The model reads:
+
+            - ``variant``: the alignment levels (Eq. 9-16) and whether feature masking (Eq. 17) and
+              graph perturbation (Eq. 18-21) are on.
+            - ``embedding_dim``: :math:`d`, the width of every modality (Eq. 1-3).
+            - ``n_layers``: :math:`L`, user-item graph layers (Eq. 1-3, 18-20).
+            - ``layer_combine``: ``sum`` of layers 0..L (Eq. 3, 20) or their ``mean``.
+            - ``normalize_input``: L2-normalise every layer-0 row (the input of Eq. 1-3).
+            - ``item_layers``: :math:`h`, item-item graph hops (Eq. 6).
+            - ``reg_weight``: :math:`\lambda_E` (Eq. 24).
+            - ``lambda_align``: :math:`\lambda_{align}` (the alignment loss after Eq. 16).
+            - ``align_stats``: statistics per ``node`` or over the whole ``matrix`` (Eq. 8).
+            - ``dropout``: the masking ratio :math:`p` (Eq. 17).
+            - ``lambda_f``, ``lambda_g``: :math:`\lambda_f`, :math:`\lambda_g` (Eq. 22).
+            - ``tau``: the InfoNCE temperature :math:`\tau` (Eq. 21).
+            - ``infonce_scope``: InfoNCE over ``all`` users and items (Eq. 21) or the ``batch``'s.
+            - ``perturb_noise``, ``perturb_eps``: the noise :math:`\Delta` and its scale (Eq. 18-19).
+        n_users (int): the number of users.
+        n_items (int): the number of items.
+        features (dict[str, torch.Tensor]): modality name -> ``(n_items, d_m)`` item features (at least
+            one modality), projected by ``Linear(d_m, 4d) -> LeakyReLU -> Linear(4d, d)`` (layer 0).
+        infonce_chunk (int): rows per block of the chunked InfoNCE (Eq. 21; memory only).
+        infonce_threads (int): CPU threads running the InfoNCE blocks side by side (Eq. 21; speed only).
+
+    Departures (each with the authors' code alongside in ``docs/paper_notes.md``):
+
+    - Layer 0: the feature projection and the L2 normalisation of every layer-0 row
+      (``normalize_input``) are the authors' code; the paper is silent.
+    - Eq. 3: ``layer_combine=mean`` divides the layer sum by L + 1 (LightGCN's mean); the default is the sum.
+    - Eq. 6: the item graph starts from the user-item output and runs ``item_layers`` hops (the paper
+      leaves both open); the graph stage normalises it by ``knn_norm`` (default ``row``, A/k, the
+      authors' numbers; ``none`` is Eq. 6 as written).
+    - Eq. 7 for M modalities: ``w = [α_1, ..., α_(M-1), 1 - Σα]``, initialised to 1/M (exactly Eq. 7 for two).
+    - Eq. 8: population variance; ``align_stats=matrix`` (one value over the whole matrix, the authors')
+      is an option.
+    - Eq. 9-16: per-node gaps averaged over nodes; with more than two feature modalities, level 1
+      aligns every pair.
+    - Eq. 17: the BM3 construction the wording describes: target ``sg(dropout_p(Ë))``, online
+      ``Ë W + b``; 1 - cosine averaged over users and over items.
+    - Eq. 18-19: Δ ~ U(0, 1) drawn per node and dimension, scaled by ``perturb_eps`` (1 by default);
+      ``perturb_noise=simgcl`` (the authors' ``sign(h) normalize(U) eps``) is an option.
+    - Eq. 21: cosine similarity / τ on L2-normalised views, averaged over users and over items (the
+      paper: dot products / τ, summed); ``infonce_scope=batch`` (the batch's unique users and positive
+      items, as SimGCL) is an option.
+    - Eq. 23: BPR averaged over the batch, not summed.
+    - Eq. 24: λ_E on the squared norms of the batch's layer-0 feature rows divided by the batch size, not
+      on the whole parameter matrices.
+    """
+
     def __init__(self, cfg: ModelConfig, n_users: int, n_items: int, features: dict[str, torch.Tensor],
                  infonce_chunk: int = 512, infonce_threads: int = 2):
         super().__init__()
@@ -267,6 +340,9 @@ class Mentor(Recommender):
         return torch.cat([self.fusion, 1.0 - self.fusion.sum().reshape(1)])
 
     def forward(self, perturb: bool = False) -> Reps:
+        """One pass from layer 0 through Eq. 1-3, 6 and 7 for every node, as :class:`Reps`; with
+        ``perturb`` also the propagated noise of both perturbed views of each feature modality
+        (Eq. 18-20), computed without autograd (:meth:`_view_noise`)."""
         d = self.cfg.embedding_dim
         items0 = torch.cat([self.item_id] + [self.proj[m](getattr(self, f"feat_{m}")) for m in self.modalities], 1)
         raw0 = torch.cat([self.user_emb, items0])  # (N, d (1 + M)): [ID | m_1 | ... | m_M]
@@ -328,6 +404,8 @@ class Mentor(Recommender):
         return self.cfg.perturb_eps * torch.sign(pre) * u
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The objective (Eq. 22-24) on ``batch``: the total, and each weighted term as a float under
+        its key (``bpr``, ``reg``, and ``align``, ``mask_f``, ``perturb_g`` as the variant has them)."""
         cfg, spec = self.cfg, self.spec
         reps = self(perturb=spec.graph_perturbation)
         n_u, d, b = self.n_users, cfg.embedding_dim, len(batch.users)

@@ -169,7 +169,14 @@ def write_run(results_dir: str | Path, table: pa.Table) -> Path:
 
 
 def record(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: str) -> Path:
+    """Write (or rewrite) the rows of one run."""
     return write_run(results_dir, rows_from_summary(summary, role, sweep))
+
+
+def is_recorded(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: str) -> bool:
+    """Whether the store holds this run's file already."""
+    rid = run_id(role, summary["dataset"], summary["variant"], config_hash(summary["config"]), summary["seed"], sweep)
+    return (Path(results_dir) / f"{rid}.parquet").is_file()
 
 
 def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:

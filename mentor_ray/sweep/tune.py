@@ -123,7 +123,7 @@ def _ddp_trainable(config: dict[str, Any], inputs=None) -> None:
 
 
 def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, resume: bool,
-                    columns: Sequence[str]):
+                    columns: Sequence[str], callbacks: Sequence = ()):
     """Start (or, with ``resume``, continue) the Tune experiment ``storage/name``; its ResultGrid."""
     from ray import tune
 
@@ -131,7 +131,7 @@ def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_
     run_config = tune.RunConfig(
         name=name, storage_path=storage, verbose=1, progress_reporter=_progress_reporter(columns),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        failure_config=tune.FailureConfig(max_failures=2),
+        failure_config=tune.FailureConfig(max_failures=2), callbacks=list(callbacks),
     )
     if resume and not path.exists():
         _warn_no_experiment(Path(storage), name)
@@ -160,27 +160,58 @@ def _warn_no_experiment(storage: Path, name: str) -> None:
     print(f"[mentor_ray] --resume: no experiment {name} under {storage}, starting it{hint}", flush=True)
 
 
-def _summaries(grid, synthetic: bool, storage: str) -> list[dict[str, Any]]:
-    """Each trial's summary from its latest checkpoint, with its ``status``. A trial's own checkpoint
-    holds it; a DDP trial's is its Ray Train run's, whose path ``TuneReportCallback`` reported. A trial
-    that failed before its first epoch gets a failure summary, so that no trial goes missing."""
+def trial_summary(checkpoint, metrics: dict[str, Any], config: dict[str, Any], error: str | None,
+                  synthetic: bool, storage: str) -> dict[str, Any] | None:
+    """One trial's summary, with its ``status``, from its latest checkpoint (a DDP trial's is its Ray Train
+    run's, whose path ``TuneReportCallback`` reported). A trial that failed before its first epoch gets a
+    failure summary, so that none goes missing; None for a trial with neither a checkpoint nor an error."""
     from mentor_ray.report.results import failure_summary
 
+    checkpoint = checkpoint or _train_checkpoint(metrics or {}, storage)
+    if checkpoint is not None:
+        summary = read_summary(checkpoint)
+        summary["status"] = "failed" if error else ("completed" if summary["stop_reason"] else "stopped_early")
+        summary["error"] = error.strip().splitlines()[-1][:500] if error else None
+        return summary
+    if error:
+        cfg = {**config["cfg"], **{k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}}
+        return failure_summary(cfg, error, synthetic)
+    return None
+
+
+def _summaries(grid, synthetic: bool, storage: str) -> list[dict[str, Any]]:
+    """Every trial's summary (:func:`trial_summary`) of a finished experiment."""
     out = []
     for result in grid:
         error = str(result.error) if result.error else None
-        checkpoint = result.checkpoint or _train_checkpoint(result.metrics or {}, storage)
-        if checkpoint is not None:
-            summary = read_summary(checkpoint)
-            summary["status"] = "failed" if error else ("completed" if summary["stop_reason"] else "stopped_early")
-            summary["error"] = error.strip().splitlines()[-1][:500] if error else None
-            out.append(summary)
-        elif error:
+        if error and result.checkpoint is None:
             log.warning("trial %s failed: %s", result.path, error)
-            cfg = {**result.config["cfg"], **{k: v for k, v in result.config.items()
-                                               if k not in ("cfg", "threads", "ddp")}}
-            out.append(failure_summary(cfg, error, synthetic))
+        summary = trial_summary(result.checkpoint, result.metrics, result.config, error, synthetic, storage)
+        if summary is not None:
+            out.append(summary)
     return out
+
+
+def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, storage: str):
+    """A Tune callback that writes each trial's rows to the results store as the trial ends (completed,
+    stopped by the scheduler, or failed), so a sweep killed mid-phase keeps every finished trial."""
+    from ray import tune
+
+    from mentor_ray.report import results
+
+    class RecordResults(tune.Callback):
+        def _record(self, trial, error: str | None) -> None:
+            summary = trial_summary(trial.checkpoint, trial.last_result, trial.config, error, synthetic, storage)
+            if summary is not None:
+                results.record(results_dir, summary, role, sweep)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._record(trial, None)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._record(trial, trial.get_error() or "trial failed (no error text)")
+
+    return RecordResults()
 
 
 def _train_checkpoint(metrics: dict[str, Any], storage: str):
@@ -356,11 +387,8 @@ class Sweep:
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                       num_samples=n_trials,
                                       max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
-        summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
-                                               self.args.resume, list(self.space.search)),
-                               self.synthetic.get(dataset, False), self.storage)
-        for s in summaries:
-            results.record(self.results, s, "search", self.space.name)
+        summaries = self.experiment(name, dataset, "search", trainable, param_space, tune_config,
+                                    list(self.space.search))
         ok = [s for s in summaries if s["status"] != "failed"]
         if not ok:
             raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
@@ -373,11 +401,27 @@ class Sweep:
               f"{point}", flush=True)
         return point
 
+    def experiment(self, name: str, dataset: str, role: str, trainable, param_space: dict, tune_config,
+                   columns: Sequence[str]) -> list[dict[str, Any]]:
+        """Run one phase's Tune experiment; every trial's summary. A callback records each trial in the
+        results store as it ends; one whose row is missing afterwards (the driver was killed between the
+        trial's end and its callback, and a resumed Tune does not run it again) is recorded here."""
+        from mentor_ray.report import results
+
+        synthetic = self.synthetic.get(dataset, False)
+        recorder = results_recorder(self.results, role, self.space.name, synthetic, self.storage)
+        grid = _run_experiment(name, self.storage, trainable, param_space, tune_config, self.args.resume, columns,
+                               callbacks=[recorder])
+        summaries = _summaries(grid, synthetic, self.storage)
+        for s in summaries:
+            if not results.is_recorded(self.results, s, role, self.space.name):
+                results.record(self.results, s, role, self.space.name)
+        return summaries
+
     def runs(self, phase: str, dataset: str, trainable, variants: list[str], point: dict[str, Any]) -> list[dict]:
         """Phases 2 and 3: ``variants`` x seeds with the chosen point, to early stopping."""
         from ray import tune
 
-        from mentor_ray.report import results
 
         seeds = [self.args.seed + i for i in range(self.args.seeds)]
         configs = [trial_config(self.base(dataset), v, s, point, self.space.model).model_dump()
@@ -385,11 +429,8 @@ class Sweep:
         name = self.name(phase, dataset, extra={"point": point, "variants": variants})
         param_space = {"cfg": tune.grid_search(configs), **self.trial_space(name)}
         tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
-        summaries = _summaries(_run_experiment(name, self.storage, trainable, param_space, tune_config,
-                                               self.args.resume, ["cfg/variant", "cfg/seed"]),
-                               self.synthetic.get(dataset, False), self.storage)
-        for s in summaries:
-            results.record(self.results, s, phase, self.space.name)
+        summaries = self.experiment(name, dataset, phase, trainable, param_space, tune_config,
+                                    ["cfg/variant", "cfg/seed"])
         failed = [s for s in summaries if s["status"] == "failed"]
         if failed:
             raise MentorRayError(f"{phase} on {dataset}: {len(failed)} of {len(configs)} runs failed (first: "
