@@ -26,7 +26,8 @@ from typing import Any, Sequence
 from mentor_ray.cli import run, setup_logging
 from mentor_ray.common.config import VARIANTS, make_config
 from mentor_ray.common.errors import ConfigError
-from mentor_ray.training.trainer import SUMMARY_METRICS, Trainer, format_epoch, log
+from mentor_ray.common.names import METRICS
+from mentor_ray.training.trainer import Trainer, format_epoch, log
 
 _DESCRIPTION = "Train one model (MENTOR, an ablation or a baseline) with early stopping on validation Recall@20."
 
@@ -36,11 +37,11 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [
         f"{label} / seed {summary['seed']}: best epoch {summary['best_epoch']} of {summary['epochs_run']} run; "
         f"{summary['seconds_per_epoch']:.2f}s per epoch; peak RSS {summary['peak_rss_mb']:,.0f} MB",
-        f"{'split':6s} " + " ".join(f"{m.replace('recall', 'R').replace('ndcg', 'N'):>7s}" for m in SUMMARY_METRICS),
+        f"{'split':6s} " + " ".join(f"{m.replace('recall', 'R').replace('ndcg', 'N'):>7s}" for m in METRICS),
     ]
     for split in ("valid", "test"):
         vals = summary[split] or {}
-        lines.append(f"{split:6s} " + " ".join(f"{vals.get(m, float('nan')):7.4f}" for m in SUMMARY_METRICS))
+        lines.append(f"{split:6s} " + " ".join(f"{vals.get(m, float('nan')):7.4f}" for m in METRICS))
     return "\n".join(lines)
 
 

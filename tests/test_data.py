@@ -16,6 +16,10 @@ from mentor_ray.datasets import dataset as data
 from tests.conftest import REPO, write_dataset
 
 
+def _train_items(ds, user: int):
+    indptr, items = ds.train_csr
+    return items[indptr[user] : indptr[user + 1]]
+
 def test_loads_toy_dataset_with_cold_users_and_items(tmp_path):
     write_dataset(tmp_path)
     ds = data.load_dataset("toy", tmp_path)
@@ -24,8 +28,8 @@ def test_loads_toy_dataset_with_cold_users_and_items(tmp_path):
     assert ds.modalities == ["image", "text"]
     assert all(f.dtype == torch.float32 for f in ds.features.values())
     assert ds.feature_dtypes == {"image": "float16", "text": "float64"}
-    assert ds.user_train_items(0).tolist() == [0, 1]
-    assert ds.user_train_items(2).tolist() == []
+    assert _train_items(ds, 0).tolist() == [0, 1]
+    assert _train_items(ds, 2).tolist() == []
     s = ds.summary()
     assert s["cold_users"] == 1 and s["cold_users_in_valid"] == 1 and s["cold_users_in_test"] == 0
     assert s["cold_items"] == 3  # items 2, 3, 5 have no training interaction
@@ -38,7 +42,7 @@ def test_train_csr_matches_interactions(tmp_path):
     assert indptr[-1] == len(ds.train)
     for u in range(ds.n_users):
         expected = sorted(ds.train.items[ds.train.users == u].tolist())
-        assert ds.user_train_items(u).tolist() == expected
+        assert _train_items(ds, u).tolist() == expected
 
 
 def test_tiktok_statistics(tiktok_root):

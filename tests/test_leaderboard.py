@@ -19,6 +19,7 @@ from mentor_ray import leaderboard as leaderboard_cmd
 from mentor_ray.cli import run
 from mentor_ray.common.config import VARIANTS, make_config
 from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.names import KS
 from mentor_ray.report import leaderboard as lb
 from mentor_ray.report import results
 
@@ -34,9 +35,9 @@ def _summary(dataset="synth-a", variant="mentor", seed=0, test=(0.01, 0.02, 0.00
     """A summary shaped like Trainer.summary(); ``test`` is (R@10, R@20, N@10, N@20), ``valid`` every valid metric."""
     cfg = make_config(flags={"dataset": dataset, "variant": variant, "seed": seed},
                       overrides=[f"{k}={v}" for k, v in hp.items()]).model_dump()
-    tst = {f"{m}@{k}": 0.001 for m in ("recall", "ndcg") for k in results.KS} | dict(zip(COLS, test))
+    tst = {f"{m}@{k}": 0.001 for m in ("recall", "ndcg") for k in KS} | dict(zip(COLS, test))
     summary = {"dataset": dataset, "synthetic": synthetic, "variant": variant, "seed": seed, "best_epoch": 2,
-               "epochs_run": epochs, "valid": {f"{m}@{k}": valid for m in ("recall", "ndcg") for k in results.KS},
+               "epochs_run": epochs, "valid": {f"{m}@{k}": valid for m in ("recall", "ndcg") for k in KS},
                "test": tst, "seconds_per_epoch": spe, "peak_rss_mb": mem, "peak_gpu_mb": None, "device": device,
                "world_size": world_size, "valid_curve": list(curve), "started_at": started, "wall_seconds": wall,
                "config": cfg}

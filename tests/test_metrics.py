@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from mentor_ray.datasets.dataset import csr_of
 from mentor_ray.training import metrics
 
 L3 = 1.0 / math.log2(3)  # discount at rank 1 (0-based)
 
+
+
+def _reduce(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Add the summed metrics of several shards, as the trainer's all-reduce does."""
+    return {k: sum(p[k] for p in parts) for k in parts[0]}
 
 def _hits(*rows: str) -> torch.Tensor:
     """'x.x.' -> [[True, False, True, False]]."""
@@ -84,7 +90,7 @@ EXPECTED = {
 
 
 def _csr(pairs, n_users=4):
-    return metrics.csr_of(pairs[0], pairs[1], n_users)
+    return csr_of(pairs[0], pairs[1], n_users)
 
 
 def _score_fn(user_ids: torch.Tensor) -> torch.Tensor:
@@ -148,7 +154,7 @@ def test_batching_over_users_does_not_change_the_sums():
 def test_reduce_results_of_shards_equals_full_evaluation():
     parts = [_evaluate(users=np.array([0, 3])), _evaluate(users=np.array([1, 2]))]
     assert [p["n_users"] for p in parts] == [1.0, 2.0]
-    reduced, full = metrics.reduce_results(parts), _evaluate()
+    reduced, full = _reduce(parts), _evaluate()
     assert reduced.keys() == full.keys()
     for k in full:
         assert reduced[k] == pytest.approx(full[k], rel=1e-12)
@@ -168,7 +174,7 @@ def test_ties_are_broken_by_torch_topk_only_tie_invariant_values_are_defined():
     gt = (np.array([0]), np.array([1]))
     no_train = (np.array([], dtype=np.int64), np.array([], dtype=np.int64))
     sums = metrics.evaluate(
-        lambda u: scores[u], metrics.csr_of(*no_train, 1), metrics.csr_of(*gt, 1), ks=(1, 2, 6), device="cpu"
+        lambda u: scores[u], csr_of(*no_train, 1), csr_of(*gt, 1), ks=(1, 2, 6), device="cpu"
     )
     assert sums["recall@1"] in (0.0, 1.0)
     # ndcg@2 is 1 (hit at rank 0) or 1/log2(3) (hit at rank 1)
@@ -178,8 +184,8 @@ def test_ties_are_broken_by_torch_topk_only_tie_invariant_values_are_defined():
 
 def test_rank_profile_counts_hits_per_rank_band_cold_hits_and_what_is_recommended():
     scores = torch.tensor([[9.0, 8, 7, 1, 6, 0], [1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]])
-    train = metrics.csr_of(np.array([0, 2]), np.array([0, 1]), 3)  # user 0 saw item 0, user 2 item 1
-    gt = metrics.csr_of(np.array([0, 0, 1]), np.array([2, 3, 0]), 3)  # user 2 has no ground truth
+    train = csr_of(np.array([0, 2]), np.array([0, 1]), 3)  # user 0 saw item 0, user 2 item 1
+    gt = csr_of(np.array([0, 0, 1]), np.array([2, 3, 0]), 3)  # user 2 has no ground truth
     popularity = np.array([5, 3, 0, 2, 0, 1])
     p = metrics.rank_profile(lambda u: scores[u], train, gt, popularity, k=3, bands=(1, 3))
     # user 0 (item 0 masked): top 3 = items 1, 2, 4, hit on item 2 at rank 2; user 1: items 5, 4, 3, no hit

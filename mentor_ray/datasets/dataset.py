@@ -73,6 +73,15 @@ def read_spec(directory: Path) -> DatasetSpec:
 # --------------------------------------------------------------------------- the dataset object
 
 
+def csr_of(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR arrays ``(indptr (n_users+1,), items grouped by user, ascending)``: ``items[indptr[u]:indptr[u+1]]``
+    are user ``u``'s items. The one CSR builder: seen-item masks, ground truth and negative checks use it."""
+    order = np.lexsort((items, users))
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return indptr, items[order]
+
+
 @dataclass(frozen=True)
 class Interactions:
     """Parallel arrays of user and item ids (int64) for one split."""
@@ -116,15 +125,12 @@ class Dataset:
         ``items[indptr[u]:indptr[u+1]]`` are user ``u``'s training items, ascending: used to mask
         seen items in ranking and to reject them as negatives.
         """
-        order = np.lexsort((self.train.items, self.train.users))
-        counts = np.bincount(self.train.users, minlength=self.n_users)
-        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        return indptr, self.train.items[order]
+        return self.csr("train")
 
-    def user_train_items(self, user: int) -> np.ndarray:
-        indptr, items = self.train_csr
-        return items[indptr[user] : indptr[user + 1]]
+    def csr(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The items of ``split`` per user as CSR arrays (:func:`csr_of`)."""
+        part = self.split(split)
+        return csr_of(part.users, part.items, self.n_users)
 
     def summary(self) -> dict:
         """Counts for ``info`` and logs: sizes, splits, modalities and cold users and items."""

@@ -104,19 +104,10 @@ def feature_masking_loss(
 # --------------------------------------------------------------------------- InfoNCE (Eq. 21)
 
 
-def info_nce(view1: torch.Tensor, view2: torch.Tensor, tau: float) -> torch.Tensor:
-    """mean_i -log( exp(z1_i.z2_i / τ) / sum_j exp(z1_i.z2_j / τ) ), z = L2-normalised views.
-
-    Dense: holds the (N, N) similarity matrix. Not used in training (MENTOR calls
-    :func:`info_nce_chunked` for either ``infonce_scope``); the reference the tests check that against.
-    """
-    z1, z2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    logits = z1 @ z2.T / tau
-    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
-
-
 def info_nce_chunked(view1: torch.Tensor, view2: torch.Tensor, tau: float, chunk: int = 1024) -> torch.Tensor:
-    """The same value as :func:`info_nce` in O(N * chunk) memory; the InfoNCE of training (either scope).
+    """mean_i -log( exp(z1_i.z2_i / τ) / sum_j exp(z1_i.z2_j / τ) ), z = L2-normalised views (Eq. 21).
+
+    The InfoNCE of training (either scope), in O(N * chunk) memory.
 
     Rows are processed ``chunk`` at a time: similarities, a log-sum-exp per row, and, when a gradient
     is wanted, that chunk's share of the gradient, all in one pass with reused buffers. The gradient

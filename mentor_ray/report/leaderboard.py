@@ -24,7 +24,8 @@ import pandas as pd
 from mentor_ray.common.config import BASELINES, result_settings
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.io import write_atomic
-from mentor_ray.report.results import HPARAMS, KS, METRICS, ROLES, SCHEMA, read_results, selection_key
+from mentor_ray.common.names import KS, METRIC_KINDS, VALID_METRIC
+from mentor_ray.report.results import HPARAMS, ROLES, SCHEMA, read_results, selection_key
 
 log = logging.getLogger("mentor_ray.leaderboard")
 
@@ -35,7 +36,7 @@ DISPLAY = {  # table row order: baselines, then MENTOR's variants, then MENTOR
     "mentor_base": "MENTOR_base", "mentor_l1": "MENTOR_L1", "mentor_l2": "MENTOR_L2", "mentor": "MENTOR",
 }
 COLUMNS = {"test_recall@10": "R@10", "test_recall@20": "R@20", "test_ndcg@10": "N@10", "test_ndcg@20": "N@20"}
-VALID = "valid_recall@20"
+VALID = f"valid_{VALID_METRIC}"
 ABLATIONS = {  # csv name: (title, rows); "mentor" is the full model
     "ablation_alignment": ("Multilevel cross-modal alignment (Fig. 3)",
                            ("mentor_base", "mentor_l1", "mentor_l2", "mentor")),
@@ -49,7 +50,7 @@ DIGITS = 4
 ALPHA = 0.05
 DASH = "–"
 RUN_COLUMNS = [c for c in SCHEMA.names if c not in ("split", "metric", "k", "value")]
-METRIC_COLUMNS = [f"{s}_{m}@{k}" for s in ("valid", "test") for m in METRICS for k in KS]
+METRIC_COLUMNS = [f"{s}_{m}@{k}" for s in ("valid", "test") for m in METRIC_KINDS for k in KS]
 SECTIONS = ("Overall performance (Table 2)", "Ablations", "Efficiency (Table 3)", "Sweeps")
 
 

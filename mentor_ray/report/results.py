@@ -23,10 +23,9 @@ import pyarrow.parquet as pq
 from mentor_ray.common.config import result_settings
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.io import atomic_path, sha256_json
+from mentor_ray.common.names import KS, METRIC_KINDS
 
 ROLES = ("search", "final", "ablation")
-METRICS = ("recall", "ndcg")
-KS = (5, 10, 20, 50)
 HPARAMS = ("dropout", "lambda_f", "lambda_g", "tau", "lambda_align")  # the paper's grid, as columns
 STATUSES = ("completed", "stopped_early", "failed")
 
@@ -138,7 +137,7 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
         rows = [{**run, "split": None, "metric": None, "k": None, "value": None}]
     else:
         rows = [{**run, "split": split, "metric": metric, "k": k, "value": float(summary[split][f"{metric}@{k}"])}
-                for split in ("valid", "test") for metric in METRICS for k in KS]
+                for split in ("valid", "test") for metric in METRIC_KINDS for k in KS]
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 

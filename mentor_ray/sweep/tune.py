@@ -27,13 +27,14 @@ from mentor_ray.common.config import (
     validate,
 )
 from mentor_ray.common.errors import ConfigError, MentorRayError
+from mentor_ray.common.names import REPORTED_METRIC
 from mentor_ray.sweep.spaces import SearchSpace, load_space
 from mentor_ray.training.ray_train import epoch_metrics, read_summary, restore, write_checkpoint
 from mentor_ray.training.trainer import Trainer
 
 log = logging.getLogger("mentor_ray.tune")
 
-METRIC = "best_valid_recall@20"
+METRIC = REPORTED_METRIC
 ASHA_REDUCTION = 3  # ASHA keeps the top 1/3 of trials at each rung
 # A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
 # refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.

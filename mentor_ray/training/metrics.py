@@ -11,7 +11,7 @@
   in two splits.
 
 The functions return per-user values summed, with the user count, so that ranks of a distributed
-evaluation can add them up (:func:`reduce_results`) before dividing.
+evaluation can add them up before dividing (:func:`finalize`).
 """
 
 from __future__ import annotations
@@ -21,16 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-KS = (5, 10, 20, 50)
-METRICS = tuple(f"{m}@{k}" for m in ("recall", "ndcg") for k in KS)
-
-
-def csr_of(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indptr (n_users+1,), items grouped by user, ascending)."""
-    order = np.lexsort((items, users))
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
-    return indptr, items[order]
+from mentor_ray.common.names import KS
 
 
 def _rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,11 +101,6 @@ def evaluate(
             sums[f"ndcg@{k}"] += float(ndcg_at_k(hits, n_gt, k).sum())
     sums["n_users"] = float(users.size)
     return sums
-
-
-def reduce_results(parts: list[dict[str, float]]) -> dict[str, float]:
-    """Add the summed metrics of several shards (e.g. ranks)."""
-    return {k: sum(p[k] for p in parts) for k in parts[0]}
 
 
 def finalize(sums: dict[str, float]) -> dict[str, float]:

@@ -18,12 +18,11 @@ from typing import Any, Callable
 
 from mentor_ray.common.config import TrainConfig, resume_settings
 from mentor_ray.common.errors import ConfigError, MentorRayError
+from mentor_ray.common.names import REPORTED_METRIC, STATE_FILE, SUMMARY_FILE
 from mentor_ray.training.trainer import Trainer, format_epoch
 
 log = logging.getLogger("mentor_ray.ray_train")
 
-STATE_FILE = "trainer_state.pt"
-SUMMARY_FILE = "summary.json"
 BatchHook = Callable[[int, int, int], None]  # (rank, epoch, batch)
 
 
@@ -155,7 +154,7 @@ def epoch_metrics(trainer: Trainer) -> dict[str, Any]:
     return {
         "epoch": last["epoch"],
         "valid_recall@20": last["valid"]["recall@20"],
-        "best_valid_recall@20": trainer.best["valid"]["recall@20"],
+        REPORTED_METRIC: trainer.best["valid"]["recall@20"],
         "best_epoch": trainer.best["epoch"],
         "loss": last["train"].get("loss", 0.0),
     }

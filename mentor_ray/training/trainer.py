@@ -18,6 +18,7 @@ import torch
 
 from mentor_ray.common.config import TrainConfig
 from mentor_ray.common.errors import ConfigError
+from mentor_ray.common.names import METRICS, VALID_METRIC
 from mentor_ray.common.runtime import reset_peak_memory, tune_allocator
 from mentor_ray.datasets.dataset import Dataset, load_dataset
 from mentor_ray.model.mentor import Batch, Recommender, build_model
@@ -25,8 +26,6 @@ from mentor_ray.training import metrics
 
 log = logging.getLogger("mentor_ray.train")
 
-VALID_METRIC = "recall@20"
-SUMMARY_METRICS = metrics.METRICS
 
 
 # --------------------------------------------------------------------------- sampling
@@ -173,8 +172,7 @@ class Trainer:
             self.step = DistributedDataParallel(self.step, device_ids=ids, broadcast_buffers=False)
         self.sampler = TripletSampler(self.ds, cfg.seed)
         self.train_csr = self.ds.train_csr
-        self.gt = {s: metrics.csr_of(self.ds.split(s).users, self.ds.split(s).items, self.ds.n_users)
-                   for s in ("valid", "test")}
+        self.gt = {s: self.ds.csr(s) for s in ("valid", "test")}
         # early-stopping state
         self.epoch = 0
         self.best: dict[str, Any] = {"epoch": -1, "valid": None, "test": None}
@@ -350,7 +348,7 @@ class Trainer:
         evals = [h["eval_seconds"] for h in self.history]
 
         def pick(d):
-            return {k: d[k] for k in SUMMARY_METRICS} if d else None
+            return {k: d[k] for k in METRICS} if d else None
 
         return {
             "dataset": self.ds.name,
