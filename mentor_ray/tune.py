@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--optuna-storage", default=None,
                    help="Optuna study database URL (default: SQLite under --storage; needed for a URI --storage)")
     p.add_argument("--leaderboard", default=None,
-                   help="where the leaderboard is written at the end (default: RESULTS/leaderboard; 'none': skip)")
+                   help="where the leaderboard is written at the end "
+                   "(default: RESULTS-leaderboard beside the store; 'none': skip)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="settings for every trial, over the space's fixed ones (e.g. lr=1e-3 infonce_scope=batch)")
     return p

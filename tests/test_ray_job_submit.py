@@ -133,4 +133,4 @@ def test_job_submit_runs_a_sweep(head, tmp_path):
     assert set(runs.role) == {"search", "final", "ablation"}
     ablation = runs[runs.role == "ablation"]
     assert sorted(ablation.variant) == sorted(2 * (MENTOR_VARIANTS + BASELINES))
-    assert (tmp_path / "r" / "leaderboard" / "leaderboard.html").is_file()
+    assert (tmp_path / "r-leaderboard" / "leaderboard.html").is_file()

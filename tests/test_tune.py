@@ -113,13 +113,16 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     assert {(r.dropout, r.lambda_f, r.tau) for r in finals.itertuples()} == {(top.dropout, top.lambda_f, top.tau)}
     printed = capsys.readouterr().out
     assert "synth-tiny: search done" in printed and "synth-tiny: ablation" in printed
-    # the sweep ends with the leaderboard: printed, and written next to the results
+    # the sweep ends with the leaderboard: printed, and written beside the results, which stay a plain
+    # Parquet dataset
     assert "# MENTOR leaderboard" in printed and "MENTOR_fg" in printed
-    board = out / "leaderboard"
+    board = out.with_name(f"{out.name}-leaderboard")
     assert (board / "leaderboard.md").is_file() and (board / "csv" / "overall.csv").is_file()
     import pandas as pd
 
-    sweep = pd.read_csv(out / "leaderboard" / "csv" / "sweep.csv").iloc[0]  # the leaderboard names the same point
+    assert sorted(p.suffix for p in out.iterdir()) == [".parquet"] * table.run_id.nunique()
+    assert len(pd.read_parquet(out)) == len(table)
+    sweep = pd.read_csv(board / "csv" / "sweep.csv").iloc[0]  # the leaderboard names the same point
     assert (sweep.best_dropout, sweep.best_lambda_f, sweep.best_tau) == (top.dropout, top.lambda_f, top.tau)
 
     with pytest.raises(ConfigError, match="already exists; add --resume"):
@@ -215,3 +218,33 @@ def test_a_searched_knn_k_gives_each_trial_graphs_of_its_own_k(local_ray, tmp_pa
     ks = sorted(json.loads(c)["knn_k"] for c in runs[runs.role == "search"].config_json)
     assert ks == [3, 6]
     assert len(runs[runs.role == "final"]) == 1
+
+
+def test_the_results_callback_records_a_trial_as_it_ends(tmp_path):
+    """Rows are written by the Tune callback when a trial ends (here: a stopped one and one that failed
+    before its first epoch), not by the driver after the phase."""
+    import types
+
+    from ray.train import Checkpoint
+
+    from mentor_ray.common.config import make_config
+    from mentor_ray.common.names import METRICS, SUMMARY_FILE
+
+    cfg = make_config(flags={"dataset": "synth-tiny", "max_epochs": 10})
+    summary = {"dataset": "synth-tiny", "synthetic": True, "variant": "mentor", "seed": 0, "best_epoch": 1,
+               "epochs_run": 3, "stop_reason": None, "valid": dict.fromkeys(METRICS, 0.2),
+               "test": dict.fromkeys(METRICS, 0.1), "config": cfg.model_dump(), "seconds_per_epoch": 1.0}
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / SUMMARY_FILE).write_text(json.dumps(summary))
+    stopped = types.SimpleNamespace(checkpoint=Checkpoint.from_directory(str(tmp_path / "ckpt")), last_result={},
+                                    config={"cfg": cfg.model_dump(), "threads": 1}, get_error=lambda: None)
+    failed = types.SimpleNamespace(checkpoint=None, last_result={}, config={"cfg": {**cfg.model_dump(), "seed": 1},
+                                   "threads": 1}, get_error=lambda: "Traceback\nRuntimeError: out of memory")
+    store = tmp_path / "r"
+    recorder = tune.results_recorder(store, "search", "smoke", True, str(tmp_path))
+    recorder.on_trial_complete(0, [], stopped)
+    assert results.read_results(store, split="valid").to_pandas().status.unique().tolist() == ["stopped_early"]
+    recorder.on_trial_error(1, [], failed)
+    table = results.read_results(store).to_pandas()
+    assert sorted(table.drop_duplicates("run_id").status) == ["failed", "stopped_early"]
+    assert table[table.status == "failed"].error.iloc[0] == "RuntimeError: out of memory"

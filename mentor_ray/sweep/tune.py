@@ -492,6 +492,12 @@ def datasets_for(arg: str, data_root: str | None) -> list[str]:
     return presets
 
 
+def default_leaderboard(results: str | Path) -> Path:
+    """``<results>-leaderboard``, beside the store: the store itself stays a plain Parquet dataset."""
+    results = Path(results)
+    return results.with_name(f"{results.name}-leaderboard")
+
+
 def run_sweep(args: SweepOptions) -> None:
     """Run a whole sweep (every dataset: search, finals, ablation), then write its leaderboard."""
     for flag in ("num_samples", "seeds", "workers_per_trial"):
@@ -531,7 +537,7 @@ def run_sweep(args: SweepOptions) -> None:
     if args.leaderboard != "none":
         from mentor_ray.report.leaderboard import write_leaderboard
 
-        out = Path(args.leaderboard or Path(args.results) / "leaderboard")
+        out = Path(args.leaderboard or default_leaderboard(args.results))
         print(write_leaderboard(args.results, out), flush=True)
         print(f"[mentor_ray] leaderboard written to {out}", flush=True)
     if failure:
