@@ -29,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, axis in space.search.items():
         print(f"  search {key}: {axis}")
     print(f"  grid size: {space.grid_size:,}")
+    if space.start_from:
+        print(f"  starts from the best point of {space.start_from} (per dataset, from the results store)")
     for key, value in space.fixed.items():
         print(f"  fixed  {key} = {value}")
     for d, values in space.datasets.items():

@@ -248,3 +248,32 @@ def test_the_results_callback_records_a_trial_as_it_ends(tmp_path):
     table = results.read_results(store).to_pandas()
     assert sorted(table.drop_duplicates("run_id").status) == ["failed", "stopped_early"]
     assert table[table.status == "failed"].error.iloc[0] == "RuntimeError: out of memory"
+
+
+def test_a_staged_space_starts_from_the_best_point_of_its_stage(tmp_path, capsys):
+    """``start_from: smoke``: every trial starts at smoke's best search point on the same dataset (chosen on
+    validation, read from the results store), under the space's own settings and the overrides."""
+    from mentor_ray.common.config import make_config
+    from mentor_ray.common.names import METRICS
+    from mentor_ray.sweep.spaces import load_space
+
+    store = tmp_path / "r"
+    for dropout, valid in ((0.3, 0.10), (0.5, 0.30), (0.7, 0.20)):
+        cfg = make_config(flags={"dataset": "synth-tiny"}, overrides=[f"dropout={dropout}", "lr=2e-3", "knn_k=5"])
+        results.record(store, {"dataset": "synth-tiny", "synthetic": True, "variant": "mentor", "seed": 0,
+                               "best_epoch": 1, "epochs_run": 2, "valid": dict.fromkeys(METRICS, valid),
+                               "test": dict.fromkeys(METRICS, 0.9 - valid), "config": cfg.model_dump(),
+                               "status": "completed"}, "search", "smoke")
+    space_file = tmp_path / "stage2.yaml"
+    space_file.write_text("name: stage2\nstart_from: smoke\nsearch:\n  tau: [0.3, 0.5]\nfixed:\n  knn_k: 10\n")
+    argv = ["--dataset", "synth-tiny", "--space", str(space_file), "--results", str(store), "reg_weight=3e-4"]
+    sweep = tune.Sweep(tune.SweepOptions(**vars(tune_cmd._parser().parse_args(argv))), load_space(space_file))
+    base = sweep.base("synth-tiny")
+    assert (base["dropout"], base["lr"]) == (0.5, 2e-3)  # the best on validation (not on test)
+    assert base["knn_k"] == 10 and base["reg_weight"] == 3e-4  # the space's settings, then overrides, win
+    assert "starts from smoke's best point (valid R@20 0.3000" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="holds no smoke search on synth-small; run `mentor-ray tune --space smoke`"):
+        sweep.base("synth-small")
+    space_file.write_text("name: stage2\nstart_from: nope\nsearch:\n  tau: [0.3, 0.5]\n")
+    with pytest.raises(ConfigError, match="stage2.yaml: start_from: --space nope: no such file"):
+        load_space(space_file)

@@ -178,6 +178,19 @@ def is_recorded(results_dir: str | Path, summary: dict[str, Any], role: str, swe
     return (Path(results_dir) / f"{rid}.parquet").is_file()
 
 
+def best_search_run(results_dir: str | Path, dataset: str, sweep: str) -> dict[str, Any] | None:
+    """The best search trial of ``sweep`` on ``dataset`` by :func:`selection_key` (validation only):
+    ``{"config": ..., "valid_recall@20": ..., "run_id": ...}``, or None when the store has none."""
+    rows = read_results(results_dir, role="search", dataset=dataset, sweep=sweep, split="valid", k=20).to_pandas()
+    rows = rows[rows.status != "failed"]
+    if rows.empty:
+        return None
+    runs = rows.pivot_table(index=["run_id", "config_hash", "best_epoch", "config_json"], columns="metric",
+                            values="value").reset_index()
+    best = max(runs.itertuples(), key=lambda r: selection_key(r.recall, r.ndcg, r.best_epoch, r.config_hash))
+    return {"config": json.loads(best.config_json), "valid_recall@20": float(best.recall), "run_id": best.run_id}
+
+
 def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
     """All rows of ``results_dir`` (empty table if none), filtered on columns equal to values.
 

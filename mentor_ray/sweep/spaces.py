@@ -35,6 +35,7 @@ class SearchSpace(BaseModel):
     fixed: dict[str, Any] = {}
     datasets: dict[str, dict[str, Any]] = {}
     aliases: dict[str, str] = {}
+    start_from: str | None = None  # a space whose best point (per dataset, from the results store) this one starts at
     path: str = ""
 
     @property
@@ -102,6 +103,13 @@ def _check(space: SearchSpace, path: Path) -> None:
     validate(dict(space.fixed), source=f"{path}: fixed")
     for d, values in space.datasets.items():
         validate({**space.fixed, **values}, source=f"{path}: datasets.{d}")
+    if space.start_from is not None:
+        if space.start_from == space.name:
+            raise ConfigError(f"{path}: start_from: {space.start_from} is this space; name an earlier stage")
+        try:
+            resolve(space.start_from)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: start_from: {exc}") from None
     for alias, target in space.aliases.items():
         if target not in space.datasets:
             raise ConfigError(f"{path}: aliases.{alias}: '{target}' is not under datasets "

@@ -270,14 +270,39 @@ class Sweep:
                 raise ConfigError(f"override {key}=...: {key} is {what}; overrides may set any other config key")
         validate(self.overrides, source="override")
         self.synthetic: dict[str, bool] = {}
+        self._start: dict[str, dict[str, Any]] = {}  # per dataset: the start_from stage's best settings
 
     def base(self, dataset: str) -> dict[str, Any]:
-        """Settings of every trial on ``dataset``: the space's fixed settings < ``key=value`` overrides."""
-        base = {"dataset": dataset, "data_root": self.args.data_root, **self.space.settings_for(dataset),
-                **self.overrides}
+        """Settings of every trial on ``dataset``: the start point (``start_from``) < the space's fixed
+        settings < ``key=value`` overrides."""
+        base = {"dataset": dataset, "data_root": self.args.data_root, **self.start_point(dataset),
+                **self.space.settings_for(dataset), **self.overrides}
         if self.args.max_epochs is not None:
             base["max_epochs"] = self.args.max_epochs
         return base
+
+    def start_point(self, dataset: str) -> dict[str, Any]:
+        """The settings of the best search trial of the space's ``start_from`` stage on ``dataset``, read from
+        the results store (every setting that decides results: the stage's point and what it started from)."""
+        stage = self.space.start_from
+        if stage is None:
+            return {}
+        if dataset not in self._start:
+            from mentor_ray.common.config import result_settings
+            from mentor_ray.report.results import best_search_run
+
+            best = best_search_run(self.results, dataset, stage)
+            if best is None:
+                raise ConfigError(
+                    f"--space {self.space.name}: it starts from the best point of {stage} (start_from), but "
+                    f"--results {self.results} holds no {stage} search on {dataset}; run "
+                    f"`mentor-ray tune --space {stage}` on it first with the same --results")
+            self._start[dataset] = result_settings(best["config"])
+            shown = " ".join(f"{k}={v}" for k, v in self._start[dataset].items()
+                             if v != TrainConfig.model_fields[k].default)
+            print(f"[mentor_ray] {dataset}: {self.space.name} starts from {stage}'s best point (valid R@20 "
+                  f"{best['valid_recall@20']:.4f}, {best['run_id']}): {shown or 'the defaults'}", flush=True)
+        return self._start[dataset]
 
     def trainable(self, dataset: str):
         """The trial function with the dataset and graphs in Ray's object store (built once, here).
