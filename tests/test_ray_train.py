@@ -71,3 +71,15 @@ def test_gloo_is_pinned_to_the_interface_of_the_node_ip(local_ray, monkeypatch):
     assert ray.util.get_node_ip_address() in [a.address for a in psutil.net_if_addrs()[iface]]
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth7")
     assert pin_gloo_interface() == "eth7"  # an explicit choice wins
+
+
+def test_an_untested_ray_version_stops_with_a_message(monkeypatch):
+    from mentor_ray.common.errors import MentorRayError
+    from mentor_ray.training import ray_compat
+
+    ray_compat.check_ray_version()  # the installed one is the tested one
+    monkeypatch.setattr(ray, "__version__", "2.61.0")
+    with pytest.raises(MentorRayError, match=r"Ray 2\.61\.0 is installed; mentor_ray is tested with Ray 2\.60\.x"):
+        ray_compat.cluster_address()
+    monkeypatch.setenv("MENTOR_RAY_ALLOW_RAY", "2.61.0")  # the user's explicit choice to try it
+    ray_compat._checked()

@@ -20,6 +20,8 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from mentor_ray.training.ray_compat import optuna_live_trials, optuna_study
+
 
 def _key(params: dict[str, Any]) -> tuple:
     return tuple(sorted(params.items()))
@@ -37,12 +39,12 @@ class DistinctOptunaSearch(OptunaSearch):
             params = super().suggest(trial_id)
             if params is None or _key(params) not in self._seen:
                 return self._remember(params)
-            self._ot_study.tell(self._ot_trials.pop(trial_id), state=optuna.trial.TrialState.FAIL)
+            optuna_study(self).tell(optuna_live_trials(self).pop(trial_id), state=optuna.trial.TrialState.FAIL)
         keys = list(self._grid)
         unseen = [p for p in (dict(zip(keys, v)) for v in itertools.product(*self._grid.values()))
                   if _key(p) not in self._seen]
         if unseen:  # else the grid is exhausted and a repeat is all there is
-            self._ot_study.enqueue_trial(self._rng.choice(unseen))
+            optuna_study(self).enqueue_trial(self._rng.choice(unseen))
         return self._remember(super().suggest(trial_id))
 
     def _remember(self, params: dict | None) -> dict | None:
@@ -53,4 +55,4 @@ class DistinctOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """A resumed search knows every point it proposed before (also one saved before this class)."""
         super().restore(checkpoint_path)
-        self._seen |= {_key(t.params) for t in self._ot_trials.values()}
+        self._seen |= {_key(t.params) for t in optuna_live_trials(self).values()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -29,6 +28,7 @@ from mentor_ray.common.config import (
 from mentor_ray.common.errors import ConfigError, MentorRayError
 from mentor_ray.common.names import REPORTED_METRIC
 from mentor_ray.sweep.spaces import SearchSpace, load_space
+from mentor_ray.training.ray_compat import configure_tune
 from mentor_ray.training.ray_train import epoch_metrics, read_summary, restore, write_checkpoint
 from mentor_ray.training.trainer import Trainer
 
@@ -542,17 +542,7 @@ def run_sweep(args: SweepOptions) -> None:
             raise _already_exists(sweep.storage, first)
     from mentor_ray.training.ray_train import ensure_ray
 
-    # One checkpoint kept per trial makes Tune snapshot the experiment at every epoch's checkpoint
-    # (docs/benchmarks.md); on fast small-data epochs it then warns on every snapshot. The snapshot
-    # is what makes --resume exact, so keep it and silence the warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Tune's classic progress table (CLIReporter, with our columns) instead of the new output, which
-    # prints every trial's full config
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # A trial stopped by ASHA gets this long to exit before Tune kills it (default 600 s). A DDP trial
-    # sits in its Ray Train run and never exits by itself; while it lingers its run keeps the workers'
-    # resources, so the next trial waits. Killed, the run is torn down (its controller is the trial's).
-    os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "15")
+    configure_tune()
     ensure_ray()
     failure: MentorRayError | None = None
     try:

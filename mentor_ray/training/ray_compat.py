@@ -88,3 +88,31 @@ def quiet_checkpoint_logs() -> None:
 
     for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def optuna_study(search):
+    """The Optuna study behind Ray's ``OptunaSearch`` (a private attribute)."""
+    _checked()
+    return search._ot_study
+
+
+def optuna_live_trials(search) -> dict:
+    """Ray's ``OptunaSearch`` map of Tune trial id to the Optuna trial it asked for (private)."""
+    _checked()
+    return search._ot_trials
+
+
+def configure_tune() -> None:
+    """Tune's behaviour that only environment variables reach (internal knobs, Ray 2.60); set before Ray starts,
+    each only where the user has not set it."""
+    # One checkpoint kept per trial makes Tune snapshot the experiment at every epoch's checkpoint
+    # (docs/benchmarks.md); on fast small-data epochs it then warns on every snapshot. The snapshot
+    # is what makes --resume exact, so keep it and silence the warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's classic progress table (CLIReporter, with our columns) instead of the new output, which
+    # prints every trial's full config
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A trial stopped by ASHA gets this long to exit before Tune kills it (default 600 s). A DDP trial
+    # sits in its Ray Train run and never exits by itself; while it lingers its run keeps the workers'
+    # resources, so the next trial waits. Killed, the run is torn down (its controller is the trial's).
+    os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "15")
