@@ -20,8 +20,8 @@ from mentor_ray.cli import run
 from mentor_ray.common.config import VARIANTS, make_config
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.names import KS
+from mentor_ray.report import board, plots, render, results, select
 from mentor_ray.report import leaderboard as lb
-from mentor_ray.report import results
 
 COLS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # the table's test columns, in order
 
@@ -294,7 +294,7 @@ def test_a_baselines_own_search_is_its_own_sweep_row_and_stays_out_of_mentors_pl
     assert sweep.loc["smoke", "model"] == "MENTOR" and sweep.loc["smoke", "best_config"] == "dropout=0.5"
     assert sweep.loc["lightgcn_grid", "model"] == "LightGCN" and sweep.loc["lightgcn_grid", "best_config"] == "lr=0.005"
     assert (sweep.trials == 2).all()
-    scored = lb.search_scores(lb.load_runs(root), "synth-a")
+    scored = plots.search_scores(select.load_runs(root), "synth-a")
     assert set(scored.variant) == {"mentor"}
 
 
@@ -306,11 +306,11 @@ def test_a_later_stage_over_other_axes_stays_out_of_the_first_stages_plots(tmp_p
     for lr, r20 in [(1e-3, 0.13), (5e-3, 0.15)]:
         _record(root, _summary(variant="mentor", valid=r20, dropout=0.5, lambda_f=1.0, lr=lr), "search",
                 sweep="mentor_lr_reg")
-    runs = lb.load_runs(root)
-    grid = lb.sensitivity_grid(lb.search_scores(runs, "synth-a", ("dropout", "lambda_f")), "dropout", "lambda_f")
+    runs = select.load_runs(root)
+    grid = plots.sensitivity_grid(plots.search_scores(runs, "synth-a", ("dropout", "lambda_f")), "dropout", "lambda_f")
     assert grid.loc[1.0, 0.5] == pytest.approx(0.12)  # the first stage's trial, not the lr stage's 0.15
-    assert len(lb.search_scores(runs, "synth-a")) == 5  # without axes: every MENTOR search run
-    assert lb.search_scores(runs, "synth-a", ("lambda_align",)).empty  # no sweep varied it
+    assert len(plots.search_scores(runs, "synth-a")) == 5  # without axes: every MENTOR search run
+    assert plots.search_scores(runs, "synth-a", ("lambda_align",)).empty  # no sweep varied it
 
 
 def test_wall_time_falls_back_to_the_sum_of_run_walls(tmp_path):
@@ -350,7 +350,7 @@ def _search_grid(root, dataset="synth-a"):
 
 def test_sensitivity_grid_takes_the_best_trial_per_cell_and_leaves_empty_cells_blank(tmp_path):
     _search_grid(tmp_path)
-    grid = lb.sensitivity_grid(lb.search_scores(lb.load_runs(tmp_path), "synth-a"), "dropout", "lambda_f")
+    grid = plots.sensitivity_grid(plots.search_scores(select.load_runs(tmp_path), "synth-a"), "dropout", "lambda_f")
     assert list(grid.columns) == [0.3, 0.5] and list(grid.index) == [1.0, 1.5]
     assert grid.loc[1.0, 0.3] == pytest.approx(0.14) and grid.loc[1.0, 0.5] == pytest.approx(0.11)
     assert grid.loc[1.5, 0.5] == pytest.approx(0.12) and math.isnan(grid.loc[1.5, 0.3])
@@ -379,7 +379,7 @@ def test_every_format_is_written_and_parseable_with_plots_and_skip_notes(tmp_pat
     assert pd.api.types.is_float_dtype(csvs["overall"]["test_recall@20_mean"])
 
     page = (out / "leaderboard.html").read_text()
-    assert page.count("<table") == len(lb.build_board(lb.load_runs(root), str(root)).tables)
+    assert page.count("<table") == len(lb.build_board(select.load_runs(root), str(root)).tables)
     assert '<table id="overall">' in page and '<th colspan="4">synth-a (synthetic)</th>' in page
     assert "<b>0.0520</b><sup>*</sup> ± 0.0020" in page and "<u>0.0410</u>" in page
     for stem in stems:
@@ -395,15 +395,15 @@ def test_every_format_is_written_and_parseable_with_plots_and_skip_notes(tmp_pat
 
 
 def test_tex_escapes_underscores_and_percent():
-    rows = [["MENTOR_fg", "5.00%"], ["MostPop", lb.Cell(None)]]
-    table = lb.Table("Ablations", "x", "a_b 5%", ["Model", "R@10"], rows)
-    tex = lb.table_tex(table)
+    rows = [["MENTOR_fg", "5.00%"], ["MostPop", board.Cell(None)]]
+    table = board.Table("Ablations", "x", "a_b 5%", ["Model", "R@10"], rows)
+    tex = render.table_tex(table)
     assert r"\caption{a\_b 5\%}" in tex and r"MENTOR\_fg & 5.00\% \\" in tex and r"MostPop & -- \\" in tex
 
 
 def test_every_variant_has_a_display_name():
-    assert set(lb.DISPLAY) == set(VARIANTS)
-    assert list(lb.DISPLAY)[:3] == ["most_pop", "mf_bpr", "lightgcn"] and list(lb.DISPLAY)[-1] == "mentor"
+    assert set(select.DISPLAY) == set(VARIANTS)
+    assert list(select.DISPLAY)[:3] == ["most_pop", "mf_bpr", "lightgcn"] and list(select.DISPLAY)[-1] == "mentor"
 
 
 # --------------------------------------------------------------------------- command line

@@ -9,142 +9,39 @@ tables as data. What each table holds and how runs are chosen: ``docs/architectu
 from __future__ import annotations
 
 import dataclasses
-import html
-import io
 import json
 import logging
 import math
-import re
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 import pandas as pd
 
-from mentor_ray.common.config import BASELINES, result_settings
+from mentor_ray.common.config import BASELINES
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.io import write_atomic
-from mentor_ray.common.names import KS, METRIC_KINDS, VALID_METRIC
-from mentor_ray.report.results import HPARAMS, ROLES, SCHEMA, read_results, selection_key
+from mentor_ray.report.board import DIGITS, SECTIONS, Board, Cell, Table
+from mentor_ray.report.plots import write_plots
+from mentor_ray.report.render import render_html, render_markdown, render_tex
+from mentor_ray.report.results import HPARAMS, ROLES, selection_key
+from mentor_ray.report.select import (
+    ABLATIONS,
+    ALPHA,
+    COLUMNS,
+    VALID,
+    dataset_labels,
+    dataset_order,
+    display,
+    load_runs,
+    searched_keys,
+    select_final,
+    variant_order,
+)
 
 log = logging.getLogger("mentor_ray.leaderboard")
 
 FORMATS = ("md", "csv", "tex", "html")
-DISPLAY = {  # table row order: baselines, then MENTOR's variants, then MENTOR
-    "most_pop": "MostPop", "mf_bpr": "MF-BPR", "lightgcn": "LightGCN",
-    "mentor_fg": "MENTOR_fg", "mentor_f": "MENTOR_f", "mentor_g": "MENTOR_g",
-    "mentor_base": "MENTOR_base", "mentor_l1": "MENTOR_L1", "mentor_l2": "MENTOR_L2", "mentor": "MENTOR",
-}
-COLUMNS = {"test_recall@10": "R@10", "test_recall@20": "R@20", "test_ndcg@10": "N@10", "test_ndcg@20": "N@20"}
-VALID = f"valid_{VALID_METRIC}"
-ABLATIONS = {  # csv name: (title, rows); "mentor" is the full model
-    "ablation_alignment": ("Multilevel cross-modal alignment (Fig. 3)",
-                           ("mentor_base", "mentor_l1", "mentor_l2", "mentor")),
-    "ablation_features": ("General feature enhancement (Table 2 variants)",
-                          ("mentor_fg", "mentor_f", "mentor_g", "mentor")),
-}
-SENSITIVITY = (("dropout", "lambda_f"), ("tau", "lambda_g"))  # (x, y) of Fig. 7's heatmaps
-AXIS_LABELS = {"dropout": "dropout p", "lambda_f": r"$\lambda_f$", "lambda_g": r"$\lambda_g$", "tau": r"$\tau$",
-               "lambda_align": r"$\lambda_{align}$"}
-DIGITS = 4
-ALPHA = 0.05
-DASH = "–"
-RUN_COLUMNS = [c for c in SCHEMA.names if c not in ("split", "metric", "k", "value")]
-METRIC_COLUMNS = [f"{s}_{m}@{k}" for s in ("valid", "test") for m in METRIC_KINDS for k in KS]
-SECTIONS = ("Overall performance (Table 2)", "Ablations", "Efficiency (Table 3)", "Sweeps")
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """A metric cell: mean (None: no runs), sample std (None: one seed), mark 1 best / 2 second, star."""
-
-    mean: float | None
-    std: float | None = None
-    mark: int = 0
-    star: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-    section: str
-    key: str  # the CSV's name and the TeX label
-    title: str
-    header: list[str]
-    rows: list[list[str | Cell]]
-    groups: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # spans over the last columns
-
-
-@dataclasses.dataclass(frozen=True)
-class Plot:
-    path: str  # relative to --out
-    title: str
-
-
-@dataclasses.dataclass
-class Board:
-    intro: list[str]
-    tables: list[Table]
-    frames: dict[str, pd.DataFrame]  # csv name -> machine-readable table
-    notes: list[str]
-    plots: list[Plot] = dataclasses.field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- reading and choosing runs
-
-
-def load_runs(results_dir: str | Path) -> pd.DataFrame:
-    """One row per run of the store: its run columns and one column per ``split_metric@K``."""
-    path = Path(results_dir)
-    if not path.is_dir():
-        raise MentorRayError(f"--results {path}: no such directory; give the --results directory of a sweep")
-    table = read_results(path)
-    if table.num_rows == 0:
-        raise MentorRayError(f"--results {path}: no results in this directory (no *.parquet run files)")
-    return runs_frame(table.to_pandas())
-
-
-def runs_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """Long rows (one per run x split x metric x K) to one row per run; NaN where a run has no metric."""
-    runs = rows.drop_duplicates("run_id")[RUN_COLUMNS].set_index("run_id")
-    runs["status"] = runs["status"].fillna("completed")  # files from before `status`: only finished runs
-    scored = rows.dropna(subset=["value"])
-    keys = scored["split"] + "_" + scored["metric"] + "@" + scored["k"].astype(int).astype(str)
-    wide = scored.assign(key=keys).pivot(index="run_id", columns="key", values="value")
-    return runs.join(wide.reindex(columns=METRIC_COLUMNS)).reset_index()
-
-
-def select_final(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs behind the metric tables (see the module docstring); never looks at test values."""
-    ok = runs[runs["role"].isin(["final", "ablation"]) & (runs["status"] != "failed") & runs[VALID].notna()]
-    ok = ok.assign(_later=ok["role"] != "final").sort_values(["_later", "run_id"])
-    ok = ok.drop_duplicates(["dataset", "variant", "config_hash", "seed"]).drop(columns="_later")
-    score = ok.groupby(["dataset", "variant", "config_hash"], as_index=False)[VALID].mean()
-    best = score.sort_values([VALID, "config_hash"], ascending=[False, True]).drop_duplicates(["dataset", "variant"])
-    return ok.merge(best[["dataset", "variant", "config_hash"]], on=["dataset", "variant", "config_hash"])
-
-
-def display(variant: str) -> str:
-    return DISPLAY.get(variant, variant)
-
-
-def variant_order(variants: Iterable[str]) -> list[str]:
-    present = set(variants)
-    return [v for v in DISPLAY if v in present] + sorted(present - set(DISPLAY))
-
-
-def dataset_order(runs: pd.DataFrame) -> list[str]:
-    """Real datasets first, then synthetic ones; by name within each."""
-    synthetic = runs.groupby("dataset")["synthetic"].any()
-    return sorted(synthetic.index, key=lambda d: (bool(synthetic[d]), d))
-
-
-def dataset_label(dataset: str, synthetic: bool) -> str:
-    return f"{dataset} (synthetic)" if synthetic else dataset
-
-
-def _labels(runs: pd.DataFrame) -> dict[str, str]:
-    synthetic = runs.groupby("dataset")["synthetic"].any()
-    return {d: dataset_label(d, bool(s)) for d, s in synthetic.items()}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -249,13 +146,6 @@ def sweep_frame(runs: pd.DataFrame) -> pd.DataFrame:
                                        "sweep_wall_seconds", "sweep_wall_basis"])
 
 
-def searched_keys(search: pd.DataFrame) -> list[str]:
-    """The settings that differ between a search's runs (the axes it explored), in config order."""
-    configs = [json.loads(c) for c in search["config_json"].dropna()]
-    if not configs:
-        return []
-    keys = result_settings(configs[0])
-    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
 
 
 def _search_best(scored: pd.DataFrame):
@@ -402,7 +292,7 @@ def _duration(seconds: float, basis: str) -> str | Cell:
 def build_board(runs: pd.DataFrame, source: str) -> Board:
     """Every table, its CSV frame and the notes, from the runs of one store (no plots)."""
     chosen = select_final(runs)
-    labels = _labels(runs)
+    labels = dataset_labels(runs)
     metrics = metric_frame(chosen)
     improv = improvement_frame(chosen, metrics)
     eff = efficiency_frame(chosen)
@@ -458,260 +348,6 @@ def _notes(runs: pd.DataFrame, chosen: pd.DataFrame, metrics: pd.DataFrame, impr
             if not set(m["variant"]) & (set(variants) - {"mentor"}):
                 notes.append(f"{label}: no ablation runs of {', '.join(variants[:-1])}; no '{title}' table")
     return notes
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def search_scores(runs: pd.DataFrame, dataset: str, axes: Sequence[str] = ()) -> pd.DataFrame:
-    """The dataset's MENTOR search runs that have a validation Recall@20 (completed or stopped by ASHA);
-    a baseline's own search (its grid has other axes) is left out of MENTOR's sensitivity plots.
-
-    With ``axes``, only the runs of sweeps that varied every one of them: a later stage that searched
-    other settings (e.g. ``mentor_lr_reg`` at a first sweep's best point) would otherwise add its trials,
-    trained at other learning rates, to one cell of the plot."""
-    s = runs[(runs["dataset"] == dataset) & (runs["role"] == "search") & (runs["status"] != "failed")
-             & (runs["variant"] == "mentor")]
-    s = s[s[VALID].notna()]
-    if axes and len(s):
-        keep = [g for _, g in s.groupby("sweep", dropna=False) if set(axes) <= set(searched_keys(g))]
-        s = pd.concat(keep) if keep else s.iloc[:0]
-    return s
-
-
-def sensitivity_grid(scored: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Best validation Recall@20 per (y, x) cell over the trials in it; rows y, columns x, NaN if empty."""
-    grid = scored.pivot_table(index=y, columns=x, values=VALID, aggfunc="max")
-    return grid.sort_index().sort_index(axis=1)
-
-
-def _too_few(scored: pd.DataFrame, axes: Sequence[str]) -> str | None:
-    if scored.empty:
-        return f"no MENTOR search with a validation Recall@20 varied {' and '.join(axes)}"
-    for axis in axes:
-        n = scored[axis].nunique()
-        if n < 2:
-            return f"{n} distinct value of {axis} among {len(scored)} scored search run(s); need at least 2"
-    return None
-
-
-def heatmap_figure(grid: pd.DataFrame, x: str, y: str, title: str):
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    data = grid.to_numpy(float)
-    fig = Figure(figsize=(max(4.5, 0.95 * data.shape[1] + 2.2), max(3.2, 0.55 * data.shape[0] + 1.6)))
-    ax = fig.subplots()
-    im = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", origin="lower", aspect="auto")
-    ax.set_xticks(range(data.shape[1]), [f"{v:g}" for v in grid.columns])
-    ax.set_yticks(range(data.shape[0]), [f"{v:g}" for v in grid.index])
-    for (i, j), v in np.ndenumerate(data):
-        if not math.isnan(v):
-            ax.text(j, i, f"{v:.4f}", ha="center", va="center", fontsize=8,
-                    color="black" if im.norm(v) > 0.6 else "white")
-    ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=AXIS_LABELS.get(y, y), title=title)
-    fig.colorbar(im, ax=ax, label="best validation Recall@20")
-    return fig
-
-
-def align_figure(series: pd.Series, title: str):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.8, 3.4))
-    ax = fig.subplots()
-    ax.plot(series.index, series.values, marker="o")
-    for xv, yv in series.items():
-        ax.annotate(f"{yv:.4f}", (xv, yv), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    ax.set_xticks(list(series.index), [f"{v:g}" for v in series.index])
-    ax.set(xlabel=AXIS_LABELS["lambda_align"], ylabel="best validation Recall@20", title=title)
-    ax.margins(y=0.2)
-    return fig
-
-
-def curves_figure(finals: pd.DataFrame, title: str):
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(5.6, 3.6))
-    ax = fig.subplots()
-    several = finals["variant"].nunique() > 1
-    for _, r in finals.sort_values(["variant", "seed"]).iterrows():
-        curve = list(r["valid_curve"])
-        name = f"{display(r['variant'])} seed {r['seed']}" if several else f"seed {r['seed']}"
-        (line,) = ax.plot(range(len(curve)), curve, label=name)  # epochs 0-based, as best_epoch
-        best = int(r["best_epoch"])
-        if 0 <= best < len(curve):
-            ax.plot([best], [curve[best]], "o", color=line.get_color(), markersize=4)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch (dot: best_epoch)", ylabel="validation Recall@20", title=title)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
-              label: str) -> list[tuple[str, str, Callable]]:
-    """(file stem, title, builder) per plot of a dataset; a builder returns a Figure or why it cannot."""
-    finals = chosen[(chosen["dataset"] == dataset) & (chosen["role"] == "final")]
-    finals = finals[finals["valid_curve"].map(lambda c: c is not None and len(c) > 0)]
-    jobs = []
-    for x, y in SENSITIVITY:
-        title = f"{label}: sensitivity to ({x}, {y})"
-        scored = search_scores(runs, dataset, (x, y))
-        jobs.append((f"sens_{x}_{y}", title, lambda s=scored, x=x, y=y, t=title: _too_few(s, (x, y)) or
-                     heatmap_figure(sensitivity_grid(s, x, y), x, y, t)))
-    title = f"{label}: effect of lambda_align"
-    scored = search_scores(runs, dataset, ("lambda_align",))
-    jobs.append(("lambda_align", title, lambda s=scored: _too_few(s, ("lambda_align",)) or
-                 align_figure(s.groupby("lambda_align")[VALID].max().sort_index(), title)))
-    curves = f"{label}: validation curves of the final runs"
-    jobs.append(("valid_curves", curves, lambda: "no final run with a recorded validation curve" if finals.empty
-                 else curves_figure(finals, curves)))
-    return jobs
-
-
-def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str]]:
-    """Every plot as ``out_dir/plots/<dataset>-<plot>.png``; the skipped ones as notes."""
-    chosen, labels = select_final(runs), _labels(runs)
-    plots, notes = [], []
-    for dataset in dataset_order(runs):
-        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
-        for stem, title, build in plot_jobs(runs, chosen, dataset, labels[dataset]):
-            fig = build()
-            if isinstance(fig, str):
-                notes.append(f"plot '{title}' skipped: {fig}")
-                continue
-            rel = f"plots/{slug}-{stem}.png"
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-            write_atomic(out_dir / rel, buf.getvalue())
-            plots.append(Plot(rel, title))
-    return plots, notes
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-@dataclasses.dataclass(frozen=True)
-class Style:
-    bold: str
-    under: str
-    star: str
-    pm: str
-    dash: str
-    esc: Callable[[str], str]
-
-
-def tex_escape(text: str) -> str:
-    table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--", "±": r"$\pm$"}
-    return "".join(table.get(ch, ch) for ch in text)
-
-
-MD = Style("**{}**", "<u>{}</u>", "\\*", " ± ", DASH, lambda s: s.replace("|", "\\|"))
-TEX = Style(r"\textbf{{{}}}", r"\underline{{{}}}", r"$^{*}$", r" $\pm$ ", "--", tex_escape)
-HTML = Style("<b>{}</b>", "<u>{}</u>", "<sup>*</sup>", " ± ", DASH, html.escape)
-
-
-def render_cell(cell: str | Cell, st: Style) -> str:
-    if isinstance(cell, str):
-        return st.esc(cell)
-    if cell.mean is None:
-        return st.dash
-    text = f"{cell.mean:.{DIGITS}f}"
-    text = st.bold.format(text) if cell.mark == 1 else st.under.format(text) if cell.mark == 2 else text
-    text += st.star if cell.star else ""
-    return text if cell.std is None else f"{text}{st.pm}{cell.std:.{DIGITS}f}"
-
-
-def _group_labels(t: Table) -> list[str]:
-    """The header with each group's name in front (Markdown has one header row)."""
-    lead = len(t.header) - sum(n for _, n in t.groups)
-    names = [g for g, n in t.groups for _ in range(n)]
-    return t.header[:lead] + [f"{g} {h}" for g, h in zip(names, t.header[lead:])]
-
-
-def table_md(t: Table) -> str:
-    header = _group_labels(t) if t.groups else t.header
-    lines = [f"### {MD.esc(t.title)}", "", "| " + " | ".join(map(MD.esc, header)) + " |",
-             "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(render_cell(c, MD) for c in row) + " |" for row in t.rows]
-    return "\n".join(lines)
-
-
-def table_tex(t: Table) -> str:
-    lead = len(t.header) - sum(n for _, n in t.groups)
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{tex_escape(t.title)}}}",
-             rf"\label{{tab:{t.key}}}", rf"\begin{{tabular}}{{{'l' * lead}{'r' * (len(t.header) - lead)}}}",
-             r"\toprule"]
-    if t.groups:
-        spans = [rf"\multicolumn{{{n}}}{{c}}{{{tex_escape(g)}}}" for g, n in t.groups]
-        lines.append(" & " * lead + " & ".join(spans) + r" \\")
-        starts = [lead + 1 + sum(n for _, n in t.groups[:i]) for i in range(len(t.groups))]
-        lines.append(" ".join(rf"\cmidrule(lr){{{s}-{s + n - 1}}}" for s, (_, n) in zip(starts, t.groups)))
-    lines += [" & ".join(map(tex_escape, t.header)) + r" \\", r"\midrule"]
-    lines += [" & ".join(render_cell(c, TEX) for c in row) + r" \\" for row in t.rows]
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}"])
-
-
-def table_html(t: Table) -> str:
-    head = ""
-    if t.groups:
-        lead = len(t.header) - sum(n for _, n in t.groups)
-        head = "<tr>" + "<th></th>" * lead + "".join(f'<th colspan="{n}">{html.escape(g)}</th>' for g, n in t.groups)
-        head += "</tr>\n"
-    head += "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr>"
-    body = "\n".join("<tr>" + "".join(f"<td>{render_cell(c, HTML)}</td>" for c in row) + "</tr>" for row in t.rows)
-    return (f'<h3>{html.escape(t.title)}</h3>\n<table id="{t.key}">\n<thead>\n{head}\n</thead>\n'
-            f"<tbody>\n{body}\n</tbody>\n</table>")
-
-
-def _sections(board: Board) -> list[tuple[str, list[Table]]]:
-    return [(s, [t for t in board.tables if t.section == s]) for s in SECTIONS
-            if any(t.section == s for t in board.tables)]
-
-
-def render_markdown(board: Board) -> str:
-    parts = ["# MENTOR leaderboard", "", *board.intro]
-    for section, tables in _sections(board):
-        parts += ["", f"## {section}", *("\n" + table_md(t) for t in tables)]
-    if board.plots:
-        parts += ["", "## Plots", ""] + [f"![{p.title}]({p.path})" for p in board.plots]
-    if board.notes:
-        parts += ["", "## Notes", ""] + [f"- {MD.esc(n)}" for n in board.notes]
-    return "\n".join(parts) + "\n"
-
-
-def render_tex(board: Board) -> str:
-    head = ["% MENTOR leaderboard (python -m mentor_ray.leaderboard); needs \\usepackage{booktabs}\n"
-            + "\n".join(f"% {line}" for line in board.intro)]
-    notes = [f"% note: {n}" for n in board.notes]
-    return "\n\n".join(head + [table_tex(t) for t in board.tables]) + "\n" + "\n".join(notes) + "\n"
-
-
-def render_html(board: Board) -> str:
-    css = ("body{font-family:sans-serif;margin:2em;max-width:90em}table{border-collapse:collapse;margin:1em 0}"
-           "th,td{border-bottom:1px solid #ccc;padding:.25em .6em;text-align:right}"
-           "th:first-child,td:first-child{text-align:left}figure{display:inline-block;margin:1em}")
-    intro = "".join(f"<p>{_md_inline(p)}</p>\n" for p in board.intro)
-    parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>MENTOR leaderboard</title>"
-             f"<style>{css}</style></head>\n<body>\n<h1>MENTOR leaderboard</h1>\n{intro}"]
-    for section, tables in _sections(board):
-        parts.append(f"<h2>{html.escape(section)}</h2>\n" + "\n".join(table_html(t) for t in tables))
-    if board.plots:
-        figs = (f'<figure><img src="{html.escape(p.path)}" alt="{html.escape(p.title)}">'
-                f"<figcaption>{html.escape(p.title)}</figcaption></figure>" for p in board.plots)
-        parts.append("<h2>Plots</h2>\n" + "\n".join(figs))
-    if board.notes:
-        items = "\n".join(f"<li>{html.escape(n)}</li>" for n in board.notes)
-        parts.append(f"<h2>Notes</h2>\n<ul>\n{items}\n</ul>")
-    return "\n".join(parts) + "\n</body></html>\n"
-
-
-def _md_inline(text: str) -> str:
-    """The intro's Markdown (`code`, **bold**, <u>underline</u>) as HTML."""
-    out = html.escape(text).replace("&lt;u&gt;", "<u>").replace("&lt;/u&gt;", "</u>")
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
 
 
 # --------------------------------------------------------------------------- files

@@ -1,0 +1,97 @@
+"""Reading the results store and choosing the runs the leaderboard shows (validation only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from mentor_ray.common.config import result_settings
+from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.names import KS, METRIC_KINDS, VALID_METRIC
+from mentor_ray.report.results import SCHEMA, read_results
+
+DISPLAY = {  # table row order: baselines, then MENTOR's variants, then MENTOR
+    "most_pop": "MostPop", "mf_bpr": "MF-BPR", "lightgcn": "LightGCN",
+    "mentor_fg": "MENTOR_fg", "mentor_f": "MENTOR_f", "mentor_g": "MENTOR_g",
+    "mentor_base": "MENTOR_base", "mentor_l1": "MENTOR_L1", "mentor_l2": "MENTOR_L2", "mentor": "MENTOR",
+}
+COLUMNS = {"test_recall@10": "R@10", "test_recall@20": "R@20", "test_ndcg@10": "N@10", "test_ndcg@20": "N@20"}
+VALID = f"valid_{VALID_METRIC}"
+ABLATIONS = {  # csv name: (title, rows); "mentor" is the full model
+    "ablation_alignment": ("Multilevel cross-modal alignment (Fig. 3)",
+                           ("mentor_base", "mentor_l1", "mentor_l2", "mentor")),
+    "ablation_features": ("General feature enhancement (Table 2 variants)",
+                          ("mentor_fg", "mentor_f", "mentor_g", "mentor")),
+}
+SENSITIVITY = (("dropout", "lambda_f"), ("tau", "lambda_g"))  # (x, y) of Fig. 7's heatmaps
+AXIS_LABELS = {"dropout": "dropout p", "lambda_f": r"$\lambda_f$", "lambda_g": r"$\lambda_g$", "tau": r"$\tau$",
+               "lambda_align": r"$\lambda_{align}$"}
+ALPHA = 0.05
+RUN_COLUMNS = [c for c in SCHEMA.names if c not in ("split", "metric", "k", "value")]
+METRIC_COLUMNS = [f"{s}_{m}@{k}" for s in ("valid", "test") for m in METRIC_KINDS for k in KS]
+
+
+def load_runs(results_dir: str | Path) -> pd.DataFrame:
+    """One row per run of the store: its run columns and one column per ``split_metric@K``."""
+    path = Path(results_dir)
+    if not path.is_dir():
+        raise MentorRayError(f"--results {path}: no such directory; give the --results directory of a sweep")
+    table = read_results(path)
+    if table.num_rows == 0:
+        raise MentorRayError(f"--results {path}: no results in this directory (no *.parquet run files)")
+    return runs_frame(table.to_pandas())
+
+
+def runs_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """Long rows (one per run x split x metric x K) to one row per run; NaN where a run has no metric."""
+    runs = rows.drop_duplicates("run_id")[RUN_COLUMNS].set_index("run_id")
+    runs["status"] = runs["status"].fillna("completed")  # files from before `status`: only finished runs
+    scored = rows.dropna(subset=["value"])
+    keys = scored["split"] + "_" + scored["metric"] + "@" + scored["k"].astype(int).astype(str)
+    wide = scored.assign(key=keys).pivot(index="run_id", columns="key", values="value")
+    return runs.join(wide.reindex(columns=METRIC_COLUMNS)).reset_index()
+
+
+def select_final(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs behind the metric tables (see the module docstring); never looks at test values."""
+    ok = runs[runs["role"].isin(["final", "ablation"]) & (runs["status"] != "failed") & runs[VALID].notna()]
+    ok = ok.assign(_later=ok["role"] != "final").sort_values(["_later", "run_id"])
+    ok = ok.drop_duplicates(["dataset", "variant", "config_hash", "seed"]).drop(columns="_later")
+    score = ok.groupby(["dataset", "variant", "config_hash"], as_index=False)[VALID].mean()
+    best = score.sort_values([VALID, "config_hash"], ascending=[False, True]).drop_duplicates(["dataset", "variant"])
+    return ok.merge(best[["dataset", "variant", "config_hash"]], on=["dataset", "variant", "config_hash"])
+
+
+def display(variant: str) -> str:
+    return DISPLAY.get(variant, variant)
+
+
+def variant_order(variants: Iterable[str]) -> list[str]:
+    present = set(variants)
+    return [v for v in DISPLAY if v in present] + sorted(present - set(DISPLAY))
+
+
+def dataset_order(runs: pd.DataFrame) -> list[str]:
+    """Real datasets first, then synthetic ones; by name within each."""
+    synthetic = runs.groupby("dataset")["synthetic"].any()
+    return sorted(synthetic.index, key=lambda d: (bool(synthetic[d]), d))
+
+
+def dataset_label(dataset: str, synthetic: bool) -> str:
+    return f"{dataset} (synthetic)" if synthetic else dataset
+
+
+def dataset_labels(runs: pd.DataFrame) -> dict[str, str]:
+    synthetic = runs.groupby("dataset")["synthetic"].any()
+    return {d: dataset_label(d, bool(s)) for d, s in synthetic.items()}
+
+def searched_keys(search: pd.DataFrame) -> list[str]:
+    """The settings that differ between a search's runs (the axes it explored), in config order."""
+    configs = [json.loads(c) for c in search["config_json"].dropna()]
+    if not configs:
+        return []
+    keys = result_settings(configs[0])
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
