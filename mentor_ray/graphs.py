@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mentor_ray.cli import run, setup_logging
+from mentor_ray.common.runtime import peak_rss_mb
 from mentor_ray.datasets.dataset import load_dataset
 from mentor_ray.datasets.graphs import BUILDERS, KNN_NORMS, build_graphs
 
@@ -65,13 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"directed edges; kNN (k={graphs.k}, {graphs.knn_norm}): {edges or 'none'}")
     print(f"peak RSS      {summary['peak_rss_mb']:,.0f} MB")
     return 0
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports ru_maxrss in KB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

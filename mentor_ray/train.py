@@ -20,6 +20,7 @@ On Ray Train (DDP; ``--workers``, ``--storage`` or ``--run-name`` selects it; re
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +28,9 @@ from mentor_ray.cli import run, setup_logging
 from mentor_ray.common.config import VARIANTS, make_config
 from mentor_ray.common.errors import ConfigError
 from mentor_ray.common.names import METRICS
-from mentor_ray.training.trainer import Trainer, format_epoch, log
+from mentor_ray.training.trainer import Trainer, format_epoch
+
+log = logging.getLogger(__name__)
 
 _DESCRIPTION = "Train one model (MENTOR, an ablation or a baseline) with early stopping on validation Recall@20."
 

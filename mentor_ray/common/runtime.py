@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-log = logging.getLogger("mentor_ray.runtime")
+log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _done = False
@@ -60,3 +60,10 @@ def reset_peak_memory() -> bool:
         return True
     except OSError:
         return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports ``ru_maxrss`` in KB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

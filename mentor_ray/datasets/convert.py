@@ -14,7 +14,7 @@ from mentor_ray.common.errors import DataError
 from mentor_ray.datasets.dataset import FEATURE_SUFFIX
 from mentor_ray.datasets.mmrec import write_inter
 
-log = logging.getLogger("mentor_ray.data")
+log = logging.getLogger(__name__)
 
 
 class _SparseOnlyUnpickler(pickle.Unpickler):

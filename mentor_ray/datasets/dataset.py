@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mentor_ray.common import io as cache
 from mentor_ray.common.errors import DataError, pydantic_message
 
-log = logging.getLogger("mentor_ray.data")
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")  # x_label 0, 1, 2
 SPEC_FILE = "dataset.yaml"

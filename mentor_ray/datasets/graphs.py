@@ -25,7 +25,7 @@ from mentor_ray.common import io as cache
 from mentor_ray.common.errors import ConfigError
 from mentor_ray.datasets.dataset import Dataset
 
-log = logging.getLogger("mentor_ray.graphs")
+log = logging.getLogger(__name__)
 
 GRAPH_VERSION = 2  # bump when graph construction changes; old cache files are then ignored
 KnnNorm = Literal["row", "sym", "none"]

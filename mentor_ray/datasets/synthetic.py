@@ -27,7 +27,7 @@ from mentor_ray.common import io as cache
 from mentor_ray.common.errors import DataError
 from mentor_ray.datasets.mmrec import write_inter
 
-log = logging.getLogger("mentor_ray.synthetic")
+log = logging.getLogger(__name__)
 
 PREFIX = "synth-"
 GENERATOR_VERSION = 1  # bump when the generated data would change

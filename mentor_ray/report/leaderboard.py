@@ -39,7 +39,7 @@ from mentor_ray.report.select import (
     variant_order,
 )
 
-log = logging.getLogger("mentor_ray.leaderboard")
+log = logging.getLogger(__name__)
 
 FORMATS = ("md", "csv", "tex", "html")
 

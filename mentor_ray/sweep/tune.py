@@ -32,7 +32,7 @@ from mentor_ray.training.ray_compat import configure_tune
 from mentor_ray.training.ray_train import epoch_metrics, read_summary, restore, write_checkpoint
 from mentor_ray.training.trainer import Trainer
 
-log = logging.getLogger("mentor_ray.tune")
+log = logging.getLogger(__name__)
 
 METRIC = REPORTED_METRIC
 ASHA_REDUCTION = 3  # ASHA keeps the top 1/3 of trials at each rung

@@ -21,7 +21,7 @@ from mentor_ray.common.errors import ConfigError, MentorRayError
 from mentor_ray.common.names import REPORTED_METRIC, STATE_FILE, SUMMARY_FILE
 from mentor_ray.training.trainer import Trainer, format_epoch
 
-log = logging.getLogger("mentor_ray.ray_train")
+log = logging.getLogger(__name__)
 
 BatchHook = Callable[[int, int, int], None]  # (rank, epoch, batch)
 

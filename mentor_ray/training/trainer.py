@@ -19,12 +19,12 @@ import torch
 from mentor_ray.common.config import TrainConfig
 from mentor_ray.common.errors import ConfigError
 from mentor_ray.common.names import METRICS, VALID_METRIC
-from mentor_ray.common.runtime import reset_peak_memory, tune_allocator
+from mentor_ray.common.runtime import peak_rss_mb, reset_peak_memory, tune_allocator
 from mentor_ray.datasets.dataset import Dataset, load_dataset
 from mentor_ray.model.mentor import Batch, Recommender, build_model
 from mentor_ray.training import metrics
 
-log = logging.getLogger("mentor_ray.train")
+log = logging.getLogger(__name__)
 
 
 
@@ -94,11 +94,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def peak_memory_mb(device: torch.device) -> float:
+    """Peak allocated GPU memory on CUDA, else this process's peak RSS, in MB."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 class _LossStep(torch.nn.Module):
