@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mentor_ray.benchmarks import gpucheck
-from mentor_ray.model import mentor as model
+from mentor_ray.model import ops
 from tests.conftest import REPO
 
 
@@ -44,18 +44,18 @@ def test_random_tape_replays_the_recorded_draws():
     tape = gpucheck.RandomTape()
     x = torch.ones(50, 8)
     with tape.installed():
-        a = model.uniform(50, 8)
+        a = ops.uniform(50, 8)
         da = torch.nn.functional.dropout  # untouched: only the losses' module is redirected
         from mentor_ray.model import losses
 
         ma = losses.F.dropout(x, p=0.5, training=True)
     tape.replay()
     with tape.installed():
-        b = model.uniform(50, 8)
+        b = ops.uniform(50, 8)
         mb = losses.F.dropout(x, p=0.5, training=True)
     assert torch.equal(a, b) and torch.equal(ma, mb)
     assert set(ma.unique().tolist()) <= {0.0, 2.0} and 0 < int((ma == 0).sum()) < 400
-    assert model.uniform is not tape.uniform and da is torch.nn.functional.dropout  # restored
+    assert ops.uniform is not tape.uniform and da is torch.nn.functional.dropout  # restored
 
 
 def test_agreement_check_fails_when_the_runs_draw_different_noise(monkeypatch):

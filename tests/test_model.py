@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mentor_ray import model
 from mentor_ray.common import config
 from mentor_ray.datasets import dataset as data
 from mentor_ray.datasets.graphs import build_graphs
-from mentor_ray.model import mentor as model
-from mentor_ray.model.mentor import Batch
+from mentor_ray.model import Batch, ops
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_perturbed_views_equal_explicit_noisy_propagation(ds, monkeypatch):
         draws.append(torch.rand(shape, generator=torch.Generator().manual_seed(len(draws))))
         return draws[-1].clone()
 
-    monkeypatch.setattr(model, "uniform", fake_uniform)
+    monkeypatch.setattr(ops, "uniform", fake_uniform)
     r = m(perturb=True)
     d, A, n_mod = 8, _dense(m, "ui"), 2
     x0 = F.normalize(r.raw0.view(r.raw0.shape[0], -1, d), dim=2).view(r.raw0.shape[0], -1)[:, d:]
@@ -103,7 +103,7 @@ def test_propagation_gradient_matches_autograd(ds):
     x = torch.randn(A.shape[0], 3 * d, dtype=torch.float64, requires_grad=True)
     A64 = A.to_dense().double()
     weights = [torch.randn(A.shape[0], d, dtype=torch.float64) for _ in range(3)]
-    blocks = model.propagate_blocks(x, A.to_dense().double().to_sparse_csr(), A64.to_sparse_csr(), 2, d)
+    blocks = ops.propagate_blocks(x, A.to_dense().double().to_sparse_csr(), A64.to_sparse_csr(), 2, d)
     got = torch.autograd.grad(sum((b * w).sum() for b, w in zip(blocks, weights)), x, retain_graph=True)[0]
     total = x + A64 @ x + A64 @ A64 @ x
     ref = torch.autograd.grad(sum((b * w).sum() for b, w in zip(total.split(d, 1), weights)), x, retain_graph=True)[0]
@@ -211,11 +211,11 @@ def test_block_normalize_matches_f_normalize():
     x = torch.randn(7, 12, dtype=torch.float64, requires_grad=True)
     x.data[2, 4:8] = 0.0  # a zero block stays zero, as with F.normalize
     w = torch.randn(7, 12, dtype=torch.float64)
-    got = model.block_normalize(x, 4)
+    got = ops.block_normalize(x, 4)
     ref = F.normalize(x.view(7, 3, 4), dim=2).view(7, 12)
     torch.testing.assert_close(got, ref)
     g1 = torch.autograd.grad((got * w).sum(), x)[0]
     g2 = torch.autograd.grad((ref * w).sum(), x)[0]
     torch.testing.assert_close(g1[torch.arange(7) != 2], g2[torch.arange(7) != 2])
     x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: model.block_normalize(t, 4), (x,))
+    assert torch.autograd.gradcheck(lambda t: ops.block_normalize(t, 4), (x,))

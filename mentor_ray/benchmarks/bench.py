@@ -167,7 +167,7 @@ def gradient_bytes(dataset: str, data_root: Path | None, variant: str, overrides
     since MENTOR and LightGCN propagate over the whole graph in every step."""
     from mentor_ray.common.config import make_config
     from mentor_ray.datasets.dataset import load_dataset
-    from mentor_ray.model.mentor import build_model
+    from mentor_ray.model import build_model
 
     root = str(data_root) if data_root else None
     cfg = make_config(flags={"dataset": dataset, "data_root": root, "variant": variant},

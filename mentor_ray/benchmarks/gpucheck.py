@@ -123,8 +123,7 @@ class RandomTape:
         """The model's noise and the losses' dropout draw from this tape inside the block."""
         import torch.nn.functional as F
 
-        from mentor_ray.model import losses
-        from mentor_ray.model import mentor as model
+        from mentor_ray.model import losses, ops
 
         tape = self
 
@@ -132,12 +131,12 @@ class RandomTape:
             def __getattr__(self, name):
                 return tape.dropout if name == "dropout" else getattr(F, name)
 
-        self._uniform, original_f = model.uniform, losses.F
-        model.uniform, losses.F = self.uniform, _F()
+        self._uniform, original_f = ops.uniform, losses.F
+        ops.uniform, losses.F = self.uniform, _F()
         try:
             yield self
         finally:
-            model.uniform, losses.F = self._uniform, original_f
+            ops.uniform, losses.F = self._uniform, original_f
 
 
 def _config(variant: str, scope: str | None, device: str, dataset: str, data_root: str | None, **extra):
@@ -156,7 +155,7 @@ def _label(variant: str, scope: str | None) -> str:
 
 def _one_step(trainer, part, tape: RandomTape) -> tuple[dict[str, float], dict[str, Any]]:
     """Loss terms and parameter gradients (float64 on the CPU) of one batch, randomness from ``tape``."""
-    from mentor_ray.model.mentor import Batch
+    from mentor_ray.model import Batch
 
     trainer.model.train()
     trainer.optimizer.zero_grad(set_to_none=True)

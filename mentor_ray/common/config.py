@@ -62,7 +62,7 @@ def _role(role: str) -> dict[str, str]:
 
 
 class ModelConfig(BaseModel):
-    """What defines the model and its loss: everything :func:`mentor_ray.model.mentor.build_model` reads.
+    """What defines the model and its loss: everything :func:`mentor_ray.model.build_model` reads.
 
     Frozen: a model holds its own copy, which nothing can change under it.
     """

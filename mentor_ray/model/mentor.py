@@ -1,9 +1,9 @@
-"""MENTOR (Xu et al., AAAI 2025) and the baselines of the leaderboards, in one file.
+"""MENTOR (Xu et al., AAAI 2025): the model, its forward pass and its loss.
 
 :class:`Mentor` states the model's equations, its loss terms, the settings it reads and where it
 departs from the paper; ``docs/paper_notes.md`` has the equation-to-code map and each departure with
-the authors' code alongside. The losses are :mod:`mentor_ray.model.losses`. Baselines:
-:class:`LightGCN`, :class:`MFBPR` and :class:`MostPop`. :func:`build_model` makes the model of a config.
+the authors' code alongside. The losses are :mod:`mentor_ray.model.losses`, the kernels
+:mod:`mentor_ray.model.ops`; the baselines live in :mod:`mentor_ray.model.baselines`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mentor_ray.common.config import ModelConfig, TrainConfig
-from mentor_ray.model import losses
-
-
-@dataclass
-class Batch:
-    users: torch.Tensor  # (B,) long
-    pos: torch.Tensor  # (B,) item ids
-    neg: torch.Tensor  # (B,) item ids
+from mentor_ray.common.config import ModelConfig
+from mentor_ray.model import losses, ops
+from mentor_ray.model.base import Batch, Recommender, as_model_config, xavier
 
 
 @dataclass
@@ -46,173 +40,6 @@ class Reps:
     def view(self, v: int, m: str) -> torch.Tensor:
         """Perturbed view ``v`` (0 or 1) of modality ``m`` (Eq. 20): clean user-item output + noise."""
         return self.ui[m] + self.noise_block(v, m)
-
-
-def _xavier(*shape: int) -> nn.Parameter:
-    return nn.Parameter(nn.init.xavier_uniform_(torch.empty(*shape)))
-
-
-def spmm(adj: torch.Tensor, x: torch.Tensor, adj_t: torch.Tensor | None = None) -> torch.Tensor:
-    """Sparse (CSR) ``adj @ x``, differentiable in ``x``; the backward uses the precomputed
-    transpose ``adj_t`` instead of transposing ``adj`` on every call (torch's default)."""
-    if adj_t is None or not (torch.is_grad_enabled() and x.requires_grad):
-        return torch.sparse.mm(adj, x)
-    return _SpMM.apply(adj, adj_t, x)
-
-
-class _SpMM(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, adj, adj_t, x):
-        ctx.adj_t = adj_t
-        return torch.sparse.mm(adj, x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, None, torch.sparse.mm(ctx.adj_t, grad)
-
-
-def uniform(*shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """U[0,1) float32 of ``shape``. On CUDA torch's generator. On CPU raw PCG64 bits from numpy
-    (faster than torch's CPU generator; ``docs/benchmarks.md``) made floats by setting the exponent
-    bits (23 random mantissa bits), seeded from torch's generator so ``torch.manual_seed`` keeps runs
-    repeatable."""
-    if torch.device(device).type != "cpu":
-        return torch.rand(shape, device=device)
-    import numpy as np
-
-    n = int(np.prod(shape))
-    seed = int(torch.randint(0, 2**62, (1,)))
-    raw = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.int32)[:n]
-    bits = torch.from_numpy(raw).view(shape)
-    return bits.bitwise_and_(0x007FFFFF).bitwise_or_(0x3F800000).view(torch.float32).sub_(1.0)
-
-
-def _pad_rows_cols(adj: torch.Tensor, offset: int) -> torch.Tensor:
-    """An (n, n) CSR matrix as the bottom-right block of an (offset + n) square CSR matrix."""
-    crow = torch.cat([torch.zeros(offset, dtype=adj.crow_indices().dtype), adj.crow_indices()])
-    size = offset + adj.shape[0]
-    return torch.sparse_csr_tensor(crow, adj.col_indices() + offset, adj.values(), size=(size, size),
-                                   check_invariants=False)  # built from a valid CSR
-
-
-def propagate_blocks(x: torch.Tensor, adj: torch.Tensor, adj_t: torch.Tensor, n_layers: int, d: int):
-    """sum_{l=0..L} A^l x (Eq. 1-3) for side-by-side blocks, returned as one tensor per d-wide block.
-
-    One sparse matmul per layer serves every block; the backward applies the precomputed transpose
-    to the re-assembled gradient. Returning separate blocks spares autograd the zero-filled
-    full-width gradient buffers that column slices of one stacked tensor would cost.
-    """
-    return _PropagateBlocks.apply(x, adj, adj_t, n_layers, d)
-
-
-class _PropagateBlocks(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, adj, adj_t, n_layers, d):
-        ctx.adj_t, ctx.n_layers, ctx.shape = adj_t, n_layers, x.shape
-        return tuple(b.contiguous() for b in _power_sum(adj, x, n_layers).split(d, dim=1))
-
-    @staticmethod
-    def backward(ctx, *grads):
-        n, width = ctx.shape
-        ref = next(gb for gb in grads if gb is not None)
-        g = torch.cat([gb if gb is not None else ref.new_zeros(n, width // len(grads)) for gb in grads], 1)
-        return _power_sum(ctx.adj_t, g, ctx.n_layers), None, None, None, None
-
-
-def _power_sum(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """x + A x + ... + A^L x, accumulated in place."""
-    if n_layers == 0:
-        return x.clone()
-    h = torch.sparse.mm(adj, x)
-    total = x + h
-    for _ in range(n_layers - 1):
-        h = torch.sparse.mm(adj, h)
-        total.add_(h)
-    return total
-
-
-def block_normalize(x: torch.Tensor, d: int) -> torch.Tensor:
-    """Each node's d-wide blocks scaled to unit L2 norm (norms clamped at 1e-12), with a fused backward."""
-    return _BlockNormalize.apply(x, d)
-
-
-class _BlockNormalize(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, d):
-        blocks = x.view(x.shape[0], -1, d)
-        inv = blocks.norm(dim=2, keepdim=True).clamp_min_(1e-12).reciprocal_()  # (N, k, 1)
-        y = blocks * inv
-        ctx.save_for_backward(y, inv)
-        return y.view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        y, inv = ctx.saved_tensors
-        gb = g.view_as(y)
-        # d(x/|x|) = (g - y (y . g)) / |x|
-        return (gb - y * (y * gb).sum(dim=2, keepdim=True)).mul_(inv).view_as(g), None
-
-
-PARALLEL_INFONCE_MIN_ROWS = 4096
-
-
-def _parallel_cpu(fn, items: list, workers: int) -> list:
-    """``[fn(x) for x in items]`` on ``workers`` threads with one intra-op thread each, largest first.
-
-    The InfoNCE blocks are (N, chunk) matrix products with a short inner dimension (d = 64), on
-    which two single-threaded GEMMs side by side beat one two-threaded GEMM. torch releases the GIL
-    inside its kernels, and the chunked InfoNCE does its heavy work in its forward, so the threads
-    overlap. The intra-op thread count is restored afterwards.
-    """
-    if workers <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    before = torch.get_num_threads()
-
-    def run(x):
-        torch.set_num_threads(1)
-        return fn(x)
-
-    order = sorted(range(len(items)), key=lambda k: -items[k][0].shape[0])  # longest first
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {k: pool.submit(run, items[k]) for k in order}
-            return [futures[k].result() for k in range(len(items))]
-    finally:
-        torch.set_num_threads(before)
-
-
-class Recommender(nn.Module):
-    """Interface used by the trainer: a loss on a batch, and user x item scores for ranking."""
-
-    n_users: int
-    n_items: int
-
-    def set_graphs(self, ui_adj: torch.Tensor, item_adj: dict[str, torch.Tensor]) -> None:
-        """Graphs are plain attributes, not buffers: DDP rejects sparse buffers (torch 2.2).
-
-        Each gets its transpose, built once, for the backward of :func:`spmm`; the user-item
-        adjacency is symmetric and is its own transpose."""
-        self._graphs = {"ui": ui_adj, "ui.T": ui_adj}
-        for m, a in item_adj.items():
-            padded = _pad_rows_cols(a, ui_adj.shape[0] - a.shape[0])  # (N, N): items after users
-            self._graphs[f"item.{m}"] = padded
-            self._graphs[f"item.{m}.T"] = padded.t().to_sparse_csr()
-
-    def graphs_to(self, device: torch.device) -> None:
-        self._graphs = {k: v.to(device) for k, v in self._graphs.items()}
-
-    def graph(self, name: str) -> torch.Tensor:
-        return self._graphs[name]
-
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n_users, D), (n_items, D) such that scores = users @ items.T."""
-        raise NotImplementedError
 
 
 class Mentor(Recommender):
@@ -322,7 +149,7 @@ class Mentor(Recommender):
         # Users: [ID embedding | preference per feature modality], one parameter, blocks of d.
         blocks = [nn.init.xavier_uniform_(torch.empty(n_users, d)) for _ in range(1 + n_mod)]
         self.user_emb = nn.Parameter(torch.cat(blocks, 1))
-        self.item_id = _xavier(n_items, d)
+        self.item_id = xavier(n_items, d)
         self.proj = nn.ModuleDict(
             {
                 m: nn.Sequential(nn.Linear(f.shape[1], 4 * d), nn.LeakyReLU(), nn.Linear(4 * d, d))
@@ -346,9 +173,9 @@ class Mentor(Recommender):
         d = self.cfg.embedding_dim
         items0 = torch.cat([self.item_id] + [self.proj[m](getattr(self, f"feat_{m}")) for m in self.modalities], 1)
         raw0 = torch.cat([self.user_emb, items0])  # (N, d (1 + M)): [ID | m_1 | ... | m_M]
-        x = block_normalize(raw0, d) if self.cfg.normalize_input else raw0  # (N, d (1 + M))
+        x = ops.block_normalize(raw0, d) if self.cfg.normalize_input else raw0  # (N, d (1 + M))
         # Eq. 1-3: one sparse matmul per layer for all modalities, handed back one tensor per modality
-        ids, *blocks = propagate_blocks(x, self.graph("ui"), self.graph("ui.T"), self.cfg.n_layers, d)
+        ids, *blocks = ops.propagate_blocks(x, self.graph("ui"), self.graph("ui.T"), self.cfg.n_layers, d)
         mean = 1.0 / (self.cfg.n_layers + 1) if self.cfg.layer_combine == "mean" else None
         if mean:  # LightGCN's layer mean, a departure from Eq. 3's sum
             ids, blocks = ids * mean, [b * mean for b in blocks]
@@ -366,7 +193,7 @@ class Mentor(Recommender):
         user-item output; the graph is padded to N x N with empty user rows, so user rows are 0."""
         a = e
         for _ in range(self.cfg.item_layers):
-            a = spmm(self.graph(f"item.{m}"), a, self.graph(f"item.{m}.T"))
+            a = ops.spmm(self.graph(f"item.{m}"), a, self.graph(f"item.{m}.T"))
         return a if self.cfg.item_layers else torch.zeros_like(e)
 
     @torch.no_grad()
@@ -385,11 +212,11 @@ class Mentor(Recommender):
         adj = self.graph("ui")
         c, total, h = None, None, torch.cat([x0, x0], 1) if self.cfg.perturb_noise == "simgcl" else None
         for _ in range(self.cfg.n_layers):
-            prop = None if c is None else spmm(adj, c)  # A c_(l-1)
+            prop = None if c is None else ops.spmm(adj, c)  # A c_(l-1)
             if self.cfg.perturb_noise == "uniform":
-                c = uniform(n, width, device=x0.device).mul_(self.cfg.perturb_eps)
+                c = ops.uniform(n, width, device=x0.device).mul_(self.cfg.perturb_eps)
             else:
-                h = spmm(adj, h)  # clean layer l, both views
+                h = ops.spmm(adj, h)  # clean layer l, both views
                 c = self._simgcl_noise(h if prop is None else h + prop)  # sign of A h'_(l-1)
             if prop is not None:
                 c.add_(prop)
@@ -399,7 +226,7 @@ class Mentor(Recommender):
     def _simgcl_noise(self, pre: torch.Tensor) -> torch.Tensor:
         """The authors' noise: eps * sign(h) * normalize(U(0,1)^d), per node and modality block."""
         d = self.cfg.embedding_dim
-        u = uniform(*pre.shape, device=pre.device)
+        u = ops.uniform(*pre.shape, device=pre.device)
         u = F.normalize(u.view(pre.shape[0], -1, d), dim=2).view_as(pre)
         return self.cfg.perturb_eps * torch.sign(pre) * u
 
@@ -458,86 +285,12 @@ class Mentor(Recommender):
         nce = lambda pair: losses.info_nce_chunked(pair[0], pair[1], cfg.tau, self.infonce_chunk)  # noqa: E731
         # Side-by-side blocks pay off only for large blocks, and never beyond torch's thread budget
         # (a Ray worker with one CPU gets one thread; oversubscribed cores stall OpenMP regions).
-        big = max(a.shape[0] for a, _ in pairs) >= PARALLEL_INFONCE_MIN_ROWS
+        big = max(a.shape[0] for a, _ in pairs) >= ops.PARALLEL_INFONCE_MIN_ROWS
         workers = min(self.infonce_threads, torch.get_num_threads()) if big else 1
-        parts = _parallel_cpu(nce, pairs, workers) if reps.fused.device.type == "cpu" else map(nce, pairs)
+        parts = ops.parallel_cpu(nce, pairs, workers) if reps.fused.device.type == "cpu" else map(nce, pairs)
         return sum(parts, reps.fused.new_zeros(()))
 
     @torch.no_grad()
     def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         f = self(perturb=False).fused
         return f[: self.n_users], f[self.n_users :]
-
-
-class LightGCN(Recommender):
-    """He et al. 2020: ID embeddings, L propagation layers, mean over layers 0..L, BPR + L2."""
-
-    def __init__(self, cfg: ModelConfig, n_users: int, n_items: int):
-        super().__init__()
-        self.cfg, self.n_users, self.n_items = as_model_config(cfg), n_users, n_items
-        self.emb = _xavier(n_users + n_items, cfg.embedding_dim)
-
-    def forward(self) -> torch.Tensor:
-        h, total = self.emb, self.emb
-        for _ in range(self.cfg.n_layers):
-            h = spmm(self.graph("ui"), h, self.graph("ui.T"))
-            total = total + h
-        return total / (self.cfg.n_layers + 1)  # (N, d)
-
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        return _bpr_with_reg(self(), self.emb, batch, self.n_users, self.cfg.reg_weight)
-
-    @torch.no_grad()
-    def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self()
-        return e[: self.n_users], e[self.n_users :]
-
-
-class MFBPR(LightGCN):
-    """Rendle et al. 2012: matrix factorisation trained with BPR + L2, i.e. LightGCN without layers."""
-
-    def forward(self) -> torch.Tensor:
-        return self.emb  # (N, d)
-
-
-def _bpr_with_reg(e: torch.Tensor, ego: torch.Tensor, batch: Batch, n_u: int, reg: float):
-    u, p, n = e[batch.users], e[n_u + batch.pos], e[n_u + batch.neg]
-    terms = {"bpr": losses.bpr_loss((u * p).sum(1), (u * n).sum(1))}
-    rows = [ego[batch.users], ego[n_u + batch.pos], ego[n_u + batch.neg]]
-    terms["reg"] = reg * losses.l2_reg(rows, len(batch.users))
-    return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
-
-
-class MostPop(Recommender):
-    """Training popularity; ties broken by the lower item id. Nothing to train."""
-
-    def __init__(self, n_users: int, n_items: int, train_items: torch.Tensor):
-        super().__init__()
-        self.n_users, self.n_items = n_users, n_items
-        counts = torch.bincount(train_items, minlength=n_items)
-        order = sorted(range(n_items), key=lambda i: (-int(counts[i]), i))
-        score = torch.empty(n_items)
-        score[torch.tensor(order)] = torch.arange(n_items, 0, -1, dtype=torch.float32)  # exact, distinct
-        self.register_buffer("score", score, persistent=False)
-
-    @torch.no_grad()
-    def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.ones(self.n_users, 1, device=self.score.device), self.score[:, None]
-
-
-def as_model_config(cfg: ModelConfig) -> ModelConfig:
-    """A frozen :class:`ModelConfig`: a run's full config is cut down to the model's keys."""
-    return cfg.model_part() if isinstance(cfg, TrainConfig) else cfg
-
-
-def build_model(cfg: TrainConfig, ds) -> Recommender:
-    """The model of ``cfg.variant`` for dataset ``ds`` (graphs are attached by the trainer)."""
-    kind = cfg.spec.model
-    model = cfg.model_part()
-    if kind == "mentor":
-        return Mentor(model, ds.n_users, ds.n_items, ds.features, cfg.infonce_chunk, cfg.infonce_threads)
-    if kind == "lightgcn":
-        return LightGCN(model, ds.n_users, ds.n_items)
-    if kind == "mf_bpr":
-        return MFBPR(model, ds.n_users, ds.n_items)
-    return MostPop(ds.n_users, ds.n_items, torch.from_numpy(ds.train.items))

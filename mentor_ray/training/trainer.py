@@ -21,7 +21,7 @@ from mentor_ray.common.errors import ConfigError
 from mentor_ray.common.names import METRICS, VALID_METRIC
 from mentor_ray.common.runtime import peak_rss_mb, reset_peak_memory, tune_allocator
 from mentor_ray.datasets.dataset import Dataset, load_dataset
-from mentor_ray.model.mentor import Batch, Recommender, build_model
+from mentor_ray.model import Batch, Recommender, build_model
 from mentor_ray.training import metrics
 
 log = logging.getLogger(__name__)

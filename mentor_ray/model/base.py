@@ -1,0 +1,59 @@
+"""What every model shares: the batch of triplets, the interface the trainer calls, and the frozen config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from mentor_ray.common.config import ModelConfig, TrainConfig
+from mentor_ray.model import ops
+
+
+@dataclass
+class Batch:
+    users: torch.Tensor  # (B,) long
+    pos: torch.Tensor  # (B,) item ids
+    neg: torch.Tensor  # (B,) item ids
+
+
+class Recommender(nn.Module):
+    """Interface used by the trainer: a loss on a batch, and user x item scores for ranking."""
+
+    n_users: int
+    n_items: int
+
+    def set_graphs(self, ui_adj: torch.Tensor, item_adj: dict[str, torch.Tensor]) -> None:
+        """Graphs are plain attributes, not buffers: DDP rejects sparse buffers (torch 2.2).
+
+        Each gets its transpose, built once, for the backward of :func:`~mentor_ray.model.ops.spmm`; the user-item
+        adjacency is symmetric and is its own transpose."""
+        self._graphs = {"ui": ui_adj, "ui.T": ui_adj}
+        for m, a in item_adj.items():
+            padded = ops.pad_rows_cols(a, ui_adj.shape[0] - a.shape[0])  # (N, N): items after users
+            self._graphs[f"item.{m}"] = padded
+            self._graphs[f"item.{m}.T"] = padded.t().to_sparse_csr()
+
+    def graphs_to(self, device: torch.device) -> None:
+        self._graphs = {k: v.to(device) for k, v in self._graphs.items()}
+
+    def graph(self, name: str) -> torch.Tensor:
+        return self._graphs[name]
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n_users, D), (n_items, D) such that scores = users @ items.T."""
+        raise NotImplementedError
+
+
+def xavier(*shape: int) -> nn.Parameter:
+    return nn.Parameter(nn.init.xavier_uniform_(torch.empty(*shape)))
+
+
+def as_model_config(cfg: ModelConfig) -> ModelConfig:
+    """A frozen :class:`ModelConfig`: a run's full config is cut down to the model's keys."""
+    return cfg.model_part() if isinstance(cfg, TrainConfig) else cfg

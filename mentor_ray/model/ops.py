@@ -1,0 +1,138 @@
+"""Kernels of the models: sparse propagation with precomputed transposes, block normalisation, fast
+uniform noise, and a CPU thread pool for independent InfoNCE blocks. Each is checked against plain torch
+(``tests/test_model.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def spmm(adj: torch.Tensor, x: torch.Tensor, adj_t: torch.Tensor | None = None) -> torch.Tensor:
+    """Sparse (CSR) ``adj @ x``, differentiable in ``x``; the backward uses the precomputed
+    transpose ``adj_t`` instead of transposing ``adj`` on every call (torch's default)."""
+    if adj_t is None or not (torch.is_grad_enabled() and x.requires_grad):
+        return torch.sparse.mm(adj, x)
+    return _SpMM.apply(adj, adj_t, x)
+
+
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, adj, adj_t, x):
+        ctx.adj_t = adj_t
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, torch.sparse.mm(ctx.adj_t, grad)
+
+
+def uniform(*shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """U[0,1) float32 of ``shape``. On CUDA torch's generator. On CPU raw PCG64 bits from numpy
+    (faster than torch's CPU generator; ``docs/benchmarks.md``) made floats by setting the exponent
+    bits (23 random mantissa bits), seeded from torch's generator so ``torch.manual_seed`` keeps runs
+    repeatable."""
+    if torch.device(device).type != "cpu":
+        return torch.rand(shape, device=device)
+
+    n = int(np.prod(shape))
+    seed = int(torch.randint(0, 2**62, (1,)))
+    raw = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.int32)[:n]
+    bits = torch.from_numpy(raw).view(shape)
+    return bits.bitwise_and_(0x007FFFFF).bitwise_or_(0x3F800000).view(torch.float32).sub_(1.0)
+
+
+def pad_rows_cols(adj: torch.Tensor, offset: int) -> torch.Tensor:
+    """An (n, n) CSR matrix as the bottom-right block of an (offset + n) square CSR matrix."""
+    crow = torch.cat([torch.zeros(offset, dtype=adj.crow_indices().dtype), adj.crow_indices()])
+    size = offset + adj.shape[0]
+    return torch.sparse_csr_tensor(crow, adj.col_indices() + offset, adj.values(), size=(size, size),
+                                   check_invariants=False)  # built from a valid CSR
+
+
+def propagate_blocks(x: torch.Tensor, adj: torch.Tensor, adj_t: torch.Tensor, n_layers: int, d: int):
+    """sum_{l=0..L} A^l x (Eq. 1-3) for side-by-side blocks, returned as one tensor per d-wide block.
+
+    One sparse matmul per layer serves every block; the backward applies the precomputed transpose
+    to the re-assembled gradient. Returning separate blocks spares autograd the zero-filled
+    full-width gradient buffers that column slices of one stacked tensor would cost.
+    """
+    return _PropagateBlocks.apply(x, adj, adj_t, n_layers, d)
+
+
+class _PropagateBlocks(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, adj, adj_t, n_layers, d):
+        ctx.adj_t, ctx.n_layers, ctx.shape = adj_t, n_layers, x.shape
+        return tuple(b.contiguous() for b in power_sum(adj, x, n_layers).split(d, dim=1))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        n, width = ctx.shape
+        ref = next(gb for gb in grads if gb is not None)
+        g = torch.cat([gb if gb is not None else ref.new_zeros(n, width // len(grads)) for gb in grads], 1)
+        return power_sum(ctx.adj_t, g, ctx.n_layers), None, None, None, None
+
+
+def power_sum(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """x + A x + ... + A^L x, accumulated in place."""
+    if n_layers == 0:
+        return x.clone()
+    h = torch.sparse.mm(adj, x)
+    total = x + h
+    for _ in range(n_layers - 1):
+        h = torch.sparse.mm(adj, h)
+        total.add_(h)
+    return total
+
+
+def block_normalize(x: torch.Tensor, d: int) -> torch.Tensor:
+    """Each node's d-wide blocks scaled to unit L2 norm (norms clamped at 1e-12), with a fused backward."""
+    return _BlockNormalize.apply(x, d)
+
+
+class _BlockNormalize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, d):
+        blocks = x.view(x.shape[0], -1, d)
+        inv = blocks.norm(dim=2, keepdim=True).clamp_min_(1e-12).reciprocal_()  # (N, k, 1)
+        y = blocks * inv
+        ctx.save_for_backward(y, inv)
+        return y.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        y, inv = ctx.saved_tensors
+        gb = g.view_as(y)
+        # d(x/|x|) = (g - y (y . g)) / |x|
+        return (gb - y * (y * gb).sum(dim=2, keepdim=True)).mul_(inv).view_as(g), None
+
+
+PARALLEL_INFONCE_MIN_ROWS = 4096
+
+
+def parallel_cpu(fn, items: list, workers: int) -> list:
+    """``[fn(x) for x in items]`` on ``workers`` threads with one intra-op thread each, largest first.
+
+    The InfoNCE blocks are (N, chunk) matrix products with a short inner dimension (d = 64), on
+    which two single-threaded GEMMs side by side beat one two-threaded GEMM. torch releases the GIL
+    inside its kernels, and the chunked InfoNCE does its heavy work in its forward, so the threads
+    overlap. The intra-op thread count is restored afterwards.
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = torch.get_num_threads()
+
+    def run(x):
+        torch.set_num_threads(1)
+        return fn(x)
+
+    order = sorted(range(len(items)), key=lambda k: -items[k][0].shape[0])  # longest first
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {k: pool.submit(run, items[k]) for k in order}
+            return [futures[k].result() for k in range(len(items))]
+    finally:
+        torch.set_num_threads(before)
