@@ -1,0 +1,48 @@
+"""One console script, ``mentor-ray``, with a subcommand per stage; every ``python -m mentor_ray.<name>``
+form the README shows still works (cluster command lines use them)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mentor_ray import cli
+from tests.conftest import REPO
+
+
+def _readme_modules() -> set[str]:
+    return set(re.findall(r"python -m mentor_ray\.(\w+)", (REPO / "README.md").read_text()))
+
+
+def test_every_readme_module_form_is_a_subcommand():
+    assert _readme_modules() and _readme_modules() <= set(cli.COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_each_subcommand_answers_help(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([name, "--help"])
+    assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_the_console_script_lists_commands_and_refuses_unknown_ones(capsys):
+    assert cli.main([]) == 2 and "commands:" in capsys.readouterr().out
+    assert cli.main(["--help"]) == 0
+    assert cli.main(["nope"]) == 2
+    assert "mentor-ray nope: no such command; commands: data, synthetic" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["-m", "mentor_ray", "spaces", "show", "smoke"],
+                                  ["-m", "mentor_ray.spaces", "show", "smoke"]])
+def test_the_module_forms_run_the_same_command(argv, tmp_path):
+    proc = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("smoke: "), proc.stderr[-2000:]
+
+
+def test_a_bad_flag_value_is_one_line_and_exit_2(capsys):
+    assert cli.main(["train", "--dataset", "synth-tiny", "lambda_align=-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: override: lambda_align = -1")
