@@ -16,12 +16,12 @@ from mentor_ray.training import trainer as train
 TINY = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16"]
 
 
-@pytest.fixture(scope="module")
-
 def _train_items(ds, user: int):
     indptr, items = ds.train_csr
     return items[indptr[user] : indptr[user + 1]]
 
+
+@pytest.fixture(scope="module")
 def ds():
     return data.load_dataset("synth-tiny")
 
