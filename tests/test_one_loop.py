@@ -45,12 +45,12 @@ def _ray_train(cfg, tmp_path):
 def _tune_trial(cfg, tmp_path):
     from ray import tune
 
-    from mentor_ray.sweep.tune import _summaries, _trainable
+    from mentor_ray.sweep.trials import run_trial, trial_summaries
 
     storage = str(tmp_path / "tune")
-    grid = tune.Tuner(_trainable, param_space={"cfg": cfg.model_dump(), "threads": 1},
+    grid = tune.Tuner(run_trial, param_space={"cfg": cfg.model_dump(), "threads": 1},
                       run_config=tune.RunConfig(name="one", storage_path=storage, verbose=0)).fit()
-    (summary,) = _summaries(grid, synthetic=True, storage=storage)
+    (summary,) = trial_summaries(grid, synthetic=True, storage=storage)
     assert summary["status"] == "completed"
     return summary
 

@@ -10,7 +10,7 @@ from mentor_ray import tune as tune_cmd
 from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
 from mentor_ray.common.errors import ConfigError, MentorRayError
 from mentor_ray.report import results
-from mentor_ray.sweep import tune
+from mentor_ray.sweep import trials, tune
 
 ray = pytest.importorskip("ray")
 
@@ -28,15 +28,15 @@ def local_ray():
 
 def test_baselines_keep_their_own_learning_rate_and_layers():
     base = {"dataset": "synth-tiny", "lr": 1e-4, "n_layers": 2, "dropout": 0.3}
-    assert tune.trial_config(base, "lightgcn", 0, {}).lr == 1e-3
-    assert tune.trial_config(base, "lightgcn", 0, {}).n_layers == 3
-    cfg = tune.trial_config(base, "mentor", 1, {"tau": 0.5})
+    assert trials.trial_config(base, "lightgcn", 0, {}).lr == 1e-3
+    assert trials.trial_config(base, "lightgcn", 0, {}).n_layers == 3
+    cfg = trials.trial_config(base, "mentor", 1, {"tau": 0.5})
     assert (cfg.lr, cfg.n_layers, cfg.dropout, cfg.tau, cfg.seed) == (1e-4, 2, 0.3, 0.5, 1)
 
 
 def test_a_baselines_own_space_sets_its_learning_rate_and_layers():
     base = {"dataset": "synth-tiny", "patience": 5}
-    cfg = tune.trial_config(base, "lightgcn", 0, {"lr": 5e-3, "n_layers": 1}, searched="lightgcn")
+    cfg = trials.trial_config(base, "lightgcn", 0, {"lr": 5e-3, "n_layers": 1}, searched="lightgcn")
     assert (cfg.lr, cfg.n_layers, cfg.patience) == (5e-3, 1, 5)
     with pytest.raises(ConfigError, match="--ablation: the space lightgcn_grid searches lightgcn"):
         tune_cmd.main(["--dataset", "synth-tiny", "--space", "lightgcn_grid", "--ablation", "--results", "/tmp/x"])
@@ -241,7 +241,7 @@ def test_the_results_callback_records_a_trial_as_it_ends(tmp_path):
     failed = types.SimpleNamespace(checkpoint=None, last_result={}, config={"cfg": {**cfg.model_dump(), "seed": 1},
                                    "threads": 1}, get_error=lambda: "Traceback\nRuntimeError: out of memory")
     store = tmp_path / "r"
-    recorder = tune.results_recorder(store, "search", "smoke", True, str(tmp_path))
+    recorder = trials.results_recorder(store, "search", "smoke", True, str(tmp_path))
     recorder.on_trial_complete(0, [], stopped)
     assert results.read_results(store, split="valid").to_pandas().status.unique().tolist() == ["stopped_early"]
     recorder.on_trial_error(1, [], failed)

@@ -1,0 +1,154 @@
+"""One Tune trial: the trainable (in-process, or driving a Ray Train DDP run), its summary, and the callback
+that records it in the results store when it ends."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mentor_ray.common.config import (
+    BASELINES,
+    VARIANT_DEFAULTS,
+    TrainConfig,
+    validate,
+)
+from mentor_ray.training.ray_train import epoch_metrics, read_summary, restore, write_checkpoint
+from mentor_ray.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+BASELINE_KEYS = set().union(*VARIANT_DEFAULTS.values())  # baselines keep their own (published) values
+
+
+def graph_key(knn_k: int, knn_norm: str) -> str:
+    return f"k{knn_k}-{knn_norm}"
+
+
+def trial_config(base: dict[str, Any], variant: str, seed: int, point: dict[str, Any],
+                 searched: str = "mentor") -> TrainConfig:
+    """The config of one trial: sweep flags < space's fixed settings < the searched point.
+
+    ``searched`` is the model the space is for. A baseline in another model's sweep (the ablation of a
+    MENTOR sweep) keeps its own published lr and layers, not that grid's; in its own space it takes all.
+    """
+    values = {**base, **point, "variant": variant, "seed": seed}
+    if variant in BASELINES and variant != searched:
+        values = {k: v for k, v in values.items() if k not in BASELINE_KEYS}
+        values.update(VARIANT_DEFAULTS.get(variant, {}))
+    return validate(values, source="sweep")
+
+
+def run_trial(config: dict[str, Any], ds=None, graphs=None) -> None:
+    """One trial: an in-process trainer, one report (and checkpoint) per epoch, resumable."""
+    import ray.tune
+    import torch
+
+    from mentor_ray.datasets.graphs import from_arrays
+    from mentor_ray.training.ray_compat import quiet_checkpoint_logs
+
+    torch.set_num_threads(max(1, int(config["threads"])))
+    quiet_checkpoint_logs()
+    point = {k: v for k, v in config.items() if k not in ("cfg", "threads")}  # searched values, if any
+    cfg = TrainConfig.model_validate({**config["cfg"], **point})
+    arrays = graphs and graphs[graph_key(cfg.knn_k, cfg.knn_norm)]  # the build of this trial's k
+    trainer = Trainer(cfg, ds=ds, graphs=from_arrays(arrays) if arrays is not None else None)
+    resumed = restore(trainer, ray.tune.get_checkpoint())
+
+    def report(record: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            write_checkpoint(trainer, d, resumed)
+            ray.tune.report(epoch_metrics(trainer), checkpoint=ray.tune.Checkpoint.from_directory(d))
+
+    trainer.fit(on_epoch=report)
+
+
+def run_ddp_trial(config: dict[str, Any], inputs=None) -> None:
+    """One trial of ``--workers-per-trial W > 1``: this Tune function drives a Ray Train (DDP) run.
+
+    The Train run reports once per epoch; ``TuneReportCallback`` forwards rank 0's metrics (the same
+    keys as :func:`run_trial`'s) to Tune, so ASHA and the searcher see them. Checkpoints are the Train
+    run's own, under ``<storage>/train/<experiment>/<trial id>``: a trial that Tune restarts or resumes
+    re-creates the same Train run, which continues from its latest checkpoint.
+    """
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from mentor_ray.training.ray_compat import quiet_checkpoint_logs
+    from mentor_ray.training.ray_train import fit_with_ray
+
+    quiet_checkpoint_logs()
+    point = {k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}
+    cfg = TrainConfig.model_validate({**config["cfg"], **point})
+    ddp = config["ddp"]
+    fit_with_ray(cfg, workers=ddp["workers"], cpus_per_worker=ddp["cpus"], gpus_per_worker=ddp["gpus"],
+                 storage=ddp["storage"], name=ray.tune.get_context().get_trial_id(),
+                 inputs=(inputs[0], inputs[1][graph_key(cfg.knn_k, cfg.knn_norm)]),
+                 callbacks=[TuneReportCallback()])
+
+
+def trial_summary(checkpoint, metrics: dict[str, Any], config: dict[str, Any], error: str | None,
+                  synthetic: bool, storage: str) -> dict[str, Any] | None:
+    """One trial's summary, with its ``status``, from its latest checkpoint (a DDP trial's is its Ray Train
+    run's, whose path ``TuneReportCallback`` reported). A trial that failed before its first epoch gets a
+    failure summary, so that none goes missing; None for a trial with neither a checkpoint nor an error."""
+    from mentor_ray.report.results import failure_summary
+
+    checkpoint = checkpoint or train_checkpoint(metrics or {}, storage)
+    if checkpoint is not None:
+        summary = read_summary(checkpoint)
+        summary["status"] = "failed" if error else ("completed" if summary["stop_reason"] else "stopped_early")
+        summary["error"] = error.strip().splitlines()[-1][:500] if error else None
+        return summary
+    if error:
+        cfg = {**config["cfg"], **{k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}}
+        return failure_summary(cfg, error, synthetic)
+    return None
+
+
+def trial_summaries(grid, synthetic: bool, storage: str) -> list[dict[str, Any]]:
+    """Every trial's summary (:func:`trial_summary`) of a finished experiment."""
+    out = []
+    for result in grid:
+        error = str(result.error) if result.error else None
+        if error and result.checkpoint is None:
+            log.warning("trial %s failed: %s", result.path, error)
+        summary = trial_summary(result.checkpoint, result.metrics, result.config, error, synthetic, storage)
+        if summary is not None:
+            out.append(summary)
+    return out
+
+
+def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, storage: str):
+    """A Tune callback that writes each trial's rows to the results store as the trial ends (completed,
+    stopped by the scheduler, or failed), so a sweep killed mid-phase keeps every finished trial."""
+    from ray import tune
+
+    from mentor_ray.report import results
+
+    class RecordResults(tune.Callback):
+        def _record(self, trial, error: str | None) -> None:
+            summary = trial_summary(trial.checkpoint, trial.last_result, trial.config, error, synthetic, storage)
+            if summary is not None:
+                results.record(results_dir, summary, role, sweep)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._record(trial, None)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._record(trial, trial.get_error() or "trial failed (no error text)")
+
+    return RecordResults()
+
+
+def train_checkpoint(metrics: dict[str, Any], storage: str):
+    """The Ray Train checkpoint whose path a DDP trial reported (``TuneReportCallback``), or None."""
+    path = metrics.get("checkpoint_path")
+    if not path:
+        return None
+    import pyarrow.fs
+    from ray.train import Checkpoint
+
+    fs = pyarrow.fs.FileSystem.from_uri(storage)[0] if "://" in storage else pyarrow.fs.LocalFileSystem()
+    return Checkpoint(path, filesystem=fs)
