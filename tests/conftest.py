@@ -37,6 +37,19 @@ needs_dgl = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private single-machine Ray for the tests of a module (2 CPUs), shut down after them."""
+    ray = pytest.importorskip("ray")
+    from mentor_ray.training.ray_train import ensure_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ensure_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def tiktok_root() -> Path:
     if not (SHARED_DATASETS / "tiktok" / "tiktok.inter").exists():

@@ -16,17 +16,6 @@ SAME = ("dataset", "synthetic", "variant", "seed", "best_epoch", "epochs_run", "
         "valid_curve", "config", "dataset_hash", "graph_builder", "world_size", "device")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    from mentor_ray.training.ray_train import ensure_ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ensure_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
 def _in_process(cfg):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as a Ray worker or trial of one CPU runs

@@ -15,17 +15,6 @@ from mentor_ray.sweep import trials, tune
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    from mentor_ray.training.ray_train import ensure_ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ensure_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
-
-
 def test_baselines_keep_their_own_learning_rate_and_layers():
     base = {"dataset": "synth-tiny", "lr": 1e-4, "n_layers": 2, "dropout": 0.3}
     assert trials.trial_config(base, "lightgcn", 0, {}).lr == 1e-3
