@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -57,8 +58,9 @@ def test_a_tiny_last_batch_joins_the_previous_one(ds):
 
 def test_fit_summary_has_the_documented_keys(ds):
     summary = _trainer(ds, extra=["max_epochs=2"]).fit()
-    assert {"dataset", "variant", "seed", "best_epoch", "epochs_run", "valid", "test", "seconds_per_epoch",
-            "peak_rss_mb", "config"} <= set(summary)
+    assert {"dataset", "variant", "seed", "best_epoch", "epochs_run", "stop_reason", "valid", "test",
+            "seconds_per_epoch", "wall_seconds", "started_at", "peak_rss_mb", "config"} <= set(summary)
+    assert 0 < summary["wall_seconds"] < time.time() - summary["started_at"] + 1
     keys = {f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 50)}
     assert set(summary["valid"]) == keys and set(summary["test"]) == keys
     assert summary["epochs_run"] == 2 and summary["dataset"] == "synth-tiny" and summary["synthetic"]

@@ -362,6 +362,7 @@ class Trainer:
             "seconds_per_epoch": statistics.median(secs[1:] or secs) if secs else 0.0,
             "eval_seconds": statistics.median(evals) if evals else 0.0,
             "wall_seconds": self.wall_seconds(),
+            "started_at": self.started_at,  # unix seconds; with the store's finished_at it bounds the run in time
             "peak_rss_mb": peak_memory_mb(torch.device("cpu")),
             "peak_gpu_mb": peak_memory_mb(self.device) if self.device.type == "cuda" else None,
             "device": str(self.device),
