@@ -40,23 +40,34 @@ def test_the_wheel_holds_every_module_and_yaml_file(wheel):
 
 
 def test_an_installed_wheel_finds_its_yaml_from_another_directory(wheel, tmp_path):
-    site = tmp_path / "site"
+    """A fresh venv holding the wheel (non-editable), run from another directory. Its dependencies come
+    from this environment's site-packages through a .pth line (a path, so the editable install's own
+    .pth hooks there are not run): mentor_ray itself can only come from the wheel."""
+    import site
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                  capture_output=True, text=True, check=True).stdout.strip())
+    here = [p for p in {*site.getsitepackages(), sysconfig.get_path("purelib")} if Path(p).is_dir()]
+    (purelib / "deps.pth").write_text("\n".join(here) + "\n")
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                           "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=300)
+                           "--target", str(purelib), str(wheel)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    # The installed copy comes first on the path: it, not this checkout, must answer.
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code = ("import mentor_ray, mentor_ray.sweep.spaces as s, mentor_ray.common.config as c; "
             "print(mentor_ray.__file__); print(s.load_space('paper_grid').path); "
             "print(c.make_config(preset='paper').lambda_f)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True,
+    proc = subprocess.run([str(python), "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     module, space, lambda_f = proc.stdout.split()
-    assert Path(module).is_relative_to(site) and Path(space).is_relative_to(site)
+    assert Path(module).is_relative_to(purelib) and Path(space).is_relative_to(purelib)
     assert float(lambda_f) > 0
-    proc = subprocess.run([sys.executable, "-m", "mentor_ray", "spaces", "show", "smoke"], cwd=elsewhere, env=env,
+    proc = subprocess.run([str(python), "-m", "mentor_ray", "spaces", "show", "smoke"], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and str(site) in proc.stdout, proc.stderr[-2000:]
+    assert proc.returncode == 0 and str(purelib) in proc.stdout, proc.stderr[-2000:]
