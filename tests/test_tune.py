@@ -226,9 +226,12 @@ def test_the_results_callback_records_a_trial_as_it_ends(tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / SUMMARY_FILE).write_text(json.dumps(summary))
     stopped = types.SimpleNamespace(checkpoint=Checkpoint.from_directory(str(tmp_path / "ckpt")), last_result={},
-                                    config={"cfg": cfg.model_dump(), "threads": 1}, get_error=lambda: None)
+                                    config={"cfg": cfg.model_dump(), "threads": 1}, error_file=None,
+                                    get_error=lambda: None)
+    error_file = tmp_path / "error.txt"  # Tune writes it locally before the callbacks; storage gets it later
+    error_file.write_text("Failure # 1 (occurred at 2026-11-30_23-42-17)\nTraceback\nRuntimeError: out of memory\n")
     failed = types.SimpleNamespace(checkpoint=None, last_result={}, config={"cfg": {**cfg.model_dump(), "seed": 1},
-                                   "threads": 1}, get_error=lambda: "Traceback\nRuntimeError: out of memory")
+                                   "threads": 1}, error_file=str(error_file), get_error=lambda: None)
     store = tmp_path / "r"
     recorder = trials.results_recorder(store, "search", "smoke", True, str(tmp_path))
     recorder.on_trial_complete(0, [], stopped)

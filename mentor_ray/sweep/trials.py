@@ -137,9 +137,20 @@ def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, 
             self._record(trial, None)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._record(trial, trial.get_error() or "trial failed (no error text)")
+            self._record(trial, _error_text(trial))
 
     return RecordResults()
+
+
+def _error_text(trial) -> str:
+    """The trial's error as Tune wrote it: first the local error file (written before the callbacks run),
+    then the copy in storage (synced later)."""
+    local = trial.error_file
+    if local and Path(local).is_file():
+        text = Path(local).read_text().strip()
+        if text:
+            return text
+    return trial.get_error() or "trial failed (no error text)"
 
 
 def train_checkpoint(metrics: dict[str, Any], storage: str):

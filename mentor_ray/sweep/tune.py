@@ -302,7 +302,8 @@ class Sweep:
                    columns: Sequence[str]) -> list[dict[str, Any]]:
         """Run one phase's Tune experiment; every trial's summary. A callback records each trial in the
         results store as it ends; one whose row is missing afterwards (the driver was killed between the
-        trial's end and its callback, and a resumed Tune does not run it again) is recorded here."""
+        trial's end and its callback, and a resumed Tune does not run it again) is recorded here, and a
+        failed one is rewritten with the error the finished experiment holds."""
         from mentor_ray.report import results
 
         synthetic = self.synthetic.get(dataset, False)
@@ -311,7 +312,8 @@ class Sweep:
                                callbacks=[recorder])
         summaries = trial_summaries(grid, synthetic, self.storage)
         for s in summaries:
-            if not results.is_recorded(self.results, s, role, self.space.name):
+            # the grid has every failed trial's error for certain; the callback may have read it early
+            if s["status"] == "failed" or not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
         return summaries
 
