@@ -83,6 +83,11 @@ def run_id(role: str, dataset: str, variant: str, chash: str, seed: int, sweep: 
     return f"{role}-{_safe(dataset)}-{variant}-{chash}-s{seed}"
 
 
+def summary_run_id(summary: dict[str, Any], role: str, sweep: str) -> str:
+    """The :func:`run_id` of a run summary."""
+    return run_id(role, summary["dataset"], summary["variant"], config_hash(summary["config"]), summary["seed"], sweep)
+
+
 def _safe(name: str) -> str:
     """``name`` as a file-name component."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
@@ -116,7 +121,7 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
     now = dt.datetime.now(dt.timezone.utc)
     started = summary.get("started_at")
     run = {
-        "run_id": run_id(role, summary["dataset"], summary["variant"], chash, summary["seed"], sweep),
+        "run_id": summary_run_id(summary, role, sweep),
         "sweep": sweep, "dataset": summary["dataset"], "synthetic": bool(summary.get("synthetic", False)),
         "variant": summary["variant"], "role": role, "config_hash": chash,
         **{h: float(cfg[h]) if h in cfg else None for h in HPARAMS},
@@ -174,8 +179,7 @@ def record(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: s
 
 def is_recorded(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: str) -> bool:
     """Whether the store holds this run's file already."""
-    rid = run_id(role, summary["dataset"], summary["variant"], config_hash(summary["config"]), summary["seed"], sweep)
-    return (Path(results_dir) / f"{rid}.parquet").is_file()
+    return (Path(results_dir) / f"{summary_run_id(summary, role, sweep)}.parquet").is_file()
 
 
 def best_search_run(results_dir: str | Path, dataset: str, sweep: str) -> dict[str, Any] | None:

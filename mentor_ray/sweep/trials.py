@@ -4,7 +4,6 @@ that records it in the results store when it ends."""
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,18 @@ from mentor_ray.common.config import (
     TrainConfig,
     validate,
 )
-from mentor_ray.training.ray_train import epoch_metrics, read_summary, restore, write_checkpoint
+from mentor_ray.training.ray_train import read_summary, report_with_checkpoint, restore
 from mentor_ray.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 BASELINE_KEYS = set().union(*VARIANT_DEFAULTS.values())  # baselines keep their own (published) values
+
+
+def trial_values(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's settings from its Tune config: the phase's ``cfg`` under the searched values, if any
+    (everything but the plumbing keys ``cfg``, ``threads`` and ``ddp``)."""
+    return {**config["cfg"], **{k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}}
 
 
 def graph_key(knn_k: int, knn_norm: str) -> str:
@@ -50,18 +55,13 @@ def run_trial(config: dict[str, Any], ds=None, graphs=None) -> None:
 
     torch.set_num_threads(max(1, int(config["threads"])))
     quiet_checkpoint_logs()
-    point = {k: v for k, v in config.items() if k not in ("cfg", "threads")}  # searched values, if any
-    cfg = TrainConfig.model_validate({**config["cfg"], **point})
+    cfg = TrainConfig.model_validate(trial_values(config))
     arrays = graphs and graphs[graph_key(cfg.knn_k, cfg.knn_norm)]  # the build of this trial's k
     trainer = Trainer(cfg, ds=ds, graphs=from_arrays(arrays) if arrays is not None else None)
     resumed = restore(trainer, ray.tune.get_checkpoint())
 
-    def report(record: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as d:
-            write_checkpoint(trainer, d, resumed)
-            ray.tune.report(epoch_metrics(trainer), checkpoint=ray.tune.Checkpoint.from_directory(d))
-
-    trainer.fit(on_epoch=report)
+    trainer.fit(on_epoch=lambda record: report_with_checkpoint(trainer, resumed, ray.tune.report,
+                                                               ray.tune.Checkpoint))
 
 
 def run_ddp_trial(config: dict[str, Any], inputs=None) -> None:
@@ -79,8 +79,7 @@ def run_ddp_trial(config: dict[str, Any], inputs=None) -> None:
     from mentor_ray.training.ray_train import fit_with_ray
 
     quiet_checkpoint_logs()
-    point = {k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}
-    cfg = TrainConfig.model_validate({**config["cfg"], **point})
+    cfg = TrainConfig.model_validate(trial_values(config))
     ddp = config["ddp"]
     fit_with_ray(cfg, workers=ddp["workers"], cpus_per_worker=ddp["cpus"], gpus_per_worker=ddp["gpus"],
                  storage=ddp["storage"], name=ray.tune.get_context().get_trial_id(),
@@ -102,8 +101,7 @@ def trial_summary(checkpoint, metrics: dict[str, Any], config: dict[str, Any], e
         summary["error"] = error.strip().splitlines()[-1][:500] if error else None
         return summary
     if error:
-        cfg = {**config["cfg"], **{k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}}
-        return failure_summary(cfg, error, synthetic)
+        return failure_summary(trial_values(config), error, synthetic)
     return None
 
 

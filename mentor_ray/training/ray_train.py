@@ -169,6 +169,14 @@ def write_checkpoint(trainer: Trainer, directory: str | Path, resumed: list[int]
     (Path(directory) / SUMMARY_FILE).write_text(json.dumps(summary, default=str))
 
 
+def report_with_checkpoint(trainer: Trainer, resumed: list[int], report, checkpoint_cls, **kwargs: Any) -> None:
+    """``report(epoch_metrics, checkpoint=...)`` with a fresh checkpoint of ``trainer``: Ray Train's report and
+    Checkpoint from a worker, Tune's from a trial."""
+    with tempfile.TemporaryDirectory() as d:
+        write_checkpoint(trainer, d, resumed)
+        report(epoch_metrics(trainer), checkpoint=checkpoint_cls.from_directory(d), **kwargs)
+
+
 def restore(trainer: Trainer, checkpoint) -> list[int]:
     """Load ``checkpoint`` (a Ray Checkpoint or None) into ``trainer``; the epochs resumed at so far."""
     if checkpoint is None:
@@ -211,10 +219,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
             ray.train.report(epoch_metrics(trainer))
             return
         print(f"[mentor_ray] {format_epoch(record)}", flush=True)  # worker stdout reaches the driver
-        with tempfile.TemporaryDirectory() as d:
-            write_checkpoint(trainer, d, resumed)
-            ray.train.report(epoch_metrics(trainer), checkpoint=ray.train.Checkpoint.from_directory(d),
-                             checkpoint_dir_name=f"epoch-{record['epoch']:05d}")
+        report_with_checkpoint(trainer, resumed, ray.train.report, ray.train.Checkpoint,
+                               checkpoint_dir_name=f"epoch-{record['epoch']:05d}")
 
     hook = config.get("batch_hook")
     trainer.fit(on_epoch=report, on_batch=(lambda epoch, batch: hook(rank, epoch, batch)) if hook else None)
