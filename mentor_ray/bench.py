@@ -10,6 +10,7 @@
         --cpus 2 --epochs 3 --write docs/benchmarks.md infonce_scope=batch
     mentor-ray bench tune --dataset synth-small --trials 6 --workers-per-trial 1,2 \\
         --write docs/benchmarks.md
+    mentor-ray bench faults --write docs/benchmarks.md      # the fault campaign (about 15 minutes)
 
 The GPU check (:mod:`mentor_ray.benchmarks.gpucheck`; TikTok optional: a data root holding ``tiktok/``)::
 
@@ -21,7 +22,6 @@ The GPU check (:mod:`mentor_ray.benchmarks.gpucheck`; TikTok optional: a data ro
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -38,7 +38,7 @@ from mentor_ray.benchmarks.bench import (
     tune_markdown,
     upsert_block,
 )
-from mentor_ray.cli import run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.common.errors import MentorRayError
 
 _DESCRIPTION = "Benchmarks, written to ``docs/benchmarks.md`` with the command, the machine and the date."
@@ -52,7 +52,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mentor_ray.bench", description=_DESCRIPTION)
+    p = ArgumentParser(prog="python -m mentor_ray.bench", description=_DESCRIPTION)
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("graphs", help="graph build time and peak RSS, then the cache-hit time of a second call")
     g.add_argument("--dataset", required=True)
@@ -97,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gp.add_argument("--epochs", type=int, default=3, help="timed epochs per model (default 3)")
     gp.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
     gp.add_argument("--write", type=Path, default=None, metavar="MD", help="also update this Markdown file")
+    fa = sub.add_parser("faults", help="the fault campaign: SIGKILL workers and drivers at chosen moments, resume, "
+                        "compare with uninterrupted runs (mentor_ray/benchmarks/faults.py)")
+    fa.add_argument("--cases", default="all", help="comma-separated cases, or all (default): "
+                    "worker, train-driver, sweep-search, sweep-final, sweep-ablation, sweep-leaderboard, two-drivers")
+    fa.add_argument("--write", type=Path, default=None, metavar="MD")
     args = p.parse_args(argv)
     setup_logging()
     words = argv if argv is not None else sys.argv[1:]
@@ -115,6 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)
         block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}"
         block += "" if args.builder == "auto" else f":{args.builder}"
+    elif args.cmd == "faults":
+        from mentor_ray.benchmarks.faults import CASES, bench_faults, faults_markdown
+
+        res = bench_faults(list(CASES) if args.cases == "all" else [c for c in args.cases.split(",") if c])
+        md = faults_markdown(res, command)
+        block = "faults"
+        failed = [r["case"] for r in res["rows"] if not r["identical"] or r["duplicated"] or r["missing"]
+                  or r["extra"] or r["left_after"]]
+        if failed:
+            print(md)
+            raise MentorRayError(f"fault campaign: {', '.join(failed)} lost, duplicated or changed results, or "
+                                 "left processes; see the table")
     elif args.cmd == "tune":
         workers = _int_list(args.workers_per_trial, "--workers-per-trial")
         res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)

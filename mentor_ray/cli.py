@@ -11,6 +11,7 @@ Each subcommand is one module at the top of the package, also runnable as ``pyth
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import sys
@@ -67,6 +68,15 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: <prog>: <message> (see --help)``, exit 2 (argparse would
+    print the whole usage first). Subparsers are of this class too."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _usage() -> str:

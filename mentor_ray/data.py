@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from mentor_ray.cli import run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.datasets.convert import convert_diffmm
 from mentor_ray.datasets.dataset import load_dataset, load_dataset_dir
 
@@ -51,7 +51,7 @@ def format_summary(s: dict) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mentor_ray.data", description=_DESCRIPTION)
+    p = ArgumentParser(prog="python -m mentor_ray.data", description=_DESCRIPTION)
     sub = p.add_subparsers(dest="cmd", required=True)
     info = sub.add_parser("info", help="print the statistics of a dataset")
     info.add_argument("--dataset", required=True, help="dataset directory name under --data-root, or a synth-* preset")

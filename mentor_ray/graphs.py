@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Sequence
 
-from mentor_ray.cli import run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.common.runtime import peak_rss_mb
 from mentor_ray.datasets.dataset import load_dataset
 from mentor_ray.datasets.graphs import BUILDERS, KNN_NORMS, build_graphs
@@ -28,7 +27,7 @@ _DESCRIPTION = "The graph stage: the graphs are built once per (dataset, k, opti
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mentor_ray.graphs", description=_DESCRIPTION)
+    p = ArgumentParser(prog="python -m mentor_ray.graphs", description=_DESCRIPTION)
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build (or load from cache) the graphs of a dataset and print a summary")
     b.add_argument("--dataset", required=True, help="dataset name under --data-root, or a synth-* preset")

@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from mentor_ray.cli import run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.report.leaderboard import FORMATS, write_leaderboard
 
 _DESCRIPTION = "Paper-style leaderboard of a results store: Table 2, the ablations, Table 3, sweep summaries, plots."
@@ -23,7 +22,7 @@ _DESCRIPTION = "Paper-style leaderboard of a results store: Table 2, the ablatio
 
 def main(argv: Sequence[str] | None = None) -> int:
 
-    p = argparse.ArgumentParser(prog="python -m mentor_ray.leaderboard",
+    p = ArgumentParser(prog="python -m mentor_ray.leaderboard",
                                 description="Paper-style tables and plots from a sweep's results store.")
     p.add_argument("--results", required=True, type=Path, help="the results directory of a sweep (Parquet)")
     p.add_argument("--out", required=True, type=Path, help="where to write leaderboard.*, csv/ and plots/")
@@ -36,6 +35,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from mentor_ray.cli import run
-
     raise SystemExit(run(main))

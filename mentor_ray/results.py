@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
-from mentor_ray.cli import run
+from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.report.results import ROLES, read_results
 
@@ -22,12 +21,13 @@ _DESCRIPTION = "The results store: every finished trial and final run as rows of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mentor_ray.results", description="Inspect a results store.")
+    p = ArgumentParser(prog="python -m mentor_ray.results", description="Inspect a results store.")
     p.add_argument("cmd", choices=["show"])
     p.add_argument("--results", required=True, type=Path, help="the results directory of a sweep")
     p.add_argument("--dataset")
     p.add_argument("--role", choices=ROLES)
     args = p.parse_args(argv)
+    setup_logging()  # a corrupted or duplicated run file is reported as a warning
     if not args.results.is_dir():
         raise MentorRayError(f"--results {args.results}: no such directory")
     filters = {k: v for k, v in {"dataset": args.dataset, "role": args.role}.items() if v}
@@ -48,6 +48,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from mentor_ray.cli import run
-
     raise SystemExit(run(main))

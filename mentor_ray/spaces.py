@@ -10,17 +10,16 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Sequence
 
-from mentor_ray.cli import run
+from mentor_ray.cli import ArgumentParser, run
 from mentor_ray.sweep.spaces import load_space
 
 _DESCRIPTION = "Search spaces for Ray Tune sweeps: the YAML files in ``tune_spaces/``, parsed into one typed object."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mentor_ray.spaces", description="Show a search space.")
+    p = ArgumentParser(prog="python -m mentor_ray.spaces", description="Show a search space.")
     p.add_argument("cmd", choices=["show"])
     p.add_argument("space", help="a YAML file, or the name of one in tune_spaces/")
     args = p.parse_args(argv)
@@ -41,6 +40,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from mentor_ray.cli import run
-
     raise SystemExit(run(main))

@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
-from mentor_ray.cli import run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.common.errors import DataError
 from mentor_ray.datasets.synthetic import PRESETS, preset, write
 
@@ -25,7 +24,7 @@ _DESCRIPTION = "Synthetic ``synth-*`` datasets with planted structure, written i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mentor_ray.synthetic", description=_DESCRIPTION)
+    p = ArgumentParser(prog="python -m mentor_ray.synthetic", description=_DESCRIPTION)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the presets")
     gen = sub.add_parser("generate", help="write a preset as an MMRec dataset directory")

@@ -24,9 +24,10 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from mentor_ray.cli import run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.common.config import VARIANTS, make_config
-from mentor_ray.common.errors import ConfigError
+from mentor_ray.common.errors import ConfigError, check_flags
+from mentor_ray.common.io import check_writable_dir, check_writable_file
 from mentor_ray.common.names import METRICS
 from mentor_ray.training.trainer import Trainer, format_epoch
 
@@ -37,6 +38,8 @@ _DESCRIPTION = "Train one model (MENTOR, an ablation or a baseline) with early s
 
 def format_table(summary: dict[str, Any]) -> str:
     label = f"{summary['dataset']}{' (synthetic)' if summary['synthetic'] else ''} / {summary['variant']}"
+    if summary["epochs_run"] == 0 and summary["variant"] != "most_pop":
+        label += " (untrained: max_epochs=0 evaluates the initial model)"
     lines = [
         f"{label} / seed {summary['seed']}: best epoch {summary['best_epoch']} of {summary['epochs_run']} run; "
         f"{summary['seconds_per_epoch']:.2f}s per epoch; peak RSS {summary['peak_rss_mb']:,.0f} MB",
@@ -49,7 +52,7 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m mentor_ray.train",
         description="Train MENTOR, an ablation or a baseline; early stopping on validation Recall@20.",
         epilog="Any setting can be overridden as key=value (e.g. lambda_g=1e-3 infonce_scope=batch); "
@@ -59,9 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="directory holding dataset directories")
     p.add_argument("--variant", choices=list(VARIANTS), help="model or ablation (default: mentor)")
     p.add_argument("--preset", help="a preset under mentor_ray/presets/ or a YAML file of settings")
-    p.add_argument("--max-epochs", type=int, help="at most this many epochs (default 1000)")
+    p.add_argument("--max-epochs", type=int, help="at most this many epochs, at least 1 (default 1000; the key "
+                   "max_epochs=0 evaluates the untrained model)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
+    p.add_argument("--threads", type=int, help="CPU threads of an in-process run (default: torch's, one per core). "
+                   "Results depend on it: a sweep trial runs --cpus-per-trial threads (default 1), so --threads 1 "
+                   "reproduces its rows")
     p.add_argument("--rank-profile", action="store_true",
                    help="also profile the test ranking at the best validation epoch: hits per rank band, hits "
                    "on items unseen in training, popularity of the recommended items (in-process runs only)")
@@ -79,18 +86,41 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
+    check_flags(max_epochs=(args.max_epochs, 1, False), seed=(args.seed, 0, False), workers=(args.workers, 1, False),
+                cpus_per_worker=(args.cpus_per_worker, 0, True), gpus_per_worker=(args.gpus_per_worker, 0, False),
+                max_failures=(args.max_failures, 0, False), threads=(args.threads, 1, False))
+    if args.storage:
+        check_writable_dir(args.storage, "--storage")
+    if args.summary:
+        check_writable_file(args.summary, "--summary")
     flags = {"dataset": args.dataset, "data_root": args.data_root, "variant": args.variant,
              "max_epochs": args.max_epochs, "seed": args.seed}
     cfg = make_config(args.preset, flags, args.overrides)
-    if args.workers is not None or args.storage or args.run_name:
+    if args.workers is not None or args.storage or args.run_name or args.gpus_per_worker:
         if args.rank_profile:
             raise ConfigError("--rank-profile: in-process runs only; drop --workers, --storage and --run-name")
-        from mentor_ray.training.ray_train import fit_with_ray
+        from mentor_ray.common.lock import DriverLock
+        from mentor_ray.common.names import check_name
+        from mentor_ray.training.ray_train import ensure_ray, fit_with_ray, run_name
 
-        summary = fit_with_ray(cfg, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
-                               gpus_per_worker=args.gpus_per_worker, storage=args.storage,
-                               name=args.run_name, max_failures=args.max_failures)
+        name = check_name(args.run_name, "--run-name") if args.run_name else run_name(cfg)
+        storage = args.storage or "~/ray_results"
+        if "://" in storage:  # object storage: no lock to take
+            summary = fit_with_ray(cfg, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
+                                   gpus_per_worker=args.gpus_per_worker, storage=args.storage, name=name,
+                                   max_failures=args.max_failures)
+            return _finish(summary, args.summary)
+        with DriverLock(Path(storage) / name, "--storage/--run-name") as lock:  # one driver per run
+            ensure_ray()
+            lock.record_children()  # its local Ray instance: ended by the next driver if this one is killed
+            summary = fit_with_ray(cfg, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
+                                   gpus_per_worker=args.gpus_per_worker, storage=args.storage, name=name,
+                                   max_failures=args.max_failures)
         return _finish(summary, args.summary)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     trainer = Trainer(cfg, rank_profile=args.rank_profile)
     name = f"{trainer.ds.name}{' (synthetic)' if trainer.ds.synthetic else ''}"
     log.info("training %s on %s: %d users, %d items, %d train interactions, device %s",

@@ -24,18 +24,22 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from mentor_ray.cli import run
+from mentor_ray.cli import ArgumentParser, run
 from mentor_ray.sweep.tune import SweepOptions, run_sweep
 
 _DESCRIPTION = "Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table."
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mentor_ray.tune", description=_DESCRIPTION)
+    p = ArgumentParser(prog="python -m mentor_ray.tune", description=_DESCRIPTION)
     p.add_argument("--dataset", required=True, help="all, or NAME[,NAME...]")
     p.add_argument("--data-root", default=None)
     p.add_argument("--space", default="paper_grid", help="a YAML file or a name in tune_spaces/ (default paper_grid)")
-    p.add_argument("--num-samples", type=int, default=24, help="search trials per dataset (default 24)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="search trials per dataset (default 24; with --budget, as many as the budget allows)")
+    p.add_argument("--budget", type=int, default=None, metavar="EPOCHS",
+                   help="search budget per dataset in trial-epochs (every epoch any search trial trains); the search "
+                   "stops once it is spent, and the leaderboard reports it beside the device time")
     p.add_argument("--max-epochs", type=int, default=None, help="epoch budget per trial (default: the space's)")
     p.add_argument("--seeds", type=int, default=3, help="seeds of the final and ablation runs (default 3)")
     p.add_argument("--seed", type=int, default=0, help="first seed, and the sampler's seed (default 0)")
@@ -55,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--leaderboard", default=None,
                    help="where the leaderboard is written at the end "
                    "(default: RESULTS-leaderboard beside the store; 'none': skip)")
+    p.add_argument("--quiet", action="store_true",
+                   help="mentor_ray's progress lines only, no Ray Tune status tables (scripts/run.sh sets it)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="settings for every trial, over the space's fixed ones (e.g. lr=1e-3 infonce_scope=batch)")
     return p

@@ -82,15 +82,24 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
-pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
-"${pip[@]}" --upgrade pip "setuptools<70" wheel
+# pip's own output, one line per package it collects and a last line of what it installed, instead of
+# minutes of silence (-q) or pages of progress bars; from pip's first error on, everything (pipefail
+# keeps its exit status).
+pip_install() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 | awk '
+    /^Collecting / { n++; printf "[setup]   %3d  %s\n", n, $2; fflush() }
+    /^Successfully installed/ { print "[setup]   installed " NF - 2 " packages"; fflush() }
+    /^(ERROR|error)[: ]/, 0 { print > "/dev/stderr" }'
+}
+echo "[setup] upgrading pip, setuptools and wheel"
+pip_install -q --upgrade pip "setuptools<70" wheel
 if [ "$PROFILE" = pinned ]; then
   echo "[setup] installing the pinned profile into $VENV (first time: about 3 minutes; torch 2.2.1 brings ~2.5 GB of CUDA libraries)"
-  "${pip[@]}" -c "$constraints" -e ".[test,dgl]"
+  pip_install -c "$constraints" -e ".[test,dgl]"
   check="import dgl; print('[setup] torch', torch.__version__, '| numpy', numpy.__version__, '| dgl', dgl.__version__, '| ray', ray.__version__)"
 else
   echo "[setup] installing the current profile into $VENV (torch $(sed -n 's/^torch==//p' "$constraints"), numpy 2, no DGL)"
-  "${pip[@]}" -c "$constraints" -e ".[test]"
+  pip_install -c "$constraints" -e ".[test]"
   check="print('[setup] torch', torch.__version__, '| numpy', numpy.__version__, '| ray', ray.__version__, '| graphs: built-in builder')"
 fi
 "$VENV/bin/python" -c "import mentor_ray, numpy, torch, ray, optuna, pyarrow; $check"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,47 @@ def test_sparse_matmul_on_the_adjacency_propagates_gradients():
     out = torch.sparse.mm(g.ui_adj, e)
     out.sum().backward()
     assert e.grad is not None and torch.allclose(out, g.ui_adj.to_dense() @ e.detach(), atol=1e-5)
+
+
+def _damage(path, how: str, fresh) -> None:
+    data_ = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data_[: len(data_) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "bit-flipped":
+        middle = len(data_) // 2
+        path.write_bytes(data_[:middle] + bytes([data_[middle] ^ 0x10]) + data_[middle + 1 :])
+    elif how == "wrong checksum":  # a well-formed file whose arrays are not the ones its checksum covers
+        arrays = graphs.to_arrays(fresh)
+        checksum = graphs.arrays_checksum(arrays)
+        arrays["ui.val"] = arrays["ui.val"] * 2
+        with open(path, "wb") as f:
+            np.savez(f, **arrays, **{graphs.CHECKSUM: checksum})
+    else:  # "no checksum": a complete file as written before cache files carried one
+        with open(path, "wb") as f:
+            np.savez(f, **graphs.to_arrays(fresh))
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "bit-flipped", "wrong checksum", "no checksum"])
+def test_a_damaged_graph_cache_file_is_named_and_rebuilt(tmp_path, monkeypatch, caplog, how):
+    monkeypatch.setenv("MENTOR_RAY_CACHE", str(tmp_path))
+    ds = data.load_dataset("synth-tiny")
+    graphs._MEMO.clear()
+    fresh = graphs.build_graphs(ds, k=5, use_cache=False, builder="torch")  # built, and written to the cache
+    path = tmp_path / "graphs" / f"{fresh.key}.npz"
+    _damage(path, how, fresh)
+    graphs._MEMO.clear()
+    caplog.set_level(logging.WARNING, logger=graphs.__name__)
+    again = graphs.build_graphs(ds, k=5, builder="torch")
+    assert not again.from_cache
+    for a, b in [(fresh.ui_adj, again.ui_adj)] + [(fresh.item_adj[m], again.item_adj[m]) for m in ds.modalities]:
+        assert torch.equal(a.to_dense(), b.to_dense())
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and str(path) in warned[0] and warned[0].endswith("rebuilding it"), warned
+    assert "\n" not in warned[0]
+    graphs._MEMO.clear()
+    caplog.clear()
+    assert graphs.build_graphs(ds, k=5, builder="torch").from_cache  # the entry was rewritten whole
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    graphs._MEMO.clear()

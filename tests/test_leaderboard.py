@@ -31,18 +31,21 @@ COLS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # the table's test colu
 
 def _summary(dataset="synth-a", variant="mentor", seed=0, test=(0.01, 0.02, 0.005, 0.008), valid=0.1,
              synthetic=True, status=None, curve=(), started=None, wall=0.0, spe=1.0, mem=500.0, device="cpu",
-             world_size=1, epochs=5, stopped=False, **hp):
-    """A summary shaped like Trainer.summary(); ``test`` is (R@10, R@20, N@10, N@20), ``valid`` every valid metric."""
+             world_size=1, epochs=5, stopped=False, gpu=None, rss_start=None, **hp):
+    """A summary shaped like Trainer.summary(); ``test`` is (R@10, R@20, N@10, N@20), ``valid`` every valid metric;
+    ``mem`` the peak RSS, ``rss_start`` the RSS at the run's start (absent when None: an older trainer's summary)."""
     cfg = make_config(flags={"dataset": dataset, "variant": variant, "seed": seed},
                       overrides=[f"{k}={v}" for k, v in hp.items()]).model_dump()
     tst = {f"{m}@{k}": 0.001 for m in ("recall", "ndcg") for k in KS} | dict(zip(COLS, test))
     summary = {"dataset": dataset, "synthetic": synthetic, "variant": variant, "seed": seed, "best_epoch": 2,
                "epochs_run": epochs, "valid": {f"{m}@{k}": valid for m in ("recall", "ndcg") for k in KS},
-               "test": tst, "seconds_per_epoch": spe, "peak_rss_mb": mem, "peak_gpu_mb": None, "device": device,
+               "test": tst, "seconds_per_epoch": spe, "peak_rss_mb": mem, "peak_gpu_mb": gpu, "device": device,
                "world_size": world_size, "valid_curve": list(curve), "started_at": started, "wall_seconds": wall,
                "config": cfg}
     if status or stopped:
         summary["status"] = status or "stopped_early"
+    if rss_start is not None:
+        summary["rss_start_mb"] = rss_start
     return summary
 
 
@@ -242,15 +245,56 @@ def test_ablation_tables(tmp_path):
 
 def test_efficiency_medians_and_device(tmp_path):
     root = tmp_path / "r"
-    for seed, (spe, mem) in enumerate([(1.0, 100.0), (3.0, 300.0), (2.5, 200.0)]):
-        _record(root, _summary(variant="mentor", seed=seed, spe=spe, mem=mem, device="cuda:0", world_size=2))
-    _record(root, _summary(variant="most_pop", epochs=0, spe=0.0, mem=50.0))
+    for seed, (spe, gpu) in enumerate([(1.0, 100.0), (3.0, 300.0), (2.5, 200.0)]):
+        _record(root, _summary(variant="mentor", seed=seed, spe=spe, mem=2500.0, gpu=gpu, rss_start=2000.0,
+                               device="cuda:0", world_size=2))
+    _record(root, _summary(variant="most_pop", epochs=0, spe=0.0, mem=750.0, rss_start=700.0))
     md = _board(root, tmp_path / "o")
     assert "| Dataset | Metric | MostPop | MENTOR |" in md
     assert "| synth-a (synthetic) | Time (s/epoch) | – | 2.50 |" in md  # MostPop trains no epoch
-    assert "|  | Memory (MB) | 50 | 200 |" in md and "|  | Device | cpu | cuda:0 (2 workers) |" in md
+    assert "|  | Peak GPU memory (MB) | – | 200 |" in md  # MENTOR on CUDA: torch's GPU peak, never the RSS
+    assert "|  | Peak RSS increase (MB, CPU) | 50 | – |" in md  # MostPop on CPU: 750 - 700
+    assert "|  | Device | cpu | cuda:0 (2 workers) |" in md and "Memory (MB)" not in md
     eff = pd.read_csv(tmp_path / "o" / "csv" / "efficiency.csv").set_index("variant")
     assert eff.loc["mentor", "seconds_per_epoch_median"] == 2.5 and eff.loc["mentor", "runs"] == 3
+    assert eff.loc["mentor", "peak_gpu_mb_median"] == 200 and eff.loc["most_pop", "rss_increase_mb_median"] == 50
+    assert (eff.loc["mentor", "gpu_runs"], eff.loc["mentor", "cpu_runs"]) == (3, 0)
+
+
+def test_memory_is_the_runs_own_so_mostpop_is_below_mentor_and_na_without_rss_start(tmp_path):
+    """Peak RSS includes the interpreter, libraries and data (~700 MB for every model): MostPop's process
+    can peak above MENTOR's. The table shows the increase over the RSS at the run's start instead."""
+    root = tmp_path / "r"
+    for seed in range(3):  # realistic CPU runs: MostPop's raw peak 782-784 MB, MENTOR's 745-747 MB
+        _record(root, _summary("synth-a", "most_pop", seed, epochs=0, spe=0.0, mem=782.0 + seed, rss_start=766.0))
+        _record(root, _summary("synth-a", "mentor", seed, mem=745.0 + seed, rss_start=690.0 + seed))
+        # an older store: the same runs without rss_start_mb
+        _record(root, _summary("synth-b", "most_pop", seed, epochs=0, spe=0.0, mem=782.0 + seed))
+        _record(root, _summary("synth-b", "mentor", seed, mem=745.0 + seed))
+    md = _board(root, tmp_path / "o")
+    eff = pd.read_csv(tmp_path / "o" / "csv" / "efficiency.csv").set_index(["dataset", "variant"])
+    pop, mentor = eff.loc[("synth-a", "most_pop"), "rss_increase_mb_median"], eff.loc[("synth-a", "mentor"),
+                                                                                      "rss_increase_mb_median"]
+    assert (pop, mentor) == (17.0, 55.0) and pop < mentor
+    rows = [line for line in md.splitlines() if "| Peak RSS increase (MB, CPU) |" in line]
+    assert rows == ["|  | Peak RSS increase (MB, CPU) | 17 | 55 |", "|  | Peak RSS increase (MB, CPU) | n/a | n/a |"]
+    assert "| Peak GPU memory (MB) |" not in md  # no run on CUDA: no GPU row
+    assert eff.loc[("synth-b", "mentor"), "cpu_runs"] == 3 and math.isnan(eff.loc[("synth-b", "mentor"),
+                                                                                  "rss_increase_mb_median"])
+    for raw in ("783", "746"):  # the raw process peaks are shown nowhere
+        assert f"| {raw} |" not in md
+    assert "Note: medians over the seeds of the chosen runs." in md and "`peak_rss_mb - rss_start_mb`" in md
+    assert "n/a: runs stored without `rss_start_mb`" in md
+
+
+def test_a_gpu_run_stored_before_the_split_memory_columns_shows_its_gpu_peak(tmp_path):
+    table = results.rows_from_summary(_summary(variant="mentor", device="cuda:0", gpu=321.0, mem=2000.0), "final",
+                                      "old", version="test")
+    assert table.column("peak_memory_mb")[0].as_py() == 321.0  # the GPU peak on CUDA, as every version stored it
+    pq.write_table(table.drop_columns(["peak_rss_mb", "rss_start_mb", "peak_gpu_mb"]),
+                   tmp_path / f"{table.column('run_id')[0]}.parquet")
+    md = _board(tmp_path, tmp_path / "o")
+    assert "|  | Peak GPU memory (MB) | 321 |" in md and "| Peak RSS increase (MB, CPU) |" not in md
 
 
 def test_failed_runs_are_counted_in_the_sweep_but_never_in_tables(tmp_path):
@@ -275,10 +319,13 @@ def test_failed_runs_are_counted_in_the_sweep_but_never_in_tables(tmp_path):
     sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").iloc[0]
     assert (sweep.trials, sweep.completed, sweep.stopped_early, sweep.failed) == (4, 2, 1, 1)
     assert sweep["best_valid_recall@20"] == pytest.approx(0.15) and sweep.best_dropout == 0.7  # the ASHA-stopped one
-    assert sweep.search_wall_seconds == pytest.approx(300) and sweep.search_wall_basis == "span"
-    assert sweep.sweep_wall_seconds == pytest.approx(500)
+    assert sweep.search_wall_seconds == pytest.approx(300) and sweep.sweep_wall_seconds == pytest.approx(500)
+    assert sweep.search_run_seconds_sum == pytest.approx(100 + 190 + 130)  # the failed one ran 0 s
+    assert sweep.sweep_run_seconds_sum == pytest.approx(420)  # the final and the ablation record no wall_seconds
     # the best config names the setting the search varied (dropout), at the best run's value
-    assert "| synth-a (synthetic) | smoke | MENTOR | 4 | 2 | 1 | 1 | 0.1500 | dropout=0.7 | 5m 00s | 8m 20s |" in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| synth-a (synthetic) | smoke | MENTOR | 4 |"))
+    assert row.startswith("| synth-a (synthetic) | smoke | MENTOR | 4 | 2 | 1 | 1 | 0.1500 | dropout=0.7 |"), row
+    assert row.endswith("| 5m 00s | 7m 00s | 8m 20s | 7m 00s |"), row
     assert "synth-a (synthetic): failed runs (1 search, 1 ablation) left out of the metric tables" in md
     assert "first error: RuntimeError: CUDA out of memory" in md
 
@@ -313,18 +360,38 @@ def test_a_later_stage_over_other_axes_stays_out_of_the_first_stages_plots(tmp_p
     assert plots.search_scores(runs, "synth-a", ("lambda_align",)).empty  # no sweep varied it
 
 
-def test_wall_time_falls_back_to_the_sum_of_run_walls(tmp_path):
+def test_sweep_wall_is_wall_clock_and_the_sum_of_run_times_is_its_own_column(tmp_path):
+    root = tmp_path / "r"
+    t0 = 1_700_000_000.0
+    for dropout, start, end in [(0.3, t0, t0 + 100), (0.5, t0 + 50, t0 + 150)]:  # two trials at once
+        _record(root, _summary(variant="mentor", dropout=dropout, started=start, wall=end - start), "search",
+                finished=end)
+    md = _board(root, tmp_path / "o")
+    sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").iloc[0]
+    assert sweep.search_wall_seconds == pytest.approx(150) and sweep.search_run_seconds_sum == pytest.approx(200)
+    assert sweep.search_wall_seconds < sweep.search_run_seconds_sum  # overlapping runs: the wall is not the sum
+    assert ("| Best valid R@20 | Best config | Search epochs | Search device time | Budget | Coverage | "
+            "Values tried per axis | Search wall | Search run time (sum) | Sweep wall | Sweep run time (sum) |") in md
+    assert md.split("### Search per dataset")[1].split("\n")[4].endswith("| 2m 30s | 3m 20s | 2m 30s | 3m 20s |")
+    note = md.split("### Search per dataset")[1].split("Note: ")[1].splitlines()[0]
+    assert "Search wall: wall-clock time of the search, from its first trial's start (`started_at`)" in note
+    assert "Search run time (sum): the trials' own durations (`wall_seconds`) added up" in note
+    assert "Note: Configs:" in (tmp_path / "o" / "leaderboard.md").read_text()
+
+
+def test_without_start_times_the_wall_is_unknown_never_the_sum(tmp_path):
     root = tmp_path / "r"
     for dropout, wall in [(0.3, 30.0), (0.5, 45.5)]:
         _record(root, _summary(variant="mentor", wall=wall, dropout=dropout), "search")
     _record(root, _summary("synth-z", "lightgcn"))  # neither started_at nor wall_seconds: unknown, not 0
     md = _board(root, tmp_path / "o")
     sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").set_index("dataset")
-    assert sweep.loc["synth-a", "search_wall_seconds"] == pytest.approx(75.5)
-    assert sweep.loc["synth-a", "search_wall_basis"] == "sum"
-    assert "| 1m 16s (sum of runs) | 1m 16s (sum of runs) |" in md
+    assert math.isnan(sweep.loc["synth-a", "search_wall_seconds"])
+    assert sweep.loc["synth-a", "search_run_seconds_sum"] == pytest.approx(75.5)
+    assert "| – | 1m 16s | – | 1m 16s |" in md
     assert math.isnan(sweep.loc["synth-z", "sweep_wall_seconds"]) and sweep.loc["synth-z", "trials"] == 0
-    assert "| synth-z (synthetic) | smoke | – | 0 | 0 | 0 | 0 | – | – | – | – |" in md
+    assert math.isnan(sweep.loc["synth-z", "sweep_run_seconds_sum"])
+    assert "| synth-z (synthetic) | smoke | – | 0 | 0 | 0 | 0 | – | – | 0 | 0.0s | – | – | – | – | – | – | – |" in md
 
 
 def test_run_files_from_before_the_status_columns_count_as_completed(tmp_path):
@@ -334,7 +401,7 @@ def test_run_files_from_before_the_status_columns_count_as_completed(tmp_path):
     _board(tmp_path, tmp_path / "o")
     sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").iloc[0]
     assert (sweep.trials, sweep.completed, sweep.failed, sweep["best_valid_recall@20"]) == (1, 1, 0, 0.1)
-    assert math.isnan(sweep.search_wall_seconds)
+    assert math.isnan(sweep.search_wall_seconds) and math.isnan(sweep.search_run_seconds_sum)
 
 
 # --------------------------------------------------------------------------- plots and formats
@@ -351,9 +418,49 @@ def _search_grid(root, dataset="synth-a"):
 def test_sensitivity_grid_takes_the_best_trial_per_cell_and_leaves_empty_cells_blank(tmp_path):
     _search_grid(tmp_path)
     grid = plots.sensitivity_grid(plots.search_scores(select.load_runs(tmp_path), "synth-a"), "dropout", "lambda_f")
-    assert list(grid.columns) == [0.3, 0.5] and list(grid.index) == [1.0, 1.5]
+    assert list(grid.columns) == [0.3, 0.5] and list(grid.index) == [1.0, 1.5]  # every trial completed
     assert grid.loc[1.0, 0.3] == pytest.approx(0.14) and grid.loc[1.0, 0.5] == pytest.approx(0.11)
     assert grid.loc[1.5, 0.5] == pytest.approx(0.12) and math.isnan(grid.loc[1.5, 0.3])
+
+
+def test_sensitivity_plots_use_completed_runs_only_and_mark_cells_asha_stopped(tmp_path):
+    """A trial ASHA stopped at an early rung is not comparable with a completed one: it never sets a cell,
+    and a cell that only stopped trials reach is blank and marked."""
+    root = tmp_path / "r"
+    trials = [(0.3, 1.0, 0.1, 0.10, False), (0.5, 1.0, 0.2, 0.11, False), (0.5, 1.5, 0.1, 0.12, False),
+              (0.3, 1.0, 0.2, 0.20, True),  # stopped, above the completed trial of its cell: left out
+              (0.3, 1.5, 0.3, 0.25, True)]  # the only trial of its cell (and of lambda_align 0.3)
+    for p, lf, la, valid, stopped in trials:
+        _record(root, _summary(variant="mentor", valid=valid, dropout=p, lambda_f=lf, lambda_align=la,
+                               stopped=stopped), "search")
+    runs = select.load_runs(root)
+    scored = plots.search_scores(runs, "synth-a", ("dropout", "lambda_f"))
+    assert len(scored) == 5 and set(scored.status) == {"completed", "stopped_early"}
+    grid = plots.sensitivity_grid(scored, "dropout", "lambda_f")
+    assert list(grid.columns) == [0.3, 0.5] and list(grid.index) == [1.0, 1.5]
+    assert grid.loc[1.0, 0.3] == pytest.approx(0.10) and grid.loc[1.5, 0.5] == pytest.approx(0.12)
+    assert math.isnan(grid.loc[1.5, 0.3])  # only an ASHA-stopped trial there
+    marked = plots.stopped_only_cells(scored, "dropout", "lambda_f")
+    assert marked.loc[1.5, 0.3] and int(marked.to_numpy().sum()) == 1
+    series, stopped = plots.align_points(plots.search_scores(runs, "synth-a", ("lambda_align",)))
+    assert series.to_dict() == {0.1: pytest.approx(0.12), 0.2: pytest.approx(0.11)} and stopped == [0.3]
+
+    md = _board(root, tmp_path / "o")
+    caption = "synth-a (synthetic): sensitivity to (dropout, lambda_f): best validation Recall@20 over the other " \
+              "settings, completed runs only"
+    assert f"![{caption}](plots/synth-a-sens_dropout_lambda_f.png)" in md
+    assert (tmp_path / "o" / "plots" / "synth-a-sens_dropout_lambda_f.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"- {plots.PLOT_NOTE}" in md and "completed (trained to their own early stopping" in plots.PLOT_NOTE
+    assert "the best over the settings not on the axes" in plots.PLOT_NOTE
+
+
+def test_a_sensitivity_plot_of_only_asha_stopped_runs_is_skipped_with_a_reason(tmp_path):
+    for p, lf in [(0.3, 1.0), (0.5, 1.5)]:
+        _record(tmp_path, _summary(variant="mentor", dropout=p, lambda_f=lf, stopped=True), "search")
+    md = _board(tmp_path, tmp_path / "o")
+    assert ("plot 'synth-a (synthetic): sensitivity to (dropout, lambda_f)' skipped: no completed MENTOR search run "
+            "varied dropout and lambda_f (2 stopped early by ASHA); the plot uses completed runs only") in md
+    assert plots.PLOT_NOTE not in md  # no sensitivity plot written
 
 
 def test_every_format_is_written_and_parseable_with_plots_and_skip_notes(tmp_path):
@@ -440,3 +547,21 @@ def test_parse_formats():
     assert lb.parse_formats("md, CSV,md") == ("md", "csv")
     with pytest.raises(MentorRayError, match="no format given"):
         lb.parse_formats(",")
+
+
+def test_the_sweep_table_reports_spend_budget_and_coverage(tmp_path):
+    """Three trials of a 2 x 3 = 6-point space, one of them a DDP run of 2 workers: 3 of 6 points, dropout
+    2 of 2 values and tau 2 of 3, 5 + 5 + 3 = 13 epochs, and device time 100 + 100 + 2 x 50 s."""
+    root = tmp_path / "r"
+    axes = {"dropout": [0.3, 0.5], "tau": [0.2, 0.5, 0.8]}
+    for dropout, tau, epochs, wall, workers in [(0.3, 0.2, 5, 100.0, 1), (0.5, 0.2, 5, 100.0, 1),
+                                                 (0.5, 0.5, 3, 50.0, 2)]:
+        summary = _summary(dropout=dropout, tau=tau, epochs=epochs, wall=wall, world_size=workers)
+        _record(root, {**summary, "space_axes": axes, "budget_epochs": 13}, "search")
+    md = _board(root, tmp_path / "o")
+    sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").iloc[0]
+    assert (sweep.search_epochs, sweep.budget_epochs, sweep.points, sweep.grid_size) == (13, 13, 3, 6)
+    assert sweep.search_device_seconds == pytest.approx(300.0)
+    assert sweep.axis_coverage == "dropout 2/2; tau 2/3"
+    assert "| 13 | 5m 00s | 13 epochs | 3 / 6 (50%) | dropout 2/2; tau 2/3 |" in md
+    assert "Coverage: distinct points of the space tried, against its grid size" in md

@@ -69,19 +69,11 @@ def _stop_head(ray_tmp: str) -> None:
     workers go with them."""
     import psutil
 
+    from mentor_ray.common.lock import end_processes
+
     mine = [p for p in psutil.process_iter(["cmdline"]) if any(ray_tmp in a for a in (p.info["cmdline"] or []))]
     procs = mine + [c for p in mine for c in _children(p)]
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=30)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    end_processes(procs, grace=30)
 
 
 def _children(proc):

@@ -83,3 +83,12 @@ def test_an_untested_ray_version_stops_with_a_message(monkeypatch):
         ray_compat.cluster_address()
     monkeypatch.setenv("MENTOR_RAY_ALLOW_RAY", "2.61.0")  # the user's explicit choice to try it
     ray_compat._checked()
+
+
+def test_a_diverged_run_fails_with_the_workers_message(local_ray, tmp_path):
+    from mentor_ray.common.errors import DivergedError
+
+    cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": "mentor", "max_epochs": 3},
+                             overrides=[*TINY, "lr=1e30"])
+    with pytest.raises(DivergedError, match=r"^Ray Train run synth-tiny-mentor-s0-\w+: epoch 0: training diverged"):
+        fit_with_ray(cfg, workers=2, storage=str(tmp_path), max_failures=0)

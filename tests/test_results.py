@@ -1,13 +1,24 @@
-"""Results store: fixed schema, one file per run, atomic writes, no duplicates on rewrite."""
+"""Results store: fixed schema, one file per run, atomic writes, no duplicates on rewrite; a corrupted
+file is skipped with a warning naming it, a copied file is counted once."""
 
 from __future__ import annotations
 
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mentor_ray.common.config import make_config
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.report import results
+from mentor_ray.report.leaderboard import write_leaderboard
 
 
 def _summary(seed=0, dropout=0.5, variant="mentor", r20=0.1):
@@ -85,6 +96,21 @@ def test_status_curve_and_timing_columns(tmp_path):
         results.rows_from_summary({**_summary(), "status": "lost"}, "final", "s")
 
 
+def test_memory_columns_carry_the_summary_and_an_older_file_reads_them_as_null(tmp_path):
+    s = {**_summary(), "peak_rss_mb": 1450.0, "rss_start_mb": 700.0, "peak_gpu_mb": 812.5}
+    row = results.rows_from_summary(s, "final", "s", version="test").to_pylist()[0]
+    assert (row["peak_rss_mb"], row["rss_start_mb"], row["peak_gpu_mb"]) == (1450.0, 700.0, 812.5)
+    assert row["peak_memory_mb"] == 812.5  # unchanged: the GPU peak when there is one
+    cpu = results.rows_from_summary(_summary(), "final", "s", version="test").to_pylist()[0]
+    assert cpu["rss_start_mb"] is None and cpu["peak_gpu_mb"] is None and cpu["peak_rss_mb"] == 900.0
+    table = results.rows_from_summary(s, "search", "s", version="test")
+    pq.write_table(table.drop_columns(["peak_rss_mb", "rss_start_mb", "peak_gpu_mb"]),
+                   tmp_path / f"{table.column('run_id')[0]}.parquet")
+    back = results.read_results(tmp_path)
+    assert back.schema == results.SCHEMA and back.num_rows == 16
+    assert back.column("rss_start_mb").null_count == 16 and back.column("peak_memory_mb")[0].as_py() == 812.5
+
+
 def test_a_failed_run_is_one_row_without_metrics(tmp_path):
     cfg = _summary()["config"]
     failed = results.failure_summary(cfg, "Traceback ...\nConfigError: device = 'cuda' but no CUDA device\n")
@@ -102,3 +128,119 @@ def test_files_in_subdirectories_are_not_read(tmp_path):
     (tmp_path / "leaderboard").mkdir()
     (tmp_path / "leaderboard" / "leaderboard.md").write_text("# not parquet")
     assert results.read_results(tmp_path).num_rows == 16
+
+
+# --------------------------------------------------------------------------- corrupted and duplicated files
+
+
+def _write(root, summary, role="final", sweep="s"):
+    """results.record without its git call (fast)."""
+    return results.write_run(root, results.rows_from_summary(summary, role, sweep, version="test"))
+
+
+def _store_with_bad_files(root):
+    """Two good final runs (seeds 0 and 1) and one corrupted file of each kind; the bad files' paths."""
+    good = _write(root, _summary(seed=0))
+    _write(root, _summary(seed=1))
+    data = good.read_bytes()
+    wrong_type = results.rows_from_summary(_summary(seed=2), "final", "s", version="test")
+    wrong_type = wrong_type.set_column(wrong_type.schema.get_field_index("seed"), "seed",
+                                       pa.array(["two"] * wrong_type.num_rows))
+    bad = {"truncated": root / "final-truncated.parquet", "empty": root / "final-empty.parquet",
+           "random": root / "final-random.parquet", "schema": root / "final-other-schema.parquet",
+           "type": root / "final-wrong-type.parquet"}
+    bad["truncated"].write_bytes(data[: len(data) // 2])  # a copy cut short
+    bad["empty"].write_bytes(b"")
+    bad["random"].write_bytes(random.Random(0).randbytes(2000))
+    pq.write_table(pa.table({"user": [1, 2], "item": [3, 4]}), bad["schema"])  # Parquet, not a results file
+    pq.write_table(wrong_type, bad["type"])
+    return bad
+
+
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.name == results.__name__ and r.levelno == logging.WARNING]
+
+
+def test_corrupted_files_are_skipped_with_one_warning_naming_each(tmp_path, caplog):
+    bad = _store_with_bad_files(tmp_path)
+    with caplog.at_level(logging.WARNING, logger=results.__name__):
+        table = results.read_results(tmp_path).to_pandas()
+    assert len(table) == 2 * 16 and sorted(table.seed.unique()) == [0, 1]
+    messages = _warnings(caplog)
+    assert len(messages) == len(bad)
+    for path in bad.values():
+        (line,) = [m for m in messages if str(path) in m]
+        assert "\n" not in line and "delete it" in line and "--resume" in line
+    assert "no column run_id" in next(m for m in messages if str(bad["schema"]) in m)
+    assert "column seed is string" in next(m for m in messages if str(bad["type"]) in m)
+    with caplog.at_level(logging.WARNING, logger=results.__name__):  # a filtered read skips them too
+        assert results.read_results(tmp_path, seed=1, split="valid").num_rows == 8
+
+
+def test_the_leaderboard_builds_from_a_store_with_corrupted_and_copied_files(tmp_path, caplog):
+    store = tmp_path / "r"
+    _store_with_bad_files(store)
+    shutil.copy(next(store.glob("*-s0.parquet")), store / "copy of a run.parquet")
+    with caplog.at_level(logging.WARNING, logger=results.__name__):
+        markdown = write_leaderboard(store, tmp_path / "lb", "md,csv")
+    assert "MENTOR" in markdown and len(_warnings(caplog)) == 6
+    overall = pd.read_csv(tmp_path / "lb" / "csv" / "overall.csv")
+    assert overall.loc[overall.variant == "mentor", "seeds"].tolist() == [2]
+
+
+def test_results_show_warns_on_stderr_and_exits_0(tmp_path):
+    bad = _store_with_bad_files(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "mentor_ray.results", "show", "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("2 runs, 32 rows")
+    lines = [line for line in proc.stderr.splitlines() if "corrupted run file" in line]
+    assert len(lines) == len(bad) and all(any(str(p) in line for line in lines) for p in bad.values())
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_copied_file_is_counted_once(tmp_path, caplog):
+    first = _write(tmp_path, _summary(seed=0))
+    _write(tmp_path, _summary(seed=1))
+    copy = tmp_path / f"{first.stem} (1).parquet"
+    shutil.copy(first, copy)
+    with caplog.at_level(logging.WARNING, logger=results.__name__):
+        r20 = results.read_results(tmp_path, role="final", split="valid", metric="recall", k=20).to_pandas()
+    assert len(r20) == 2 and sorted(r20.seed) == [0, 1]  # 2 seeds, not 3
+    (message,) = _warnings(caplog)
+    assert str(first) in message and "counted once" in message and message.endswith(f"extra copies: {copy}")
+    assert "conflict" not in message
+
+
+def test_a_conflicting_copy_keeps_the_newest_file(tmp_path, caplog):
+    old = _write(tmp_path, _summary(r20=0.1))
+    new = tmp_path / "restored.parquet"
+    shutil.copy(old, new)
+    _write(tmp_path, _summary(r20=0.3))  # rewrites `old` with other metrics
+    os.utime(old, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    os.utime(new, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
+    with caplog.at_level(logging.WARNING, logger=results.__name__):
+        r20 = results.read_results(tmp_path, split="valid", metric="recall", k=20)
+        assert results.read_results(tmp_path).num_rows == 16
+    assert r20.column("value").to_pylist() == [pytest.approx(0.1)]  # the newest file's, whatever its name
+    message = _warnings(caplog)[0]
+    assert "conflicting metrics" in message and f"kept the newest, {new}" in message and str(old) in message
+    os.utime(old, ns=(3_000_000_000_000_000_000, 3_000_000_000_000_000_000))
+    r20 = results.read_results(tmp_path, split="valid", metric="recall", k=20)
+    assert r20.column("value").to_pylist() == [pytest.approx(0.3)]
+
+
+def test_threads_and_torch_version_are_recorded(tmp_path):
+    import torch
+
+    from mentor_ray.common import config
+    from mentor_ray.training.trainer import Trainer
+
+    cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": "mf_bpr", "max_epochs": 1},
+                             overrides=["embedding_dim=8", "batch_size=64"])
+    summary = Trainer(cfg).fit()
+    assert summary["threads"] == torch.get_num_threads() and summary["torch_version"] == torch.__version__
+    results.record(tmp_path, summary, "final", "x")
+    df = results.read_results(tmp_path).to_pandas()
+    assert set(df.threads) == {torch.get_num_threads()} and set(df.torch_version) == {torch.__version__}

@@ -15,13 +15,36 @@ def test_the_space_directory_has_the_paper_grid_the_best_settings_and_a_smoke_sp
     assert {p.stem for p in FILES} >= {"paper_grid", "paper_best", "smoke"}
 
 
+def _some_points(space, n: int = 300):
+    """Every point of a small space; of a large one, every value of every axis and a seeded sample."""
+    import itertools
+    import random
+
+    if space.grid_size <= n:
+        return list(space.points())
+    rng = random.Random(0)
+    axes = list(space.search.items())
+    width = max(len(v) for _, v in axes)
+    cover = [{k: v[i % len(v)] for k, v in axes} for i in range(width)]
+    return cover + [{k: rng.choice(v) for k, v in axes} for _ in itertools.repeat(None, n)]
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_every_space_file_parses_and_every_point_is_a_valid_config(path):
     space = load_space(path)
     for dataset in ["synth-tiny", *space.datasets, *space.aliases]:
-        for point in space.points():
+        for point in _some_points(space):
             make_config(flags={"dataset": dataset}, overrides=[f"{k}={v}" for k, v in
                                                               {**space.settings_for(dataset), **point}.items()])
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_a_grid_size_stated_in_a_space_file_is_its_size(path):
+    import re
+
+    stated = re.findall(r"= ([\d,]+) points", path.read_text())
+    for text in stated:
+        assert int(text.replace(",", "")) == load_space(path).grid_size, (path.name, text)
 
 
 def test_paper_grid_is_the_papers():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from mentor_ray import synthetic as synthetic_cmd
+from mentor_ray.common import io as cache
 from mentor_ray.datasets import dataset as data
 from mentor_ray.datasets import synthetic
 from mentor_ray.datasets.graphs import knn_neighbours
@@ -95,3 +98,37 @@ def test_generate_command_writes_a_loadable_directory(tmp_path):
     assert synthetic_cmd.main(["generate", "synth-tiny", "--out", str(tmp_path), "--seed", "3"]) == 0
     ds = data.load_dataset("synth-tiny", tmp_path)
     assert ds.path == tmp_path / "synth-tiny" and len(ds.train) + len(ds.valid) + len(ds.test) == 480
+    assert cache.checksum_problem(tmp_path / "synth-tiny" / synthetic.CHECKSUMS) is None
+
+
+def _flip_middle_byte(path) -> None:
+    b = path.read_bytes()
+    middle = len(b) // 2
+    path.write_bytes(b[:middle] + bytes([b[middle] ^ 0x10]) + b[middle + 1 :])
+
+
+@pytest.mark.parametrize("how", ["truncated .inter", "bit-flipped feature file", "no checksum file"])
+def test_a_damaged_cached_preset_is_named_and_regenerated(tmp_path, monkeypatch, caplog, how):
+    monkeypatch.setenv("MENTOR_RAY_CACHE", str(tmp_path))
+    fresh = data.load_dataset("synth-tiny")
+    directory = fresh.path
+    target = {"truncated .inter": directory / "synth-tiny.inter", "bit-flipped feature file":
+              directory / "image_feat.npy", "no checksum file": directory / synthetic.CHECKSUMS}[how]
+    if how == "truncated .inter":
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    elif how == "bit-flipped feature file":
+        _flip_middle_byte(target)
+    else:
+        target.unlink()
+    caplog.set_level(logging.WARNING, logger=synthetic.__name__)
+    again = data.load_dataset("synth-tiny")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and str(target) in warned[0] and warned[0].endswith("regenerating synth-tiny"), warned
+    assert "\n" not in warned[0]
+    assert again.content_hash == fresh.content_hash  # byte for byte the fresh generation
+    assert all(torch.equal(fresh.features[m], again.features[m]) for m in fresh.modalities)
+    assert np.array_equal(fresh.train.users, again.train.users) and np.array_equal(fresh.test.items, again.test.items)
+    assert cache.checksum_problem(directory / synthetic.CHECKSUMS) is None
+    caplog.clear()
+    data.load_dataset("synth-tiny")  # checks out now: no warning, no regeneration
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -168,3 +168,54 @@ def test_rank_profile_is_the_best_epochs_test_ranking(ds, tmp_path, capsys):
     assert json.loads(out.read_text())["rank_profile"]["distinct@20"] >= 1
     assert run(train_cmd.main, ["--dataset", "synth-tiny", "--rank-profile", "--workers", "2"]) == 2
     assert "--rank-profile: in-process runs only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "lr, message",
+    # One batch per epoch: the loss was finite, the update was not.
+    [("inf batch_size=4096", r"epoch 0: training diverged, parameter \w+ became NaN or infinite .*lr \(now inf\)"),
+     ("1e30", r"epoch 0: training diverged, loss term \w+ = (nan|inf) \(non-finite: .*lower lr \(now 1e\+30\)")],
+)
+def test_a_diverged_run_stops_with_the_epoch_and_the_term(ds, lr, message, capsys):
+    from mentor_ray.common.errors import DivergedError
+
+    lr, *more = lr.split()
+    t = _trainer(ds, extra=[f"lr={lr}", "max_epochs=3", *more])
+    with pytest.raises(DivergedError, match=message):
+        t.fit()
+    assert t.history == []  # the diverged epoch is never evaluated, nor selected
+    rc = run(train_cmd.main, ["--dataset", "synth-tiny", "--max-epochs", "3", *TINY, f"lr={lr}", *more])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: epoch ") and "diverged" in err[-1]
+
+
+def test_a_long_epoch_shows_progress_and_the_scope_hint_once(ds, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(train, "PROGRESS_SECONDS", 0.0)  # every batch counts as "long" here
+    monkeypatch.setattr(train, "SLOW_EPOCH_SECONDS", 0.0)
+    t = _trainer(ds, extra=["max_epochs=2", "infonce_scope=all"])
+    with caplog.at_level(logging.INFO, logger="mentor_ray.training.trainer"):
+        t.fit()
+    n = len(t.sampler.batches(0, t.cfg.batch_size, 0, 1))
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"epoch 0: batch 1/{n} ({100 / n:.0f}%)" in "\n".join(lines) and any("ETA" in m for m in lines)
+    assert sum("infonce_scope=batch is several times faster" in m for m in lines) == 1
+
+
+def test_max_epochs_0_says_the_model_is_untrained(capsys):
+    assert run(train_cmd.main, ["--dataset", "synth-tiny", *TINY, "max_epochs=0"]) == 0
+    assert "mentor (untrained: max_epochs=0 evaluates the initial model)" in capsys.readouterr().out
+
+
+def test_threads_flag_sets_and_records_the_thread_count(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        out = tmp_path / "s.json"
+        assert run(train_cmd.main, ["--dataset", "synth-tiny", "--variant", "mf_bpr", "--max-epochs", "1",
+                                    "--threads", "1", "--summary", str(out), *TINY]) == 0
+        assert json.loads(out.read_text())["threads"] == 1
+    finally:
+        torch.set_num_threads(before)

@@ -8,7 +8,7 @@ import pytest
 
 from mentor_ray import tune as tune_cmd
 from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
-from mentor_ray.common.errors import ConfigError, MentorRayError
+from mentor_ray.common.errors import ConfigError, DataError, MentorRayError
 from mentor_ray.report import results
 from mentor_ray.sweep import trials, tune
 
@@ -109,7 +109,10 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     assert (board / "leaderboard.md").is_file() and (board / "csv" / "overall.csv").is_file()
     import pandas as pd
 
-    assert sorted(p.suffix for p in out.iterdir()) == [".parquet"] * table.run_id.nunique()
+    # besides the run files, only the driver lock's hidden files, which Parquet readers skip
+    assert sorted(p.suffix for p in out.iterdir() if not p.name.startswith(".")) == [".parquet"] * \
+        table.run_id.nunique()
+    assert {p.name for p in out.iterdir() if p.name.startswith(".")} <= {".mentor_ray.lock"}
     assert len(pd.read_parquet(out)) == len(table)
     sweep = pd.read_csv(board / "csv" / "sweep.csv").iloc[0]  # the leaderboard names the same point
     assert (sweep.best_dropout, sweep.best_lambda_f, sweep.best_tau) == (top.dropout, top.lambda_f, top.tau)
@@ -162,20 +165,74 @@ def test_failed_trials_are_recorded_not_lost(local_ray, tmp_path):
     assert table.error.str.contains("no CUDA device").all() and table.value.isna().all()
 
 
-def test_two_datasets_are_swept_at_once(local_ray, tmp_path, capsys):
+def test_two_datasets_are_swept_at_once_and_a_bad_one_stops_neither(local_ray, tmp_path, capsys):
+    """A malformed dataset and one without features are refused before Ray starts, each with its own
+    error; the good two are swept together, get their leaderboard, and the sweep ends with an error."""
     from tests.conftest import write_dataset
 
     write_dataset(tmp_path / "data", "toy", n_items=6)
+    write_dataset(tmp_path / "data", "bad", rows=[(0, 0, 1, 0, 7), (0, 1, 1, 0, 0), (1, 1, 1, 0, 2)])
+    write_dataset(tmp_path / "data", "plain", features={})
     out = tmp_path / "r"
-    args = ["--dataset", "synth-tiny,toy", "--data-root", str(tmp_path / "data"), "--space", "smoke",
+    args = ["--dataset", "synth-tiny,bad,toy,plain", "--data-root", str(tmp_path / "data"), "--space", "smoke",
             "--num-samples", "2", "--seeds", "1", "--results", str(out), "--storage", str(tmp_path / "tune"),
             "--grace-period", "2"]
-    assert tune_cmd.main(args) == 0
+    with pytest.raises(MentorRayError, match=r"sweep failed on 2 of 4 datasets \(bad, plain; errors above\)"):
+        tune_cmd.main(args)
     runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
     assert set(runs.dataset) == {"synth-tiny", "toy"}
     assert set(zip(runs.dataset, runs.role)) == {(d, r) for d in ("synth-tiny", "toy") for r in ("search", "final")}
     printed = capsys.readouterr().out
     assert "synth-tiny: done" in printed and "toy: done" in printed
+    assert "[mentor_ray] bad: skipped: " in printed and "x_label" in printed
+    assert "[mentor_ray] plain: skipped: --dataset plain: MENTOR needs item features" in printed
+    assert "leaderboard written to" in printed and (tmp_path / "r-leaderboard" / "leaderboard.md").exists()
+
+
+def test_a_lone_bad_dataset_fails_with_its_own_error_before_ray_starts(tmp_path):
+    from tests.conftest import write_dataset
+
+    if ray.is_initialized():
+        ray.shutdown()
+    write_dataset(tmp_path / "data", "bad", rows=[(0, 0, 1, 0, 7), (0, 1, 1, 0, 0), (1, 1, 1, 0, 2)])
+    base = ["--data-root", str(tmp_path / "data"), "--space", "smoke", "--storage", str(tmp_path / "tune")]
+    with pytest.raises(MentorRayError, match=r"bad\.inter.*x_label"):
+        tune_cmd.main(["--dataset", "bad", *base, "--results", str(tmp_path / "r")])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"--results .*file: is a file, not a directory"):
+        tune_cmd.main(["--dataset", "synth-tiny", *base, "--results", str(tmp_path / "file")])
+    with pytest.raises(DataError, match=r"--dataset all: no datasets without --data-root .*--dataset synth-all"):
+        tune_cmd.main(["--dataset", "all", "--results", str(tmp_path / "r")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"--dataset all: no datasets under --data-root .*empty"):
+        tune_cmd.main(["--dataset", "all", "--data-root", str(tmp_path / "empty"), "--results", str(tmp_path / "r")])
+    assert not ray.is_initialized()
+    assert not (tmp_path / "r").exists() and not (tmp_path / "tune").exists()
+
+
+def test_resources_the_cluster_lacks_fail_fast_instead_of_hanging(local_ray, tmp_path):
+    import time
+
+    from mentor_ray.training.ray_train import fit_with_ray
+
+    started = time.monotonic()
+    base = ["--dataset", "synth-tiny", "--space", "smoke", "--results", str(tmp_path / "r"),
+            "--storage", str(tmp_path / "tune")]
+    with pytest.raises(ConfigError, match=r"--gpus-per-trial 1: needs 1 CPU \+ 1 GPU, each on one node, but "
+                       r"this Ray cluster has 1 node\(s\), at most 2 CPUs on one and 0 GPUs in all"):
+        tune_cmd.main([*base, "--gpus-per-trial", "1"])
+    with pytest.raises(ConfigError, match=r"needs 2 x 3 CPU \+ 0 GPU"):
+        tune_cmd.main([*base, "--workers-per-trial", "2", "--cpus-per-trial", "3"])
+    cfg = trials.trial_config({"dataset": "synth-tiny"}, "mentor", 0, {})
+    with pytest.raises(ConfigError, match=r"--workers 2 --cpus-per-worker 1 --gpus-per-worker 1: needs 2 x 1 CPU"):
+        fit_with_ray(cfg, workers=2, gpus_per_worker=1, storage=str(tmp_path / "train"))
+    from mentor_ray import train as train_cmd
+    from mentor_ray.cli import run
+
+    assert run(train_cmd.main, ["--dataset", "synth-tiny", "--gpus-per-worker", "1", "--storage",
+                                str(tmp_path / "t" / "runs")]) == 2
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()  # the locks' folders, removed again
 
 
 @pytest.mark.slow

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mentor_ray.common.errors import ConfigError
+from mentor_ray.common.names import NAME_RULE, check_name
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 
@@ -109,7 +110,7 @@ class TrainConfig(ModelConfig):
 
     dataset: str = Field("synth-small", json_schema_extra=_role("run"))
     data_root: str | None = Field(None, json_schema_extra=_role("run"))
-    seed: int = Field(0, json_schema_extra=_role("run"))
+    seed: int = Field(0, ge=0, json_schema_extra=_role("run"))
     knn_k: int = Field(40, ge=1, description="neighbours per item in each modality's kNN graph (Eq. 5)",
                        json_schema_extra=_role("graph"))
     knn_norm: Literal["row", "sym", "none"] = Field("row", json_schema_extra=_role("graph"))
@@ -124,6 +125,14 @@ class TrainConfig(ModelConfig):
                                  json_schema_extra=_role("runtime"))
     eval_batch_size: int = Field(4096, ge=1, json_schema_extra=_role("runtime"))
     device: Literal["auto", "cpu", "cuda"] = Field("auto", json_schema_extra=_role("runtime"))
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_is_a_name(cls, value: str) -> str:
+        try:
+            return check_name(value, "dataset")
+        except ConfigError:
+            raise ValueError(NAME_RULE) from None  # pydantic turns it into the one-line key error
 
     def model_part(self) -> ModelConfig:
         """The frozen model config of this run."""
@@ -241,6 +250,8 @@ def _value_message(exc: ValidationError, source: str) -> str:
     ctx = err.get("ctx") or {}
     if "expected" in ctx:
         allowed = ctx["expected"].replace("'", "")
+    elif err["type"] == "value_error":  # a validator's own rule
+        allowed = str(ctx.get("error", err["msg"]))
     elif ctx:
         words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
         allowed = ", ".join(f"{words.get(k, k.replace('_', ' '))} {v:g}" if isinstance(v, (int, float))

@@ -24,6 +24,24 @@ class ConfigError(MentorRayError):
     """A setting, flag or YAML key is unknown or has a value outside its allowed range."""
 
 
+class CheckpointError(MentorRayError):
+    """No checkpoint of a run can be read back."""
+
+
+class DivergedError(MentorRayError):
+    """Training produced a NaN or infinite loss."""
+
+
+def check_flags(**bounds: tuple[float | None, float, bool]) -> None:
+    """``flag=(value, low, strict)``: a one-line :class:`ConfigError` unless ``value`` is above ``low``
+    (``strict``) or at least ``low``; ``None`` (flag not given) passes. Flag names use ``_`` for ``-``."""
+    for flag, (value, low, strict) in bounds.items():
+        if value is None or (value > low if strict else value >= low):
+            continue
+        rule = f"greater than {low:g}" if strict else f"at least {low:g}"
+        raise ConfigError(f"--{flag.replace('_', '-')} {value:g}: must be {rule}")
+
+
 def pydantic_message(source: str, exc: Exception, model: type | None = None) -> str:
     """One line from a pydantic ``ValidationError``: the key, what was found, what is allowed.
 

@@ -82,3 +82,69 @@ def stat_signature(path: Path) -> list[int]:
 
 def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- checksum files
+
+
+def write_checksums(path: Path, files: list[Path]) -> None:
+    """Write ``path``: the SHA-256 of each of ``files`` (named relative to its directory), atomically.
+
+    Written after the files, so its presence marks a complete set: :func:`checksum_problem` finds a
+    file cut short, flipped or missing, and a set whose checksum file never got written.
+    """
+    path = Path(path)
+    digests = {Path(f).relative_to(path.parent).as_posix(): sha256_file(f) for f in files}
+    write_json_atomic(path, {"sha256": digests})
+
+
+def checksum_problem(path: Path) -> str | None:
+    """None when every file listed in the checksum file ``path`` has its recorded SHA-256, else what
+    is wrong, in a few words that name the file (a missing or unreadable checksum file counts)."""
+    path = Path(path)
+    recorded = read_json(path)
+    digests = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if not isinstance(digests, dict) or not digests:
+        return f"{path}: no checksum file (an incomplete entry, or one from an older version)"
+    for name, digest in sorted(digests.items()):
+        file = path.parent / name
+        try:
+            actual = sha256_file(file)
+        except OSError as exc:
+            return f"{file}: unreadable ({exc.strerror or type(exc).__name__})"
+        if actual != digest:
+            return f"{file}: checksum mismatch (cut short or corrupted)"
+    return None
+
+
+def check_writable_dir(path: str | Path, flag: str) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``path`` is, or can be made, a writable directory.
+
+    Checked before any work starts, so that a run never ends with its results unwritable. Nothing is
+    created here. URIs (``s3://...``) are left to the storage layer.
+    """
+    from mentor_ray.common.errors import ConfigError
+
+    if "://" in str(path):
+        return
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file, not a directory; give a directory (or a new path)")
+    existing = p
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, so the directory cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == p else f"cannot be created: {existing} is not writable"
+        raise ConfigError(f"{flag} {path}: {what}; choose a directory you can write to")
+
+
+def check_writable_file(path: str | Path, flag: str) -> None:
+    """Raise a one-line :class:`ConfigError` unless a file can be written at ``path``."""
+    from mentor_ray.common.errors import ConfigError
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory; give a file path")
+    check_writable_dir(p.parent if str(p.parent) else Path("."), flag=f"{flag} {path}: its folder")

@@ -67,3 +67,51 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """This process's resident set size now, in MB (Linux ``/proc/self/statm``; else the peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mb()
+
+
+def worker_logging() -> None:
+    """In a Ray worker (no logging set up by a command): mentor_ray's INFO lines to stderr, which Ray
+    forwards to the driver, so progress inside long epochs shows there too."""
+    import logging
+
+    logger = logging.getLogger("mentor_ray")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[mentor_ray] %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+KILL_AT_ENV = "MENTOR_RAY_KILL_AT"  # fault injection: the named point where the process kills itself
+KILL_MARKER_ENV = "MENTOR_RAY_KILL_MARKER"  # a file: the kill happens once, whichever process gets there
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL this process here when ``MENTOR_RAY_KILL_AT`` names this point, once (the marker file
+    records it): the fault campaign (``mentor-ray bench faults``) kills drivers and workers at chosen
+    moments with it. A no-op otherwise."""
+    if os.environ.get(KILL_AT_ENV) != name:
+        return
+    marker = os.environ.get(KILL_MARKER_ENV)
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # atomic: only the first gets here
+        except FileExistsError:
+            return
+        os.write(fd, f"killed {name} pid {os.getpid()}\n".encode())
+        os.close(fd)
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mentor_ray.common import io as cache
 from mentor_ray.common.errors import DataError, pydantic_message
+from mentor_ray.common.names import check_name
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ def resolve_dataset_dir(name: str, data_root: Path | str | None) -> tuple[Path, 
     """``(directory, synthetic)`` for a dataset name: a real directory wins over a preset."""
     from mentor_ray.datasets import synthetic
 
+    check_name(name, "--dataset")  # a name, not a path: it must not leave the data root
     if data_root is not None and (Path(data_root) / name).is_dir():
         return Path(data_root) / name, synthetic.is_synthetic_name(name)
     if synthetic.is_synthetic_name(name):

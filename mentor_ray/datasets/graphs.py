@@ -2,14 +2,16 @@
 
 ``build_graphs(ds, k=40, knn_norm="row")`` returns :class:`Graphs`: the symmetrically normalised
 user-item adjacency (Eq. 1-2) and one frozen item kNN adjacency per modality (Eq. 4-6), built by DGL or
-the built-in torch builder (identical graphs), cached on disk and in memory. DGL is only imported here:
-training sees torch tensors only. How the graphs are built, normalised and cached:
+the built-in torch builder (identical graphs), cached on disk and in memory. A cache file carries a
+checksum of its arrays; one that is cut short, corrupted or without it is named and rebuilt. DGL is only
+imported here: training sees torch tensors only. How the graphs are built, normalised and cached:
 ``docs/architecture.md`` (*Graph stage*).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -28,6 +30,7 @@ from mentor_ray.datasets.dataset import Dataset
 log = logging.getLogger(__name__)
 
 GRAPH_VERSION = 2  # bump when graph construction changes; old cache files are then ignored
+CHECKSUM = "checksum"  # the cache file's array holding :func:`arrays_checksum` of all the others
 KnnNorm = Literal["row", "sym", "none"]
 KNN_NORMS: tuple[str, ...] = ("row", "sym", "none")
 BUILDERS: tuple[str, ...] = ("auto", "dgl", "torch")
@@ -254,9 +257,7 @@ def build_graphs(ds: Dataset, k: int = 40, knn_norm: str = "row", use_cache: boo
     graphs = _load(path, key, k_eff, knn_norm) if use_cache else None
     if graphs is None:
         graphs = _build(ds, k_eff, knn_norm, key, resolve_builder(builder))
-        with cache.atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **to_arrays(graphs))
+        _save(path, graphs)
         log.info("%s: graphs built by %s in %.1fs, cached at %s", ds.name, graphs.builder,
                  sum(graphs.build_seconds.values()), path)
     else:
@@ -321,13 +322,43 @@ def from_arrays(z) -> Graphs:
                   builder=meta.get("builder", "dgl"))
 
 
+def arrays_checksum(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """SHA-256 (32 uint8) over the name, dtype, shape and bytes of every array but :data:`CHECKSUM`."""
+    h = hashlib.sha256()
+    for name in sorted(n for n in arrays if n != CHECKSUM):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(memoryview(a.reshape(-1)).cast("B"))
+    return np.frombuffer(h.digest(), dtype=np.uint8)
+
+
+def _save(path: Path, g: Graphs) -> None:
+    """Write the cache file: one ``.npz`` moved into place whole, its checksum inside it (so processes
+    racing to write the same entry each rename a complete, self-checking file over the other's)."""
+    arrays = to_arrays(g)
+    arrays[CHECKSUM] = arrays_checksum(arrays)
+    with cache.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
 def _load(path: Path, key: str, k: int, knn_norm: str) -> Graphs | None:
+    """The graphs in the cache file ``path``, or None: absent, another key, or (with a warning naming
+    the file) unreadable, without a checksum or with a wrong one, so that the caller rebuilds it."""
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            g = from_arrays(z)
-        return g if (g.key, g.k, g.knn_norm) == (key, k, knn_norm) else None
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        log.warning("graph cache %s unreadable (%s); rebuilding", path, exc)
-        return None
+            arrays = {name: z[name] for name in z.files}
+        if CHECKSUM not in arrays:
+            problem = "no checksum (an incomplete entry, or one from an older version)"
+        elif not np.array_equal(arrays[CHECKSUM], arrays_checksum(arrays)):
+            problem = "checksum mismatch (cut short or corrupted)"
+        else:
+            g = from_arrays(arrays)
+            return g if (g.key, g.k, g.knn_norm) == (key, k, knn_norm) else None
+    except Exception as exc:  # a torn or flipped file fails in numpy, zipfile, json or torch: all mean rebuild
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        problem = f"unreadable ({type(exc).__name__}: {first})" if first else f"unreadable ({type(exc).__name__})"
+    log.warning("graph cache %s: %s; rebuilding it", path, problem)
+    return None

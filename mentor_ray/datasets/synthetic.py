@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PREFIX = "synth-"
 GENERATOR_VERSION = 1  # bump when the generated data would change
 MIN_PER_USER = 5
+CHECKSUMS = "checksums.json"  # SHA-256 of every file of a generated directory, written last
 
 
 @dataclass(frozen=True)
@@ -207,10 +208,13 @@ def write(spec: SyntheticSpec, directory: Path) -> Path:
     generated = generate(spec)
     table = generated.table
     directory.mkdir(parents=True)
-    write_inter(table, directory / f"{spec.name}.inter")
+    files = [directory / f"{spec.name}.inter", *(directory / f"{m}_feat.npy" for m in generated.features),
+             directory / "synthetic.json"]
+    write_inter(table, files[0])
     for name, arr in generated.features.items():
         np.save(directory / f"{name}_feat.npy", arr)
     cache.write_json_atomic(directory / "synthetic.json", _meta(spec))
+    cache.write_checksums(directory / CHECKSUMS, files)  # last: its presence marks a complete directory
     log.info(
         "generated %s (seed %d): %d users, %d items, %d interactions in %.1fs",
         spec.name, spec.seed, spec.n_users, spec.n_items, table.num_rows, time.perf_counter() - t0,
@@ -229,12 +233,16 @@ def ensure_preset(name: str, seed: int | None = None) -> Path:
     folder = name if seed is None else f"{name}-seed{spec.seed}"
     directory = cache.cache_dir("datasets") / folder
     expected = _meta(spec)
-    if cache.read_json(directory / "synthetic.json") == expected:
+    if _cached_problem(directory, expected) is None:
         return directory
     with _lock(directory.with_suffix(".lock")):
-        if cache.read_json(directory / "synthetic.json") == expected:  # another process made it
+        problem = _cached_problem(directory, expected)
+        if problem is None:  # another process made it
             return directory
-        log.info("generating %s into the cache (first use; later calls reuse it)", name)
+        if problem:  # a cached copy that does not check out: named, and made again
+            log.warning("synthetic dataset cache %s; regenerating %s", problem, folder)
+        else:
+            log.info("generating %s into the cache (first use; later calls reuse it)", name)
         tmp = directory.parent / f".{folder}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -245,6 +253,17 @@ def ensure_preset(name: str, seed: int | None = None) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return directory
+
+
+def _cached_problem(directory: Path, expected: dict) -> str | None:
+    """None when ``directory`` holds a complete generation of the spec behind ``expected`` whose every
+    file has its recorded checksum; "" when there is no such generation (first use, another spec or
+    generator version); else what is wrong with the cached copy, naming the file."""
+    if cache.read_json(directory / "synthetic.json") == expected:
+        return cache.checksum_problem(directory / CHECKSUMS)
+    if (directory / CHECKSUMS).exists():  # another spec, or its synthetic.json is what got corrupted
+        return cache.checksum_problem(directory / CHECKSUMS) or ""
+    return ""
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ class Table:
     header: list[str]
     rows: list[list[str | Cell]]
     groups: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # spans over the last columns
+    note: str = ""  # what the columns measure, printed under the table (`code` spans allowed)
 
 
 @dataclasses.dataclass(frozen=True)

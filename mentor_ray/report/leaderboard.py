@@ -21,6 +21,7 @@ import pandas as pd
 from mentor_ray.common.config import BASELINES
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.io import write_atomic
+from mentor_ray.common.runtime import kill_point
 from mentor_ray.report.board import DIGITS, SECTIONS, Board, Cell, Table
 from mentor_ray.report.plots import write_plots
 from mentor_ray.report.render import render_html, render_markdown, render_tex
@@ -111,10 +112,15 @@ def _compare(chosen: pd.DataFrame, key: str, mentor: pd.Series, best: pd.Series)
 
 
 def efficiency_frame(chosen: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and variant: medians over seeds of seconds per epoch, peak memory and epochs run."""
-    agg = chosen.groupby(["dataset", "variant"], sort=False).agg(
+    """Per dataset and variant: medians over seeds of seconds per epoch, of the run's own memory
+    (:func:`run_memory`: peak GPU memory of the runs on CUDA, peak RSS increase of those on CPU) and of
+    epochs run; ``gpu_runs`` / ``cpu_runs`` count the runs on each device (a median over none is NaN)."""
+    mem = run_memory(chosen)
+    agg = chosen.assign(**mem).groupby(["dataset", "variant"], sort=False).agg(
         runs=("run_id", "size"), seconds_per_epoch_median=("seconds_per_epoch", "median"),
-        peak_memory_mb_median=("peak_memory_mb", "median"), epochs_run_median=("epochs_run", "median"),
+        peak_gpu_mb_median=("gpu_mb", "median"), rss_increase_mb_median=("rss_increase_mb", "median"),
+        gpu_runs=("on_gpu", "sum"), cpu_runs=("on_gpu", lambda s: int((~s).sum())),
+        epochs_run_median=("epochs_run", "median"),
         device=("device", lambda s: ", ".join(sorted(set(s.dropna().astype(str))))),
         world_size=("world_size", "max")).reset_index()
     rank = {d: i for i, d in enumerate(dataset_order(chosen))}
@@ -123,15 +129,35 @@ def efficiency_frame(chosen: pd.DataFrame) -> pd.DataFrame:
     return agg.drop(columns=["_d", "_v"]).assign(model=lambda f: f["variant"].map(display)).reset_index(drop=True)
 
 
-def wall_time(runs: pd.DataFrame) -> tuple[float, str]:
-    """Seconds from the first ``started_at`` to the last ``finished_at`` ("span"); the sum of the runs'
-    ``wall_seconds`` ("sum") when no run has a ``started_at``; (NaN, "") when neither is known."""
-    if runs.empty:
-        return math.nan, ""
-    started, total = runs["started_at"].dropna(), float(runs["wall_seconds"].fillna(0.0).sum())
+def run_memory(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the memory that is its own: ``on_gpu`` (device CUDA); ``gpu_mb``, torch's peak GPU memory
+    during the run (``peak_gpu_mb``; a run stored before that column has its GPU peak in ``peak_memory_mb``);
+    ``rss_increase_mb`` (runs on CPU), the process's peak RSS during the run minus its RSS when the run
+    started, data loaded and no model built (``peak_rss_mb - rss_start_mb``): NaN for a run stored without
+    ``rss_start_mb``, whose raw RSS (interpreter, libraries and data included) says nothing of the model."""
+    on_gpu = runs["device"].fillna("").astype(str).str.startswith("cuda")
+    legacy = on_gpu & runs["peak_gpu_mb"].isna() & runs["peak_rss_mb"].isna()  # before the split columns
+    gpu = runs["peak_gpu_mb"].where(~legacy, runs["peak_memory_mb"]).where(on_gpu)
+    rss = (runs["peak_rss_mb"] - runs["rss_start_mb"]).where(~on_gpu)
+    return pd.DataFrame({"on_gpu": on_gpu, "gpu_mb": gpu.astype(float), "rss_increase_mb": rss.astype(float)},
+                        index=runs.index)
+
+
+def wall_time(runs: pd.DataFrame) -> float:
+    """Wall-clock seconds from the first run's ``started_at`` to the last run's ``finished_at``; NaN when no
+    run has a ``started_at`` (runs stored before that column): never a sum of run times."""
+    started = runs["started_at"].dropna()
     if started.empty:
-        return (total, "sum") if total > 0 else (math.nan, "")
-    return float((runs["finished_at"].max() - started.min()).total_seconds()), "span"
+        return math.nan
+    return float((runs["finished_at"].max() - started.min()).total_seconds())
+
+
+def run_time_sum(runs: pd.DataFrame) -> float:
+    """The runs' own durations (``wall_seconds``) added up; NaN when none is recorded. Runs in parallel
+    make it larger than :func:`wall_time`; time between runs (Ray, Tune) is not in it."""
+    walls = runs["wall_seconds"].dropna()
+    walls = walls[walls > 0]
+    return float(walls.sum()) if len(walls) else math.nan
 
 
 def sweep_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -142,8 +168,10 @@ def sweep_frame(runs: pd.DataFrame) -> pd.DataFrame:
     best = [f"best_{h}" for h in HPARAMS]
     return pd.DataFrame(rows, columns=["dataset", "synthetic", "space", "model", "trials", "completed",
                                        "stopped_early", "failed", "best_run_id", "best_valid_recall@20",
-                                       "best_config", *best, "search_wall_seconds", "search_wall_basis",
-                                       "sweep_wall_seconds", "sweep_wall_basis"])
+                                       "best_config", *best, "search_epochs", "search_device_seconds",
+                                       "budget_epochs", "points", "grid_size", "axis_coverage",
+                                       "search_wall_seconds", "search_run_seconds_sum",
+                                       "sweep_wall_seconds", "sweep_run_seconds_sum"])
 
 
 
@@ -159,7 +187,6 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
     status = search["status"].value_counts()
     scored = search[(search["status"] != "failed") & search[VALID].notna()]
     best = scored.loc[[_search_best(scored)]] if len(scored) else scored
-    (s_wall, s_basis), (t_wall, t_basis) = wall_time(search), wall_time(sweep_runs)
     pick = (lambda c: best[c].iloc[0]) if len(best) else (lambda c: None)
     keys = searched_keys(scored) or (list(HPARAMS) if set(scored["variant"]) == {"mentor"} else [])
     config = json.loads(pick("config_json")) if len(best) else {}
@@ -170,8 +197,30 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
                                                            ("completed", "stopped_early", "failed")},
             "best_run_id": pick("run_id"), "best_valid_recall@20": pick(VALID),
             "best_config": ", ".join(f"{k}={_fmt(config[k])}" for k in keys if k in config) or None,
-            **{f"best_{h}": pick(h) for h in HPARAMS}, "search_wall_seconds": s_wall, "search_wall_basis": s_basis,
-            "sweep_wall_seconds": t_wall, "sweep_wall_basis": t_basis}
+            **{f"best_{h}": pick(h) for h in HPARAMS}, **search_spend(search), "search_wall_seconds": wall_time(search),
+            "search_run_seconds_sum": run_time_sum(search), "sweep_wall_seconds": wall_time(sweep_runs),
+            "sweep_run_seconds_sum": run_time_sum(sweep_runs)}
+
+
+def search_spend(search: pd.DataFrame) -> dict:
+    """What a search spent and covered: trial-epochs, device-seconds (run time x workers), its budget, and
+    the distinct points tried against the grid, overall and per axis (``dropout 2/7; tau 8/8``)."""
+    epochs = int(search["epochs_run"].fillna(0).sum()) if len(search) else 0
+    device = float((search["wall_seconds"].fillna(0) * search["world_size"].fillna(1)).sum()) if len(search) else 0.0
+    budgets = search["budget_epochs"].dropna() if "budget_epochs" in search else pd.Series(dtype=float)
+    out = {"search_epochs": epochs, "search_device_seconds": device,
+           "budget_epochs": int(budgets.iloc[0]) if len(budgets) else None,
+           "points": None, "grid_size": None, "axis_coverage": None}
+    axes_json = search["space_axes"].dropna() if "space_axes" in search else pd.Series(dtype=str)
+    if not len(axes_json):
+        return out  # runs stored before the space was recorded with them
+    axes = json.loads(axes_json.iloc[0])
+    configs = [json.loads(c) for c in search["config_json"].dropna()]
+    tried = {k: {json.dumps(c.get(k)) for c in configs} for k in axes}
+    out["points"] = len({tuple(json.dumps(c.get(k)) for k in axes) for c in configs})
+    out["grid_size"] = math.prod(len(v) for v in axes.values())
+    out["axis_coverage"] = "; ".join(f"{k} {len(tried[k])}/{len(v)}" for k, v in axes.items())
+    return out
 
 
 def _fmt(value) -> str:
@@ -233,40 +282,83 @@ def ablation_table(metrics: pd.DataFrame, dataset: str, kind: str, label: str) -
                  [[n, *(c[i] for c in columns)] for i, n in enumerate(names)])
 
 
+GPU_MEMORY, CPU_MEMORY, NA = "Peak GPU memory (MB)", "Peak RSS increase (MB, CPU)", "n/a"
+EFFICIENCY_NOTE = (
+    "medians over the seeds of the chosen runs. Time (s/epoch): each run's median epoch time, its first epoch "
+    "left out (MostPop trains no epoch). Peak GPU memory (MB): runs on CUDA, the most memory torch held "
+    "allocated on the GPU during the run (`torch.cuda.max_memory_allocated`: model, graphs and features moved "
+    "there, activations). Peak RSS increase (MB, CPU): runs on CPU, the process's peak resident memory during "
+    "the run minus its resident memory when the run started, with the data loaded and before the model was "
+    "built (`peak_rss_mb - rss_start_mb`): the model's and training's own memory, without the interpreter, "
+    "libraries and data that every model shares. n/a: runs stored without `rss_start_mb` (older stores), "
+    "whose raw process RSS is not shown. A dash (–): no run of that model on that device.")
+SWEEP_NOTE = (
+    "Configs: distinct configurations the search ran (role search). Stopped early: by ASHA, or by the "
+    "budget running out. Search epochs: epochs its trials trained, as their checkpoints hold them (Tune keeps "
+    "none of an epoch it stops a trial after). Search device time: the trials' run time times their workers. "
+    "Budget: `--budget`, in trial-epochs, when the search had one. Coverage: distinct points of the space "
+    "tried, against its grid size; Values tried per axis: for each searched key, the values tried against "
+    "those the space offers. Search wall: wall-clock time of the "
+    "search, from its first trial's start (`started_at`) to its last trial's end (`finished_at`). Search run "
+    "time (sum): the trials' own durations (`wall_seconds`) added up, larger than the wall when trials ran in "
+    "parallel, and without the time Ray and Tune spend between trials. Sweep wall and Sweep run time (sum): "
+    "the same over every run of the sweep on that dataset (search, final and ablation runs). A run that "
+    "failed before training has no duration and adds nothing to a sum. A dash (–): not recorded (runs stored "
+    "before `started_at`, or without `wall_seconds`).")
+
+
 def efficiency_table(eff: pd.DataFrame, labels: dict[str, str]) -> Table:
     variants = variant_order(eff["variant"])
     body: list[list[str | Cell]] = []
     for dataset in dict.fromkeys(eff["dataset"]):
-        rows = {r["variant"]: r for _, r in eff[eff["dataset"] == dataset].iterrows()}
-        cells = {v: _efficiency_cells(rows.get(v)) for v in variants}
-        for i, metric in enumerate(("Time (s/epoch)", "Memory (MB)", "Device")):
-            body.append([labels[dataset] if i == 0 else "", metric, *(cells[v][i] for v in variants)])
-    return Table(SECTIONS[2], "efficiency", "Efficiency: median over seeds of seconds per epoch and peak memory",
-                 ["Dataset", "Metric", *map(display, variants)], body)
+        d = eff[eff["dataset"] == dataset]
+        rows = {r["variant"]: r for _, r in d.iterrows()}
+        metrics = ["Time (s/epoch)", *([GPU_MEMORY] if d["gpu_runs"].sum() else []),
+                   *([CPU_MEMORY] if d["cpu_runs"].sum() else []), "Device"]
+        for i, metric in enumerate(metrics):
+            body.append([labels[dataset] if i == 0 else "", metric,
+                         *(_efficiency_cell(rows.get(v), metric) for v in variants)])
+    return Table(SECTIONS[2], "efficiency", "Efficiency: median over seeds of seconds per epoch and of the "
+                 "run's own peak memory", ["Dataset", "Metric", *map(display, variants)], body, note=EFFICIENCY_NOTE)
 
 
-def _efficiency_cells(row: pd.Series | None) -> list[str | Cell]:
+def _efficiency_cell(row: pd.Series | None, metric: str) -> str | Cell:
     if row is None:
-        return [Cell(None)] * 3
-    trained = row["epochs_run_median"] > 0  # MostPop trains no epoch: no time per epoch
-    mem = row["peak_memory_mb_median"]
-    device = row["device"] + (f" ({row['world_size']} workers)" if row["world_size"] > 1 else "")
-    return [f"{row['seconds_per_epoch_median']:.2f}" if trained else Cell(None),
-            Cell(None) if pd.isna(mem) else f"{mem:.0f}", device or Cell(None)]
+        return Cell(None)
+    if metric == "Device":
+        return (row["device"] + (f" ({row['world_size']} workers)" if row["world_size"] > 1 else "")) or Cell(None)
+    if metric == "Time (s/epoch)":  # MostPop trains no epoch: no time per epoch
+        return f"{row['seconds_per_epoch_median']:.2f}" if row["epochs_run_median"] > 0 else Cell(None)
+    runs, mem = (row["gpu_runs"], row["peak_gpu_mb_median"]) if metric == GPU_MEMORY else \
+        (row["cpu_runs"], row["rss_increase_mb_median"])
+    if not runs:
+        return Cell(None)  # no run of this model on this device
+    return NA if pd.isna(mem) else f"{mem:.0f}"
 
 
 def sweep_table(sweeps: pd.DataFrame, labels: dict[str, str]) -> Table:
     body = [[labels[r["dataset"]], r["space"] or Cell(None), r["model"] or Cell(None), str(r["trials"]),
              str(r["completed"]),
              str(r["stopped_early"]), str(r["failed"]), _number(r["best_valid_recall@20"]), _best_config(r),
-             _duration(r["search_wall_seconds"], r["search_wall_basis"]),
-             _duration(r["sweep_wall_seconds"], r["sweep_wall_basis"])] for _, r in sweeps.iterrows()]
+             f"{r['search_epochs']:,}", _duration(r["search_device_seconds"]),
+             Cell(None) if pd.isna(r["budget_epochs"]) else f"{int(r['budget_epochs']):,} epochs",
+             _coverage(r), r["axis_coverage"] or Cell(None),
+             *(_duration(r[c]) for c in ("search_wall_seconds", "search_run_seconds_sum", "sweep_wall_seconds",
+                                         "sweep_run_seconds_sum"))] for _, r in sweeps.iterrows()]
     # A point the searcher proposes twice runs twice but is one run in the store (same config and seed:
     # the same run id, and the same result), so this counts distinct configurations.
-    return Table(SECTIONS[3], "sweep", "Search per dataset and space (role search), and wall time of the whole sweep",
-                 ["Dataset", "Space", "Model", "Configs", "Completed", "Stopped early (ASHA)", "Failed",
-                  "Best valid R@20",
-                  "Best config", "Search wall", "Sweep wall"], body)
+    return Table(SECTIONS[3], "sweep", "Search per dataset and space (role search), and time of the whole sweep",
+                 ["Dataset", "Space", "Model", "Configs", "Completed", "Stopped early (ASHA or budget)", "Failed",
+                  "Best valid R@20", "Best config", "Search epochs", "Search device time", "Budget", "Coverage",
+                  "Values tried per axis", "Search wall", "Search run time (sum)", "Sweep wall",
+                  "Sweep run time (sum)"], body, note=SWEEP_NOTE)
+
+
+def _coverage(row: pd.Series) -> str | Cell:
+    if pd.isna(row["grid_size"]) or not row["grid_size"]:
+        return Cell(None)
+    points, grid = int(row["points"]), int(row["grid_size"])
+    return f"{points:,} / {grid:,} ({100 * points / grid:.2g}%)"
 
 
 def _number(value) -> str | Cell:
@@ -277,13 +369,12 @@ def _best_config(row: pd.Series) -> str | Cell:
     return Cell(None) if pd.isna(row["best_run_id"]) or not row["best_config"] else row["best_config"]
 
 
-def _duration(seconds: float, basis: str) -> str | Cell:
+def _duration(seconds: float) -> str | Cell:
     if pd.isna(seconds):
         return Cell(None)
     s = int(round(seconds))
-    text = f"{seconds:.1f}s" if seconds < 60 else f"{s // 60}m {s % 60:02d}s" if s < 3600 else \
+    return f"{seconds:.1f}s" if seconds < 60 else f"{s // 60}m {s % 60:02d}s" if s < 3600 else \
         f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return text + (" (sum of runs)" if basis == "sum" else "")
 
 
 # --------------------------------------------------------------------------- the board
@@ -383,6 +474,7 @@ def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
         if fmt == "csv":
             for name, frame in board.frames.items():
                 write_atomic(out / "csv" / f"{name}.csv", frame.to_csv(index=False))
+            kill_point("driver-leaderboard")  # fault campaign: the driver killed with the leaderboard half written
         else:
             write_atomic(out / f"leaderboard.{fmt}", renderers[fmt]())
     log.info("leaderboard (%s) and %d plot(s) written under %s", ", ".join(chosen_formats), len(board.plots), out)

@@ -25,8 +25,9 @@ from mentor_ray.report.select import (
 
 
 def search_scores(runs: pd.DataFrame, dataset: str, axes: Sequence[str] = ()) -> pd.DataFrame:
-    """The dataset's MENTOR search runs that have a validation Recall@20 (completed or stopped by ASHA);
-    a baseline's own search (its grid has other axes) is left out of MENTOR's sensitivity plots.
+    """The dataset's MENTOR search runs that have a validation Recall@20 (completed or stopped by ASHA: the
+    plots take the completed ones and mark the cells that only ASHA-stopped ones reach); a baseline's own
+    search (its grid has other axes) is left out of MENTOR's sensitivity plots.
 
     With ``axes``, only the runs of sweeps that varied every one of them: a later stage that searched
     other settings (e.g. ``mentor_lr_reg`` at a first sweep's best point) would otherwise add its trials,
@@ -40,15 +41,46 @@ def search_scores(runs: pd.DataFrame, dataset: str, axes: Sequence[str] = ()) ->
     return s
 
 
+COMPLETED = "completed"  # a run trained to its own early stopping or its epoch budget (not stopped by ASHA)
+HIDDEN = "best validation Recall@20 over the other settings, completed runs only"  # what a cell or point is
+PLOT_NOTE = ("Sensitivity heatmaps (Fig. 7) and the lambda_align line (Fig. 5): MENTOR search runs that "
+             "completed (trained to their own early stopping or the epoch budget) only, never those ASHA stopped "
+             "at an early rung; each cell (point) is the maximum validation Recall@20 over the completed trials "
+             "at that value, i.e. the best over the settings not on the axes (the other searched "
+             "hyperparameters). A cell (value) whose trials were all stopped by ASHA is left blank and marked "
+             "'ASHA'.")
+
+
 def sensitivity_grid(scored: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Best validation Recall@20 per (y, x) cell over the trials in it; rows y, columns x, NaN if empty."""
-    grid = scored.pivot_table(index=y, columns=x, values=VALID, aggfunc="max")
-    return grid.sort_index().sort_index(axis=1)
+    """Best validation Recall@20 of the completed trials per (y, x) cell (the maximum over the axes not
+    shown); rows y, columns x, over every value a scored trial has; NaN where no trial completed (see
+    :func:`stopped_only_cells`): a trial ASHA stopped at an early rung never counts."""
+    done = scored[scored["status"] == COMPLETED]
+    grid = done.pivot_table(index=y, columns=x, values=VALID, aggfunc="max")
+    return grid.reindex(index=sorted(scored[y].dropna().unique()), columns=sorted(scored[x].dropna().unique()))
+
+
+def stopped_only_cells(scored: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """True where a cell of :func:`sensitivity_grid` has trials, all of them stopped early by ASHA."""
+    grid = sensitivity_grid(scored, x, y)
+    tried = scored.pivot_table(index=y, columns=x, values=VALID, aggfunc="size").reindex_like(grid)
+    return tried.notna() & grid.isna()
+
+
+def align_points(scored: pd.DataFrame) -> tuple[pd.Series, list[float]]:
+    """Best validation Recall@20 of the completed trials per lambda_align, and the values whose trials
+    were all stopped early by ASHA."""
+    done = scored[scored["status"] == COMPLETED]
+    series = done.groupby("lambda_align")[VALID].max().sort_index()
+    return series, sorted(set(scored["lambda_align"].dropna()) - set(series.index))
 
 
 def _too_few(scored: pd.DataFrame, axes: Sequence[str]) -> str | None:
     if scored.empty:
         return f"no MENTOR search with a validation Recall@20 varied {' and '.join(axes)}"
+    if not (scored["status"] == COMPLETED).any():
+        return (f"no completed MENTOR search run varied {' and '.join(axes)} ({len(scored)} stopped early by "
+                "ASHA); the plot uses completed runs only")
     for axis in axes:
         n = scored[axis].nunique()
         if n < 2:
@@ -56,12 +88,14 @@ def _too_few(scored: pd.DataFrame, axes: Sequence[str]) -> str | None:
     return None
 
 
-def heatmap_figure(grid: pd.DataFrame, x: str, y: str, title: str):
+def heatmap_figure(grid: pd.DataFrame, x: str, y: str, title: str, stopped: pd.DataFrame | None = None):
+    """``grid`` as a heatmap; cells where ``stopped`` is True (only ASHA-stopped trials) are marked 'ASHA'."""
     import numpy as np
     from matplotlib.figure import Figure
 
     data = grid.to_numpy(float)
-    fig = Figure(figsize=(max(4.5, 0.95 * data.shape[1] + 2.2), max(3.2, 0.55 * data.shape[0] + 1.6)))
+    only_stopped = np.zeros(data.shape, bool) if stopped is None else stopped.to_numpy(bool)
+    fig = Figure(figsize=(max(4.5, 0.95 * data.shape[1] + 2.2), max(3.2, 0.55 * data.shape[0] + 1.8)))
     ax = fig.subplots()
     im = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", origin="lower", aspect="auto")
     ax.set_xticks(range(data.shape[1]), [f"{v:g}" for v in grid.columns])
@@ -70,21 +104,31 @@ def heatmap_figure(grid: pd.DataFrame, x: str, y: str, title: str):
         if not math.isnan(v):
             ax.text(j, i, f"{v:.4f}", ha="center", va="center", fontsize=8,
                     color="black" if im.norm(v) > 0.6 else "white")
-    ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=AXIS_LABELS.get(y, y), title=title)
-    fig.colorbar(im, ax=ax, label="best validation Recall@20")
+        elif only_stopped[i, j]:
+            ax.text(j, i, "ASHA", ha="center", va="center", fontsize=7, color="0.45", style="italic")
+    ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=AXIS_LABELS.get(y, y))
+    ax.set_title(f"{title}\n{HIDDEN}", fontsize=9)
+    fig.colorbar(im, ax=ax, label="best validation Recall@20 (completed runs)")
     return fig
 
 
-def align_figure(series: pd.Series, title: str):
+def align_figure(series: pd.Series, stopped: Sequence[float], title: str):
+    """The best completed trial per lambda_align; ``stopped`` values (only ASHA-stopped trials) marked 'ASHA'."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.8, 3.4))
+    fig = Figure(figsize=(4.8, 3.6))
     ax = fig.subplots()
     ax.plot(series.index, series.values, marker="o")
     for xv, yv in series.items():
         ax.annotate(f"{yv:.4f}", (xv, yv), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    ax.set_xticks(list(series.index), [f"{v:g}" for v in series.index])
-    ax.set(xlabel=AXIS_LABELS["lambda_align"], ylabel="best validation Recall@20", title=title)
+    for xv in stopped:
+        ax.axvline(xv, color="0.7", linestyle=":")
+        ax.annotate("ASHA", (xv, 0.02), xycoords=("data", "axes fraction"), ha="center", fontsize=7, color="0.45",
+                    style="italic")
+    ticks = sorted({*series.index, *stopped})
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.set(xlabel=AXIS_LABELS["lambda_align"], ylabel="best validation Recall@20 (completed runs)")
+    ax.set_title(f"{title}\n{HIDDEN}", fontsize=9)
     ax.margins(y=0.2)
     return fig
 
@@ -110,33 +154,36 @@ def curves_figure(finals: pd.DataFrame, title: str):
 
 
 def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
-              label: str) -> list[tuple[str, str, Callable]]:
-    """(file stem, title, builder) per plot of a dataset; a builder returns a Figure or why it cannot."""
+              label: str) -> list[tuple[str, str, str, Callable]]:
+    """(file stem, title, caption, builder) per plot of a dataset; a builder returns a Figure or why it cannot.
+    A sensitivity plot's caption says what its cells are (:data:`HIDDEN`)."""
     finals = chosen[(chosen["dataset"] == dataset) & (chosen["role"] == "final")]
     finals = finals[finals["valid_curve"].map(lambda c: c is not None and len(c) > 0)]
     jobs = []
     for x, y in SENSITIVITY:
         title = f"{label}: sensitivity to ({x}, {y})"
         scored = search_scores(runs, dataset, (x, y))
-        jobs.append((f"sens_{x}_{y}", title, lambda s=scored, x=x, y=y, t=title: _too_few(s, (x, y)) or
-                     heatmap_figure(sensitivity_grid(s, x, y), x, y, t)))
+        jobs.append((f"sens_{x}_{y}", title, f"{title}: {HIDDEN}",
+                     lambda s=scored, x=x, y=y, t=title: _too_few(s, (x, y)) or
+                     heatmap_figure(sensitivity_grid(s, x, y), x, y, t, stopped_only_cells(s, x, y))))
     title = f"{label}: effect of lambda_align"
     scored = search_scores(runs, dataset, ("lambda_align",))
-    jobs.append(("lambda_align", title, lambda s=scored: _too_few(s, ("lambda_align",)) or
-                 align_figure(s.groupby("lambda_align")[VALID].max().sort_index(), title)))
+    jobs.append(("lambda_align", title, f"{title}: {HIDDEN}", lambda s=scored: _too_few(s, ("lambda_align",)) or
+                 align_figure(*align_points(s), title)))
     curves = f"{label}: validation curves of the final runs"
-    jobs.append(("valid_curves", curves, lambda: "no final run with a recorded validation curve" if finals.empty
-                 else curves_figure(finals, curves)))
+    jobs.append(("valid_curves", curves, curves, lambda: "no final run with a recorded validation curve"
+                 if finals.empty else curves_figure(finals, curves)))
     return jobs
 
 
 def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str]]:
-    """Every plot as ``out_dir/plots/<dataset>-<plot>.png``; the skipped ones as notes."""
+    """Every plot as ``out_dir/plots/<dataset>-<plot>.png``; the skipped ones as notes, and what the
+    sensitivity plots show (:data:`PLOT_NOTE`) when there is one."""
     chosen, labels = select_final(runs), dataset_labels(runs)
     plots, notes = [], []
     for dataset in dataset_order(runs):
         slug = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
-        for stem, title, build in plot_jobs(runs, chosen, dataset, labels[dataset]):
+        for stem, title, caption, build in plot_jobs(runs, chosen, dataset, labels[dataset]):
             fig = build()
             if isinstance(fig, str):
                 notes.append(f"plot '{title}' skipped: {fig}")
@@ -145,5 +192,7 @@ def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
             write_atomic(out_dir / rel, buf.getvalue())
-            plots.append(Plot(rel, title))
+            plots.append(Plot(rel, caption))
+    if any(not p.path.endswith("-valid_curves.png") for p in plots):
+        notes.insert(0, PLOT_NOTE)
     return plots, notes

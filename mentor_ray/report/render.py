@@ -54,6 +54,8 @@ def table_md(t: Table) -> str:
     lines = [f"### {MD.esc(t.title)}", "", "| " + " | ".join(map(MD.esc, header)) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(render_cell(c, MD) for c in row) + " |" for row in t.rows]
+    if t.note:
+        lines += ["", f"Note: {t.note}"]
     return "\n".join(lines)
 
 
@@ -69,7 +71,10 @@ def table_tex(t: Table) -> str:
         lines.append(" ".join(rf"\cmidrule(lr){{{s}-{s + n - 1}}}" for s, (_, n) in zip(starts, t.groups)))
     lines += [" & ".join(map(tex_escape, t.header)) + r" \\", r"\midrule"]
     lines += [" & ".join(render_cell(c, TEX) for c in row) + r" \\" for row in t.rows]
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}"])
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if t.note:
+        lines += [r"\par\smallskip\footnotesize " + tex_escape("Note: " + t.note.replace("`", ""))]
+    return "\n".join(lines + [r"\end{table}"])
 
 
 def table_html(t: Table) -> str:
@@ -80,8 +85,9 @@ def table_html(t: Table) -> str:
         head += "</tr>\n"
     head += "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr>"
     body = "\n".join("<tr>" + "".join(f"<td>{render_cell(c, HTML)}</td>" for c in row) + "</tr>" for row in t.rows)
+    note = f'\n<p class="note">Note: {_md_inline(t.note)}</p>' if t.note else ""
     return (f'<h3>{html.escape(t.title)}</h3>\n<table id="{t.key}">\n<thead>\n{head}\n</thead>\n'
-            f"<tbody>\n{body}\n</tbody>\n</table>")
+            f"<tbody>\n{body}\n</tbody>\n</table>{note}")
 
 
 def _sections(board: Board) -> list[tuple[str, list[Table]]]:

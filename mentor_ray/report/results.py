@@ -3,13 +3,16 @@
 One fixed pyarrow schema (:data:`SCHEMA`), long format: a row per (run, split, metric, K); one file
 per run, ``<results>/<run_id>.parquet``, written atomically, so a resumed sweep never duplicates rows.
 :func:`record` writes a run's summary, :func:`read_results` reads the store back (filtered by column
-values). Statuses, columns and file handling: ``docs/architecture.md`` (*Results store*).
+values), file by file: a corrupted file is skipped with a one-line warning naming it, and a run found
+in several files (a copied file) is counted once. Statuses, columns and file handling:
+``docs/architecture.md`` (*Results store*).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -17,7 +20,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from mentor_ray.common.config import result_settings
@@ -25,9 +27,14 @@ from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.io import atomic_path, sha256_json
 from mentor_ray.common.names import KS, METRIC_KINDS
 
+log = logging.getLogger(__name__)
+
 ROLES = ("search", "final", "ablation")
 HPARAMS = ("dropout", "lambda_f", "lambda_g", "tau", "lambda_align")  # the paper's grid, as columns
 STATUSES = ("completed", "stopped_early", "failed")
+# a file without these (a run's identity and its measurements, there since the first schema) is not a run file
+REQUIRED = ("run_id", "dataset", "variant", "role", "config_hash", "seed", "split", "metric", "k", "value")
+FIX = "delete it, then re-run the sweep with --resume to redo that run"
 
 SCHEMA = pa.schema(
     [
@@ -58,6 +65,18 @@ SCHEMA = pa.schema(
         ("code_version", pa.string()),
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
+        # the run's memory, split (peak_memory_mb above is the GPU peak on CUDA, else the process's peak RSS):
+        # process peak RSS during the run, process RSS at its start (data loaded, no model yet), torch's GPU peak
+        ("peak_rss_mb", pa.float64()),
+        ("rss_start_mb", pa.float64()),
+        ("peak_gpu_mb", pa.float64()),
+        # what changes results besides the config and seed: CPU threads per process and the torch build
+        ("threads", pa.int32()),
+        ("torch_version", pa.string()),
+        # a search trial's space (its searched axes and values, JSON) and the sweep's budget in trial-epochs:
+        # the leaderboard's coverage and budget columns
+        ("space_axes", pa.string()),
+        ("budget_epochs", pa.int64()),
     ]
 )
 
@@ -137,6 +156,10 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
         # the run's own end when its start and duration are known (a sweep records a phase's runs together)
         "finished_at": (dt.datetime.fromtimestamp(started + summary["wall_seconds"], dt.timezone.utc)
                         if started and summary.get("wall_seconds") else now),
+        **{m: _float_or_none(summary.get(m)) for m in ("peak_rss_mb", "rss_start_mb", "peak_gpu_mb")},
+        "threads": _int_or_none(summary.get("threads")), "torch_version": summary.get("torch_version"),
+        "space_axes": json.dumps(summary["space_axes"], sort_keys=True) if summary.get("space_axes") else None,
+        "budget_epochs": _int_or_none(summary.get("budget_epochs")),
     }
     if summary.get("valid") is None:  # failed before its first evaluation: one row, no metric
         rows = [{**run, "split": None, "metric": None, "k": None, "value": None}]
@@ -155,6 +178,10 @@ def failure_summary(config: dict[str, Any], error: str, synthetic: bool = False)
 
 def _int_or_none(value: Any) -> int | None:
     return None if value is None or value < 0 else int(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def write_run(results_dir: str | Path, table: pa.Table) -> Path:
@@ -199,17 +226,98 @@ def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
     """All rows of ``results_dir`` (empty table if none), filtered on columns equal to values.
 
     Only the run files directly in it are read (not hidden temporaries, not subdirectories such as a
-    leaderboard written there); files from before a column was added read it as null.
+    leaderboard written there); files from before a column was added read it as null. Each file is
+    read on its own: one that is unreadable (truncated, empty, not Parquet), lacks a column of
+    :data:`REQUIRED`, has a column of the wrong type or holds no rows is skipped with a one-line warning
+    naming it. A run (``run_id``) found in several files (a copied file) is counted once, with a warning
+    naming the files; its rows are those of the newest file (by modification time, then name), also
+    when the files' metrics differ (the warning then says they conflict). Duplicates and corrupted files
+    are found before the filter applies, so a filtered read keeps the same copy as an unfiltered one.
     """
-    path = Path(results_dir)
-    files = sorted(str(p) for p in path.glob("*.parquet") if not p.name.startswith(".")) if path.is_dir() else []
-    if not files:
-        return SCHEMA.empty_table()
-    data = pads.dataset(files, schema=SCHEMA, format="parquet")
     expr = None
     for column, value in equal.items():
         if column not in SCHEMA.names:
             raise MentorRayError(f"results: no column '{column}'; columns: {', '.join(SCHEMA.names)}")
         term = pc.field(column) == value
         expr = term if expr is None else expr & term
-    return data.to_table(filter=expr)
+    path = Path(results_dir)
+    files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith(".") and p.is_file())
+    runs: list[tuple[Path, int, pa.Table]] = []
+    for file in files:
+        try:
+            mtime = file.stat().st_mtime_ns
+            table = _read_run_file(file)
+        except (OSError, pa.ArrowException) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            log.warning("results: skipped %s, a corrupted run file (%s); %s", file, reason, FIX)
+            continue
+        runs.append((file, mtime, table))
+    tables = _once_per_run(runs)
+    if not tables:
+        return SCHEMA.empty_table()
+    table = pa.concat_tables(tables)
+    return table if expr is None else table.filter(expr)
+
+
+def _read_run_file(path: Path) -> pa.Table:
+    """One run file's rows under :data:`SCHEMA` (null for a column it predates); raises if it is not one."""
+    with pq.ParquetFile(path) as f:
+        table = f.read()
+    names = set(table.column_names)
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise pa.ArrowInvalid(f"not a results file: no column {', '.join(missing)}")
+    if table.num_rows == 0 or table.column("run_id").null_count:
+        raise pa.ArrowInvalid("no rows" if table.num_rows == 0 else "rows without a run_id")
+    if table.schema.equals(SCHEMA):  # written by this version
+        return table
+    columns = []
+    for field in SCHEMA:
+        if field.name not in names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        try:
+            columns.append(table.column(field.name).cast(field.type))
+        except pa.ArrowException as exc:
+            raise pa.ArrowInvalid(f"column {field.name} is {table.schema.field(field.name).type}, "
+                                  f"not {field.type}") from exc
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _once_per_run(runs: list[tuple[Path, int, pa.Table]]) -> list[pa.Table]:
+    """The tables of ``runs`` (path, mtime, rows) with each run id's rows from one file only: the newest."""
+    holders: dict[str, list[int]] = {}
+    for i, (_, _, table) in enumerate(runs):
+        for rid in pc.unique(table.column("run_id")).to_pylist():
+            holders.setdefault(rid, []).append(i)
+    dropped: dict[int, list[str]] = {}
+    for rid, held in holders.items():
+        if len(held) < 2:
+            continue
+        newest = max(held, key=lambda i: (runs[i][1], runs[i][0].name))
+        names = ", ".join(str(runs[i][0]) for i in held)
+        if len({_metrics(runs[i][2], rid) for i in held}) > 1:
+            log.warning("results: run %s is in %d files with conflicting metrics (%s); kept the newest, %s; "
+                        "delete all but the one to keep (a sweep writes %s.parquet)",
+                        rid, len(held), names, runs[newest][0], rid)
+        else:  # the same run twice: the copies are the files a sweep did not write (or all but the newest)
+            own = [i for i in held if runs[i][0].name == f"{rid}.parquet"]
+            extra = ", ".join(str(runs[i][0]) for i in held if i not in (own or [newest]))
+            log.warning("results: run %s is in %d files (%s); counted once; delete the extra copies: %s",
+                        rid, len(held), names, extra)
+        for i in held:
+            if i != newest:
+                dropped.setdefault(i, []).append(rid)
+    out = []
+    for i, (_, _, table) in enumerate(runs):
+        if i in dropped:
+            table = table.filter(pc.invert(pc.is_in(table.column("run_id"), pa.array(dropped[i], pa.string()))))
+        if table.num_rows:
+            out.append(table)
+    return out
+
+
+def _metrics(table: pa.Table, rid: str) -> tuple:
+    """A run's measurements in one file, comparable between files (row order aside)."""
+    rows = table.filter(pc.equal(table.column("run_id"), rid)).select(["split", "metric", "k", "value"]).to_pylist()
+    return tuple(sorted(tuple(repr(v) for v in r.values()) for r in rows))

@@ -13,6 +13,7 @@ from mentor_ray.common.config import (
     TrainConfig,
     validate,
 )
+from mentor_ray.common.names import REPORTED_METRIC
 from mentor_ray.training.ray_train import read_summary, report_with_checkpoint, restore
 from mentor_ray.training.trainer import Trainer
 
@@ -50,9 +51,11 @@ def run_trial(config: dict[str, Any], ds=None, graphs=None) -> None:
     import ray.tune
     import torch
 
+    from mentor_ray.common.runtime import worker_logging
     from mentor_ray.datasets.graphs import from_arrays
     from mentor_ray.training.ray_compat import quiet_checkpoint_logs
 
+    worker_logging()
     torch.set_num_threads(max(1, int(config["threads"])))
     quiet_checkpoint_logs()
     cfg = TrainConfig.model_validate(trial_values(config))
@@ -118,18 +121,23 @@ def trial_summaries(grid, synthetic: bool, storage: str) -> list[dict[str, Any]]
     return out
 
 
-def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, storage: str):
+def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, storage: str,
+                     extra: dict[str, Any] | None = None):
     """A Tune callback that writes each trial's rows to the results store as the trial ends (completed,
-    stopped by the scheduler, or failed), so a sweep killed mid-phase keeps every finished trial."""
+    stopped by the scheduler, or failed), so a sweep killed mid-phase keeps every finished trial.
+    ``extra`` goes into every summary (a search's space axes and budget)."""
     from ray import tune
 
+    from mentor_ray.common.runtime import kill_point
     from mentor_ray.report import results
 
     class RecordResults(tune.Callback):
         def _record(self, trial, error: str | None) -> None:
             summary = trial_summary(trial.checkpoint, trial.last_result, trial.config, error, synthetic, storage)
             if summary is not None:
+                summary.update(extra or {})
                 results.record(results_dir, summary, role, sweep)
+                kill_point(f"driver-{role}")  # fault campaign: the driver killed with runs of this phase recorded
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._record(trial, None)
@@ -138,6 +146,118 @@ def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, 
             self._record(trial, _error_text(trial))
 
     return RecordResults()
+
+
+def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, budget: int | None = None):
+    """A Tune callback printing mentor_ray's own progress lines: once the first epoch is measured, an
+    estimate of the phase's time (from ``total`` runs of up to ``max_epochs`` epochs, or a ``budget`` of
+    trial-epochs); then a line per trial as it ends. (Quiet mode shows these instead of Tune's status tables.)"""
+    import time
+
+    from ray import tune
+
+    class PrintProgress(tune.Callback):
+        def __init__(self):
+            self.started, self.done, self.estimated = time.monotonic(), 0, False
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if self.estimated or "epoch" not in result:
+                return
+            self.estimated = True
+            first = time.monotonic() - self.started
+            epochs = min(total * max_epochs, budget) if budget else total * max_epochs
+            upper = first * epochs / max(1, concurrent)
+            work = (f"a budget of {budget:,} trial-epochs" if budget and budget < total * max_epochs
+                    else f"{total:,} runs x up to {max_epochs} epochs")
+            print(f"[mentor_ray] {label}: first epoch after {_duration(first)}; {work}, {concurrent} at once: at "
+                  f"most ~{_duration(upper)} (early stopping and ASHA end most runs sooner)", flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trial, "done")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trial, "failed")
+
+        def _line(self, trial, how: str) -> None:
+            self.done += 1
+            r = trial.last_result or {}
+            got = (f"best valid R@20 {r[REPORTED_METRIC]:.4f} at epoch {r.get('best_epoch')} of {r.get('epoch', 0) + 1}"
+                   if REPORTED_METRIC in r else "no epoch finished")
+            cfg = trial.config.get("cfg", {})
+            point = {k: v for k, v in trial.config.items() if k not in ("cfg", "threads", "ddp")}
+            what = (" ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+                    or f"{cfg.get('variant')} seed {cfg.get('seed')}")
+            of = f"/{total:,}" if not budget or total * max_epochs <= budget else ""
+            print(f"[mentor_ray] {label}: {self.done}{of} {how} ({what}): "
+                  f"{got}; {_duration(time.monotonic() - self.started)} so far", flush=True)
+
+    return PrintProgress()
+
+
+def epoch_budget(budget: int, ledger: Path | None):
+    """A Tune stopper that ends the experiment once its trials have trained ``budget`` epochs in all.
+
+    Each trial counts its highest ``training_iteration`` (epochs, resumed ones included); the counts live
+    in ``ledger`` (JSON, rewritten atomically at each new epoch), so a resumed experiment, whose stopper is
+    unpickled with the counts it had when the experiment began, reads what was spent and never counts an
+    epoch twice. The trial whose epoch spends the budget keeps that epoch; the others running then stop
+    after the epoch they are in, which Tune discards (no checkpoint kept), so it is not counted either: what
+    the budget counts is what the results store shows.
+    """
+    import json
+
+    from ray.tune.stopper import Stopper
+
+    from mentor_ray.common.io import write_json_atomic
+
+    class EpochBudget(Stopper):
+        def __init__(self):
+            self.budget, self.ledger, self.spent = budget, ledger, None
+
+        def _counts(self) -> dict[str, int]:
+            if self.spent is None:  # first call in this driver: what earlier drivers spent
+                try:
+                    self.spent = {k: int(v) for k, v in json.loads(self.ledger.read_text()).items()}
+                except (AttributeError, OSError, ValueError):
+                    self.spent = {}
+            return self.spent
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            counts = self._counts()
+            if self.stop_all():  # a result that arrives once the experiment is stopping: Tune keeps no checkpoint
+                return True    # of it, so the store will not show that epoch, and the budget does not count it
+            epochs = int(result.get("training_iteration", 0))
+            if epochs > counts.get(trial_id, 0):
+                counts[trial_id] = epochs
+                if self.ledger is not None:
+                    write_json_atomic(self.ledger, counts)
+            return self.stop_all()
+
+        def stop_all(self) -> bool:
+            return sum(self._counts().values()) >= self.budget
+
+        def __getstate__(self):
+            return {**self.__dict__, "spent": None}  # a restored stopper reads the ledger again
+
+    return EpochBudget()
+
+
+def spent_epochs(ledger: Path) -> int:
+    import json
+
+    try:
+        return sum(int(v) for v in json.loads(ledger.read_text()).values())
+    except (OSError, ValueError):
+        return 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _error_text(trial) -> str:

@@ -23,14 +23,17 @@ from mentor_ray.common.config import (
     role_of,
     validate,
 )
-from mentor_ray.common.errors import ConfigError, MentorRayError
+from mentor_ray.common.errors import ConfigError, DataError, MentorRayError, check_flags
 from mentor_ray.common.names import REPORTED_METRIC
 from mentor_ray.sweep.spaces import SearchSpace, load_space
 from mentor_ray.sweep.trials import (
+    epoch_budget,
     graph_key,
+    progress_printer,
     results_recorder,
     run_ddp_trial,
     run_trial,
+    spent_epochs,
     trial_config,
     trial_summaries,
 )
@@ -42,6 +45,7 @@ METRIC = REPORTED_METRIC
 ASHA_REDUCTION = 3  # ASHA keeps the top 1/3 of trials at each rung
 # A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
 # refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.
+DEFAULT_SAMPLES = 24  # search trials per dataset without --num-samples or --budget
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
 SWEEP_KEYS = (*keys_with("run", "budget"), "variant")  # set by the sweep's flags, not by overrides
 GRAPH_KEYS = keys_with("graph")  # settings the graphs are built with: one build per searched value
@@ -61,15 +65,17 @@ def _progress_reporter(parameters: Sequence[str]):
 
 
 def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, resume: bool,
-                    columns: Sequence[str], callbacks: Sequence = ()):
-    """Start (or, with ``resume``, continue) the Tune experiment ``storage/name``; its ResultGrid."""
+                    columns: Sequence[str], callbacks: Sequence = (), quiet: bool = False, stop=None):
+    """Start (or, with ``resume``, continue) the Tune experiment ``storage/name``; its ResultGrid.
+    ``quiet``: no Tune status tables (mentor_ray's progress callback prints its own lines)."""
     from ray import tune
 
     path = Path(storage) / name
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, verbose=1, progress_reporter=_progress_reporter(columns),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        failure_config=tune.FailureConfig(max_failures=2), callbacks=list(callbacks),
+        name=name, storage_path=storage, verbose=0 if quiet else 1,
+        progress_reporter=None if quiet else _progress_reporter(columns),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # a corrupt newest one falls back
+        failure_config=tune.FailureConfig(max_failures=2), callbacks=list(callbacks), stop=stop,
     )
     if resume and not path.exists():
         _warn_no_experiment(Path(storage), name)
@@ -106,7 +112,7 @@ class SweepOptions:
     results: str
     data_root: str | None = None
     space: str = "paper_grid"
-    num_samples: int = 24
+    num_samples: int | None = None  # None: DEFAULT_SAMPLES, or with a budget as many as it allows
     max_epochs: int | None = None
     seeds: int = 3
     seed: int = 0
@@ -120,6 +126,8 @@ class SweepOptions:
     resume: bool = False
     optuna_storage: str | None = None
     leaderboard: str | None = None
+    quiet: bool = False
+    budget: int | None = None  # search trial-epochs per dataset
     overrides: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -142,6 +150,7 @@ class Sweep:
         validate(self.overrides, source="override")
         self.synthetic: dict[str, bool] = {}
         self._start: dict[str, dict[str, Any]] = {}  # per dataset: the start_from stage's best settings
+        self._datasets: dict[str, Any] = {}  # loaded by check_dataset, handed to the trials once
 
     def base(self, dataset: str) -> dict[str, Any]:
         """Settings of every trial on ``dataset``: the start point (``start_from``) < the space's fixed
@@ -175,6 +184,20 @@ class Sweep:
                   f"{best['valid_recall@20']:.4f}, {best['run_id']}): {shown or 'the defaults'}", flush=True)
         return self._start[dataset]
 
+    def check_dataset(self, dataset: str) -> None:
+        """Load and validate ``dataset`` with the sweep's settings, before Ray starts (kept for the trials)."""
+        from mentor_ray.datasets.dataset import load_dataset
+
+        cfg = validate(self.base(dataset), source="sweep")
+        first = self.name("search", dataset)
+        if not self.args.resume and "://" not in self.storage and (Path(self.storage) / first).exists():
+            raise _already_exists(self.storage, first)
+        ds = load_dataset(dataset, self.args.data_root)
+        if cfg.spec.model == "mentor" and not ds.features:
+            raise DataError(f"--dataset {dataset}: MENTOR needs item features (*_feat.npy) and {ds.name} has none; "
+                            f"sweep a baseline's space on it (e.g. --space lightgcn_grid)")
+        self._datasets[dataset] = ds
+
     def trainable(self, dataset: str):
         """The trial function with the dataset and graphs in Ray's object store (built once, here).
 
@@ -189,7 +212,7 @@ class Sweep:
         from mentor_ray.datasets.graphs import build_graphs, to_arrays
 
         cfg = validate(self.base(dataset), source="sweep")
-        ds = load_dataset(dataset, self.args.data_root)
+        ds = self._datasets.pop(dataset, None) or load_dataset(dataset, self.args.data_root)
         self.synthetic[dataset] = ds.synthetic
         axes = [self.space.search.get(key, [getattr(cfg, key)]) for key in GRAPH_KEYS]
         graphs = {graph_key(k, norm): to_arrays(build_graphs(ds, k=k, knn_norm=norm))
@@ -222,6 +245,15 @@ class Sweep:
             fits.append(total.get("GPU", 0) // (w * self.args.gpus_per_trial))
         return max(1, int(min(fits)))
 
+    def concurrency(self, total: int) -> int:
+        """How many of ``total`` trials run at once (for the time estimate)."""
+        import ray
+
+        if self.max_concurrent():
+            return min(total, self.max_concurrent())
+        per = self.args.cpus_per_trial * self.args.workers_per_trial
+        return max(1, min(total, int(ray.cluster_resources().get("CPU", 1) // per)))
+
     @property
     def reuse(self) -> bool:
         """In-process trials reuse their Ray actor (no process start and no torch import per trial);
@@ -234,7 +266,9 @@ class Sweep:
         space = self.space.model_dump(exclude={"path"})
         base = {k: v for k, v in self.base(dataset).items() if role_of(k) != "runtime"}
         key = {"space": space, "base": base,
-               "samples": self.args.num_samples, "seeds": self.args.seeds, "extra": extra}
+               "samples": self.samples, "seeds": self.args.seeds, "extra": extra}
+        if self.args.budget:  # only then: names of sweeps without a budget stay what they were
+            key["budget"] = self.args.budget
         if self.args.workers_per_trial > 1:
             key["workers"] = self.args.workers_per_trial
         safe = dataset.replace("/", "_")
@@ -264,15 +298,18 @@ class Sweep:
         from mentor_ray.sweep.searcher import DistinctOptunaSearch
 
         name = self.name("search", dataset)
-        grid = self.args.num_samples >= self.space.grid_size
+        max_epochs = validate(self.base(dataset), source="sweep").max_epochs
+        n_trials = min(self.samples, self.space.grid_size)
+        budget = self.args.budget
+        # a grid only where it runs whole: with a budget too small for it, TPE chooses what to spend it on
+        grid = n_trials == self.space.grid_size and (budget is None or n_trials * max_epochs <= budget)
         sampler = (optuna.samplers.GridSampler(self.space.search, seed=self.args.seed) if grid
                    else optuna.samplers.TPESampler(seed=self.args.seed))
         searcher = DistinctOptunaSearch(self.space.search, seed=self.args.seed, metric=METRIC, mode="max",
                                         sampler=sampler, study_name=name, storage=self.optuna_storage(name))
         # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
         # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
-        max_t = validate(self.base(dataset), source="sweep").max_epochs + 1
-        n_trials = min(self.args.num_samples, self.space.grid_size)
+        max_t = max_epochs + 1
         warning = asha_warning(n_trials, self.args.grace_period, max_t - 1)
         if warning:
             print(f"[mentor_ray] {dataset}: warning: {warning}", flush=True)
@@ -284,8 +321,16 @@ class Sweep:
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                       num_samples=n_trials,
                                       max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
+        stopper, extra = None, {"space_axes": self.space.search, "budget_epochs": budget}
+        if budget:
+            ledger = self.budget_ledger(name)
+            stopper = epoch_budget(budget, ledger)
+            print(f"[mentor_ray] {dataset}: search budget {budget:,} trial-epochs"
+                  + (f", {spent_epochs(ledger):,} spent before this resume" if ledger and ledger.exists() else ""),
+                  flush=True)
         summaries = self.experiment(name, dataset, "search", trainable, param_space, tune_config,
-                                    list(self.space.search))
+                                    list(self.space.search), total=n_trials, max_epochs=max_epochs,
+                                    stop=stopper, extra=extra, budget=budget)
         ok = [s for s in summaries if s["status"] != "failed"]
         if not ok:
             raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
@@ -293,13 +338,28 @@ class Sweep:
                                                            s["best_epoch"], results.config_hash(s["config"])))
         point = {k: best["config"][k] for k in self.space.search}
         counts = {st: sum(s["status"] == st for s in summaries) for st in results.STATUSES}
+        spent = sum(int(s.get("epochs_run") or 0) for s in summaries)
         print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({counts['stopped_early']} stopped "
-              f"early by ASHA, {counts['failed']} failed); best valid R@20 {best['valid']['recall@20']:.4f} at "
-              f"{point}", flush=True)
+              f"early by ASHA or the budget, {counts['failed']} failed), {spent:,} trial-epochs"
+              f"{f' of a budget of {budget:,}' if budget else ''}; best valid R@20 "
+              f"{best['valid']['recall@20']:.4f} at {point}", flush=True)
         return point
 
+    def budget_ledger(self, name: str) -> Path | None:
+        """Where a search's spent trial-epochs are kept across drivers (local storage only)."""
+        return None if "://" in self.storage else Path(self.storage, "budgets", f"{name}.json")
+
+    @property
+    def samples(self) -> int:
+        """Search trials: ``--num-samples``; without it 24, or with ``--budget`` as many as the budget allows
+        (the grid at most)."""
+        if self.args.num_samples is not None:
+            return self.args.num_samples
+        return self.space.grid_size if self.args.budget else DEFAULT_SAMPLES
+
     def experiment(self, name: str, dataset: str, role: str, trainable, param_space: dict, tune_config,
-                   columns: Sequence[str]) -> list[dict[str, Any]]:
+                   columns: Sequence[str], total: int, max_epochs: int, stop=None,
+                   extra: dict[str, Any] | None = None, budget: int | None = None) -> list[dict[str, Any]]:
         """Run one phase's Tune experiment; every trial's summary. A callback records each trial in the
         results store as it ends; one whose row is missing afterwards (the driver was killed between the
         trial's end and its callback, and a resumed Tune does not run it again) is recorded here, and a
@@ -307,11 +367,13 @@ class Sweep:
         from mentor_ray.report import results
 
         synthetic = self.synthetic.get(dataset, False)
-        recorder = results_recorder(self.results, role, self.space.name, synthetic, self.storage)
+        recorder = results_recorder(self.results, role, self.space.name, synthetic, self.storage, extra)
+        progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget)
         grid = _run_experiment(name, self.storage, trainable, param_space, tune_config, self.args.resume, columns,
-                               callbacks=[recorder])
+                               callbacks=[recorder, progress], quiet=self.args.quiet, stop=stop)
         summaries = trial_summaries(grid, synthetic, self.storage)
         for s in summaries:
+            s.update(extra or {})
             # the grid has every failed trial's error for certain; the callback may have read it early
             if s["status"] == "failed" or not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
@@ -329,7 +391,8 @@ class Sweep:
         param_space = {"cfg": tune.grid_search(configs), **self.trial_space(name)}
         tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
         summaries = self.experiment(name, dataset, phase, trainable, param_space, tune_config,
-                                    ["cfg/variant", "cfg/seed"])
+                                    ["cfg/variant", "cfg/seed"], total=len(configs),
+                                    max_epochs=validate(self.base(dataset), source="sweep").max_epochs)
         failed = [s for s in summaries if s["status"] == "failed"]
         if failed:
             raise MentorRayError(f"{phase} on {dataset}: {len(failed)} of {len(configs)} runs failed (first: "
@@ -375,19 +438,22 @@ def _print_table(dataset: str, phase: str, summaries: list[dict]) -> None:
 
 
 def datasets_for(arg: str, data_root: str | None) -> list[str]:
-    """``all``: every valid dataset under the data root, else the synthetic presets (said so)."""
+    """``all``: every dataset under the data root; ``synth-all``: the synthetic presets (paper scale)."""
     from mentor_ray.datasets.dataset import discover_datasets
     from mentor_ray.datasets.synthetic import PRESETS
 
+    if arg == "synth-all":
+        return [p for p in PRESETS if p != "synth-tiny"]
     if arg != "all":
         return [d.strip() for d in arg.split(",") if d.strip()]
     found = discover_datasets(data_root) if data_root else []
-    if found:
-        return found
-    presets = [p for p in PRESETS if p != "synth-tiny"]
-    print(f"[mentor_ray] --dataset all: no datasets under {data_root or '(no --data-root)'}; sweeping the "
-          f"synthetic presets {', '.join(presets)}", flush=True)
-    return presets
+    if not found:
+        where = f"under --data-root {data_root}" if data_root else "without --data-root"
+        raise DataError(
+            f"--dataset all: no datasets {where} (a dataset is a directory holding <name>.inter); give the "
+            f"root of your datasets, or --dataset synth-all for the synthetic presets at paper scale (days on a CPU)"
+        )
+    return found
 
 
 def default_leaderboard(results: str | Path) -> Path:
@@ -396,75 +462,152 @@ def default_leaderboard(results: str | Path) -> Path:
     return results.with_name(f"{results.name}-leaderboard")
 
 
+def check_options(args: SweepOptions) -> None:
+    """Every flag in range and every output directory usable, before anything starts."""
+    from mentor_ray.common.io import check_writable_dir
+
+    at_least = (("num_samples", 1), ("seeds", 1), ("workers_per_trial", 1), ("seed", 0), ("max_concurrent", 0),
+                ("grace_period", 1), ("max_epochs", 1), ("budget", 1), ("gpus_per_trial", 0))
+    check_flags(**{flag: (getattr(args, flag), low, False) for flag, low in at_least},
+                cpus_per_trial=(args.cpus_per_trial, 0, True))
+    check_writable_dir(args.results, "--results")
+    check_writable_dir(args.storage, "--storage")
+    if args.leaderboard != "none":
+        check_writable_dir(args.leaderboard or default_leaderboard(args.results), "--leaderboard")
+
+
 def run_sweep(args: SweepOptions) -> None:
-    """Run a whole sweep (every dataset: search, finals, ablation), then write its leaderboard."""
-    for flag in ("num_samples", "seeds", "workers_per_trial"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    """Run a whole sweep (every dataset: search, finals, ablation), then write its leaderboard.
+
+    What can be checked before Ray starts is: the flags, the output directories, and every dataset (loaded
+    and validated with the sweep's settings). A dataset that fails a check, or fails later, is reported
+    with its own error while the others run; the sweep then ends with an error naming them all.
+    """
+    check_options(args)
     space = load_space(args.space)
     if args.ablation and space.model != "mentor":
         raise ConfigError(f"--ablation: the space {space.name} searches {space.model}; ablations are MENTOR's "
                           f"variants, so run them with a MENTOR space (e.g. --space paper_grid)")
     sweep = Sweep(args, space)  # checks the overrides before anything starts
-    for d in (datasets := datasets_for(args.dataset, args.data_root)):
-        validate(sweep.base(d), source="sweep")
-        first = sweep.name("search", d)  # refused here, before Ray starts, rather than in the search phase
-        if not args.resume and "://" not in sweep.storage and (Path(sweep.storage) / first).exists():
-            raise _already_exists(sweep.storage, first)
-    from mentor_ray.training.ray_train import ensure_ray
+    datasets = datasets_for(args.dataset, args.data_root)
+    failed: dict[str, BaseException] = {}
+    for d in datasets:
+        try:
+            sweep.check_dataset(d)
+        except MentorRayError as exc:
+            if len(datasets) == 1:
+                raise
+            failed[d] = exc
+            print(f"[mentor_ray] {d}: skipped: {exc}", flush=True)
+    good = [d for d in datasets if d not in failed]
+    if not good:
+        raise MentorRayError(f"every dataset of the sweep failed its checks ({', '.join(failed)}); see above")
+    print(plan(sweep, good), flush=True)
+    from mentor_ray.common.lock import DriverLock
+    from mentor_ray.training.ray_train import check_resources, ensure_ray
 
-    configure_tune()
-    ensure_ray()
-    failure: MentorRayError | None = None
+    lock = DriverLock(args.results, "--results")  # one driver per store: a second is refused, naming the first
+    lock.acquire()
     try:
-        run_datasets(sweep, datasets)
-    except MentorRayError as exc:  # the datasets that finished still get their tables
-        failure = exc
-    if args.leaderboard != "none":
-        from mentor_ray.report.leaderboard import write_leaderboard
+        configure_tune()
+        ensure_ray()
+        lock.record_children()  # the local Ray instance, ended by the next driver if this one is killed
+        check_resources(args.cpus_per_trial, args.gpus_per_trial, count=args.workers_per_trial,  # never a hang
+                        what=f"--workers-per-trial {args.workers_per_trial} --cpus-per-trial "
+                        f"{args.cpus_per_trial:g} --gpus-per-trial {args.gpus_per_trial:g}")
+        failed.update(run_datasets(sweep, good))
+        if args.leaderboard != "none":
+            write_sweep_leaderboard(args, failed)
+    finally:
+        lock.release()  # and the results folder it created, when nothing was written to it
+    if failed:
+        first = next(iter(failed.values()))
+        if len(datasets) == 1:
+            raise first
+        raise MentorRayError(f"sweep failed on {len(failed)} of {len(datasets)} datasets "
+                             f"({', '.join(failed)}; errors above); the others finished; fix and re-run with "
+                             f"--resume")
 
-        out = Path(args.leaderboard or default_leaderboard(args.results))
+
+def plan(sweep: Sweep, datasets: list[str]) -> str:
+    """The sweep's size, said before it starts: runs per dataset and the epoch budget they may spend."""
+    args = sweep.args
+    search = min(sweep.samples, sweep.space.grid_size) if sweep.space.search else 0
+    ablation = args.seeds * (len(MENTOR_VARIANTS + BASELINES) - 1) if args.ablation else 0
+    later = args.seeds + ablation
+    epochs = {d: int(sweep.base(d).get("max_epochs", TrainConfig.model_fields["max_epochs"].default))
+              for d in datasets}
+    # a search with a budget spends at most that (plus the epochs under way when it runs out)
+    search_epochs = {d: min(search * e, args.budget) if args.budget else search * e for d, e in epochs.items()}
+    budget = sum(search_epochs[d] + later * e for d, e in epochs.items())
+    budgeted = bool(args.budget and search and any(search_epochs[d] < search * e for d, e in epochs.items()))
+    parts = ([f"search trials for {args.budget:,} trial-epochs" if budgeted else f"{search:,} search trials"]
+             if search else [])
+    parts += [f"{args.seeds} final runs"] + ([f"{ablation} ablation runs"] if ablation else [])
+    runs = "" if budgeted else f" = {(search + later) * len(datasets):,} runs"
+    per = ", ".join(f"{d} {e}" for d, e in epochs.items())
+    return (f"[mentor_ray] plan: {len(datasets)} dataset(s) x ({' + '.join(parts)}){runs}, "
+            f"at most {budget:,} epochs in all (epoch budget per run: {per}; early stopping and ASHA end most "
+            f"runs sooner)")
+
+
+def write_sweep_leaderboard(args: SweepOptions, failed: dict[str, BaseException]) -> None:
+    """The leaderboard of the store, when it holds any run; a failure here is logged, never raised over
+    the sweep's own error."""
+    from mentor_ray.report.leaderboard import write_leaderboard
+
+    out = Path(args.leaderboard or default_leaderboard(args.results))
+    if not Path(args.results).is_dir() or not any(Path(args.results).glob("*.parquet")):
+        print(f"[mentor_ray] no leaderboard: no run reached the results store {args.results}", flush=True)
+        return
+    try:
         print(write_leaderboard(args.results, out), flush=True)
-        print(f"[mentor_ray] leaderboard written to {out}", flush=True)
-    if failure:
-        raise failure
+    except Exception as exc:  # noqa: BLE001 - the sweep's results are in the store; say so and go on
+        if not failed:
+            raise
+        log.error("leaderboard not written (%s: %s); the results store %s is intact: rerun "
+                  "`mentor-ray leaderboard --results %s` after fixing the failures above",
+                  type(exc).__name__, exc, args.results, args.results)
+        return
+    print(f"[mentor_ray] leaderboard written to {out}", flush=True)
 
 
-def run_datasets(sweep: Sweep, datasets: list[str]) -> int:
-    """Every dataset's sweep at once (their trials share the cluster), each in its own driver thread.
+def run_datasets(sweep: Sweep, datasets: list[str]) -> dict[str, BaseException]:
+    """Every dataset's sweep at once (their trials share the cluster), each in its own driver thread;
+    the datasets that failed, with their errors (each also logged as it is known).
 
     Inputs (dataset, graphs) are prepared first, one after another, so the driver never holds two graph
-    builds' peak memory at once. A dataset that fails is reported at the end; the others finish.
+    builds' peak memory at once. A dataset that fails does not stop the others.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from ray.tune import register_trainable
 
+    failed: dict[str, BaseException] = {}
+
+    def report(dataset: str, exc: BaseException) -> None:  # a traceback only where it helps
+        failed[dataset] = exc
+        log.error("%s: sweep failed: %s", dataset, exc, exc_info=None if isinstance(exc, MentorRayError) else exc)
+
     # Register every trainable here, in the main thread, and hand Tune the names: Tune's trainable
     # registry is not thread-safe, and a Tuner given a name does not register again.
     trainables = {}
     for d in datasets:
-        trainables[d] = f"mentor_ray_{re.sub(r'[^A-Za-z0-9_]', '_', d)}"
-        register_trainable(trainables[d], sweep.trainable(d))
+        try:
+            trainables[d] = f"mentor_ray_{re.sub(r'[^A-Za-z0-9_]', '_', d)}"
+            register_trainable(trainables[d], sweep.trainable(d))
+        except Exception as exc:  # noqa: BLE001 - reported; the other datasets go on
+            report(d, exc)
 
     def one(dataset: str) -> None:
         sweep.dataset(dataset, trainables[dataset])
         print(f"[mentor_ray] {dataset}: done; results in {sweep.results}", flush=True)
 
-    failed: dict[str, BaseException] = {}
-    with ThreadPoolExecutor(max_workers=len(datasets), thread_name_prefix="sweep") as pool:
-        futures = {d: pool.submit(one, d) for d in datasets}
-        for d, future in futures.items():
-            if future.exception() is not None:
-                failed[d] = future.exception()
-    for d, exc in failed.items():  # a traceback only where it helps: not for a bad flag or input
-        log.error("%s: sweep failed: %s", d, exc, exc_info=None if isinstance(exc, MentorRayError) else exc)
-    if failed:
-        first = next(iter(failed.values()))
-        if len(failed) == 1 and len(datasets) == 1:
-            raise first
-        raise MentorRayError(f"sweep failed on {len(failed)} of {len(datasets)} datasets "
-                             f"({', '.join(failed)}); the others finished; fix and re-run with --resume")
-    return 0
+    ready = [d for d in datasets if d not in failed]
+    if ready:
+        with ThreadPoolExecutor(max_workers=len(ready), thread_name_prefix="sweep") as pool:
+            futures = {d: pool.submit(one, d) for d in ready}
+            for d, future in futures.items():
+                if future.exception() is not None:
+                    report(d, future.exception())
+    return failed

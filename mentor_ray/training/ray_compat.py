@@ -116,3 +116,12 @@ def configure_tune() -> None:
     # sits in its Ray Train run and never exits by itself; while it lingers its run keeps the workers'
     # resources, so the next trial waits. Killed, the run is torn down (its controller is the trial's).
     os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "15")
+
+
+def nested_errors(error: BaseException) -> list[BaseException]:
+    """The exceptions a Ray Train/Tune error wraps: the workers' failures (``worker_failures``), the
+    controller's, and the user exception inside ``UserExceptionWithTraceback`` (private ``_base_exc``)."""
+    found = [getattr(error, "_base_exc", None), getattr(error, "controller_failure", None),
+             getattr(error, "cause", None), error.__cause__, error.__context__]
+    found += list(getattr(error, "worker_failures", {}).values())
+    return [e for e in found if isinstance(e, BaseException)]

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mentor_ray.common.config import TrainConfig, resume_settings
-from mentor_ray.common.errors import ConfigError, MentorRayError
-from mentor_ray.common.names import REPORTED_METRIC, STATE_FILE, SUMMARY_FILE
+from mentor_ray.common.errors import CheckpointError, ConfigError, MentorRayError
+from mentor_ray.common.io import sha256_file
+from mentor_ray.common.names import CHECKSUM_FILE, REPORTED_METRIC, STATE_FILE, SUMMARY_FILE, check_name
 from mentor_ray.training.trainer import Trainer, format_epoch
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,11 @@ def fit_with_ray(
             f"batch_size / workers triplets of every batch (choose workers dividing {cfg.batch_size})"
         )
     storage = str(Path(storage).expanduser().resolve()) if storage and "://" not in storage else storage
-    name = name or run_name(cfg)
+    name = check_name(name, "--run-name") if name else run_name(cfg)  # it must not leave --storage
+    ensure_ray()
+    check_resources(cpus_per_worker, gpus_per_worker, count=workers,  # Ray would wait for them forever
+                    what=f"--workers {workers} --cpus-per-worker {cpus_per_worker:g} "
+                    f"--gpus-per-worker {gpus_per_worker:g}")
     ds_ref, graphs_ref = inputs or _prepare_inputs(cfg)  # before the trainer: Ray must be up for ray.put
     trainer = TorchTrainer(
         _worker_loop,
@@ -100,15 +105,42 @@ def fit_with_ray(
     )
     log.info("Ray Train run %s: %d worker(s), storage %s; %s", name, workers, storage or "~/ray_results",
              ray_address_hint())
-    result = trainer.fit()
+    try:
+        result = trainer.fit()  # Train V2 raises what failed; V1 returned it in result.error
+    except MentorRayError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every Ray failure becomes one line
+        raise worker_error(exc, f"Ray Train run {name}", str(Path(storage or "~/ray_results") / name)) from exc
     if result.error:
-        raise MentorRayError(f"Ray Train run {name} failed: {result.error}")
+        raise worker_error(result.error, f"Ray Train run {name}", result.path)
     if result.checkpoint is None:
         raise MentorRayError(f"Ray Train run {name} finished without a checkpoint")
     summary = read_summary(result.checkpoint)
     summary["run_name"] = name
     summary["storage"] = str(result.path)
     return summary
+
+
+def worker_error(error: BaseException, what: str, path: str | None = None) -> MentorRayError:
+    """A one-line error for a failed Ray Train run: the workers' own :class:`MentorRayError` when they
+    raised one (a diverged loss, no intact checkpoint), else the first line of the failure and where
+    the full traceback is."""
+    from mentor_ray.training.ray_compat import nested_errors
+
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, MentorRayError):
+            return type(e)(f"{what}: {e}")
+        stack += nested_errors(e)
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    last = next((ln for ln in reversed(lines) if not ln.startswith(("File ", "^", "~"))), type(error).__name__)
+    where = f"; the full traceback is in the worker logs under {path}" if path else ""
+    return MentorRayError(f"{what} failed: {type(error).__name__}: {last[:300]}{where}")
 
 
 def _prepare_inputs(cfg: TrainConfig):
@@ -125,6 +157,34 @@ def _prepare_inputs(cfg: TrainConfig):
 
         graphs_ref = ray.put(to_arrays(build_graphs(ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)))
     return ray.put(ds), graphs_ref
+
+
+WAIT_ENV = "MENTOR_RAY_WAIT_FOR_RESOURCES"
+
+
+def check_resources(cpus: float, gpus: float, what: str, count: int = 1) -> None:
+    """Raise a one-line :class:`ConfigError` when the Ray cluster cannot place ``count`` bundles of ``cpus``
+    CPUs and ``gpus`` GPUs (each on one node): Ray would wait for them forever, silently.
+
+    ``MENTOR_RAY_WAIT_FOR_RESOURCES=1`` skips the check, for a cluster whose autoscaler adds the nodes.
+    """
+    import ray
+
+    if os.environ.get(WAIT_ENV) == "1":
+        return
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    fits = sum(int(min(r.get("CPU", 0) // cpus if cpus else count,
+                       r.get("GPU", 0) // gpus if gpus else count)) for r in nodes)
+    if fits >= count:
+        return
+    most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
+    all_gpu = sum(r.get("GPU", 0) for r in nodes)
+    need = f"{count} x " if count > 1 else ""
+    raise ConfigError(
+        f"{what}: needs {need}{cpus:g} CPU + {gpus:g} GPU, each on one node, but this Ray cluster has "
+        f"{len(nodes)} node(s), at most {most_cpu:g} CPUs on one and {all_gpu:g} GPUs in all; lower the "
+        f"request, or set {WAIT_ENV}=1 if an autoscaler will add such nodes"
+    )
 
 
 def ensure_ray(**init_kwargs: Any) -> None:
@@ -164,7 +224,10 @@ def write_checkpoint(trainer: Trainer, directory: str | Path, resumed: list[int]
     """The trainer's state (to resume) and its summary (what the run has found so far)."""
     import torch
 
-    torch.save({"trainer": trainer.state_dict(), "resumed": resumed}, Path(directory) / STATE_FILE)
+    state_path = Path(directory) / STATE_FILE
+    torch.save({"trainer": trainer.state_dict(), "resumed": resumed}, state_path)
+    # torch's zip format does not check tensor bytes on load: a flipped bit would resume silently.
+    (Path(directory) / CHECKSUM_FILE).write_text(json.dumps({STATE_FILE: sha256_file(state_path)}))
     summary = {**trainer.summary(), "resumed_at_epochs": resumed}
     (Path(directory) / SUMMARY_FILE).write_text(json.dumps(summary, default=str))
 
@@ -178,15 +241,77 @@ def report_with_checkpoint(trainer: Trainer, resumed: list[int], report, checkpo
 
 
 def restore(trainer: Trainer, checkpoint) -> list[int]:
-    """Load ``checkpoint`` (a Ray Checkpoint or None) into ``trainer``; the epochs resumed at so far."""
+    """Load ``checkpoint`` (a Ray Checkpoint or None) into ``trainer``; the epochs resumed at so far.
+
+    A checkpoint that cannot be read (truncated, bit-flipped, or holding anything but tensors and plain
+    types) is skipped with a warning, and the previous one in the same run folder is tried: runs keep
+    two. Resuming from an older epoch gives the same result, since every epoch re-seeds from
+    ``(seed, epoch)``. With no intact checkpoint left, a :class:`CheckpointError` names them.
+    """
     if checkpoint is None:
         return []
+    failures = []
+    for candidate in [checkpoint, *_older_checkpoints(checkpoint)]:
+        try:
+            state = _load_state(candidate, trainer.device)
+            trainer.load_state_dict(state["trainer"])
+            resumed = [int(e) for e in state["resumed"]]
+        except ConfigError:
+            raise  # another dataset's checkpoint: not corruption, the user chose the wrong folder
+        except Exception as exc:  # noqa: BLE001 - any unreadable file counts as corrupt
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            failures.append(f"{candidate.path} ({type(exc).__name__}: {reason[:200]})")
+            log.warning("checkpoint %s is corrupt (%s: %s); trying the previous one", candidate.path,
+                        type(exc).__name__, reason[:200])
+            continue
+        if failures:
+            log.warning("resumed from the older checkpoint %s (epoch %d)", candidate.path, trainer.epoch)
+        return resumed + [trainer.epoch]
+    raise CheckpointError(
+        "no intact checkpoint to resume from: " + "; ".join(failures)
+        + ". Delete the run folder to start the run over"
+    )
+
+
+def _load_state(checkpoint, device) -> dict[str, Any]:
     import torch
 
     with checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / STATE_FILE, map_location=trainer.device)
-    trainer.load_state_dict(state["trainer"])
-    return state["resumed"] + [trainer.epoch]
+        sums = Path(d) / CHECKSUM_FILE
+        if sums.exists():  # checkpoints written before checksums were added have none
+            expected = json.loads(sums.read_text()).get(STATE_FILE)
+            if expected != sha256_file(Path(d) / STATE_FILE):
+                raise ValueError(f"{STATE_FILE} does not match its checksum in {CHECKSUM_FILE}")
+        # weights_only: a checkpoint on shared storage must not be able to run code in a worker.
+        state = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True)
+    if not isinstance(state, dict) or not {"trainer", "resumed"} <= set(state):
+        raise ValueError(f"{STATE_FILE} holds no trainer state")
+    return state
+
+
+def _older_checkpoints(checkpoint) -> list:
+    """The checkpoints saved before ``checkpoint`` in its run folder, newest first.
+
+    Ray Train's are named ``epoch-<epoch>`` here (``checkpoint_dir_name``) and Tune's
+    ``checkpoint_<index>``: a shared prefix and a zero-padded number, so names sort by age.
+    """
+    import pyarrow.fs as pafs
+
+    path = str(checkpoint.path).rstrip("/")
+    parent, own = path.rsplit("/", 1) if "/" in path else ("", path)
+    prefix = own.rstrip("0123456789")
+    if not prefix or prefix == own:
+        return []
+    try:
+        infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent or "/"))
+    except OSError:
+        return []
+    older = sorted(
+        (i.path for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix)
+         and i.base_name[len(prefix):].isdigit() and i.base_name < own),
+        reverse=True,
+    )
+    return [type(checkpoint)(path=p, filesystem=checkpoint.filesystem) for p in older]
 
 
 def read_summary(checkpoint) -> dict[str, Any]:
@@ -199,6 +324,10 @@ def _worker_loop(config: dict[str, Any]) -> None:
     """One Ray Train worker: the trainer's loop, reporting (rank 0 with a checkpoint) after each epoch."""
     import ray.train
     import ray.train.torch
+
+    from mentor_ray.common.runtime import worker_logging
+
+    worker_logging()
     import torch
 
     from mentor_ray.datasets.graphs import from_arrays

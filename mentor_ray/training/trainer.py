@@ -9,6 +9,7 @@ trials. The protocol and how the loop is sharded over ranks: ``docs/architecture
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 from typing import Any, Callable
@@ -17,9 +18,9 @@ import numpy as np
 import torch
 
 from mentor_ray.common.config import TrainConfig
-from mentor_ray.common.errors import ConfigError
+from mentor_ray.common.errors import ConfigError, DivergedError
 from mentor_ray.common.names import METRICS, VALID_METRIC
-from mentor_ray.common.runtime import peak_rss_mb, reset_peak_memory, tune_allocator
+from mentor_ray.common.runtime import current_rss_mb, kill_point, peak_rss_mb, reset_peak_memory, tune_allocator
 from mentor_ray.datasets.dataset import Dataset, load_dataset
 from mentor_ray.model import Batch, Recommender, build_model
 from mentor_ray.training import metrics
@@ -93,6 +94,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+PROGRESS_SECONDS = 10.0  # an epoch longer than this gets progress lines, this far apart
+SLOW_EPOCH_SECONDS = 60.0  # an all-scope CPU epoch longer than this gets the infonce_scope hint
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak allocated GPU memory on CUDA, else this process's peak RSS, in MB."""
     if device.type == "cuda":
@@ -135,11 +140,13 @@ class Trainer:
                               "drop --workers or --rank-profile")
         self.rank_profile = rank_profile
         tune_allocator()
-        reset_peak_memory()  # this run's peak, not an earlier run's in the same process
         self.device = device or resolve_device(cfg.device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self.ds = ds or load_dataset(cfg.dataset, cfg.data_root)
+        reset_peak_memory()  # this run's peak, not an earlier run's in the same process
+        self.rss_start_mb = current_rss_mb()  # with the data loaded: the peak above it is the model's own
+        self._hinted = False  # the infonce_scope hint, given once per run
         if cfg.spec.model == "mentor" and not self.ds.features:
             raise ConfigError(f"variant {cfg.variant} needs feature files; dataset {self.ds.name} has none")
         torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights
@@ -150,7 +157,8 @@ class Trainer:
                 from mentor_ray.datasets.graphs import build_graphs  # DGL stays out of the training loop
 
                 graphs = build_graphs(self.ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
-            if (graphs.k, graphs.knn_norm) != (cfg.knn_k, cfg.knn_norm):
+            # knn_k above the item count means every item (the builder's k, with a warning)
+            if (graphs.k, graphs.knn_norm) != (min(cfg.knn_k, self.ds.n_items), cfg.knn_norm):
                 raise ConfigError(f"graphs built with knn_k={graphs.k} knn_norm={graphs.knn_norm} given to a run "
                                   f"with knn_k={cfg.knn_k} knn_norm={cfg.knn_norm}; build them with the run's")
             self.graph_builder = graphs.builder
@@ -195,9 +203,14 @@ class Trainer:
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / noise: per epoch, same on all ranks
         sums: dict[str, float] = {}
         batches = self.sampler.batches(epoch, self.cfg.batch_size, self.rank, self.world_size)
+        last_note = t0
         for k, part in enumerate(batches):
+            if self.rank == 0 and time.perf_counter() - last_note >= PROGRESS_SECONDS:
+                last_note = time.perf_counter()
+                self._note_progress(epoch, k, len(batches), last_note - t0)
             if on_batch:
                 on_batch(epoch, k)
+            kill_point(f"rank{self.rank}-epoch{epoch}-batch{k}")  # fault campaign: a worker lost mid-epoch
             batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part))
             self.optimizer.zero_grad(set_to_none=True)
             loss, terms = self.step(batch)  # DDP averages the gradients over the ranks
@@ -207,7 +220,27 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         out = {k: v / max(len(batches), 1) / self.world_size for k, v in self._all_reduce(sums).items()}
         out["seconds"] = time.perf_counter() - t0
+        check_finite(out, epoch, self.cfg)  # after the all-reduce: every rank decides alike
+        bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:  # the last step's update: the epoch's losses were finite, the model is not
+            raise DivergedError(
+                f"epoch {epoch}: training diverged, parameter {bad[0]} became NaN or infinite "
+                f"({len(bad)} of {len(list(self.model.parameters()))} tensors); lower lr (now {self.cfg.lr:g})"
+            )
         return out
+        return out
+
+    def _note_progress(self, epoch: int, done: int, total: int, elapsed: float) -> None:
+        """A progress line inside a long epoch, with an ETA; once, where it applies, how to go faster."""
+        eta = elapsed / max(done, 1) * (total - done)
+        log.info("epoch %d: batch %d/%d (%.0f%%), %.0fs, ETA %.0fs", epoch, done, total, 100 * done / total,
+                 elapsed, eta)
+        slow = self.device.type == "cpu" and getattr(self.cfg, "infonce_scope", None) == "all"
+        if slow and not self._hinted and elapsed + eta > SLOW_EPOCH_SECONDS:
+            self._hinted = True
+            log.info("infonce_scope=all contrasts every user and item in each batch; on a CPU, "
+                     "infonce_scope=batch is several times faster (docs/benchmarks.md) and the paper's "
+                     "setting stays a key=value away")
 
     @torch.no_grad()
     def evaluate_sums(self, split: str) -> dict[str, float]:
@@ -364,8 +397,12 @@ class Trainer:
             "wall_seconds": self.wall_seconds(),
             "started_at": self.started_at,  # unix seconds; with the store's finished_at it bounds the run in time
             "peak_rss_mb": peak_memory_mb(torch.device("cpu")),
+            "rss_start_mb": self.rss_start_mb,  # the process before the model: interpreter, libraries, data
             "peak_gpu_mb": peak_memory_mb(self.device) if self.device.type == "cuda" else None,
             "device": str(self.device),
+            # results depend on these too: a CPU thread count or torch build changes the floating-point sums
+            "threads": torch.get_num_threads(),
+            "torch_version": torch.__version__,
             "graph_builder": self.graph_builder,
             "world_size": self.world_size,
             "valid_curve": [h["valid"][VALID_METRIC] for h in self.history if h["train"]],
@@ -373,6 +410,21 @@ class Trainer:
             "dataset_hash": self.ds.content_hash,
             **({"rank_profile": self.best.get("rank_profile")} if self.rank_profile else {}),
         }
+
+
+def check_finite(terms: dict[str, float], epoch: int, cfg: TrainConfig) -> None:
+    """Raise :class:`DivergedError` when an epoch's mean loss or one of its terms is NaN or infinite.
+
+    Evaluating a diverged model would give plausible-looking metrics of a broken model, so the run stops.
+    """
+    bad = [k for k, v in terms.items() if k != "seconds" and not math.isfinite(v)]
+    if not bad:
+        return
+    named = [k for k in bad if k != "loss"] or bad
+    raise DivergedError(
+        f"epoch {epoch}: training diverged, loss term {named[0]} = {terms[named[0]]} "
+        f"(non-finite: {', '.join(bad)}); lower lr (now {cfg.lr:g}) or check the features for NaN or Inf"
+    )
 
 
 def format_epoch(record: dict[str, Any]) -> str:
