@@ -11,6 +11,7 @@
     mentor-ray bench tune --dataset synth-small --trials 6 --workers-per-trial 1,2 \\
         --write docs/benchmarks.md
     mentor-ray bench faults --write docs/benchmarks.md      # the fault campaign (about 15 minutes)
+    mentor-ray bench search --write docs/benchmarks.md      # grid, random, TPE, TPE + ASHA (about 40 minutes)
 
 The GPU check (:mod:`mentor_ray.benchmarks.gpucheck`; TikTok optional: a data root holding ``tiktok/``)::
 
@@ -102,6 +103,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     fa.add_argument("--cases", default="all", help="comma-separated cases, or all (default): "
                     "worker, train-driver, sweep-search, sweep-final, sweep-ablation, sweep-leaderboard, two-drivers")
     fa.add_argument("--write", type=Path, default=None, metavar="MD")
+    se = sub.add_parser("search", help="search efficiency: grid, random, TPE and TPE + ASHA against the compute "
+                        "they spend, on a space trained whole (mentor_ray/benchmarks/search.py)")
+    se.add_argument("--dataset", default="synth-small")
+    se.add_argument("--space", default="search_bench", help="a space trained whole (default search_bench: 81 points)")
+    se.add_argument("--data-root", default=None)
+    se.add_argument("--searchers", default=None, help="comma-separated: grid, random or tpe, optionally +asha, "
+                    "with :grace=N, :reduction=N, :startup=N (default: grid,random,tpe,tpe+asha and two variants)")
+    se.add_argument("--seeds", default="0,1,2", help="searcher seeds (default 0,1,2)")
+    se.add_argument("--work", type=Path, default=Path(".bench-search"),
+                    help="the trained table (table.json, reused) and Tune's files (default .bench-search/)")
+    se.add_argument("--processes", type=int, default=2, help="points trained at once for the table (default 2)")
+    se.add_argument("--concurrency", type=int, default=4, help="trials at once in a replay (default 4)")
+    se.add_argument("--max-fraction", type=float, default=0.5,
+                    help="each replay's budget, as a share of the grid's epochs (default 0.5)")
+    se.add_argument("--time-scale", type=float, default=0.02,
+                    help="a replayed epoch sleeps its recorded seconds times this (default 0.02)")
+    se.add_argument("--write", type=Path, default=None, metavar="MD")
     args = p.parse_args(argv)
     setup_logging()
     words = argv if argv is not None else sys.argv[1:]
@@ -132,6 +150,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(md)
             raise MentorRayError(f"fault campaign: {', '.join(failed)} lost, duplicated or changed results, or "
                                  "left processes; see the table")
+    elif args.cmd == "search":
+        from mentor_ray.benchmarks.search import DEFAULT_SEARCHERS, bench_search, parse_searchers, search_markdown
+        from mentor_ray.common.errors import check_flags
+
+        check_flags(processes=(args.processes, 1, False), concurrency=(args.concurrency, 1, False),
+                    max_fraction=(args.max_fraction, 0, True), time_scale=(args.time_scale, 0, False))
+        if args.max_fraction > 1:
+            raise MentorRayError(f"--max-fraction {args.max_fraction}: a share of the grid's epochs; allowed: "
+                                 "above 0, at most 1")
+        searchers = parse_searchers(args.searchers or DEFAULT_SEARCHERS)
+        seeds = _int_list(args.seeds, "--seeds")
+        res = bench_search(args.space, args.dataset, args.data_root, searchers, seeds, args.work, args.processes,
+                           args.concurrency, args.max_fraction, args.time_scale)
+        md = search_markdown(res, command)
+        block = f"search:{args.space}:{args.dataset}"
     elif args.cmd == "tune":
         workers = _int_list(args.workers_per_trial, "--workers-per-trial")
         res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)

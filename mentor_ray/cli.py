@@ -51,6 +51,8 @@ def setup_logging(verbose: bool = False) -> None:
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    # Tune's TensorBoard logger renames every metric with "@" in it at INFO, once per result
+    logging.getLogger("tensorboardX").setLevel(logging.WARNING)
 
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,7 @@ import argparse
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run
-from mentor_ray.sweep.tune import SweepOptions, run_sweep
+from mentor_ray.sweep.tune import GRACE_PERIOD, SweepOptions, run_sweep
 
 _DESCRIPTION = "Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table."
 
@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-trial", type=int, default=1,
                    help="W > 1: each trial is a Ray Train DDP run of W workers (default 1: in-process)")
     p.add_argument("--max-concurrent", type=int, default=0, help="trials at once per phase (0: as resources allow)")
-    p.add_argument("--grace-period", type=int, default=10, help="ASHA: epochs before a trial may be stopped")
+    p.add_argument("--grace-period", type=int, default=GRACE_PERIOD,
+                   help=f"ASHA: epochs before a trial may be stopped (default {GRACE_PERIOD})")
     p.add_argument("--ablation", action="store_true", help="also run every variant and baseline at the best point")
     p.add_argument("--resume", action="store_true", help="continue the experiments of an interrupted sweep")
     p.add_argument("--optuna-storage", default=None,

@@ -125,6 +125,14 @@ CASES = [
     ("results: no store", ["results", "show", "--results", "EMPTY/nope"], r"--results .*nope: no such directory"),
     ("spaces: unknown space", ["spaces", "show", "nope"], r"nope"),
     ("bench: unknown fault case", ["bench", "faults", "--cases", "nope"], r"--cases nope: unknown"),
+    ("bench search: unknown searcher", ["bench", "search", "--searchers", "tpe,hyperband", "--work", "OUT/w"],
+     r"--searchers 'hyperband': expected grid, random or tpe"),
+    ("bench search: grace without ASHA", ["bench", "search", "--searchers", "tpe:grace=3", "--work", "OUT/w"],
+     r"grace and reduction with \+asha"),
+    ("bench search: budget above the grid", ["bench", "search", "--max-fraction", "2", "--work", "OUT/w"],
+     r"--max-fraction 2.0: a share of the grid's epochs; allowed: above 0, at most 1"),
+    ("bench search: a space that searches nothing", ["bench", "search", "--space", "paper_best", "--work", "OUT/w"],
+     r"--space paper_best: the search benchmark needs a MENTOR space that searches something"),
     ("graphs: unknown dataset", ["graphs", "build", "--dataset", "nope"], r"--dataset nope"),
 ]
 

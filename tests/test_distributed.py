@@ -35,7 +35,8 @@ def _run(rank: int, world: int, init_file: str, out_dir: str, variant: str) -> N
         summary = trainer.fit()
         history = [{**_numbers(h["train"]), **h["valid"]} for h in trainer.history]
         with open(os.path.join(out_dir, f"{world}-{rank}.json"), "w") as f:
-            json.dump({"history": history, "best_epoch": summary["best_epoch"], "test": summary["test"]}, f)
+            json.dump({"history": history, "best_epoch": summary["best_epoch"], "test": summary["test"],
+                       "test_users": summary["test_users"]}, f)
         dist.barrier()
         code = 0
     except BaseException:
@@ -53,7 +54,7 @@ def _single(variant: str) -> dict:
     t = train.Trainer(cfg)
     summary = t.fit()
     return {"history": [{**_numbers(h["train"]), **h["valid"]} for h in t.history], "best_epoch": summary["best_epoch"],
-            "test": summary["test"]}
+            "test": summary["test"], "test_users": summary["test_users"]}
 
 
 @pytest.mark.parametrize("variant", ["mentor", "lightgcn"])
@@ -73,3 +74,8 @@ def test_two_ranks_at_half_batch_match_one_process(tmp_path, variant):
         for k in ("recall@20", "ndcg@20", "recall@50"):
             assert two_ep[k] == pytest.approx(one_ep[k], abs=1e-3)
     assert ranks[0]["best_epoch"] == one["best_epoch"]
+    # per-user test values: every rank holds all users (gathered, in user order), as one process does
+    users, single = ranks[0]["test_users"], one["test_users"]
+    assert users["user"] == single["user"] == sorted(single["user"]) and len(users["user"]) > 0
+    for m in ("recall@20", "ndcg@20"):
+        assert sum(users[m]) / len(users[m]) == pytest.approx(ranks[0]["test"][m], abs=1e-5)

@@ -565,3 +565,62 @@ def test_the_sweep_table_reports_spend_budget_and_coverage(tmp_path):
     assert sweep.axis_coverage == "dropout 2/2; tau 2/3"
     assert "| 13 | 5m 00s | 13 epochs | 3 / 6 (50%) | dropout 2/2; tau 2/3 |" in md
     assert "Coverage: distinct points of the space tried, against its grid size" in md
+
+
+# --------------------------------------------------------------------------- paired tests over users
+
+
+def _users_store(root, mentor_hits, base_hits, n_users=200, seeds=3, mentor_r20=(0.40, 0.401, 0.402)):
+    """MENTOR and LightGCN over ``seeds`` seeds, each run keeping per-user hits (1 for the users listed)."""
+    for variant, hits, r20 in (("mentor", mentor_hits, mentor_r20), ("lightgcn", base_hits, (0.30,) * seeds)):
+        for seed in range(seeds):
+            s = _summary(variant=variant, seed=seed, test=(0.01, r20[seed], 0.01, 0.01))
+            values = [1.0 if u in hits[seed] else 0.0 for u in range(n_users)]
+            s["test_users"] = {"user": list(range(n_users)), "recall@20": values, "recall@10": values,
+                               "ndcg@10": values, "ndcg@20": values}
+            _record(root, s)
+
+
+def test_paired_tests_over_users_against_an_independent_computation(tmp_path):
+    # LightGCN hits users 0-59 in every seed; MENTOR hits 0-79 in every seed: 20 users gained, none lost
+    mentor, base = [set(range(80))] * 3, [set(range(60))] * 3
+    _users_store(tmp_path / "r", mentor, base)
+    md = _board(tmp_path / "r", tmp_path / "o")
+    imp = pd.read_csv(tmp_path / "o" / "csv" / "improvement.csv").set_index("column").loc["test_recall@20"]
+    assert imp.users == 200 and imp.user_seeds == "3/3"
+    assert imp.user_diff == pytest.approx(20 / 200)
+    # every non-zero difference is +1: Wilcoxon's tie-corrected z is the sign test's (20 - 10) / sqrt(20 / 4)
+    assert imp.wilcoxon_p == pytest.approx(math.erfc((10 / math.sqrt(5)) / math.sqrt(2)), rel=1e-9)
+    # the bootstrap mean of 200 users with 20 ones: binomial-like, the interval about 0.1 ± 1.96 * 0.0212
+    se = math.sqrt(0.1 * 0.9 / 200)
+    assert imp.user_ci_low == pytest.approx(0.1 - 1.96 * se, abs=0.012) and imp.user_ci_low > 0
+    assert imp.user_ci_high == pytest.approx(0.1 + 1.96 * se, abs=0.012)
+    assert bool(imp.significant)  # the t-test over seeds agrees
+    assert "MENTOR against the best baseline: paired tests over users and seeds" in md
+    row = next(line for line in md.splitlines() if line.startswith("| synth-a (synthetic) | R@20 |"))
+    assert f"[{imp.user_ci_low:+.4f}, {imp.user_ci_high:+.4f}]" in row and "200 (3/3)" in row
+
+
+def test_no_star_when_the_users_do_not_agree_with_the_seeds(tmp_path):
+    # the seeds say MENTOR is ahead (t-test), but per user it gains 3 and loses 1 of 200: the interval holds 0
+    mentor, base = [set(range(63)) - {0}] * 3, [set(range(60))] * 3
+    _users_store(tmp_path / "r", mentor, base)
+    md = _board(tmp_path / "r", tmp_path / "o")
+    imp = pd.read_csv(tmp_path / "o" / "csv" / "improvement.csv").set_index("column").loc["test_recall@20"]
+    assert imp.p_value < 0.05 and imp.user_ci_low < 0 < imp.user_ci_high
+    assert not imp.significant
+    assert "\\*" not in _row(md, "MENTOR")
+
+
+def test_per_user_values_of_different_seeds_are_averaged_over_shared_users(tmp_path):
+    from mentor_ray.report import leaderboard as lbm
+
+    root = tmp_path / "r"
+    for seed, (users, vals) in enumerate([([0, 1, 2], [1.0, 0.0, 1.0]), ([1, 2, 3], [1.0, 0.0, 1.0])]):
+        s = _summary(variant="mentor", seed=seed)
+        s["test_users"] = {"user": users, **{m: vals for m in COLS}}
+        _record(root, s)
+    chosen = select.select_final(select.load_runs(root))
+    ids, values, seeds = lbm.user_values(chosen, "synth-a", "mentor", "test_recall@20")
+    assert ids.tolist() == [1, 2] and values.tolist() == [0.5, 0.5] and seeds == 2
+    assert lbm.user_values(chosen, "synth-a", "lightgcn", "test_recall@20") is None

@@ -97,8 +97,9 @@ def _score_fn(user_ids: torch.Tensor) -> torch.Tensor:
     return SCORES[user_ids]  # advanced indexing: a copy, evaluate may write -inf into it
 
 
-def _evaluate(users=None, batch_size=100, gt=GT, train=TRAIN, ks=KS):
-    return metrics.evaluate(_score_fn, _csr(train), _csr(gt), users=users, batch_size=batch_size, device="cpu", ks=ks)
+def _evaluate(users=None, batch_size=100, gt=GT, train=TRAIN, ks=KS, per_user=None):
+    return metrics.evaluate(_score_fn, _csr(train), _csr(gt), users=users, batch_size=batch_size, device="cpu", ks=ks,
+                            per_user=per_user)
 
 
 def test_csr_of_groups_and_sorts_items_per_user():
@@ -193,3 +194,19 @@ def test_rank_profile_counts_hits_per_rank_band_cold_hits_and_what_is_recommende
                  "popularity@1": 2.0,  # items 1 (3) and 5 (1)
                  "popularity@3": 1.0,  # items 4 (0) and 3 (2)
                  "distinct@3": 5.0}
+
+
+def test_per_user_values_are_the_summed_ones():
+    # ks 10 and 20 (of USER_METRICS); 6 items, so every hit is in both lists: the values of EXPECTED's @10
+    kept: dict = {}
+    sums = _evaluate(users=np.array([2, 0, 1, 3]), batch_size=2, ks=(10, 20), per_user=kept)
+    users = np.concatenate(kept["user"])
+    assert sorted(users.tolist()) == [0, 1, 2]  # u3 has no ground truth: not evaluated, not kept
+    assert set(kept) == {"user", "recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    order = np.argsort(users)
+    for name in ("recall@10", "ndcg@10"):
+        values = np.concatenate(kept[name])[order]
+        assert values == pytest.approx(EXPECTED[name], rel=1e-12)
+        assert values.sum() == pytest.approx(sums[name], rel=1e-12)
+    assert np.concatenate(kept["recall@20"])[order] == pytest.approx(EXPECTED["recall@10"])
+    assert _evaluate(ks=(10, 20)) == sums  # keeping per-user values changes no sum

@@ -244,3 +244,23 @@ def test_threads_and_torch_version_are_recorded(tmp_path):
     results.record(tmp_path, summary, "final", "x")
     df = results.read_results(tmp_path).to_pandas()
     assert set(df.threads) == {torch.get_num_threads()} and set(df.torch_version) == {torch.__version__}
+
+
+def test_per_user_values_are_kept_for_final_runs_only(tmp_path):
+    s = _summary()
+    s["test_users"] = {"user": [3, 5, 8], "recall@10": [1.0, 0.0, 0.5], "recall@20": [1.0, 1.0, 0.5],
+                       "ndcg@10": [0.5, 0.0, 0.25], "ndcg@20": [0.5, 0.3, 0.25]}
+    final = results.rows_from_summary(s, "final", "sw", version="test").to_pylist()
+    kept = {(r["metric"], r["k"]): r for r in final if r["user_ids"] is not None}
+    assert set(kept) == {("recall", 10), ("recall", 20), ("ndcg", 10), ("ndcg", 20)}
+    assert all(r["split"] == "test" for r in kept.values())
+    assert kept[("ndcg", 20)]["user_ids"] == [3, 5, 8]
+    assert kept[("ndcg", 20)]["user_values"] == pytest.approx([0.5, 0.3, 0.25])
+    search = results.rows_from_summary(s, "search", "sw", version="test").to_pylist()
+    assert all(r["user_ids"] is None and r["user_values"] is None for r in search)  # trials stay lean
+    results.write_run(tmp_path, results.rows_from_summary(s, "final", "sw", version="test"))
+    from mentor_ray.report.select import load_runs
+
+    runs = load_runs(tmp_path)
+    ids, values = runs.loc[0, "users:test_recall@20"]
+    assert ids.tolist() == [3, 5, 8] and values.tolist() == [1.0, 1.0, 0.5]

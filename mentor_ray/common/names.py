@@ -9,6 +9,8 @@ from mentor_ray.common.errors import ConfigError
 KS = (5, 10, 20, 50)  # the cut-offs of Recall@K and NDCG@K (the paper reports 10 and 20)
 METRIC_KINDS = ("recall", "ndcg")
 METRICS = tuple(f"{m}@{k}" for m in METRIC_KINDS for k in KS)  # "recall@5", ..., "ndcg@50"
+# the metrics whose per-user test values a run keeps, for the paired tests over users (the leaderboard's columns)
+USER_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 VALID_METRIC = "recall@20"  # selects the epoch, the point and the configuration; test never selects
 REPORTED_METRIC = f"best_valid_{VALID_METRIC}"  # what a run reports to Tune: the best validation so far
 STATE_FILE = "trainer_state.pt"  # in a checkpoint: the trainer's state, to resume

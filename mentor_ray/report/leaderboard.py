@@ -16,12 +16,14 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from mentor_ray.common.config import BASELINES
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.io import write_atomic
 from mentor_ray.common.runtime import kill_point
+from mentor_ray.report import paired
 from mentor_ray.report.board import DIGITS, SECTIONS, Board, Cell, Table
 from mentor_ray.report.plots import write_plots
 from mentor_ray.report.render import render_html, render_markdown, render_tex
@@ -30,6 +32,7 @@ from mentor_ray.report.select import (
     ABLATIONS,
     ALPHA,
     COLUMNS,
+    USER_COLUMNS,
     VALID,
     dataset_labels,
     dataset_order,
@@ -86,8 +89,25 @@ def paired_t(a: dict[int, float], b: dict[int, float]) -> tuple[int, float, floa
     return len(seeds), float(res.statistic), float(res.pvalue)
 
 
+def user_values(chosen: pd.DataFrame, dataset: str, variant: str,
+                key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """A model's per-user test values of column ``key``, averaged over its seeds that kept them (users
+    held by every such seed): (user ids, values, seeds); None when no seed kept any."""
+    g = chosen[(chosen["dataset"] == dataset) & (chosen["variant"] == variant)]
+    kept = [v for v in g[USER_COLUMNS[key]] if v is not None] if USER_COLUMNS.get(key) in g else []
+    if not kept:
+        return None
+    users = kept[0][0]
+    for ids, _ in kept[1:]:
+        users = np.intersect1d(users, ids)
+    values = np.mean([vals[np.searchsorted(ids, users)] for ids, vals in kept], axis=0)
+    return users, values, len(kept)
+
+
 def improvement_frame(chosen: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset having MENTOR and a baseline, per test column: MENTOR against the best baseline."""
+    """Per dataset having MENTOR and a baseline, per test column: MENTOR against the best baseline, with
+    the paired t-test over seeds and, where the runs kept per-user values, the paired tests over users
+    (:mod:`mentor_ray.report.paired`)."""
     rows = []
     for dataset in metrics["dataset"].unique():
         m = metrics[(metrics["dataset"] == dataset) & (metrics["seeds"] > 0)]
@@ -98,7 +118,8 @@ def improvement_frame(chosen: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFra
         for key in COLUMNS:
             rows.append(_compare(chosen, key, mentor, base.loc[base[f"{key}_mean"].idxmax()]))
     return pd.DataFrame(rows, columns=["dataset", "column", "label", "best_baseline", "baseline_mean", "mentor_mean",
-                                       "improvement_pct", "pairs", "t", "p_value", "significant"])
+                                       "improvement_pct", "pairs", "t", "p_value", "users", "user_seeds",
+                                       "user_diff", "user_ci_low", "user_ci_high", "wilcoxon_p", "significant"])
 
 
 def _compare(chosen: pd.DataFrame, key: str, mentor: pd.Series, best: pd.Series) -> dict:
@@ -106,9 +127,20 @@ def _compare(chosen: pd.DataFrame, key: str, mentor: pd.Series, best: pd.Series)
     dataset = mentor["dataset"]
     pairs, t, p = paired_t(seed_values(chosen, dataset, "mentor", key),
                            seed_values(chosen, dataset, best["variant"], key))
+    a, z = user_values(chosen, dataset, "mentor", key), user_values(chosen, dataset, best["variant"], key)
+    users = {"users": 0, "user_seeds": None, "user_diff": math.nan, "user_ci_low": math.nan,
+             "user_ci_high": math.nan, "wilcoxon_p": math.nan}
+    if a is not None and z is not None:
+        va, vz = paired.align(a[:2], z[:2])
+        if va.size:
+            r = paired.compare(va, vz)
+            users = {"users": r.users, "user_seeds": f"{a[2]}/{z[2]}", "user_diff": r.mean_diff,
+                     "user_ci_low": r.ci_low, "user_ci_high": r.ci_high, "wilcoxon_p": r.wilcoxon_p}
+    # a star needs every test there is to agree: the t-test over seeds, and the users' interval where kept
+    by_users = users["users"] == 0 or users["user_ci_low"] > 0
     return {"dataset": dataset, "column": key, "label": COLUMNS[key], "best_baseline": best["variant"],
             "baseline_mean": b, "mentor_mean": m, "improvement_pct": (m - b) / b * 100 if b > 0 else math.nan,
-            "pairs": pairs, "t": t, "p_value": p, "significant": bool(p < ALPHA and m > b)}
+            "pairs": pairs, "t": t, "p_value": p, **users, "significant": bool(p < ALPHA and m > b and by_users)}
 
 
 def efficiency_frame(chosen: pd.DataFrame) -> pd.DataFrame:
@@ -269,6 +301,41 @@ def _pct(value: float | None) -> str | Cell:
     return Cell(None) if value is None or math.isnan(value) else f"{value:.2f}%"
 
 
+SIGNIFICANCE_NOTE = (
+    "MENTOR minus the column's best baseline. Over users: each test user's value, averaged over a model's "
+    "seeds (seeds: MENTOR's / the baseline's that kept per-user values), paired by user; the interval is the "
+    f"{paired.CONFIDENCE:.0%} percentile interval of the mean difference over {paired.BOOTSTRAP_SAMPLES:,} "
+    "bootstrap resamples of the users (seed 0); Wilcoxon: the two-sided signed-rank test of the per-user "
+    "differences (zero differences dropped). Over seeds: the paired t-test over the seeds both models ran, "
+    f"two-sided. `*` (here and in Table 2): MENTOR ahead with the t-test's p < {ALPHA} and, where the runs "
+    "kept per-user values, the interval over users above 0. The interval over users measures how sure the "
+    "difference is for this test set; the t-test, how sure it is over training runs.")
+
+
+def significance_table(improv: pd.DataFrame, labels: dict[str, str]) -> Table | None:
+    """MENTOR against the best baseline per dataset and column: the difference, the paired tests over users
+    and the t-test over seeds (None when no dataset has both)."""
+    if improv.empty:
+        return None
+
+    def num(v: float, fmt: str) -> str | Cell:
+        return Cell(None) if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    rows = []
+    for r in improv.itertuples():
+        kept = r.users > 0
+        rows.append([labels.get(r.dataset, r.dataset), r.label, display(r.best_baseline),
+                     Cell(float(r.mentor_mean - r.baseline_mean), star=bool(r.significant)),
+                     f"[{r.user_ci_low:+.4f}, {r.user_ci_high:+.4f}]" if kept else Cell(None),
+                     num(r.wilcoxon_p, ".2g") if kept else Cell(None),
+                     f"{r.users:,} ({r.user_seeds})" if kept else Cell(None),
+                     num(r.p_value, ".2g"), str(r.pairs)])
+    return Table(SECTIONS[0], "significance", "MENTOR against the best baseline: paired tests over users and seeds",
+                 ["Dataset", "Metric", "Best baseline", "MENTOR − baseline",
+                  f"{paired.CONFIDENCE:.0%} CI over users (bootstrap)", "Wilcoxon p (users)", "Users (seeds)",
+                  "t-test p (seeds)", "Seeds"], rows, note=SIGNIFICANCE_NOTE)
+
+
 def ablation_table(metrics: pd.DataFrame, dataset: str, kind: str, label: str) -> Table | None:
     """One ablation of one dataset (None when only the full model ran)."""
     title, variants = ABLATIONS[kind]
@@ -389,6 +456,7 @@ def build_board(runs: pd.DataFrame, source: str) -> Board:
     eff = efficiency_frame(chosen)
     sweeps = sweep_frame(runs)
     tables = [overall_table(metrics, improv, labels)] if len(chosen) else []
+    tables += [t for t in [significance_table(improv, labels)] if t is not None]
     frames = {"overall": metrics, "improvement": improv}
     for kind in ABLATIONS:
         found = [t for d in dict.fromkeys(metrics["dataset"]) if (t := ablation_table(metrics, d, kind, labels[d]))]
@@ -410,8 +478,9 @@ def _intro(runs: pd.DataFrame, source: str) -> list[str]:
         "Metric tables: test split at each run's best validation epoch, runs of role final/ablation only, one "
         "config per dataset and model chosen on mean validation Recall@20; mean ± sample std over seeds (one "
         "seed: the mean only). Per column: best **bold**, second <u>underlined</u> (at 4 decimals; ties share "
-        "the mark). Improv.: MENTOR against the column's best baseline; * = paired t-test over seeds, two-sided, "
-        f"p < {ALPHA}, MENTOR ahead.",
+        "the mark). Improv.: MENTOR against the column's best baseline; * = MENTOR ahead with a paired t-test over "
+        f"seeds (two-sided, p < {ALPHA}) and, where the runs kept per-user values, a {paired.CONFIDENCE:.0%} "
+        "paired bootstrap interval over test users above 0 (the table after Table 2 gives both tests).",
     ]
 
 
@@ -435,6 +504,10 @@ def _notes(runs: pd.DataFrame, chosen: pd.DataFrame, metrics: pd.DataFrame, impr
         pairs = improv.loc[improv["dataset"] == dataset, "pairs"]
         if len(pairs) and pairs.min() < 2:
             notes.append(f"{label}: fewer than 2 seeds shared by MENTOR and the best baseline; no t-test, no *")
+        users = improv.loc[improv["dataset"] == dataset, "users"]
+        if len(users) and users.min() == 0:
+            notes.append(f"{label}: MENTOR's or the best baseline's runs kept no per-user test values (stored by "
+                         "mentor_ray before 0.3, or search trials only); no test over users, * from the t-test alone")
         for title, variants in ABLATIONS.values():
             if not set(m["variant"]) & (set(variants) - {"mentor"}):
                 notes.append(f"{label}: no ablation runs of {', '.join(variants[:-1])}; no '{title}' table")

@@ -77,6 +77,10 @@ SCHEMA = pa.schema(
         # the leaderboard's coverage and budget columns
         ("space_axes", pa.string()),
         ("budget_epochs", pa.int64()),
+        # final and ablation runs, on their test rows of USER_METRICS: each test user's id and value at the
+        # best epoch, in user order (the leaderboard's paired tests over users); null elsewhere
+        ("user_ids", pa.list_(pa.int32())),
+        ("user_values", pa.list_(pa.float32())),
     ]
 )
 
@@ -161,10 +165,18 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
         "space_axes": json.dumps(summary["space_axes"], sort_keys=True) if summary.get("space_axes") else None,
         "budget_epochs": _int_or_none(summary.get("budget_epochs")),
     }
+    users = summary.get("test_users") if role != "search" else None  # a search's trials would only bloat the store
+
+    def per_user(split: str, name: str) -> dict[str, Any]:
+        if split != "test" or not users or name not in users:
+            return {"user_ids": None, "user_values": None}
+        return {"user_ids": users["user"], "user_values": users[name]}
+
     if summary.get("valid") is None:  # failed before its first evaluation: one row, no metric
-        rows = [{**run, "split": None, "metric": None, "k": None, "value": None}]
+        rows = [{**run, "split": None, "metric": None, "k": None, "value": None, **per_user("", "")}]
     else:
-        rows = [{**run, "split": split, "metric": metric, "k": k, "value": float(summary[split][f"{metric}@{k}"])}
+        rows = [{**run, "split": split, "metric": metric, "k": k, "value": float(summary[split][f"{metric}@{k}"]),
+                 **per_user(split, f"{metric}@{k}")}
                 for split in ("valid", "test") for metric in METRIC_KINDS for k in KS]
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from mentor_ray.common.config import result_settings
 from mentor_ray.common.errors import MentorRayError
-from mentor_ray.common.names import KS, METRIC_KINDS, VALID_METRIC
+from mentor_ray.common.names import KS, METRIC_KINDS, USER_METRICS, VALID_METRIC
 from mentor_ray.report.results import SCHEMA, read_results
 
 DISPLAY = {  # table row order: baselines, then MENTOR's variants, then MENTOR
@@ -30,7 +31,8 @@ SENSITIVITY = (("dropout", "lambda_f"), ("tau", "lambda_g"))  # (x, y) of Fig. 7
 AXIS_LABELS = {"dropout": "dropout p", "lambda_f": r"$\lambda_f$", "lambda_g": r"$\lambda_g$", "tau": r"$\tau$",
                "lambda_align": r"$\lambda_{align}$"}
 ALPHA = 0.05
-RUN_COLUMNS = [c for c in SCHEMA.names if c not in ("split", "metric", "k", "value")]
+USER_COLUMNS = {f"test_{m}": f"users:test_{m}" for m in USER_METRICS}  # per-user values, where kept
+RUN_COLUMNS = [c for c in SCHEMA.names if c not in ("split", "metric", "k", "value", "user_ids", "user_values")]
 METRIC_COLUMNS = [f"{s}_{m}@{k}" for s in ("valid", "test") for m in METRIC_KINDS for k in KS]
 
 
@@ -46,13 +48,25 @@ def load_runs(results_dir: str | Path) -> pd.DataFrame:
 
 
 def runs_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """Long rows (one per run x split x metric x K) to one row per run; NaN where a run has no metric."""
+    """Long rows (one per run x split x metric x K) to one row per run; NaN where a run has no metric.
+    A run's per-user test values of a column ``test_<metric>`` are in ``users:test_<metric>`` as
+    ``(user ids, values)`` arrays, None where the run kept none (a search trial, an older store)."""
     runs = rows.drop_duplicates("run_id")[RUN_COLUMNS].set_index("run_id")
     runs["status"] = runs["status"].fillna("completed")  # files from before `status`: only finished runs
     scored = rows.dropna(subset=["value"])
     keys = scored["split"] + "_" + scored["metric"] + "@" + scored["k"].astype(int).astype(str)
     wide = scored.assign(key=keys).pivot(index="run_id", columns="key", values="value")
-    return runs.join(wide.reindex(columns=METRIC_COLUMNS)).reset_index()
+    runs = runs.join(wide.reindex(columns=METRIC_COLUMNS))
+    for column in USER_COLUMNS.values():
+        runs[column] = None
+    if "user_ids" in rows:
+        kept = rows[rows["user_ids"].notna() & rows["user_values"].notna()].drop_duplicates(["run_id", "metric", "k"])
+        for r in kept.itertuples():
+            column = USER_COLUMNS.get(f"test_{r.metric}@{int(r.k)}")
+            if column and r.split == "test":
+                runs.at[r.run_id, column] = (np.asarray(r.user_ids, dtype=np.int64),
+                                             np.asarray(r.user_values, dtype=np.float64))
+    return runs.reset_index()
 
 
 def select_final(runs: pd.DataFrame) -> pd.DataFrame:

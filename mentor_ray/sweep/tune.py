@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 METRIC = REPORTED_METRIC
 ASHA_REDUCTION = 3  # ASHA keeps the top 1/3 of trials at each rung
+GRACE_PERIOD = 10  # epochs before ASHA's first rung (--grace-period)
+TPE_STARTUP = 10  # random trials before TPE models the results (Optuna's default)
 # A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
 # refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.
 DEFAULT_SAMPLES = 24  # search trials per dataset without --num-samples or --budget
@@ -121,7 +123,7 @@ class SweepOptions:
     gpus_per_trial: float = 0.0
     workers_per_trial: int = 1
     max_concurrent: int = 0
-    grace_period: int = 10
+    grace_period: int = GRACE_PERIOD
     ablation: bool = False
     resume: bool = False
     optuna_storage: str | None = None
@@ -290,12 +292,9 @@ class Sweep:
         """Phase 1; the best point on validation (the space's settings alone when it searches nothing)."""
         if not self.space.search:
             return {}
-        import optuna
         from ray import tune
-        from ray.tune.schedulers import ASHAScheduler
 
         from mentor_ray.report import results
-        from mentor_ray.sweep.searcher import DistinctOptunaSearch
 
         name = self.name("search", dataset)
         max_epochs = validate(self.base(dataset), source="sweep").max_epochs
@@ -303,19 +302,13 @@ class Sweep:
         budget = self.args.budget
         # a grid only where it runs whole: with a budget too small for it, TPE chooses what to spend it on
         grid = n_trials == self.space.grid_size and (budget is None or n_trials * max_epochs <= budget)
-        sampler = (optuna.samplers.GridSampler(self.space.search, seed=self.args.seed) if grid
-                   else optuna.samplers.TPESampler(seed=self.args.seed))
-        searcher = DistinctOptunaSearch(self.space.search, seed=self.args.seed, metric=METRIC, mode="max",
-                                        sampler=sampler, study_name=name, storage=self.optuna_storage(name))
-        # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
-        # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
-        max_t = max_epochs + 1
-        warning = asha_warning(n_trials, self.args.grace_period, max_t - 1)
+        warning = asha_warning(n_trials, self.args.grace_period, max_epochs)
         if warning:
             print(f"[mentor_ray] {dataset}: warning: {warning}", flush=True)
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_t),
-                                  grace_period=max(1, min(self.args.grace_period, max_t)),
-                                  reduction_factor=ASHA_REDUCTION)
+        searcher, scheduler = search_algorithms(
+            self.space.search, seed=self.args.seed, sampler="grid" if grid else "tpe", asha=True,
+            max_epochs=max_epochs, grace_period=self.args.grace_period, study_name=name,
+            storage=self.optuna_storage(name))
         base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model).model_dump()
         param_space = {"cfg": base_cfg, **self.trial_space(name)}
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
@@ -411,6 +404,39 @@ class Sweep:
             for s in finals:
                 results.record(self.results, s, "ablation", self.space.name)
             _print_table(dataset, "ablation", ablation)
+
+
+def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha: bool, max_epochs: int,
+                      grace_period: int | None = None, reduction: int | None = None, startup: int | None = None,
+                      study_name: str = "optuna", storage=None):
+    """The searcher and scheduler of a search phase: the sweep's, and the search benchmark's
+    (:mod:`mentor_ray.benchmarks.search`), so that the benchmark measures what sweeps run.
+
+    ``sampler`` is ``grid`` (Optuna's grid sampler), ``random`` or ``tpe`` (``startup`` random trials
+    first), behind :class:`DistinctOptunaSearch` (never the same point twice). With ``asha``, ASHA on the
+    reported metric, its rungs from ``grace_period`` epochs by ``reduction``; else None (Tune's FIFO).
+    Unset settings take the sweep's defaults (:data:`GRACE_PERIOD`, :data:`ASHA_REDUCTION`,
+    :data:`TPE_STARTUP`).
+    """
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler
+
+    from mentor_ray.sweep.searcher import DistinctOptunaSearch
+
+    samplers = {"grid": lambda: optuna.samplers.GridSampler(search, seed=seed),
+                "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+                "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup or TPE_STARTUP)}
+    searcher = DistinctOptunaSearch(search, seed=seed, metric=METRIC, mode="max", sampler=samplers[sampler](),
+                                    study_name=study_name, storage=storage)
+    if not asha:
+        return searcher, None
+    # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
+    # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
+    max_t = max(1, max_epochs + 1)
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t,
+                              grace_period=max(1, min(grace_period or GRACE_PERIOD, max_t)),
+                              reduction_factor=reduction or ASHA_REDUCTION)
+    return searcher, scheduler
 
 
 def asha_warning(n_trials: int, grace_period: int, max_epochs: int) -> str | None:

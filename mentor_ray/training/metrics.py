@@ -11,7 +11,8 @@
   in two splits.
 
 The functions return per-user values summed, with the user count, so that ranks of a distributed
-evaluation can add them up before dividing (:func:`finalize`).
+evaluation can add them up before dividing (:func:`finalize`). :func:`evaluate` can also hand back the
+per-user values themselves (``per_user``), for the paired tests over users of the leaderboard.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mentor_ray.common.names import KS
+from mentor_ray.common.names import KS, USER_METRICS
 
 
 def _rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,10 +81,13 @@ def evaluate(
     batch_size: int = 4096,
     device: torch.device | str = "cpu",
     ks: tuple[int, ...] = KS,
+    per_user: dict[str, list[np.ndarray]] | None = None,
 ) -> dict[str, float]:
     """Summed per-user metrics and ``n_users`` over ``users`` (default: all users with ground truth).
 
-    ``score_fn(user_ids) -> (B, n_items)`` scores. Divide with :func:`finalize`.
+    ``score_fn(user_ids) -> (B, n_items)`` scores. Divide with :func:`finalize`. With ``per_user`` (a
+    dict), each batch's user ids are appended to ``per_user["user"]`` and their values of every metric of
+    :data:`USER_METRICS` to ``per_user[metric]``; the sums are the same either way.
     """
     gt_ptr = gt_csr[0]
     if users is None:
@@ -96,9 +100,14 @@ def evaluate(
         scores, gt = masked_batch(score_fn, train_csr, gt_csr, batch, device)  # (B, n_items) each
         n_gt = torch.from_numpy(np.diff(gt_ptr)[batch]).to(device)
         hits = topk_hits(scores, gt, min(kmax, scores.shape[1]))
+        if per_user is not None:
+            per_user.setdefault("user", []).append(batch)
         for k in ks:
-            sums[f"recall@{k}"] += float(recall_at_k(hits, n_gt, k).sum())
-            sums[f"ndcg@{k}"] += float(ndcg_at_k(hits, n_gt, k).sum())
+            for name, fn in (("recall", recall_at_k), ("ndcg", ndcg_at_k)):
+                values = fn(hits, n_gt, k)
+                sums[f"{name}@{k}"] += float(values.sum())
+                if per_user is not None and f"{name}@{k}" in USER_METRICS:
+                    per_user.setdefault(f"{name}@{k}", []).append(values.cpu().numpy())
     sums["n_users"] = float(users.size)
     return sums
 

@@ -19,7 +19,7 @@ import torch
 
 from mentor_ray.common.config import TrainConfig
 from mentor_ray.common.errors import ConfigError, DivergedError
-from mentor_ray.common.names import METRICS, VALID_METRIC
+from mentor_ray.common.names import METRICS, USER_METRICS, VALID_METRIC
 from mentor_ray.common.runtime import current_rss_mb, kill_point, peak_rss_mb, reset_peak_memory, tune_allocator
 from mentor_ray.datasets.dataset import Dataset, load_dataset
 from mentor_ray.model import Batch, Recommender, build_model
@@ -243,8 +243,9 @@ class Trainer:
                      "setting stays a key=value away")
 
     @torch.no_grad()
-    def evaluate_sums(self, split: str) -> dict[str, float]:
-        """Summed per-user metrics of ``split``; each rank ranks every w-th user, then the sums add up."""
+    def evaluate_sums(self, split: str, per_user: dict[str, list] | None = None) -> dict[str, float]:
+        """Summed per-user metrics of ``split``; each rank ranks every w-th user, then the sums add up.
+        ``per_user``: as in :func:`metrics.evaluate`, this rank's users only."""
         self.model.eval()
         u_emb, i_emb = self.model.user_item_embeddings()
         users = np.arange(self.ds.n_users)[self.rank :: self.world_size]
@@ -255,6 +256,7 @@ class Trainer:
             users=users,
             batch_size=self.cfg.eval_batch_size,
             device=self.device,
+            per_user=per_user,
         )
         return self._all_reduce(sums)
 
@@ -269,8 +271,31 @@ class Trainer:
         dist.all_reduce(t)
         return dict(zip(keys, t.tolist()))
 
-    def evaluate(self, split: str) -> dict[str, float]:
-        return metrics.finalize(self.evaluate_sums(split))
+    def evaluate(self, split: str, users: bool = False) -> dict[str, Any]:
+        """Means over the users of ``split``. With ``users``, also ``"users"``: every evaluated user's id
+        (``"user"``, ascending) and values of :data:`USER_METRICS`, from all ranks, as plain lists (they
+        go into checkpoints, which hold tensors and plain types only)."""
+        collected: dict[str, list] | None = {} if users else None
+        out: dict[str, Any] = metrics.finalize(self.evaluate_sums(split, collected))
+        if collected is not None:
+            local = {k: np.concatenate(v).tolist() if v else [] for k, v in collected.items()}
+            parts = self._all_gather(local)
+            ids = np.array([u for p in parts for u in p.get("user", [])], dtype=np.int64)
+            order = np.argsort(ids, kind="stable")
+            out["users"] = {"user": ids[order].tolist(),
+                            **{m: np.array([v for p in parts for v in p.get(m, [])])[order].tolist()
+                               for m in USER_METRICS}}
+        return out
+
+    def _all_gather(self, value: Any) -> list[Any]:
+        """``value`` of every rank, in rank order (``[value]`` in a single process)."""
+        if self.world_size == 1:
+            return [value]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
 
     @torch.no_grad()
     def profile(self, split: str) -> dict[str, float]:
@@ -280,6 +305,10 @@ class Trainer:
         popularity = np.bincount(self.ds.train.items, minlength=self.ds.n_items)
         return metrics.rank_profile(lambda b: u_emb[b] @ i_emb.T, self.train_csr, self.gt[split], popularity,
                                     batch_size=self.cfg.eval_batch_size)
+
+    def evaluate_test(self) -> dict[str, Any]:
+        """The test split at a new best epoch, with its per-user values (the paired tests over users)."""
+        return self.evaluate("test", users=True)
 
     def end_epoch(self, epoch: int, train: dict[str, float], valid: dict[str, float],
                   test_fn: Callable[[], dict[str, float]], eval_seconds: float) -> dict[str, Any]:
@@ -361,7 +390,7 @@ class Trainer:
         if not self.history and (not self.trainable or self.cfg.max_epochs == 0):
             t0 = time.perf_counter()
             valid = self.evaluate("valid")
-            record = self.end_epoch(0, {}, valid, lambda: self.evaluate("test"), time.perf_counter() - t0)
+            record = self.end_epoch(0, {}, valid, self.evaluate_test, time.perf_counter() - t0)
             self.epoch = 0  # evaluated, not trained
             if on_epoch:
                 on_epoch(record)
@@ -369,7 +398,7 @@ class Trainer:
             train = self.train_epoch(self.epoch, on_batch)
             t0 = time.perf_counter()
             valid = self.evaluate("valid")
-            record = self.end_epoch(self.epoch, train, valid, lambda: self.evaluate("test"), time.perf_counter() - t0)
+            record = self.end_epoch(self.epoch, train, valid, self.evaluate_test, time.perf_counter() - t0)
             if on_epoch:
                 on_epoch(record)
         return self.summary()
@@ -409,7 +438,14 @@ class Trainer:
             "config": self.cfg.model_dump(),
             "dataset_hash": self.ds.content_hash,
             **({"rank_profile": self.best.get("rank_profile")} if self.rank_profile else {}),
+            # per-user test values at the best epoch: user ids, then each of USER_METRICS (6 decimals)
+            **({"test_users": _rounded_users(self.best["test"]["users"])}
+               if self.best["test"] and "users" in self.best["test"] else {}),
         }
+
+
+def _rounded_users(users: dict[str, list]) -> dict[str, list]:
+    return {k: v if k == "user" else [round(x, 6) for x in v] for k, v in users.items()}
 
 
 def check_finite(terms: dict[str, float], epoch: int, cfg: TrainConfig) -> None:
