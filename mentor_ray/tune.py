@@ -25,7 +25,7 @@ import argparse
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run
-from mentor_ray.sweep.tune import GRACE_PERIOD, SweepOptions, run_sweep
+from mentor_ray.sweep.tune import DEFAULT_SEEDS, GRACE_PERIOD, SweepOptions, run_sweep
 
 _DESCRIPTION = "Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table."
 
@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="search budget per dataset in trial-epochs (every epoch any search trial trains); the search "
                    "stops once it is spent, and the leaderboard reports it beside the device time")
     p.add_argument("--max-epochs", type=int, default=None, help="epoch budget per trial (default: the space's)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds of the final and ablation runs (default 3)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                   help=f"seeds of the final and ablation runs (default {DEFAULT_SEEDS})")
     p.add_argument("--seed", type=int, default=0, help="first seed, and the sampler's seed (default 0)")
     p.add_argument("--results", required=True, help="the results store (a directory of Parquet files)")
     p.add_argument("--storage", default="~/ray_results/mentor_ray", help="Tune experiments and checkpoints")
@@ -52,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="W > 1: each trial is a Ray Train DDP run of W workers (default 1: in-process)")
     p.add_argument("--max-concurrent", type=int, default=0, help="trials at once per phase (0: as resources allow)")
     p.add_argument("--grace-period", type=int, default=GRACE_PERIOD,
-                   help=f"ASHA: epochs before a trial may be stopped (default {GRACE_PERIOD})")
+                   help=f"ASHA: epochs before a trial may be stopped (default {GRACE_PERIOD}; shorter spends less "
+                   "per weak trial but stops slow starters)")
     p.add_argument("--ablation", action="store_true", help="also run every variant and baseline at the best point")
     p.add_argument("--resume", action="store_true", help="continue the experiments of an interrupted sweep")
     p.add_argument("--optuna-storage", default=None,

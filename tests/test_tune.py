@@ -326,3 +326,17 @@ def test_a_staged_space_starts_from_the_best_point_of_its_stage(tmp_path, capsys
     space_file.write_text("name: stage2\nstart_from: nope\nsearch:\n  tau: [0.3, 0.5]\n")
     with pytest.raises(ConfigError, match="stage2.yaml: start_from: --space nope: no such file"):
         load_space(space_file)
+
+
+def test_search_defaults_start_tpe_after_5_trials_with_asha_from_epoch_10():
+    """The defaults `bench search` chose: TPE after 5 random trials; ASHA's first rung at 10 epochs, then x3."""
+    searcher, scheduler = tune.search_algorithms({"dropout": [0.1, 0.2]}, seed=0, sampler="tpe", asha=True,
+                                                 max_epochs=100)
+    assert [r[0] for r in scheduler._brackets[0]._rungs] == [90, 30, 10]
+    assert scheduler._reduction_factor == tune.ASHA_REDUCTION == 3
+    assert searcher._sampler._n_startup_trials == tune.TPE_STARTUP == 5
+    _, scheduler = tune.search_algorithms({"dropout": [0.1, 0.2]}, seed=0, sampler="tpe", asha=True,
+                                          max_epochs=25, grace_period=3)
+    assert [r[0] for r in scheduler._brackets[0]._rungs] == [9, 3]  # 27 is past the budget's 26
+    assert tune.search_algorithms({"dropout": [0.1, 0.2]}, seed=0, sampler="random", asha=False,
+                                  max_epochs=25)[1] is None

@@ -46,6 +46,7 @@ from mentor_ray.report.select import (
 log = logging.getLogger(__name__)
 
 FORMATS = ("md", "csv", "tex", "html")
+MIN_SEEDS = 5  # below this, a note says the ± may understate the spread between training runs
 
 
 # --------------------------------------------------------------------------- statistics
@@ -501,6 +502,12 @@ def _notes(runs: pd.DataFrame, chosen: pd.DataFrame, metrics: pd.DataFrame, impr
         has_base, has_mentor = m["variant"].isin(BASELINES).any(), (m["variant"] == "mentor").any()
         if has_base != has_mentor:
             notes.append(f"{label}: no {'MENTOR' if has_base else 'baseline'} runs, so no Improv. for this dataset")
+        few = m[(m["seeds"] < MIN_SEEDS) & m["variant"].isin([*BASELINES, "mentor"])]
+        if len(few):
+            shown = ", ".join(f"{r.model} {r.seeds}" for r in few.itertuples())
+            notes.append(f"{label}: fewer than {MIN_SEEDS} seeds ({shown}): the ± may understate the spread between "
+                         f"training runs (on TikTok 5 seeds were needed to show it); re-run the finals with "
+                         f"--seeds {MIN_SEEDS} or more before deciding")
         pairs = improv.loc[improv["dataset"] == dataset, "pairs"]
         if len(pairs) and pairs.min() < 2:
             notes.append(f"{label}: fewer than 2 seeds shared by MENTOR and the best baseline; no t-test, no *")
