@@ -506,8 +506,8 @@ def _notes(runs: pd.DataFrame, chosen: pd.DataFrame, metrics: pd.DataFrame, impr
         if len(few):
             shown = ", ".join(f"{r.model} {r.seeds}" for r in few.itertuples())
             notes.append(f"{label}: fewer than {MIN_SEEDS} seeds ({shown}): the ± may understate the spread between "
-                         f"training runs (on TikTok 5 seeds were needed to show it); re-run the finals with "
-                         f"--seeds {MIN_SEEDS} or more before deciding")
+                         f"training runs (docs/results.md, 'Spread over seeds and thread counts'); re-run the finals "
+                         f"with --seeds {MIN_SEEDS} or more before deciding")
         pairs = improv.loc[improv["dataset"] == dataset, "pairs"]
         if len(pairs) and pairs.min() < 2:
             notes.append(f"{label}: fewer than 2 seeds shared by MENTOR and the best baseline; no t-test, no *")

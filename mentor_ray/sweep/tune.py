@@ -49,7 +49,7 @@ GRACE_PERIOD = 10  # epochs before ASHA's first rung (--grace-period)
 TPE_STARTUP = 5
 # A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
 # refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.
-# seeds of the final runs: on TikTok the spread over seeds and CPU thread counts needs 5 to show (docs/results.md)
+# seeds of the final runs: fewer understate the spread between training runs (docs/results.md)
 DEFAULT_SEEDS = 5
 DEFAULT_SAMPLES = 24  # search trials per dataset without --num-samples or --budget
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
