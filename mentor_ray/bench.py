@@ -39,6 +39,7 @@ from mentor_ray.benchmarks.bench import (
     tune_markdown,
     upsert_block,
 )
+from mentor_ray.benchmarks.search import SPACE as SEARCH_SPACE
 from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.common.errors import MentorRayError
 
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     se = sub.add_parser("search", help="search efficiency: grid, random, TPE and TPE + ASHA against the compute "
                         "they spend, on a space trained whole (mentor_ray/benchmarks/search.py)")
     se.add_argument("--dataset", default="synth-small")
-    se.add_argument("--space", default="search_bench", help="a space trained whole (default search_bench: 81 points)")
+    se.add_argument("--space", default=SEARCH_SPACE, help=f"a space trained whole (default {SEARCH_SPACE}: 81 points)")
     se.add_argument("--data-root", default=None)
     se.add_argument("--searchers", default=None, help="comma-separated: grid, random or tpe, optionally +asha, "
                     "with :grace=N, :reduction=N, :startup=N (default: grid,random,tpe,tpe+asha and two variants)")

@@ -191,7 +191,7 @@ def replay_trial(config: dict[str, Any], table: dict[str, Any], time_scale: floa
     """A Tune trainable that reports a point's recorded epochs (what training it would report)."""
     import ray.tune
 
-    entry = table[point_key({k: config[k] for k in sorted(config)})]
+    entry = table[point_key(config)]  # the config is the searched point; point_key sorts its keys
     for metric, seconds in zip(entry["metric"], entry["seconds"]):
         time.sleep(seconds * time_scale)
         ray.tune.report({REPORTED_METRIC: metric, "epoch_seconds": seconds})
@@ -222,7 +222,7 @@ def replay(searcher: Searcher, seed: int, space, table: dict[str, Any], budget: 
             self.best = max(self.best, float(result[REPORTED_METRIC]))
             events.append((self.epochs, self.seconds, self.best))
 
-    points = {point_key(e["point"]): e for e in table["points"].values()}
+    points = table["points"]  # keyed by point_key already
     max_epochs = max(len(e["metric"]) for e in points.values())
     name = f"{searcher.label.replace(':', '_').replace('=', '')}-s{seed}"
     search_alg, scheduler = search_algorithms(
