@@ -202,6 +202,13 @@ def test_a_long_epoch_shows_progress_and_the_scope_hint_once(ds, monkeypatch, ca
     assert f"epoch 0: batch 1/{n} ({100 / n:.0f}%)" in "\n".join(lines) and any("ETA" in m for m in lines)
     assert sum("infonce_scope=batch is several times faster" in m for m in lines) == 1
 
+    caplog.clear()  # a quiet sweep's trial: no progress lines at all
+    quiet = _trainer(ds, extra=["max_epochs=2", "infonce_scope=batch"])
+    quiet.progress_seconds = None
+    with caplog.at_level(logging.INFO, logger="mentor_ray.training.trainer"):
+        quiet.fit()
+    assert not any("ETA" in r.getMessage() for r in caplog.records)
+
 
 def test_max_epochs_0_says_the_model_is_untrained(capsys):
     assert run(train_cmd.main, ["--dataset", "synth-tiny", *TINY, "max_epochs=0"]) == 0

@@ -241,7 +241,7 @@ def test_ddp_trials_run_through_ray_train(local_ray, tmp_path):
     out = tmp_path / "r"
     args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "2", "--seeds", "1", "--results", str(out),
             "--storage", str(tmp_path / "tune"), "--grace-period", "2", "--workers-per-trial", "2",
-            "--cpus-per-trial", "1", "--leaderboard", "none"]
+            "--cpus-per-trial", "1", "--leaderboard", "none", "--quiet"]  # quiet: Train workers print no epochs
     assert tune_cmd.main(args) == 0
     runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
     assert set(runs.role) == {"search", "final"} and set(runs.world_size) == {2}
@@ -297,6 +297,43 @@ def test_the_results_callback_records_a_trial_as_it_ends(tmp_path):
     table = results.read_results(store).to_pandas()
     assert sorted(table.drop_duplicates("run_id").status) == ["failed", "stopped_early"]
     assert table[table.status == "failed"].error.iloc[0] == "RuntimeError: out of memory"
+
+
+class _Trial:
+    """What the progress callback reads of a Tune trial."""
+
+    def __init__(self, status, epochs=0, best=None, **config):
+        self.status = status
+        self.last_result = {"training_iteration": epochs, **({trials.REPORTED_METRIC: best} if best else {})}
+        self.config = {"cfg": {"variant": "mentor", "seed": 0}, "threads": 1, "quiet": True, **config}
+
+
+def test_a_quiet_sweep_prints_a_phase_line_a_minute_and_its_trials_none(capsys):
+    ts = [_Trial("TERMINATED", 20, 0.25, lr=1e-3), _Trial("TERMINATED", 15, 0.2), _Trial("RUNNING", 12, 0.1),
+          _Trial("PENDING")]
+    line = trials.phase_status(ts, total=10, budget=100, elapsed=120)
+    assert line == ("47 of 100 trial-epochs (47%), ~2m15s left at this rate; 2 ended, 1 running; "
+                    "best valid R@20 so far 0.2500; 2m00s so far")  # 53 epochs left at 47 per 120 s
+    assert trials.phase_status(ts[3:], total=10, budget=100, elapsed=5) == "0 of 100 trial-epochs (0%); 0 ended, " \
+        "0 running; 5s so far"
+    assert trials.phase_status(ts, total=4, budget=None, elapsed=59).startswith("47 epochs; 2/4 ended, 1 running;")
+    assert trials.trial_values(ts[0].config) == {"variant": "mentor", "seed": 0, "lr": 1e-3}  # no plumbing
+
+    now = [0.0]
+    printer = trials.progress_printer("tiktok search", 10, 100, 2, budget=100, heartbeat=60, clock=lambda: now[0])
+    for t in (1, 30, 61, 90, 125):  # a result at each of these seconds
+        now[0] = t
+        printer.on_trial_result(0, ts, ts[2], {"epoch": 0})
+    printer.on_trial_complete(0, ts, ts[0])
+    out = capsys.readouterr().out.splitlines()
+    beats = [x for x in out if "trial-epochs (" in x]
+    assert len(beats) == 2 and "1m01s so far" in beats[0] and "2m05s so far" in beats[1]
+    assert out[-1].startswith("[mentor_ray] tiktok search: 1 done (lr=0.001): best valid R@20 0.2500")
+
+    quiet_free = trials.progress_printer("x", 10, 100, 2, budget=100, clock=lambda: now[0])
+    now[0] = 1000
+    quiet_free.on_trial_result(0, ts, ts[2], {"epoch": 0})
+    assert "trial-epochs (" not in capsys.readouterr().out  # no heartbeat: the estimate line only
 
 
 def test_a_staged_space_starts_from_the_best_point_of_its_stage(tmp_path, capsys):

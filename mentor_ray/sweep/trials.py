@@ -20,12 +20,14 @@ from mentor_ray.training.trainer import Trainer
 log = logging.getLogger(__name__)
 
 BASELINE_KEYS = set().union(*VARIANT_DEFAULTS.values())  # baselines keep their own (published) values
+PLUMBING = ("cfg", "threads", "ddp", "quiet")  # Tune config keys that are not settings of the run
+HEARTBEAT_SECONDS = 60.0  # a quiet sweep's phase line: at most this often
 
 
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
     """A trial's settings from its Tune config: the phase's ``cfg`` under the searched values, if any
-    (everything but the plumbing keys ``cfg``, ``threads`` and ``ddp``)."""
-    return {**config["cfg"], **{k: v for k, v in config.items() if k not in ("cfg", "threads", "ddp")}}
+    (everything but the plumbing keys, :data:`PLUMBING`)."""
+    return {**config["cfg"], **{k: v for k, v in config.items() if k not in PLUMBING}}
 
 
 def graph_key(knn_k: int, knn_norm: str) -> str:
@@ -61,6 +63,8 @@ def run_trial(config: dict[str, Any], ds=None, graphs=None) -> None:
     cfg = TrainConfig.model_validate(trial_values(config))
     arrays = graphs and graphs[graph_key(cfg.knn_k, cfg.knn_norm)]  # the build of this trial's k
     trainer = Trainer(cfg, ds=ds, graphs=from_arrays(arrays) if arrays is not None else None)
+    if config.get("quiet"):  # the driver's phase line says how far the sweep is
+        trainer.progress_seconds = None
     resumed = restore(trainer, ray.tune.get_checkpoint())
 
     trainer.fit(on_epoch=lambda record: report_with_checkpoint(trainer, resumed, ray.tune.report,
@@ -87,7 +91,7 @@ def run_ddp_trial(config: dict[str, Any], inputs=None) -> None:
     fit_with_ray(cfg, workers=ddp["workers"], cpus_per_worker=ddp["cpus"], gpus_per_worker=ddp["gpus"],
                  storage=ddp["storage"], name=ray.tune.get_context().get_trial_id(),
                  inputs=(inputs[0], inputs[1][graph_key(cfg.knn_k, cfg.knn_norm)]),
-                 callbacks=[TuneReportCallback()])
+                 callbacks=[TuneReportCallback()], quiet=bool(config.get("quiet")))
 
 
 def trial_summary(checkpoint, metrics: dict[str, Any], config: dict[str, Any], error: str | None,
@@ -148,23 +152,52 @@ def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, 
     return RecordResults()
 
 
-def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, budget: int | None = None):
+def phase_status(trials, total: int, budget: int | None, elapsed: float) -> str:
+    """Where a phase stands: epochs trained (against the ``budget`` of trial-epochs, with the time left at
+    the rate so far), trials ended and running, and the best validation value reported so far."""
+    epochs = sum(int((t.last_result or {}).get("training_iteration", 0)) for t in trials)
+    ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    running = sum(t.status == "RUNNING" for t in trials)
+    if budget:
+        left = (f", ~{_duration(elapsed / epochs * max(0, budget - epochs))} left at this rate" if epochs else "")
+        parts = [f"{epochs:,} of {budget:,} trial-epochs ({min(100, round(100 * epochs / budget))}%){left}",
+                 f"{ended} ended, {running} running"]
+    else:
+        parts = [f"{epochs:,} epochs", f"{ended}/{total:,} ended, {running} running"]
+    best = [t.last_result[REPORTED_METRIC] for t in trials
+            if t.last_result and t.last_result.get(REPORTED_METRIC) is not None]
+    if best:
+        parts.append(f"best valid R@20 so far {max(best):.4f}")
+    return "; ".join(parts) + f"; {_duration(elapsed)} so far"
+
+
+def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, budget: int | None = None,
+                     heartbeat: float | None = None, clock=None):
     """A Tune callback printing mentor_ray's own progress lines: once the first epoch is measured, an
     estimate of the phase's time (from ``total`` runs of up to ``max_epochs`` epochs, or a ``budget`` of
-    trial-epochs); then a line per trial as it ends. (Quiet mode shows these instead of Tune's status tables.)"""
+    trial-epochs); then a line per trial as it ends; and with ``heartbeat`` (seconds), at most that often,
+    where the phase stands (:func:`phase_status`). (Quiet mode shows these instead of Tune's status tables.)
+    ``clock`` (monotonic seconds) is for tests."""
     import time
 
     from ray import tune
 
+    now = clock or time.monotonic
+
     class PrintProgress(tune.Callback):
         def __init__(self):
-            self.started, self.done, self.estimated = time.monotonic(), 0, False
+            self.started, self.done, self.estimated = now(), 0, False
+            self.beat = self.started
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            if heartbeat and now() - self.beat >= heartbeat:
+                self.beat = now()
+                print(f"[mentor_ray] {label}: {phase_status(trials, total, budget, self.beat - self.started)}",
+                      flush=True)
             if self.estimated or "epoch" not in result:
                 return
             self.estimated = True
-            first = time.monotonic() - self.started
+            first = now() - self.started
             epochs = min(total * max_epochs, budget) if budget else total * max_epochs
             upper = first * epochs / max(1, concurrent)
             work = (f"a budget of {budget:,} trial-epochs" if budget and budget < total * max_epochs
@@ -184,12 +217,12 @@ def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, b
             got = (f"best valid R@20 {r[REPORTED_METRIC]:.4f} at epoch {r.get('best_epoch')} of {r.get('epoch', 0) + 1}"
                    if REPORTED_METRIC in r else "no epoch finished")
             cfg = trial.config.get("cfg", {})
-            point = {k: v for k, v in trial.config.items() if k not in ("cfg", "threads", "ddp")}
+            point = {k: v for k, v in trial.config.items() if k not in PLUMBING}
             what = (" ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
                     or f"{cfg.get('variant')} seed {cfg.get('seed')}")
             of = f"/{total:,}" if not budget or total * max_epochs <= budget else ""
             print(f"[mentor_ray] {label}: {self.done}{of} {how} ({what}): "
-                  f"{got}; {_duration(time.monotonic() - self.started)} so far", flush=True)
+                  f"{got}; {_duration(now() - self.started)} so far", flush=True)
 
     return PrintProgress()
 

@@ -27,6 +27,7 @@ from mentor_ray.common.errors import ConfigError, DataError, MentorRayError, che
 from mentor_ray.common.names import REPORTED_METRIC
 from mentor_ray.sweep.spaces import SearchSpace, load_space
 from mentor_ray.sweep.trials import (
+    HEARTBEAT_SECONDS,
     epoch_budget,
     graph_key,
     progress_printer,
@@ -230,8 +231,10 @@ class Sweep:
         return tune.with_resources(tune.with_parameters(run_trial, ds=ds, graphs=graphs), resources)
 
     def trial_space(self, experiment: str) -> dict[str, Any]:
-        """What every trial's config carries besides the model settings: threads, and the DDP layout."""
+        """What every trial's config carries besides the model settings: threads, quiet, and the DDP layout."""
         space: dict[str, Any] = {"threads": self.args.cpus_per_trial}
+        if self.args.quiet:  # trials print no progress lines inside epochs; the driver prints a phase line
+            space["quiet"] = True
         if self.args.workers_per_trial > 1:
             space["ddp"] = {"workers": self.args.workers_per_trial, "cpus": self.args.cpus_per_trial,
                             "gpus": self.args.gpus_per_trial, "storage": f"{self.storage}/train/{experiment}"}
@@ -366,7 +369,8 @@ class Sweep:
 
         synthetic = self.synthetic.get(dataset, False)
         recorder = results_recorder(self.results, role, self.space.name, synthetic, self.storage, extra)
-        progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget)
+        progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget,
+                                    heartbeat=HEARTBEAT_SECONDS if self.args.quiet else None)
         grid = _run_experiment(name, self.storage, trainable, param_space, tune_config, self.args.resume, columns,
                                callbacks=[recorder, progress], quiet=self.args.quiet, stop=stop)
         summaries = trial_summaries(grid, synthetic, self.storage)

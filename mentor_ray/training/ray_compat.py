@@ -83,11 +83,17 @@ def pin_gloo_interface() -> str | None:
 
 
 def quiet_checkpoint_logs() -> None:
-    """Ray logs a line per saved checkpoint, i.e. per trial and epoch; the progress table says enough."""
+    """Ray logs a line per saved checkpoint and per reported result, i.e. per trial and epoch; the progress
+    lines say enough."""
     import logging
 
     for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    try:  # Train V2's "Reporting training result ..." comes from a logger named by its file's path
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def optuna_study(search):

@@ -46,6 +46,7 @@ def fit_with_ray(
     inputs: tuple[Any, Any] | None = None,
     callbacks: list | None = None,
     batch_hook: BatchHook | None = None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` with ``workers`` Ray Train workers; the run summary (as ``Trainer.summary``).
 
@@ -57,6 +58,8 @@ def fit_with_ray(
         callbacks: Ray Train user callbacks (a Tune trial passes ``TuneReportCallback``).
         batch_hook: called as ``hook(rank, epoch, batch)`` before every training batch on every worker
             (it travels to the workers pickled).
+        quiet: no per-epoch lines and no in-epoch progress lines from rank 0 (a quiet sweep's trials,
+            whose driver prints one line per trial and a phase line a minute instead).
 
     ``resumed_at_epochs`` in the summary lists the epochs at which the run continued from a
     checkpoint (a re-run of the same command, or a restart after a lost worker).
@@ -89,6 +92,7 @@ def fit_with_ray(
             "graphs": graphs_ref,
             "threads": max(1, int(cpus_per_worker)),
             "batch_hook": batch_hook,
+            "quiet": quiet,
         },
         scaling_config=ScalingConfig(
             num_workers=workers,
@@ -326,8 +330,10 @@ def _worker_loop(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     from mentor_ray.common.runtime import worker_logging
+    from mentor_ray.training.ray_compat import quiet_checkpoint_logs
 
     worker_logging()
+    quiet_checkpoint_logs()
     import torch
 
     from mentor_ray.datasets.graphs import from_arrays
@@ -339,6 +345,9 @@ def _worker_loop(config: dict[str, Any]) -> None:
     ds = ray.get(config["dataset"])  # from the object store: no parsing, no DGL on workers
     graphs = from_arrays(ray.get(config["graphs"])) if config["graphs"] is not None else None
     trainer = Trainer(cfg, ds=ds, rank=rank, world_size=world, device=ray.train.torch.get_device(), graphs=graphs)
+    quiet = bool(config.get("quiet"))
+    if quiet:
+        trainer.progress_seconds = None
     resumed = restore(trainer, ray.train.get_checkpoint())
     if resumed and rank == 0:
         print(f"[mentor_ray] resumed from the checkpoint of epoch {trainer.epoch - 1}", flush=True)
@@ -347,7 +356,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
         if rank != 0:  # every rank reports (a barrier); rank 0 attaches the checkpoint
             ray.train.report(epoch_metrics(trainer))
             return
-        print(f"[mentor_ray] {format_epoch(record)}", flush=True)  # worker stdout reaches the driver
+        if not quiet:
+            print(f"[mentor_ray] {format_epoch(record)}", flush=True)  # worker stdout reaches the driver
         report_with_checkpoint(trainer, resumed, ray.train.report, ray.train.Checkpoint,
                                checkpoint_dir_name=f"epoch-{record['epoch']:05d}")
 

@@ -147,6 +147,8 @@ class Trainer:
         reset_peak_memory()  # this run's peak, not an earlier run's in the same process
         self.rss_start_mb = current_rss_mb()  # with the data loaded: the peak above it is the model's own
         self._hinted = False  # the infonce_scope hint, given once per run
+        # seconds between progress lines inside a long epoch; None: none (a quiet sweep's trials)
+        self.progress_seconds: float | None = PROGRESS_SECONDS
         if cfg.spec.model == "mentor" and not self.ds.features:
             raise ConfigError(f"variant {cfg.variant} needs feature files; dataset {self.ds.name} has none")
         torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights
@@ -203,9 +205,9 @@ class Trainer:
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / noise: per epoch, same on all ranks
         sums: dict[str, float] = {}
         batches = self.sampler.batches(epoch, self.cfg.batch_size, self.rank, self.world_size)
-        last_note = t0
+        last_note, every = t0, self.progress_seconds
         for k, part in enumerate(batches):
-            if self.rank == 0 and time.perf_counter() - last_note >= PROGRESS_SECONDS:
+            if self.rank == 0 and every is not None and time.perf_counter() - last_note >= every:
                 last_note = time.perf_counter()
                 self._note_progress(epoch, k, len(batches), last_note - t0)
             if on_batch:
@@ -227,7 +229,6 @@ class Trainer:
                 f"epoch {epoch}: training diverged, parameter {bad[0]} became NaN or infinite "
                 f"({len(bad)} of {len(list(self.model.parameters()))} tensors); lower lr (now {self.cfg.lr:g})"
             )
-        return out
         return out
 
     def _note_progress(self, epoch: int, done: int, total: int, elapsed: float) -> None:
