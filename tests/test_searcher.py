@@ -55,3 +55,20 @@ def test_a_restored_search_remembers_its_points(tmp_path):
         after.append(tuple(sorted(params.items())))
         second.on_trial_complete(f"t{i}", {"m": 0.1})
     assert len(set(before) | set(after)) == 8
+
+
+def test_an_exhausted_grid_finishes_the_search_without_optunas_study_stop(caplog):
+    """Optuna's grid sampler calls ``Study.stop`` after its last point, which raises outside
+    ``Study.optimize`` (Ray logged it as a warning); the sweep's grid sampler leaves the end to Tune."""
+    import logging
+
+    from ray.tune.search import Searcher
+
+    from mentor_ray.sweep.searcher import TuneGridSampler
+
+    for sampler in (TuneGridSampler(GRID, seed=0), optuna.samplers.TPESampler(seed=0)):
+        searcher = DistinctOptunaSearch(GRID, seed=0, metric="m", mode="max", sampler=sampler)
+        with caplog.at_level(logging.WARNING):
+            assert len(set(_run(searcher, 8))) == 8
+            assert searcher.suggest("t8") == Searcher.FINISHED  # the whole grid ran: nothing new to propose
+        assert not [r for r in caplog.records if "Study.stop" in r.getMessage()]

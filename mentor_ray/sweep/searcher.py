@@ -8,7 +8,11 @@ known.
 :class:`DistinctOptunaSearch` keeps Optuna's proposals (TPE, or the grid sampler) and refuses a repeat:
 the repeated ask is told to Optuna as failed (TPE ignores failed trials) and Optuna is asked again;
 after ``tries`` repeats in a row it enqueues an unseen point of the grid, drawn with a seeded RNG, so
-every trial is a new point until the grid is exhausted.
+every trial is a new point until the grid is exhausted; then it tells Tune the search is finished.
+
+:class:`TuneGridSampler` is Optuna's grid sampler without its ``Study.stop`` once the grid is exhausted:
+that call only works inside ``Study.optimize``, which Tune's ask-and-tell never runs, so it raised (and
+Ray logged a warning) after the last grid point.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import random
 from typing import Any
 
 import optuna
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from mentor_ray.training.ray_compat import optuna_live_trials, optuna_study
@@ -27,14 +32,27 @@ def _key(params: dict[str, Any]) -> tuple:
     return tuple(sorted(params.items()))
 
 
+class TuneGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, driven by Tune: the search ends when :class:`DistinctOptunaSearch` has
+    proposed every point (or at Tune's trial count), not by ``Study.stop``."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 class DistinctOptunaSearch(OptunaSearch):
     def __init__(self, grid: dict[str, list], *, seed: int = 0, tries: int = 20, **kwargs: Any):
         space = {k: optuna.distributions.CategoricalDistribution(v) for k, v in grid.items()}
         super().__init__(space, **kwargs)
         self._grid, self._tries, self._rng = grid, tries, random.Random(seed)
+        self._size = 1
+        for values in grid.values():
+            self._size *= len(values)
         self._seen: set[tuple] = set()
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if len(self._seen) >= self._size:  # every point proposed: nothing new to run
+            return Searcher.FINISHED
         for _ in range(self._tries):
             params = super().suggest(trial_id)
             if params is None or _key(params) not in self._seen:
@@ -43,8 +61,7 @@ class DistinctOptunaSearch(OptunaSearch):
         keys = list(self._grid)
         unseen = [p for p in (dict(zip(keys, v)) for v in itertools.product(*self._grid.values()))
                   if _key(p) not in self._seen]
-        if unseen:  # else the grid is exhausted and a repeat is all there is
-            optuna_study(self).enqueue_trial(self._rng.choice(unseen))
+        optuna_study(self).enqueue_trial(self._rng.choice(unseen))  # the grid is not exhausted (checked above)
         return self._remember(super().suggest(trial_id))
 
     def _remember(self, params: dict | None) -> dict | None:

@@ -429,9 +429,9 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
     import optuna
     from ray.tune.schedulers import ASHAScheduler
 
-    from mentor_ray.sweep.searcher import DistinctOptunaSearch
+    from mentor_ray.sweep.searcher import DistinctOptunaSearch, TuneGridSampler
 
-    samplers = {"grid": lambda: optuna.samplers.GridSampler(search, seed=seed),
+    samplers = {"grid": lambda: TuneGridSampler(search, seed=seed),
                 "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                 "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup or TPE_STARTUP)}
     searcher = DistinctOptunaSearch(search, seed=seed, metric=METRIC, mode="max", sampler=samplers[sampler](),
