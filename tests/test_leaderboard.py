@@ -341,6 +341,8 @@ def test_a_baselines_own_search_is_its_own_sweep_row_and_stays_out_of_mentors_pl
     assert sweep.loc["smoke", "model"] == "MENTOR" and sweep.loc["smoke", "best_config"] == "dropout=0.5"
     assert sweep.loc["lightgcn_grid", "model"] == "LightGCN" and sweep.loc["lightgcn_grid", "best_config"] == "lr=0.005"
     assert (sweep.trials == 2).all()
+    assert sweep.loc["smoke", "best_dropout"] == 0.5  # MENTOR's searched value; LightGCN has no dropout
+    assert sweep.loc[["lightgcn_grid"], [f"best_{h}" for h in results.HPARAMS]].isna().all(axis=None)
     scored = plots.search_scores(select.load_runs(root), "synth-a")
     assert set(scored.variant) == {"mentor"}
 

@@ -223,6 +223,8 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
     pick = (lambda c: best[c].iloc[0]) if len(best) else (lambda c: None)
     keys = searched_keys(scored) or (list(HPARAMS) if set(scored["variant"]) == {"mentor"} else [])
     config = json.loads(pick("config_json")) if len(best) else {}
+    # a baseline's run holds MENTOR's settings at their defaults, unused: no values for those columns
+    mentor = len(best) > 0 and best["variant"].iloc[0] not in BASELINES
     return {"dataset": sweep_runs["dataset"].iloc[0], "synthetic": bool(sweep_runs["synthetic"].any()),
             "space": ", ".join(sorted(set(sweep_runs["sweep"].dropna()))),
             "model": ", ".join(display(v) for v in variant_order(search["variant"].unique())),
@@ -230,7 +232,8 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
                                                            ("completed", "stopped_early", "failed")},
             "best_run_id": pick("run_id"), "best_valid_recall@20": pick(VALID),
             "best_config": ", ".join(f"{k}={_fmt(config[k])}" for k in keys if k in config) or None,
-            **{f"best_{h}": pick(h) for h in HPARAMS}, **search_spend(search), "search_wall_seconds": wall_time(search),
+            **{f"best_{h}": pick(h) if mentor else None for h in HPARAMS}, **search_spend(search),
+            "search_wall_seconds": wall_time(search),
             "search_run_seconds_sum": run_time_sum(search), "sweep_wall_seconds": wall_time(sweep_runs),
             "sweep_run_seconds_sum": run_time_sum(sweep_runs)}
 
