@@ -468,7 +468,7 @@ def _print_table(dataset: str, phase: str, summaries: list[dict]) -> None:
         n = [s["test"]["ndcg@20"] for s in runs]
         sd = lambda x: statistics.stdev(x) if len(x) > 1 else 0.0  # noqa: E731
         print(f"  {variant:12s} R@20 {statistics.mean(r):.4f} ± {sd(r):.4f}  N@20 {statistics.mean(n):.4f} ± "
-              f"{sd(n):.4f}  ({len(runs)} seeds)")
+              f"{sd(n):.4f}  ({len(runs)} seed{'' if len(runs) == 1 else 's'})")
 
 
 def datasets_for(arg: str, data_root: str | None) -> list[str]:
