@@ -18,6 +18,7 @@ Ray logged a warning) after the last grid point.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from typing import Any
 
@@ -45,9 +46,7 @@ class DistinctOptunaSearch(OptunaSearch):
         space = {k: optuna.distributions.CategoricalDistribution(v) for k, v in grid.items()}
         super().__init__(space, **kwargs)
         self._grid, self._tries, self._rng = grid, tries, random.Random(seed)
-        self._size = 1
-        for values in grid.values():
-            self._size *= len(values)
+        self._size = math.prod(len(v) for v in grid.values())  # the grid's points
         self._seen: set[tuple] = set()
 
     def suggest(self, trial_id: str) -> dict | str | None:
