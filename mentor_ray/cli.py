@@ -12,12 +12,13 @@ Each subcommand is one module at the top of the package, also runnable as ``pyth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
 from typing import Callable, Sequence
 
-from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.errors import Interrupted, MentorRayError
 
 LOG_FORMAT = "%(asctime)s %(levelname).1s %(name)s: %(message)s"
 
@@ -55,16 +56,64 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("tensorboardX").setLevel(logging.WARNING)
 
 
-def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run ``main(argv)``; a :class:`MentorRayError` becomes one ``error:`` line and exit code 2."""
+# What an interrupted command tells the user to do next (a sweep: re-run it with --resume); a command
+# that can be continued sets it with :func:`set_resume_hint` once it knows how.
+_resume_hint: str | None = None
+
+
+def set_resume_hint(hint: str | None) -> None:
+    """The advice after ``error: interrupted (SIG...)``, e.g. ``re-run the same command with --resume``."""
+    global _resume_hint
+    _resume_hint = hint
+
+
+def _interrupted(name: str, code: int) -> int:
+    hint = f"; {_resume_hint}" if _resume_hint else ""
+    print(f"error: interrupted ({name}){hint}", file=sys.stderr, flush=True)
+    return code
+
+
+@contextlib.contextmanager
+def signals_as_exceptions():
+    """SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread (SIGINT already raises
+    KeyboardInterrupt), so that a terminated command unwinds like Ctrl-C: trials cancelled, what finished
+    recorded, Ray shut down. A second signal while unwinding is ignored rather than raised again inside a
+    ``finally`` block. Off the main thread (where signals cannot be caught) nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)  # one unwinding at a time
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return int(main(argv) or 0)
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run ``main(argv)``; a :class:`MentorRayError` becomes one ``error:`` line and exit code 2; SIGINT and
+    SIGTERM one ``error: interrupted (...)`` line and 130 / 143 (128 + the signal)."""
+    import signal
+
+    try:
+        with signals_as_exceptions():
+            return int(main(argv) or 0)
     except MentorRayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted("SIGINT", 128 + signal.SIGINT)
+    except Interrupted as exc:
+        return _interrupted(exc.name, 128 + exc.signum)
     except BrokenPipeError:  # stdout closed early (`... | head`): not an error of ours
         import os
 

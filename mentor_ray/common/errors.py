@@ -32,6 +32,33 @@ class DivergedError(MentorRayError):
     """Training produced a NaN or infinite loss."""
 
 
+class Interrupted(BaseException):
+    """SIGTERM (or SIGHUP) arrived: raised in the main thread by the handler :func:`mentor_ray.cli.run` installs,
+    so that ``finally`` blocks run (trials cancelled, Ray shut down) as for Ctrl-C's KeyboardInterrupt.
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+SHOWN_LIMIT = 200  # characters of anything read from a user's file that an error message may repeat
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT, quote: bool = True) -> str:
+    """``value`` as an error message may show it: ``repr`` (or ``str`` without ``quote``), on one line,
+    cut to ``limit`` characters with the full length said, so that no message floods a terminal or
+    repeats a file that was never meant to be shown."""
+    text = repr(value) if quote else str(value)
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def check_flags(**bounds: tuple[float | None, float, bool]) -> None:
     """``flag=(value, low, strict)``: a one-line :class:`ConfigError` unless ``value`` is above ``low``
     (``strict``) or at least ``low``; ``None`` (flag not given) passes. Flag names use ``_`` for ``-``."""
