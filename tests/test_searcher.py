@@ -43,18 +43,29 @@ def test_unseen_points_are_enqueued_when_the_sampler_keeps_repeating():
     assert len(set(points)) == 8
 
 
-def test_a_restored_search_remembers_its_points(tmp_path):
-    first = _searcher()
+def test_a_resumed_search_goes_on_from_its_study_without_a_pickle(tmp_path):
+    """A resumed sweep builds a new searcher on the same Optuna study (SQLite) with the points that finished
+    (``seen``), and re-runs the one the first driver left running: the 8-point grid is covered exactly."""
+    from mentor_ray.sweep.resume import enqueue, study_points
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def searcher():
+        return DistinctOptunaSearch(GRID, seed=0, metric="m", mode="max", sampler=optuna.samplers.TPESampler(seed=0),
+                                    study_name="s", storage=optuna.storages.RDBStorage(url))
+
+    first = searcher()
     before = _run(first, 3)
-    first.save(str(tmp_path / "s.pkl"))
-    second = _searcher()
-    second.restore(str(tmp_path / "s.pkl"))
-    after = []
-    for i in range(3, 8):
-        params = second.suggest(f"t{i}")
-        after.append(tuple(sorted(params.items())))
-        second.on_trial_complete(f"t{i}", {"m": 0.1})
-    assert len(set(before) | set(after)) == 8
+    cut_off = first.suggest("t3")  # the driver dies while this trial runs: RUNNING in the study
+    finished, marked = study_points("s", optuna.storages.RDBStorage(url))
+    assert marked == 1 and sorted(tuple(sorted(p.items())) for p in finished) == sorted(before)
+    enqueue("s", optuna.storages.RDBStorage(url), [cut_off])
+    second = DistinctOptunaSearch(GRID, seed=0, metric="m", mode="max", sampler=optuna.samplers.TPESampler(seed=0),
+                                  study_name="s", storage=optuna.storages.RDBStorage(url), seen=finished)
+    after = _run(second, 5)
+    assert after[0] == tuple(sorted(cut_off.items()))  # the cut-off point first
+    assert len(set(before) | set(after)) == 8 and not set(before) & set(after)
 
 
 def test_an_exhausted_grid_finishes_the_search_without_optunas_study_stop(caplog):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 from ray.tune.search import Searcher
@@ -42,12 +42,13 @@ class TuneGridSampler(optuna.samplers.GridSampler):
 
 
 class DistinctOptunaSearch(OptunaSearch):
-    def __init__(self, grid: dict[str, list], *, seed: int = 0, tries: int = 20, **kwargs: Any):
+    def __init__(self, grid: dict[str, list], *, seed: int = 0, tries: int = 20,
+                 seen: Sequence[dict[str, Any]] = (), **kwargs: Any):
         space = {k: optuna.distributions.CategoricalDistribution(v) for k, v in grid.items()}
         super().__init__(space, **kwargs)
         self._grid, self._tries, self._rng = grid, tries, random.Random(seed)
         self._size = math.prod(len(v) for v in grid.values())  # the grid's points
-        self._seen: set[tuple] = set()
+        self._seen: set[tuple] = {_key(p) for p in seen}  # a resumed search's finished points
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if len(self._seen) >= self._size:  # every point proposed: nothing new to run
@@ -67,8 +68,3 @@ class DistinctOptunaSearch(OptunaSearch):
         if params is not None:
             self._seen.add(_key(params))
         return params
-
-    def restore(self, checkpoint_path: str) -> None:
-        """A resumed search knows every point it proposed before (also one saved before this class)."""
-        super().restore(checkpoint_path)
-        self._seen |= {_key(t.params) for t in optuna_live_trials(self).values()}

@@ -20,7 +20,7 @@ from mentor_ray.training.trainer import Trainer
 log = logging.getLogger(__name__)
 
 BASELINE_KEYS = set().union(*VARIANT_DEFAULTS.values())  # baselines keep their own (published) values
-PLUMBING = ("cfg", "threads", "ddp", "quiet")  # Tune config keys that are not settings of the run
+PLUMBING = ("cfg", "threads", "ddp", "quiet", "resume")  # Tune config keys that are not settings of the run
 HEARTBEAT_SECONDS = 60.0  # a quiet sweep's phase line: at most this often
 
 
@@ -65,10 +65,24 @@ def run_trial(config: dict[str, Any], ds=None, graphs=None) -> None:
     trainer = Trainer(cfg, ds=ds, graphs=from_arrays(arrays) if arrays is not None else None)
     if config.get("quiet"):  # the driver's phase line says how far the sweep is
         trainer.progress_seconds = None
-    resumed = restore(trainer, ray.tune.get_checkpoint())
+    resumed = restore(trainer, ray.tune.get_checkpoint() or resume_checkpoint(config, cfg))
 
     trainer.fit(on_epoch=lambda record: report_with_checkpoint(trainer, resumed, ray.tune.report,
                                                                ray.tune.Checkpoint))
+
+
+def resume_checkpoint(config: dict[str, Any], cfg: TrainConfig):
+    """The checkpoint a resumed sweep found for this trial in an earlier attempt (``config["resume"]``: folders
+    by :func:`mentor_ray.sweep.resume.trial_key`), or None. Its state is loaded with ``weights_only``."""
+    from mentor_ray.sweep.resume import trial_key
+
+    path = (config.get("resume") or {}).get(trial_key(cfg.variant, cfg.model_dump(), cfg.seed))
+    if not path:
+        return None
+    import ray.tune
+
+    log.info("continuing from %s, the checkpoint of this run's earlier attempt", path)
+    return ray.tune.Checkpoint.from_directory(path)
 
 
 def run_ddp_trial(config: dict[str, Any], inputs=None) -> None:
@@ -126,10 +140,13 @@ def trial_summaries(grid, synthetic: bool, storage: str) -> list[dict[str, Any]]
 
 
 def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, storage: str,
-                     extra: dict[str, Any] | None = None):
+                     extra: dict[str, Any] | None = None, journal=None, interrupted=None):
     """A Tune callback that writes each trial's rows to the results store as the trial ends (completed,
-    stopped by the scheduler, or failed), so a sweep killed mid-phase keeps every finished trial.
-    ``extra`` goes into every summary (a search's space axes and budget)."""
+    stopped by the scheduler, or failed), so a sweep killed mid-phase keeps every finished trial, and
+    notes it in the phase's ``journal`` (:class:`mentor_ray.sweep.resume.Journal`), from which ``--resume``
+    knows it ended. ``extra`` goes into every summary (a search's space axes and budget). Once
+    ``interrupted`` (a :class:`StopFlag`) is set, trials that end are being stopped by the interruption,
+    not by early stopping or ASHA: they are neither recorded nor journalled, so a resume continues them."""
     from ray import tune
 
     from mentor_ray.common.runtime import kill_point
@@ -138,10 +155,15 @@ def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, 
     class RecordResults(tune.Callback):
         def _record(self, trial, error: str | None) -> None:
             summary = trial_summary(trial.checkpoint, trial.last_result, trial.config, error, synthetic, storage)
-            if summary is not None:
-                summary.update(extra or {})
-                results.record(results_dir, summary, role, sweep)
-                kill_point(f"driver-{role}")  # fault campaign: the driver killed with runs of this phase recorded
+            if summary is None:
+                return
+            if interrupted is not None and interrupted.is_set() and summary["status"] == "stopped_early":
+                return
+            summary.update(extra or {})
+            results.record(results_dir, summary, role, sweep)
+            if journal is not None:
+                journal.add(summary)
+            kill_point(f"driver-{role}")  # fault campaign: the driver killed with runs of this phase recorded
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._record(trial, None)
@@ -150,6 +172,40 @@ def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, 
             self._record(trial, _error_text(trial))
 
     return RecordResults()
+
+
+class StopFlag:
+    """Set once the sweep driver is interrupted (a ``threading.Event``). Tune pickles its callbacks and
+    stoppers into the experiment state, which mentor_ray never reads back: a pickled flag is a new, unset one."""
+
+    def __init__(self):
+        import threading
+
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def __reduce__(self):
+        return (StopFlag, ())
+
+
+def interrupt_stopper(event):
+    """A Tune stopper that ends the whole experiment once ``event`` (a ``threading.Event``) is set: the
+    sweep driver sets it (a :class:`StopFlag`) on SIGINT or SIGTERM, and Tune stops every trial at its next step."""
+    from ray.tune.stopper import Stopper
+
+    class StopOnInterrupt(Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return event.is_set()
+
+        def stop_all(self) -> bool:
+            return event.is_set()
+
+    return StopOnInterrupt()
 
 
 def phase_status(trials, total: int, budget: int | None, elapsed: float) -> str:
@@ -230,12 +286,12 @@ def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, b
 def epoch_budget(budget: int, ledger: Path | None):
     """A Tune stopper that ends the experiment once its trials have trained ``budget`` epochs in all.
 
-    Each trial counts its highest ``training_iteration`` (epochs, resumed ones included); the counts live
-    in ``ledger`` (JSON, rewritten atomically at each new epoch), so a resumed experiment, whose stopper is
-    unpickled with the counts it had when the experiment began, reads what was spent and never counts an
-    epoch twice. The trial whose epoch spends the budget keeps that epoch; the others running then stop
-    after the epoch they are in, which Tune discards (no checkpoint kept), so it is not counted either: what
-    the budget counts is what the results store shows.
+    Each trial counts its highest ``training_iteration`` (the epochs it trained in this attempt: a trial
+    continued from an earlier attempt's checkpoint has a new id and counts from there); the counts live in
+    ``ledger`` (JSON, rewritten atomically at each new epoch), so a resumed sweep's new stopper reads what
+    was spent and never counts an epoch twice. The trial whose epoch spends the budget keeps that epoch;
+    the others running then stop after the epoch they are in, which Tune discards (no checkpoint kept), so
+    it is not counted either: what the budget counts is what the results store shows.
     """
     import json
 
@@ -268,9 +324,6 @@ def epoch_budget(budget: int, ledger: Path | None):
 
         def stop_all(self) -> bool:
             return sum(self._counts().values()) >= self.budget
-
-        def __getstate__(self):
-            return {**self.__dict__, "spent": None}  # a restored stopper reads the ledger again
 
     return EpochBudget()
 

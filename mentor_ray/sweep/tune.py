@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from mentor_ray.cli import set_resume_hint
 from mentor_ray.common.config import (
     BASELINES,
     MENTOR_VARIANTS,
@@ -25,11 +28,24 @@ from mentor_ray.common.config import (
 )
 from mentor_ray.common.errors import ConfigError, DataError, MentorRayError, check_flags
 from mentor_ray.common.names import REPORTED_METRIC
+from mentor_ray.sweep.resume import (
+    Journal,
+    attempt_name,
+    attempts,
+    cut_off_trials,
+    describe,
+    enqueue,
+    study_points,
+    summary_key,
+    trial_key,
+)
 from mentor_ray.sweep.spaces import SearchSpace, load_space
 from mentor_ray.sweep.trials import (
     HEARTBEAT_SECONDS,
+    StopFlag,
     epoch_budget,
     graph_key,
+    interrupt_stopper,
     progress_printer,
     results_recorder,
     run_ddp_trial,
@@ -54,6 +70,7 @@ TPE_STARTUP = 5
 DEFAULT_SEEDS = 5
 DEFAULT_SAMPLES = 24  # search trials per dataset without --num-samples or --budget
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
+STOP_GRACE = 20.0  # seconds an interrupted sweep waits for Tune to stop its trials before shutting Ray down
 SWEEP_KEYS = (*keys_with("run", "budget"), "variant")  # set by the sweep's flags, not by overrides
 GRAPH_KEYS = keys_with("graph")  # settings the graphs are built with: one build per searched value
 
@@ -71,29 +88,49 @@ def _progress_reporter(parameters: Sequence[str]):
     )
 
 
-def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, resume: bool,
-                    columns: Sequence[str], callbacks: Sequence = (), quiet: bool = False, stop=None):
-    """Start (or, with ``resume``, continue) the Tune experiment ``storage/name``; its ResultGrid.
-    ``quiet``: no Tune status tables (mentor_ray's progress callback prints its own lines)."""
+def _run_experiment(name: str, storage: str, trainable, param_space: dict, tune_config, columns: Sequence[str],
+                    callbacks: Sequence = (), quiet: bool = False, stop=None):
+    """Run the Tune experiment ``storage/name`` (always a new one: a resumed phase runs a new attempt, see
+    :mod:`mentor_ray.sweep.resume`; ``Tuner.restore`` would unpickle whatever the storage holds); its
+    ResultGrid. ``quiet``: no Tune status tables (mentor_ray's progress callback prints its own lines)."""
     from ray import tune
 
-    path = Path(storage) / name
     run_config = tune.RunConfig(
         name=name, storage_path=storage, verbose=0 if quiet else 1,
         progress_reporter=None if quiet else _progress_reporter(columns),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # a corrupt newest one falls back
         failure_config=tune.FailureConfig(max_failures=2), callbacks=list(callbacks), stop=stop,
     )
-    if resume and not path.exists():
-        _warn_no_experiment(Path(storage), name)
-    if path.exists():
-        if not resume:
-            raise _already_exists(storage, name)
-        if tune.Tuner.can_restore(str(path)):
-            log.info("resuming %s", path)
-            return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
-                                      restart_errored=True, param_space=param_space).fit()
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+
+
+class SweepStopped(BaseException):
+    """A phase ended because the driver was interrupted (SIGINT or SIGTERM): not an error of the phase, and
+    no later phase may start. A BaseException, so that no ``except Exception`` takes it for a failure."""
+
+
+@dataclasses.dataclass
+class Prior:
+    """What earlier attempts of one experiment left (:mod:`mentor_ray.sweep.resume`): the journal, the trials
+    that ended (by key), the cut-off ones with their checkpoints, and the folder name of this attempt."""
+
+    journal: Journal
+    ended: dict[str, dict[str, Any]]
+    cut_off: dict[str, dict[str, Any]]
+    attempt: str
+
+    @property
+    def done(self) -> dict[str, dict[str, Any]]:
+        return {k: s for k, s in self.ended.items() if s["status"] != "failed"}
+
+    @property
+    def failed(self) -> dict[str, dict[str, Any]]:
+        return {k: s for k, s in self.ended.items() if s["status"] == "failed"}
+
+    @property
+    def checkpoints(self) -> dict[str, str]:
+        """Where each cut-off trial continues from (its ``resume`` map)."""
+        return {k: c["checkpoint"] for k, c in self.cut_off.items() if c["checkpoint"]}
 
 
 def _already_exists(storage: str, name: str) -> ConfigError:
@@ -158,6 +195,7 @@ class Sweep:
         self.synthetic: dict[str, bool] = {}
         self._start: dict[str, dict[str, Any]] = {}  # per dataset: the start_from stage's best settings
         self._datasets: dict[str, Any] = {}  # loaded by check_dataset, handed to the trials once
+        self.interrupted = StopFlag()  # set on SIGINT/SIGTERM: every phase stops, none starts
 
     def base(self, dataset: str) -> dict[str, Any]:
         """Settings of every trial on ``dataset``: the start point (``start_from``) < the space's fixed
@@ -230,14 +268,18 @@ class Sweep:
         resources = {"cpu": self.args.cpus_per_trial, "gpu": self.args.gpus_per_trial}
         return tune.with_resources(tune.with_parameters(run_trial, ds=ds, graphs=graphs), resources)
 
-    def trial_space(self, experiment: str) -> dict[str, Any]:
-        """What every trial's config carries besides the model settings: threads, quiet, and the DDP layout."""
+    def trial_space(self, experiment: str, prior: Prior | None = None) -> dict[str, Any]:
+        """What every trial's config carries besides the model settings: threads, quiet, the DDP layout, and
+        (resumed) the earlier attempts' checkpoints of the cut-off trials."""
         space: dict[str, Any] = {"threads": self.args.cpus_per_trial}
         if self.args.quiet:  # trials print no progress lines inside epochs; the driver prints a phase line
             space["quiet"] = True
+        if prior is not None and prior.checkpoints:
+            space["resume"] = prior.checkpoints
         if self.args.workers_per_trial > 1:
+            attempt = prior.attempt if prior is not None else experiment
             space["ddp"] = {"workers": self.args.workers_per_trial, "cpus": self.args.cpus_per_trial,
-                            "gpus": self.args.gpus_per_trial, "storage": f"{self.storage}/train/{experiment}"}
+                            "gpus": self.args.gpus_per_trial, "storage": f"{self.storage}/train/{attempt}"}
         return space
 
     def max_concurrent(self) -> int:
@@ -295,6 +337,32 @@ class Sweep:
             url = f"sqlite:///{Path(self.storage, 'optuna', name + '.db')}"
         return optuna.storages.RDBStorage(url)
 
+    def prior(self, name: str, label: str) -> Prior:
+        """What the earlier attempts of experiment ``name`` left, for ``--resume`` (nothing without it; an
+        existing experiment without ``--resume`` is refused). Trials found cut off at their own end (a
+        completed checkpoint whose journal entry never got written) count as ended."""
+        journal = Journal(self.results, name)
+        earlier = attempts(self.storage, name)
+        if not self.args.resume:
+            if earlier:
+                raise _already_exists(self.storage, name)
+            return Prior(journal, {}, {}, name)
+        if not earlier and "://" not in self.storage:
+            _warn_no_experiment(Path(self.storage), name)
+        ended = journal.ended()
+        cut_off = cut_off_trials(self.storage, name, {k for k, s in ended.items() if s["status"] != "failed"})
+        for key, trial in list(cut_off.items()):
+            summary = trial.get("summary")
+            if summary and summary.get("stop_reason") and "dataset" in summary:
+                ended[key] = {**summary, "status": "completed", "error": None}
+                journal.add(ended[key])
+                del cut_off[key]
+        prior = Prior(journal, ended, cut_off, attempt_name(self.storage, name))
+        if earlier or ended:
+            print(f"[mentor_ray] {label}: resuming {name} as {prior.attempt}: "
+                  f"{describe(len(prior.done), len(prior.failed), cut_off)}", flush=True)
+        return prior
+
     def search(self, dataset: str, trainable) -> dict[str, Any]:
         """Phase 1; the best point on validation (the space's settings alone when it searches nothing)."""
         if not self.space.search:
@@ -313,24 +381,37 @@ class Sweep:
         warning = asha_warning(n_trials, grace, max_epochs)
         if warning:
             print(f"[mentor_ray] {dataset}: warning: {warning}", flush=True)
-        searcher, scheduler = search_algorithms(
-            self.space.search, seed=self.args.seed, sampler="grid" if grid else "tpe", asha=True,
-            max_epochs=max_epochs, grace_period=grace, study_name=name,
-            storage=self.optuna_storage(name))
-        base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model).model_dump()
-        param_space = {"cfg": base_cfg, **self.trial_space(name)}
-        tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-                                      num_samples=n_trials,
-                                      max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
+        prior = self.prior(name, f"{dataset} search")
+        storage = self.optuna_storage(name)
+        axes = list(self.space.search)
+        point_of = lambda config: {k: config[k] for k in axes}  # noqa: E731
+        seen: list[dict[str, Any]] = []
+        if self.args.resume:  # the study goes on: its finished points, and the cut-off and failed ones again
+            finished, _ = study_points(name, storage)
+            seen = finished + [point_of(s["config"]) for s in prior.done.values()]
+            again = {**{k: s["config"] for k, s in prior.failed.items()},
+                     **{k: c["config"] for k, c in prior.cut_off.items()}}
+            enqueue(name, storage, [point_of(c) for c in again.values()][:max(0, n_trials - len(prior.done))])
+        left = max(0, n_trials - len(prior.done))
         stopper, extra = None, {"space_axes": self.space.search, "budget_epochs": budget}
         if budget:
             ledger = self.budget_ledger(name)
             stopper = epoch_budget(budget, ledger)
+            spent = spent_epochs(ledger) if ledger and ledger.exists() else 0
             print(f"[mentor_ray] {dataset}: search budget {budget:,} trial-epochs"
-                  + (f", {spent_epochs(ledger):,} spent before this resume" if ledger and ledger.exists() else ""),
-                  flush=True)
-        summaries = self.experiment(name, dataset, "search", trainable, param_space, tune_config,
-                                    list(self.space.search), total=n_trials, max_epochs=max_epochs,
+                  + (f", {spent:,} spent before this resume" if ledger and ledger.exists() else ""), flush=True)
+            if spent >= budget:
+                left = 0
+        searcher, scheduler = search_algorithms(
+            self.space.search, seed=self.args.seed, sampler="grid" if grid else "tpe", asha=True,
+            max_epochs=max_epochs, grace_period=grace, study_name=name, storage=storage, seen=seen)
+        base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model).model_dump()
+        param_space = {"cfg": base_cfg, **self.trial_space(name, prior)}
+        tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                                      num_samples=max(1, left),
+                                      max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
+        summaries = self.experiment(prior, dataset, "search", trainable, param_space, tune_config,
+                                    axes, total=left, max_epochs=max_epochs,
                                     stop=stopper, extra=extra, budget=budget)
         ok = [s for s in summaries if s["status"] != "failed"]
         if not ok:
@@ -346,9 +427,12 @@ class Sweep:
               f"{best['valid']['recall@20']:.4f} at {point}", flush=True)
         return point
 
-    def budget_ledger(self, name: str) -> Path | None:
-        """Where a search's spent trial-epochs are kept across drivers (local storage only)."""
-        return None if "://" in self.storage else Path(self.storage, "budgets", f"{name}.json")
+    def budget_ledger(self, name: str) -> Path:
+        """Where a search's spent trial-epochs are kept across drivers: under a local --storage (where
+        earlier versions kept it), else in the results store's journal."""
+        if "://" in self.storage:
+            return Journal(self.results, name).folder.parent / f"{name}.budget.json"
+        return Path(self.storage, "budgets", f"{name}.json")
 
     @property
     def samples(self) -> int:
@@ -358,43 +442,59 @@ class Sweep:
             return self.args.num_samples
         return self.space.grid_size if self.args.budget else DEFAULT_SAMPLES
 
-    def experiment(self, name: str, dataset: str, role: str, trainable, param_space: dict, tune_config,
+    def experiment(self, prior: Prior, dataset: str, role: str, trainable, param_space: dict, tune_config,
                    columns: Sequence[str], total: int, max_epochs: int, stop=None,
                    extra: dict[str, Any] | None = None, budget: int | None = None) -> list[dict[str, Any]]:
-        """Run one phase's Tune experiment; every trial's summary. A callback records each trial in the
-        results store as it ends; one whose row is missing afterwards (the driver was killed between the
-        trial's end and its callback, and a resumed Tune does not run it again) is recorded here, and a
-        failed one is rewritten with the error the finished experiment holds."""
+        """Run one attempt of a phase's Tune experiment (none when ``total`` is 0: everything ended before);
+        every trial's summary, the earlier attempts' included. A callback records each trial in the results
+        store and the journal as it ends; one whose row is missing afterwards (the driver was killed between
+        the trial's end and its callback) is recorded here, and a failed one is rewritten with the error the
+        finished experiment holds. Raises :class:`SweepStopped` when the driver was interrupted."""
+        from ray.tune.stopper import CombinedStopper
+
         from mentor_ray.report import results
 
-        synthetic = self.synthetic.get(dataset, False)
-        recorder = results_recorder(self.results, role, self.space.name, synthetic, self.storage, extra)
-        progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget,
-                                    heartbeat=HEARTBEAT_SECONDS if self.args.quiet else None)
-        grid = _run_experiment(name, self.storage, trainable, param_space, tune_config, self.args.resume, columns,
-                               callbacks=[recorder, progress], quiet=self.args.quiet, stop=stop)
-        summaries = trial_summaries(grid, synthetic, self.storage)
+        if self.interrupted.is_set():
+            raise SweepStopped()
+        summaries: list[dict[str, Any]] = []
+        if total > 0:
+            synthetic = self.synthetic.get(dataset, False)
+            recorder = results_recorder(self.results, role, self.space.name, synthetic, self.storage, extra,
+                                        journal=prior.journal, interrupted=self.interrupted)
+            progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget,
+                                        heartbeat=HEARTBEAT_SECONDS if self.args.quiet else None)
+            halt = interrupt_stopper(self.interrupted)
+            grid = _run_experiment(prior.attempt, self.storage, trainable, param_space, tune_config, columns,
+                                   callbacks=[recorder, progress], quiet=self.args.quiet,
+                                   stop=CombinedStopper(halt, stop) if stop else halt)
+            if self.interrupted.is_set():
+                raise SweepStopped()
+            summaries = trial_summaries(grid, synthetic, self.storage)
         for s in summaries:
             s.update(extra or {})
             # the grid has every failed trial's error for certain; the callback may have read it early
             if s["status"] == "failed" or not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
-        return summaries
+            prior.journal.add(s)
+        return list({**prior.ended, **{summary_key(s): s for s in summaries}}.values())
 
     def runs(self, phase: str, dataset: str, trainable, variants: list[str], point: dict[str, Any]) -> list[dict]:
         """Phases 2 and 3: ``variants`` x seeds with the chosen point, to early stopping."""
         from ray import tune
 
-
         seeds = [self.args.seed + i for i in range(self.args.seeds)]
         configs = [trial_config(self.base(dataset), v, s, point, self.space.model).model_dump()
                    for v in variants for s in seeds]
         name = self.name(phase, dataset, extra={"point": point, "variants": variants})
-        param_space = {"cfg": tune.grid_search(configs), **self.trial_space(name)}
+        prior = self.prior(name, f"{dataset} {phase}")
+        todo = [c for c in configs if trial_key(c["variant"], c, c["seed"]) not in prior.done]
+        param_space = {"cfg": tune.grid_search(todo), **self.trial_space(name, prior)}
         tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
-        summaries = self.experiment(name, dataset, phase, trainable, param_space, tune_config,
-                                    ["cfg/variant", "cfg/seed"], total=len(configs),
+        summaries = self.experiment(prior, dataset, phase, trainable, param_space, tune_config,
+                                    ["cfg/variant", "cfg/seed"], total=len(todo),
                                     max_epochs=validate(self.base(dataset), source="sweep").max_epochs)
+        wanted = {trial_key(c["variant"], c, c["seed"]) for c in configs}
+        summaries = [s for s in summaries if summary_key(s) in wanted]
         failed = [s for s in summaries if s["status"] == "failed"]
         if failed:
             raise MentorRayError(f"{phase} on {dataset}: {len(failed)} of {len(configs)} runs failed (first: "
@@ -417,12 +517,13 @@ class Sweep:
 
 def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha: bool, max_epochs: int,
                       grace_period: int | None = None, reduction: int | None = None, startup: int | None = None,
-                      study_name: str = "optuna", storage=None):
+                      study_name: str = "optuna", storage=None, seen: Sequence[dict[str, Any]] = ()):
     """The searcher and scheduler of a search phase: the sweep's, and the search benchmark's
     (:mod:`mentor_ray.benchmarks.search`), so that the benchmark measures what sweeps run.
 
     ``sampler`` is ``grid`` (Optuna's grid sampler), ``random`` or ``tpe`` (``startup`` random trials
-    first), behind :class:`DistinctOptunaSearch` (never the same point twice). With ``asha``, ASHA on the
+    first), behind :class:`DistinctOptunaSearch` (never the same point twice, nor one of ``seen``: the points a
+    resumed search finished before). With ``asha``, ASHA on the
     reported metric, its rungs from ``grace_period`` epochs by ``reduction``; else None (Tune's FIFO).
     Unset settings take the sweep's defaults (:data:`GRACE_PERIOD`, :data:`ASHA_REDUCTION`, :data:`TPE_STARTUP`).
     """
@@ -435,7 +536,7 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
                 "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                 "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup or TPE_STARTUP)}
     searcher = DistinctOptunaSearch(search, seed=seed, metric=METRIC, mode="max", sampler=samplers[sampler](),
-                                    study_name=study_name, storage=storage)
+                                    study_name=study_name, storage=storage, seen=seen)
     if not asha:
         return searcher, None
     # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
@@ -542,6 +643,9 @@ def run_sweep(args: SweepOptions) -> None:
 
     lock = DriverLock(args.results, "--results")  # one driver per store: a second is refused, naming the first
     lock.acquire()
+    set_resume_hint("what finished is recorded; re-run the same command with --resume to continue"
+                    if args.resume else "what finished is recorded; re-run the same command with --resume added "
+                    "to continue")
     try:
         configure_tune()
         ensure_ray()
@@ -553,7 +657,10 @@ def run_sweep(args: SweepOptions) -> None:
         if args.leaderboard != "none":
             write_sweep_leaderboard(args, failed)
     finally:
-        lock.release()  # and the results folder it created, when nothing was written to it
+        try:
+            _shutdown_ray()  # trials, actors and the local Ray instance end with the driver, interrupted or not
+        finally:
+            lock.release()  # and the results folder it created, when nothing was written to it
     if failed:
         first = next(iter(failed.values()))
         if len(datasets) == 1:
@@ -561,6 +668,18 @@ def run_sweep(args: SweepOptions) -> None:
         raise MentorRayError(f"sweep failed on {len(failed)} of {len(datasets)} datasets "
                              f"({', '.join(failed)}; errors above); the others finished; fix and re-run with "
                              f"--resume")
+
+
+def _shutdown_ray() -> None:
+    """Disconnect from Ray (and stop the local instance this driver started); never raises over the sweep's
+    own outcome."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception as exc:  # noqa: BLE001 - the sweep's result or error matters more
+        log.warning("Ray did not shut down cleanly: %s", exc)
 
 
 def plan(sweep: Sweep, datasets: list[str]) -> str:
@@ -613,8 +732,6 @@ def run_datasets(sweep: Sweep, datasets: list[str]) -> dict[str, BaseException]:
     Inputs (dataset, graphs) are prepared first, one after another, so the driver never holds two graph
     builds' peak memory at once. A dataset that fails does not stop the others.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from ray.tune import register_trainable
 
     failed: dict[str, BaseException] = {}
@@ -634,14 +751,33 @@ def run_datasets(sweep: Sweep, datasets: list[str]) -> dict[str, BaseException]:
             report(d, exc)
 
     def one(dataset: str) -> None:
-        sweep.dataset(dataset, trainables[dataset])
+        try:
+            sweep.dataset(dataset, trainables[dataset])
+        except SweepStopped:
+            return
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread with the others
+            errors[dataset] = exc
+            return
         print(f"[mentor_ray] {dataset}: done; results in {sweep.results}", flush=True)
 
-    ready = [d for d in datasets if d not in failed]
-    if ready:
-        with ThreadPoolExecutor(max_workers=len(ready), thread_name_prefix="sweep") as pool:
-            futures = {d: pool.submit(one, d) for d in ready}
-            for d, future in futures.items():
-                if future.exception() is not None:
-                    report(d, future.exception())
+    # Plain daemon threads, not a pool: on SIGINT/SIGTERM the main thread stops waiting after STOP_GRACE
+    # seconds, and a thread still inside Tune must not keep the process alive (Ray is shut down under it).
+    errors: dict[str, BaseException] = {}
+    threads = [threading.Thread(target=one, args=(d,), name=f"sweep-{d}", daemon=True)
+               for d in datasets if d not in failed]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.5)
+    except BaseException:  # KeyboardInterrupt, Interrupted: stop every phase, keep what ended
+        sweep.interrupted.set()
+        deadline = time.monotonic() + STOP_GRACE
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        raise
+    for d in datasets:
+        if d in errors:
+            report(d, errors[d])
     return failed
