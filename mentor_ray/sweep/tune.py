@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from mentor_ray.cli import set_resume_hint
+from mentor_ray.cli import reclaim_signals, set_resume_hint
 from mentor_ray.common.config import (
     BASELINES,
     MENTOR_VARIANTS,
@@ -649,6 +649,7 @@ def run_sweep(args: SweepOptions) -> None:
     try:
         configure_tune()
         ensure_ray()
+        reclaim_signals()  # ray.init took SIGTERM over: a terminated driver must still unwind
         lock.record_children()  # the local Ray instance, ended by the next driver if this one is killed
         check_resources(args.cpus_per_trial, args.gpus_per_trial, count=args.workers_per_trial,  # never a hang
                         what=f"--workers-per-trial {args.workers_per_trial} --cpus-per-trial "
@@ -758,24 +759,30 @@ def run_datasets(sweep: Sweep, datasets: list[str]) -> dict[str, BaseException]:
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread with the others
             errors[dataset] = exc
             return
+        finally:
+            ended[dataset].set()
         print(f"[mentor_ray] {dataset}: done; results in {sweep.results}", flush=True)
 
     # Plain daemon threads, not a pool: on SIGINT/SIGTERM the main thread stops waiting after STOP_GRACE
     # seconds, and a thread still inside Tune must not keep the process alive (Ray is shut down under it).
+    # The main thread waits on events, not Thread.join: a KeyboardInterrupt inside join() leaves Python
+    # 3.11/3.12 believing the thread has ended (its state lock is released by the interrupted wait).
     errors: dict[str, BaseException] = {}
-    threads = [threading.Thread(target=one, args=(d,), name=f"sweep-{d}", daemon=True)
-               for d in datasets if d not in failed]
-    for t in threads:
-        t.start()
+    ready = [d for d in datasets if d not in failed]
+    ended = {d: threading.Event() for d in ready}
+    for d in ready:
+        threading.Thread(target=one, args=(d,), name=f"sweep-{d}", daemon=True).start()
     try:
-        for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.5)
+        for d in ready:
+            while not ended[d].wait(timeout=0.5):
+                pass
     except BaseException:  # KeyboardInterrupt, Interrupted: stop every phase, keep what ended
         sweep.interrupted.set()
         deadline = time.monotonic() + STOP_GRACE
-        for t in threads:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        for d in ready:
+            if not ended[d].wait(timeout=max(0.0, deadline - time.monotonic())):
+                log.warning("%s: Tune did not stop its trials within %.0f s; shutting Ray down under them",
+                            d, STOP_GRACE)
         raise
     for d in datasets:
         if d in errors:
