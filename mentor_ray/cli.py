@@ -7,6 +7,11 @@ Each subcommand is one module at the top of the package, also runnable as ``pyth
     mentor-ray tune --dataset synth-tiny --space smoke --num-samples 4 --seeds 2 --results runs/r
     mentor-ray leaderboard --results runs/r --out runs/leaderboard
     mentor-ray <command> --help
+
+Errors: bad input is one ``error:`` line and exit 2 (:class:`~mentor_ray.common.errors.MentorRayError`); a
+full disk, a permission, too little memory one line naming the file and exit 1; anything else (a bug) one
+``error: internal error: ...`` line naming the file its traceback was saved to, exit 1. ``--debug`` (before
+or after the command) or ``MENTOR_RAY_DEBUG=1`` prints tracebacks on the terminal too.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
-from mentor_ray.common.errors import Interrupted, MentorRayError
+from mentor_ray.common.errors import Interrupted, MentorRayError, environment_message, shown
 
 LOG_FORMAT = "%(asctime)s %(levelname).1s %(name)s: %(message)s"
 
@@ -47,11 +54,31 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Log to stderr so that stdout stays for tables and JSON."""
+class _Formatter(logging.Formatter):
+    """A logged exception (``log.exception``, ``exc_info=``) stays on the record's one line, as the errors of
+    :func:`run` do: its type, message and the file its traceback was saved to (the traceback itself with
+    ``--debug``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and record.exc_info[1] is not None and not debugging():
+            exc = record.exc_info[1]
+            saved = save_traceback(exc)
+            where = f"; full traceback in {saved}" if saved else ""
+            # a copy: other handlers of the same record (Ray's) keep theirs
+            record = logging.makeLogRecord({**record.__dict__, "args": None, "exc_info": None, "exc_text": None,
+                                            "msg": f"{record.getMessage()} ({type(exc).__name__}: "
+                                                   f"{_message(exc, 200)}{where})"})
+        return super().format(record)
+
+
+def setup_logging(verbose: bool = False, level: int | None = None) -> None:
+    """Log to stderr so that stdout stays for tables and JSON; ``level`` (default INFO, DEBUG when
+    ``verbose``) e.g. WARNING for a command whose progress is printed, so that only its warnings and errors
+    are logged, one line each."""
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    handler.setFormatter(_Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    level = level if level is not None else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Tune's TensorBoard logger renames every metric with "@" in it at INFO, once per result
     logging.getLogger("tensorboardX").setLevel(logging.WARNING)
 
@@ -91,34 +118,166 @@ def signals_as_exceptions():
             signal.signal(s, signal.SIG_IGN)  # one unwinding at a time
         raise Interrupted(signum)
 
+    global _signal_handler
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    _signal_handler = handler
     try:
         yield
     finally:
+        _signal_handler = None
         for s, h in previous.items():
             signal.signal(s, h)
 
 
-def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run ``main(argv)``; a :class:`MentorRayError` becomes one ``error:`` line and exit code 2; SIGINT and
-    SIGTERM one ``error: interrupted (...)`` line and 130 / 143 (128 + the signal)."""
+_signal_handler = None  # the handler signals_as_exceptions installed, while it is in force
+
+
+def reclaim_signals() -> None:
+    """Install this command's SIGTERM/SIGHUP handler again. ``ray.init`` replaces the SIGTERM handler with
+    its own (``sys.exit``, and Ray's core prints a stack dump), so a terminated driver would exit without
+    unwinding: no trials cancelled, no Ray shutdown, orphans left. Call it right after Ray starts."""
+    import signal
+    import threading
+
+    if _signal_handler is not None and threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, _signal_handler)
+
+
+# --------------------------------------------------------------------------- the error boundary
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "MENTOR_RAY_DEBUG"
+_debug = False
+
+
+def debugging() -> bool:
+    """Whether tracebacks go to the terminal: ``--debug``, or ``MENTOR_RAY_DEBUG`` set to anything but 0."""
+    return _debug or os.environ.get(DEBUG_ENV, "0").strip() not in ("", "0")
+
+
+def strip_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """``argv`` without its ``--debug`` arguments (those before a ``--``), and whether there was one.
+
+    Taken out before argparse runs, so that every command accepts it wherever it stands and no command's
+    options (``SweepOptions(**vars(args))``) ever see it."""
+    argv = list(argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [a for a in argv[:end] if a != DEBUG_FLAG]
+    return kept + argv[end:], len(kept) != end
+
+
+def errors_dir() -> Path:
+    """Where tracebacks are saved: ``errors/`` under the cache root (``$MENTOR_RAY_CACHE``); may raise OSError."""
+    from mentor_ray.common.io import cache_root
+
+    return cache_root() / "errors"
+
+
+def save_traceback(exc: BaseException) -> Path | None:
+    """Write ``exc``'s traceback, with the command line and versions, to a new file under :func:`errors_dir`
+    (or the system's temporary directory when that cannot be written); its path, or None when neither can
+    be written. Never raises: it runs while another error is being reported."""
+    import datetime as dt
+    import tempfile
+    import traceback
+
+    try:
+        from mentor_ray import __version__
+
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        text = (f"command: {' '.join(sys.argv)}\nmentor_ray {__version__}, Python {sys.version.split()[0]}, "
+                f"pid {os.getpid()}, {stamp}\n\n" + "".join(traceback.format_exception(exc)))
+        data = text.encode("utf-8", "backslashreplace")
+    except Exception:  # noqa: BLE001 - a broken __str__ or traceback: nothing to save
+        return None
+    for folder in (errors_dir, lambda: Path(tempfile.gettempdir()) / "mentor_ray-errors"):
+        try:
+            path = folder()
+            path.mkdir(parents=True, exist_ok=True)
+            path = path / f"{stamp}-{os.getpid()}.txt"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never over another run's file
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return path
+        except Exception:  # noqa: BLE001 - a full or read-only disk: try the next place
+            continue
+    return None
+
+
+def _message(exc: BaseException, limit: int) -> str:
+    """``str(exc)`` on one line, cut to ``limit`` (it may repeat a user's file); never raises."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001
+        text = "<message not printable>"
+    return shown(text, limit, quote=False) if text.strip() else "(no message)"
+
+
+def _unexpected(exc: BaseException) -> tuple[str, int]:
+    """The one line and exit code of an exception that is not a :class:`MentorRayError`: the environment's
+    limits (a full disk, a permission, memory: :func:`~mentor_ray.common.errors.environment_message`) name
+    the file and what to do; anything else is an internal error, its traceback saved to a file."""
+    known = environment_message(exc)
+    if known is not None and not isinstance(exc, RecursionError):
+        return known, 1
+    saved = save_traceback(exc)
+    where = f"full traceback in {saved}" if saved else "no traceback file could be written; re-run with --debug"
+    if known is not None:
+        return f"{known}; {where}", 1
+    return f"internal error: {type(exc).__name__}: {_message(exc, 200)}; {where}", 1
+
+
+def _report(line: str, exc: BaseException) -> None:
+    """Print ``error: <line>`` (after the traceback when debugging); never raises."""
+    try:
+        if debugging():
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"error: {line}", file=sys.stderr, flush=True)
+    except Exception:  # noqa: BLE001 - stderr itself is gone: the exit code still says it
+        pass
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
+        debug: bool = False) -> int:
+    """Run ``main(argv)`` behind the one error boundary of every command (see the module docstring): a
+    :class:`MentorRayError` becomes one ``error:`` line and exit code 2; any other exception one line and
+    exit code 1 (:func:`_unexpected`); SIGINT and SIGTERM one ``error: interrupted (...)`` line and 130 /
+    143 (128 + the signal). ``--debug`` is taken out of ``argv`` (default ``sys.argv[1:]``) here."""
+    global _debug
+    argv, flag = strip_debug(sys.argv[1:] if argv is None else argv)
+    previous, _debug = _debug, debug or flag
+    try:
+        return _run(main, argv)
+    finally:
+        _debug = previous
+
+
+def _run(main: Callable[[Sequence[str] | None], int | None], argv: list[str]) -> int:
     import signal
 
     try:
         with signals_as_exceptions():
             return int(main(argv) or 0)
     except MentorRayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _report(_message(exc, 10_000), exc)  # our own message: one line already, and said in full
         return 2
     except KeyboardInterrupt:
         return _interrupted("SIGINT", 128 + signal.SIGINT)
     except Interrupted as exc:
         return _interrupted(exc.name, 128 + exc.signum)
     except BrokenPipeError:  # stdout closed early (`... | head`): not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # noqa: BLE001 - the boundary: no raw traceback reaches the terminal
+        try:
+            line, code = _unexpected(exc)
+        except Exception:  # noqa: BLE001 - never crash while reporting
+            line, code = f"internal error: {type(exc).__name__}", 1
+        _report(line, exc)
+        return code
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -129,6 +288,13 @@ class ArgumentParser(argparse.ArgumentParser):
         print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
+    def format_help(self) -> str:
+        # --debug is no option of any parser (run() takes it out first), so each command's help says it here
+        return super().format_help() + f"\n{DEBUG_HELP}\n"
+
+
+DEBUG_HELP = f"{DEBUG_FLAG} (anywhere before a --), or {DEBUG_ENV}=1: print the traceback of an error too."
+
 
 def _usage() -> str:
     from mentor_ray import __version__
@@ -136,13 +302,13 @@ def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"usage: mentor-ray <command> [options]    (mentor_ray {__version__})", "", "commands:"]
     lines += [f"  {name:{width}s}  {help_}" for name, help_ in COMMANDS.items()]
-    lines += ["", "mentor-ray <command> --help shows a command's options."]
+    lines += ["", "mentor-ray <command> --help shows a command's options.", DEBUG_HELP]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch ``mentor-ray <command> ...`` to the command's module."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, debug = strip_debug(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
@@ -155,8 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: mentor-ray {name}: no such command; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"mentor_ray.{name}")
-    return run(module.main, argv[1:])
+
+    # imported behind the boundary: a broken install (a missing dependency) is one line too
+    def command(args: Sequence[str] | None) -> int | None:
+        return importlib.import_module(f"mentor_ray.{name}").main(args)
+
+    return run(command, argv[1:], debug=debug)
 
 
 def console() -> None:

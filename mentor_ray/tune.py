@@ -22,9 +22,10 @@ On a Ray cluster, every dataset under the data root::
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Sequence
 
-from mentor_ray.cli import ArgumentParser, run
+from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.sweep.tune import DEFAULT_SEEDS, GRACE_PERIOD, SweepOptions, run_sweep
 
 _DESCRIPTION = "Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table."
@@ -70,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run_sweep(SweepOptions(**vars(_parser().parse_args(argv))))
+    args = _parser().parse_args(argv)
+    setup_logging(level=logging.WARNING)  # the sweep's progress is print()ed; its warnings and errors one line each
+    run_sweep(SweepOptions(**vars(args)))
     return 0
 
 

@@ -46,3 +46,11 @@ def test_a_bad_flag_value_is_one_line_and_exit_2(capsys):
     assert cli.main(["train", "--dataset", "synth-tiny", "lambda_align=-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: override: lambda_align = -1")
+
+
+def test_debug_is_accepted_before_or_after_the_command_and_changes_nothing_when_all_goes_well(capsys):
+    for argv in (["--debug", "spaces", "show", "smoke"], ["spaces", "--debug", "show", "smoke"]):
+        assert cli.main(argv) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("smoke: ") and err == ""
+    assert cli.main([]) == 2 and "--debug" in capsys.readouterr().out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -109,3 +111,99 @@ def test_runtime_keys_change_no_run_name_and_no_config_hash():
     for override in ("lambda_align=0.3", "knn_k=10", "lr=1e-3"):  # these change what is learned
         other = config.make_config(flags={"dataset": "synth-tiny"}, overrides=[override])
         assert run_name(other) != run_name(base) and config_hash(other.model_dump()) != config_hash(base.model_dump())
+
+
+# --------------------------------------------------------------------------- strict types and upper bounds
+
+BATCH = "a whole number at least 1 and at most 1048576"
+RATE = "a finite number greater than 0 and at most 1e+30"
+WEIGHT = "a finite number at least 0 and at most 1e+30"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("batch_size=true", f"batch_size = True is not allowed (int); allowed: {BATCH}"),
+        ("batch_size=1.5", f"batch_size = 1.5 is not allowed (int); allowed: {BATCH}"),
+        ("batch_size=abc", f"batch_size = 'abc' is not allowed (int); allowed: {BATCH}"),
+        ("knn_k=40.0", "knn_k = 40.0 is not allowed (int); allowed: a whole number at least 1 and at most 4096"),
+        ("seed=18446744073709551616",
+         "seed = 18446744073709551616 is not allowed (int); allowed: a whole number at least 0 and at most 4294967295"),
+        ("embedding_dim=1e8",
+         "embedding_dim = 100000000.0 is not allowed (int); allowed: a whole number at least 1 and at most 4096"),
+        ("max_epochs=10000000", "max_epochs = 10000000 is not allowed (int); allowed: a whole number at least 0 and "
+                                "at most 1000000"),
+        ("lr=nan", f"lr = nan is not allowed (float); allowed: {RATE}"),
+        ("lr=.NaN", f"lr = nan is not allowed (float); allowed: {RATE}"),
+        ("lr=1e300", f"lr = 1e+300 is not allowed (float); allowed: {RATE}"),  # past float32: torch cannot take it
+        ("lambda_g=inf", f"lambda_g = inf is not allowed (float); allowed: {WEIGHT}"),
+        ("tau=-.inf", f"tau = -inf is not allowed (float); allowed: {RATE}"),
+        ("dropout=true", "dropout = True is not allowed (float); allowed: a finite number at least 0 and less than 1"),
+    ],
+)
+def test_mistyped_or_unbounded_values_are_one_line_with_the_key_value_and_range(override, expected):
+    with pytest.raises(ConfigError) as exc:
+        config.make_config(overrides=[override])
+    assert str(exc.value) == f"override: {expected}"
+
+
+def test_every_number_key_has_an_upper_bound_and_takes_it():
+    for key, field in config.TrainConfig.model_fields.items():
+        if field.annotation not in (int, float):
+            continue
+        top = [(m.le, True) for m in field.metadata if getattr(m, "le", None) is not None]
+        top += [(m.lt, False) for m in field.metadata if getattr(m, "lt", None) is not None]
+        assert len(top) == 1, f"{key}: a number key without an upper bound"
+        bound, inclusive = top[0]
+        if not inclusive:
+            continue  # dropout < 1: the existing range tests cover it
+        assert getattr(config.make_config(overrides=[f"{key}={bound}"]), key) == bound
+        above = bound + 1 if field.annotation is int else bound * 2
+        with pytest.raises(ConfigError, match=re.escape(f"override: {key} = {above!r} is not allowed")):
+            config.make_config(overrides=[f"{key}={above}"])
+
+
+def test_numpy_whole_numbers_are_whole_numbers():
+    np = pytest.importorskip("numpy")
+    cfg = config.validate({"seed": np.int64(3), "batch_size": np.int32(64), "lr": np.float32(0.5)})
+    assert (cfg.seed, cfg.batch_size, cfg.lr) == (3, 64, 0.5) and type(cfg.seed) is int
+
+
+def test_text_keys_take_the_text_as_typed():
+    assert config.make_config(overrides=["dataset=yes"]).dataset == "yes"  # YAML would read true
+    assert config.make_config(overrides=["data_root=~"]).data_root == "~"  # YAML would read null
+    assert config.make_config(overrides=["data_root="]).data_root is None  # unset, not the current directory
+    assert config.make_config(overrides=["dataset=123"]).dataset == "123"
+
+
+def test_a_long_value_is_cut_in_the_message():
+    with pytest.raises(ConfigError) as exc:
+        config.make_config(overrides=["dataset=" + "x" * 1000])
+    msg = str(exc.value)
+    assert msg.startswith("override: dataset = 'xxx") and "... (1,002 characters) is not allowed" in msg
+    assert len(msg) < 600
+
+
+def test_an_override_value_that_is_not_yaml_is_one_line_naming_it():
+    with pytest.raises(ConfigError) as exc:
+        config.make_config(overrides=["lr=[1"])
+    assert str(exc.value).startswith("override lr=[1: not valid YAML at line 1, column 3")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("batch_size: yes\n", "batch_size = True is not allowed (int)"),
+    ("lr: 1.0e-3\nlr: 1.0e-4\n", "key 'lr' appears twice (lines 1 and 2)"),
+    ("- lr\n", "must be a mapping of key: value lines; found a list"),
+    ("seed: .nan\n", "seed = nan is not allowed (int)"),
+])
+def test_a_bad_preset_file_is_one_line_naming_it(tmp_path, text, expected):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        config.make_config(str(path))
+    assert str(exc.value).startswith(str(path)) and expected in str(exc.value), str(exc.value)
+
+
+def test_a_preset_name_is_a_name_not_a_path():
+    with pytest.raises(ConfigError, match=r"--preset '\.\./\.\./x': not allowed as a name"):
+        config.make_config("../../x")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import statistics
 
 import pandas as pd
@@ -626,3 +627,86 @@ def test_per_user_values_of_different_seeds_are_averaged_over_shared_users(tmp_p
     ids, values, seeds = lbm.user_values(chosen, "synth-a", "mentor", "test_recall@20")
     assert ids.tolist() == [1, 2] and values.tolist() == [0.5, 0.5] and seeds == 2
     assert lbm.user_values(chosen, "synth-a", "lightgcn", "test_recall@20") is None
+
+
+# --------------------------------------------------------------------------- stores with holes
+
+
+def _sweep_line(md, space):
+    return next(line for line in md.splitlines() if line.startswith("| synth-a (synthetic) | " + space + " |"))
+
+
+def test_a_sweep_without_a_search_beside_one_with_renders_empty_cells(tmp_path):
+    """`tune --space smoke` then `tune --space paper_best` into one store: paper_best searches nothing, so its
+    sweep row has no coverage; in the frame that None sits beside smoke's text and pandas makes it NaN, which
+    used to reach the renderer as a float ('float' object has no attribute 'mean')."""
+    root = tmp_path / "r"
+    axes = {"dropout": [0.3, 0.5], "tau": [0.2, 0.5]}
+    for dropout, tau in [(0.3, 0.2), (0.5, 0.5)]:
+        _record(root, {**_summary(dropout=dropout, tau=tau), "space_axes": axes}, "search", sweep="smoke")
+    _record(root, _summary(dropout=0.5, tau=0.5), sweep="smoke")
+    _record(root, _summary(seed=1), sweep="paper_best")
+    md = _board(root, tmp_path / "o", ("md", "csv", "tex", "html"))
+    assert _sweep_line(md, "paper_best") == (
+        "| synth-a (synthetic) | paper_best | – | 0 | 0 | 0 | 0 | – | – | 0 | 0.0s | – | – | – | – | – | – | – |")
+    assert _sweep_line(md, "smoke").startswith("| synth-a (synthetic) | smoke | MENTOR | 2 | 2 | 0 | 0 | 0.1000 | "
+                                               "dropout=0.3, tau=0.2 | 10 | 0.0s | – | 2 / 4 (50%) | "
+                                               "dropout 2/2; tau 2/2 |")
+    for name in ("leaderboard.md", "leaderboard.tex", "leaderboard.html"):
+        assert not re.search(r"\bnan\b", (tmp_path / "o" / name).read_text(), re.I), name
+
+
+def test_an_unreadable_space_axes_or_config_blanks_its_cells_and_says_so(tmp_path, caplog):
+    """Run files whose JSON columns do not parse (hand-edited, foreign): the store may skip them when it reads
+    them; the tables built from such rows all the same leave those cells blank instead of stopping."""
+    axes = {"dropout": [0.3, 0.5]}
+    tables = [results.rows_from_summary({**_summary(dropout=0.3), "space_axes": axes}, "search", "smoke",
+                                        version="test")]
+    for column, text, dropout in [("space_axes", "{not json", 0.5), ("config_json", "[1, 2", 0.7)]:
+        table = results.rows_from_summary({**_summary(dropout=dropout), "space_axes": axes}, "search", "smoke",
+                                          version="test")
+        i = table.schema.get_field_index(column)
+        tables.append(table.set_column(i, table.schema.field(i), pa.array([text] * table.num_rows)))
+    for table in tables:
+        results.write_run(tmp_path / "r", table)
+    _board(tmp_path / "r", tmp_path / "o")  # read from the store: no crash, whatever the store keeps
+
+    rows = select.runs_frame(pa.concat_tables(tables).to_pandas())
+    with caplog.at_level("WARNING"):
+        sweep = lb.build_board(rows, "store").frames["sweep"].iloc[0]
+    assert (sweep.trials, sweep.completed) == (3, 3)
+    # the space from the run that has it; points from the two configs that parse
+    assert (sweep.points, sweep.grid_size, sweep.axis_coverage) == (2, 2, "dropout 2/2")
+    assert "sweep smoke has 1 run(s) with an unreadable space_axes (first: '{not json'); coverage from the others" \
+        in caplog.text
+    assert select.searched_keys(rows) == ["dropout"]
+
+    rows = select.runs_frame(pa.concat_tables(tables[1:2]).to_pandas())  # no run says what the space was
+    sweep = lb.build_board(rows, "store").frames["sweep"].iloc[0]
+    assert lb.missing(sweep.points) and lb.missing(sweep.axis_coverage) and sweep.trials == 1
+
+
+def test_nan_metric_values_render_as_empty_cells_never_as_nan(tmp_path):
+    nan = float("nan")
+    root = tmp_path / "r"
+    _record(root, _summary(variant="mentor", test=(nan, nan, nan, nan)))  # a run whose test rows hold NaN
+    _record(root, _summary(variant="lightgcn", valid=nan))  # never chosen: no validation value
+    _record(root, _summary(variant="mf_bpr", test=(0.01, 0.03, 0.01, 0.01), spe=nan))
+    out = tmp_path / "o"
+    md = _board(root, out, ("md", "csv", "tex", "html"))
+    assert _row(md, "MENTOR") == "| MENTOR | – | – | – | – |"
+    assert _row(md, "MF-BPR") == "| MF-BPR | **0.0100** | **0.0300** | **0.0100** | **0.0100** |"
+    assert "| LightGCN |" not in md
+    for name in ("leaderboard.md", "leaderboard.tex", "leaderboard.html"):
+        assert not re.search(r"\bnan\b", (out / name).read_text(), re.I), name
+
+
+def test_a_missing_value_renders_as_the_dash_whatever_its_type():
+    nan = float("nan")
+    for cell in (None, nan, pd.NA, board.Cell(None), board.Cell(nan), board.Cell(nan, nan)):
+        assert render.render_cell(cell, render.MD) == "–" and render.render_cell(cell, render.TEX) == "--"
+    assert render.render_cell(board.Cell(0.5, nan), render.MD) == "0.5000"  # one seed: no ±
+    assert render.render_cell("", render.MD) == "" and render.render_cell(3, render.MD) == "3"
+    assert board.text_cell(nan) == board.Cell(None) and board.text_cell("x") == "x"
+    assert board.number_cell(float("inf"), ".2f") == board.Cell(None) and board.number_cell(2, ".1f", "%") == "2.0%"
+    assert lb.marks([nan, 0.2, None, 0.1, 0.2]) == [0, 1, 0, 2, 1]

@@ -80,6 +80,15 @@ def test_paper_best_settings_per_dataset_and_alias():
         ("name: x\nserach: {tau: [0.1]}\n", "serach"),
         ("- 1\n- 2\n", "expected a mapping"),
         ("name: [unclosed\n", "not valid YAML"),
+        ("name: ../../x\n", "key 'name' = '../../x': letters, digits"),  # would name experiments outside --storage
+        ("name: x\nstart_from: ../y\n", "key 'start_from' = '../y': letters, digits"),
+        ("name: x\nfixed: {tau: 0.2}\nfixed: {tau: 0.5}\n", "key 'fixed' appears twice (lines 2 and 3)"),
+        ("name: x\nfixed: {batch_size: true}\n", "batch_size = True is not allowed (int)"),
+        ("name: x\nsearch: {lr: [1.0e-3, .nan]}\n", "lr = nan is not allowed (float)"),
+        ("name: x\nsearch: {seed: [1]}\n", "search.seed: set by the sweep"),
+        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
+         "expand to more than 100,000 values"),
     ],
 )
 def test_bad_space_is_one_line_naming_the_file(tmp_path, text, expected):

@@ -173,7 +173,8 @@ def test_rank_profile_is_the_best_epochs_test_ranking(ds, tmp_path, capsys):
 @pytest.mark.parametrize(
     "lr, message",
     # One batch per epoch: the loss was finite, the update was not.
-    [("inf batch_size=4096", r"epoch 0: training diverged, parameter \w+ became NaN or infinite .*lr \(now inf\)"),
+    [("1e30 batch_size=4096 lambda_g=1e30",  # lr=inf is refused by the config now
+      r"epoch 0: training diverged, parameter \w+ became NaN or infinite .*lr \(now 1e\+30\)"),
      ("1e30", r"epoch 0: training diverged, loss term \w+ = (nan|inf) \(non-finite: .*lower lr \(now 1e\+30\)")],
 )
 def test_a_diverged_run_stops_with_the_epoch_and_the_term(ds, lr, message, capsys):

@@ -4,6 +4,10 @@ Layering, last wins: the defaults below (the paper's settings) < a preset (``--p
 ``mentor_ray/presets/NAME.yaml``, or a path to a YAML file) < command-line flags < ``key=value``
 overrides. Unknown keys and bad values fail with one line naming the key and what is allowed.
 
+Types are strict where YAML's would surprise: a whole-number key takes whole numbers only (not ``true``,
+``1.5`` or ``"64"``), a number key no ``true``/``false`` and no NaN or infinity; and every key whose value
+sizes memory or lands in a fixed-width column has an upper bound (:data:`LIMITS`).
+
 The model variant is one field, ``variant``; its switches (alignment levels, feature masking,
 graph perturbation) are derived from it (:data:`VARIANTS`), so no combination can contradict it.
 """
@@ -11,14 +15,16 @@ graph perturbation) are derived from it (:data:`VARIANTS`), so no combination ca
 from __future__ import annotations
 
 import difflib
+import numbers
+import typing
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from mentor_ray.common.errors import ConfigError
+from mentor_ray.common.errors import ConfigError, shown
 from mentor_ray.common.names import NAME_RULE, check_name
+from mentor_ray.common.yamlio import load_yaml
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 
@@ -62,34 +68,81 @@ def _role(role: str) -> dict[str, str]:
     return {"role": role}
 
 
+def _is_bool(value: Any) -> bool:
+    return type(value).__name__ in ("bool", "bool_")  # Python's and numpy's (not imported here)
+
+
+def _whole(value: Any) -> Any:
+    """A whole-number key takes whole numbers only: pydantic would read ``true`` as 1, ``2.0`` as 2 and
+    ``"64"`` as 64, so a YAML slip (``batch_size: yes``) would silently train with batch size 1."""
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"not a whole number ({type(value).__name__})")
+    return int(value)
+
+
+def _number(value: Any) -> Any:
+    """A number key takes no ``true``/``false`` (pydantic reads them as 1.0 and 0.0); NaN and infinity are
+    refused by the model's ``allow_inf_nan=False``. Text stays allowed: YAML 1.1 reads ``1e-3`` as a string."""
+    if _is_bool(value):
+        raise ValueError("not a number (bool)")
+    return value
+
+
+Whole = Annotated[int, BeforeValidator(_whole)]
+Number = Annotated[float, BeforeValidator(_number)]
+
+# Upper bounds of the keys that size memory, a thread pool or a fixed-width column. Generous (each is far
+# past any setting the paper or this repository uses) but finite, so that a typo (1e8, 2**64) is one line at
+# start-up rather than an out-of-memory kill, an overflow or a hang minutes into a run.
+LIMITS = {
+    "embedding_dim": 4096,  # every user and item row is this wide (paper: 64); 4096 x 1M nodes = 16 GB
+    "n_layers": 64,  # each layer keeps a copy of all embeddings (paper: 2; LightGCN: 3)
+    "item_layers": 64,  # as n_layers, over the item-item graph (paper: 1)
+    "knn_k": 4096,  # the kNN graphs hold items x k edges per modality (paper: 40)
+    "batch_size": 1 << 20,  # BPR triples per step, times embedding_dim per layer (paper: 2048)
+    "eval_batch_size": 1 << 18,  # users scored at once: a users x items score matrix (default 4096)
+    "infonce_chunk": 1 << 16,  # rows per InfoNCE block: a chunk x all-nodes similarity matrix (default 512)
+    "infonce_threads": 256,  # threads; no machine here has more cores
+    "patience": 1_000_000,  # epochs; the results store keeps epoch counts as int32
+    "max_epochs": 1_000_000,  # as patience
+    "seed": 2**32 - 1,  # numpy's seeds (np.random.default_rng, RandomState) must fit 32 bits
+}
+# Rates, weights, temperatures and noise scales (the paper's are at most 1.5, lr 1e-4) meet float32 tensors,
+# whose largest value is 3.4e38, after torch scales them (Adam's first step divides lr by 1 - beta1 = 0.1):
+# lr=1e38 already stops Adam with a RuntimeError rather than a divergence. Up to this bound a silly value is
+# allowed to diverge, which the trainer reports in one line (the divergence tests use lr=1e30).
+MAX_WEIGHT = 1e30
+
+
 class ModelConfig(BaseModel):
     """What defines the model and its loss: everything :func:`mentor_ray.model.build_model` reads.
 
     Frozen: a model holds its own copy, which nothing can change under it.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     variant: Variant = "mentor"
-    embedding_dim: int = Field(64, ge=1)
-    n_layers: int = Field(2, ge=0, description="user-item graph layers L (Eq. 1-3)")
-    item_layers: int = Field(1, ge=0, description="item-item graph layers (Eq. 6)")
+    embedding_dim: Whole = Field(64, ge=1, le=LIMITS["embedding_dim"])
+    n_layers: Whole = Field(2, ge=0, le=LIMITS["n_layers"], description="user-item graph layers L (Eq. 1-3)")
+    item_layers: Whole = Field(1, ge=0, le=LIMITS["item_layers"], description="item-item graph layers (Eq. 6)")
     layer_combine: Literal["sum", "mean"] = Field(
         "sum", description="Eq. 3 sums layers 0..L (paper); mean divides by L + 1 (LightGCN)"
     )
     normalize_input: bool = Field(True, description="L2-normalise layer-0 embeddings (authors' code)")
-    reg_weight: float = Field(1e-4, ge=0, description="lambda_E, L2 on the batch's layer-0 embeddings (Eq. 24)")
-    lambda_align: float = Field(0.1, ge=0, description="Eq. 9-16")
+    reg_weight: Number = Field(1e-4, ge=0, le=MAX_WEIGHT,
+                               description="lambda_E, L2 on the batch's layer-0 embeddings (Eq. 24)")
+    lambda_align: Number = Field(0.1, ge=0, le=MAX_WEIGHT, description="Eq. 9-16")
     align_stats: Literal["node", "matrix"] = Field("node", description="Eq. 8 per node (paper) or whole matrix")
-    dropout: float = Field(0.5, ge=0, lt=1, description="feature-masking ratio p (Eq. 17)")
-    lambda_f: float = Field(1.5, ge=0, description="feature masking weight (Eq. 22)")
-    lambda_g: float = Field(1e-3, ge=0, description="graph perturbation weight (Eq. 22)")
-    tau: float = Field(0.2, gt=0, description="InfoNCE temperature (Eq. 21)")
+    dropout: Number = Field(0.5, ge=0, lt=1, description="feature-masking ratio p (Eq. 17)")
+    lambda_f: Number = Field(1.5, ge=0, le=MAX_WEIGHT, description="feature masking weight (Eq. 22)")
+    lambda_g: Number = Field(1e-3, ge=0, le=MAX_WEIGHT, description="graph perturbation weight (Eq. 22)")
+    tau: Number = Field(0.2, gt=0, le=MAX_WEIGHT, description="InfoNCE temperature (Eq. 21)")
     infonce_scope: Literal["all", "batch"] = Field(
         "all", description="Eq. 21 over all users and items, or the batch's users and positive items (SimGCL)"
     )
     perturb_noise: Literal["uniform", "simgcl"] = Field("uniform", description="Eq. 18-19 noise")
-    perturb_eps: float = Field(1.0, ge=0, description="noise scale (uniform: U(0,1)*eps; simgcl: eps)")
+    perturb_eps: Number = Field(1.0, ge=0, le=MAX_WEIGHT, description="noise scale (uniform: U(0,1)*eps; simgcl: eps)")
 
     @property
     def spec(self) -> VariantSpec:
@@ -106,24 +159,28 @@ class TrainConfig(ModelConfig):
     out of run names, config hashes and resume checks.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True, allow_inf_nan=False)
 
     dataset: str = Field("synth-small", json_schema_extra=_role("run"))
     data_root: str | None = Field(None, json_schema_extra=_role("run"))
-    seed: int = Field(0, ge=0, json_schema_extra=_role("run"))
-    knn_k: int = Field(40, ge=1, description="neighbours per item in each modality's kNN graph (Eq. 5)",
-                       json_schema_extra=_role("graph"))
+    seed: Whole = Field(0, ge=0, le=LIMITS["seed"], json_schema_extra=_role("run"))
+    knn_k: Whole = Field(40, ge=1, le=LIMITS["knn_k"],
+                         description="neighbours per item in each modality's kNN graph (Eq. 5)",
+                         json_schema_extra=_role("graph"))
     knn_norm: Literal["row", "sym", "none"] = Field("row", json_schema_extra=_role("graph"))
-    lr: float = Field(1e-4, gt=0, json_schema_extra=_role("optim"))
-    batch_size: int = Field(2048, ge=1, json_schema_extra=_role("optim"))
-    patience: int = Field(20, ge=1, description="epochs without better validation Recall@20 before stopping",
-                          json_schema_extra=_role("optim"))
-    max_epochs: int = Field(1000, ge=0, json_schema_extra=_role("budget"))
-    infonce_chunk: int = Field(512, ge=1, description="rows per chunk of the chunked InfoNCE (memory only)",
-                               json_schema_extra=_role("runtime"))
-    infonce_threads: int = Field(2, ge=1, description="CPU threads running the InfoNCE blocks side by side",
+    lr: Number = Field(1e-4, gt=0, le=MAX_WEIGHT, json_schema_extra=_role("optim"))
+    batch_size: Whole = Field(2048, ge=1, le=LIMITS["batch_size"], json_schema_extra=_role("optim"))
+    patience: Whole = Field(20, ge=1, le=LIMITS["patience"],
+                            description="epochs without better validation Recall@20 before stopping",
+                            json_schema_extra=_role("optim"))
+    max_epochs: Whole = Field(1000, ge=0, le=LIMITS["max_epochs"], json_schema_extra=_role("budget"))
+    infonce_chunk: Whole = Field(512, ge=1, le=LIMITS["infonce_chunk"],
+                                 description="rows per chunk of the chunked InfoNCE (memory only)",
                                  json_schema_extra=_role("runtime"))
-    eval_batch_size: int = Field(4096, ge=1, json_schema_extra=_role("runtime"))
+    infonce_threads: Whole = Field(2, ge=1, le=LIMITS["infonce_threads"],
+                                   description="CPU threads running the InfoNCE blocks side by side",
+                                   json_schema_extra=_role("runtime"))
+    eval_batch_size: Whole = Field(4096, ge=1, le=LIMITS["eval_batch_size"], json_schema_extra=_role("runtime"))
     device: Literal["auto", "cpu", "cuda"] = Field("auto", json_schema_extra=_role("runtime"))
 
     @field_validator("dataset")
@@ -169,12 +226,27 @@ def resume_settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value as YAML would read it: 1e-3 -> float, true -> bool, abc -> str."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+def _takes_text(annotation: Any) -> bool:
+    """Whether a key's value is text: a ``str``, an optional one, or a ``Literal`` of strings."""
+    if annotation is str:
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return all(isinstance(a, str) for a in args)
+    given = [a for a in args if a is not type(None)]
+    return bool(given) and all(_takes_text(a) for a in given)
+
+
+def parse_value(text: str, key: str | None = None) -> Any:
+    """A command-line value of ``key``. A text key (a name, a path, one of a list of choices) takes the text
+    as typed: YAML would read ``dataset=yes`` as true and ``data_root=~`` as null. Any other key's value is
+    read as YAML (through :func:`~mentor_ray.common.yamlio.load_yaml`, so one line naming the override on a
+    syntax error): 1e-3 -> float, true -> bool, 5 -> int."""
+    field = TrainConfig.model_fields.get(key) if key else None
+    if field is not None and _takes_text(field.annotation):
+        return text if text or field.default is not None else None  # data_root= : unset, not "." (cwd)
+    value = load_yaml("override", what=f"override {key or ''}={shown(text, 80, quote=False)}", text=text,
+                      mapping=False)
     # YAML 1.1 reads "1e-3" as a string; accept it as the float a user means.
     if isinstance(value, str):
         try:
@@ -190,22 +262,19 @@ def check_keys(keys: Sequence[str], source: str) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ConfigError(f"{source}: unknown key '{key}'; {hint}allowed keys: {', '.join(allowed)}")
+            raise ConfigError(f"{source}: unknown key {shown(key, 80)}; {hint}allowed keys: {', '.join(allowed)}")
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
+    """The settings of ``--preset``: a YAML file, or (no suffix, no such file) the name of one in
+    ``mentor_ray/presets/``; a name must be a name (``--preset ../x`` is never looked up outside it)."""
     path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file() and not path.suffix:
+        path = PRESET_DIR / f"{check_name(name_or_path, '--preset')}.yaml"
     if not path.is_file():
         names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
-        raise ConfigError(f"--preset {name_or_path}: no such preset or file (presets: {names})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values, found {type(raw).__name__}")
+        raise ConfigError(f"--preset {shown(name_or_path, quote=False)}: no such preset or file (presets: {names})")
+    raw = load_yaml(path)
     check_keys(list(raw), str(path))
     return raw
 
@@ -215,9 +284,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override '{item}': expected key=value, e.g. lambda_g=1e-3")
+            raise ConfigError(f"override {shown(item, 80)}: expected key=value, e.g. lambda_g=1e-3")
         check_keys([key], "override")
-        out[key] = parse_value(value)
+        out[key] = parse_value(value, key)
     return out
 
 
@@ -244,20 +313,37 @@ def validate(values: dict[str, Any], source: str = "config") -> TrainConfig:
 
 
 def _value_message(exc: ValidationError, source: str) -> str:
-    """Name the key, the bad value and what is allowed (the choices of a Literal, or the bound)."""
+    """Name the key, the bad value (:func:`shown`) and what is allowed: the choices of a Literal, or the whole
+    range of a number key (its type and every bound), whichever bound or type the value broke."""
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
     ctx = err.get("ctx") or {}
+    field = TrainConfig.model_fields.get(key)
+    numeric = _numeric_range(field) if field is not None else None
     if "expected" in ctx:
         allowed = ctx["expected"].replace("'", "")
+    elif numeric:
+        allowed = numeric
     elif err["type"] == "value_error":  # a validator's own rule
         allowed = str(ctx.get("error", err["msg"]))
-    elif ctx:
-        words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
-        allowed = ", ".join(f"{words.get(k, k.replace('_', ' '))} {v:g}" if isinstance(v, (int, float))
-                            else f"{words.get(k, k)} {v}" for k, v in ctx.items())
     else:
         allowed = err["msg"].lower()
-    field = TrainConfig.model_fields.get(key)
     kind = getattr(field.annotation, "__name__", str(field.annotation)) if field else "?"
-    return f"{source}: {key} = {err.get('input')!r} is not allowed ({kind}); allowed: {allowed}"
+    return f"{source}: {key} = {shown(err.get('input'))} is not allowed ({kind}); allowed: {allowed}"
+
+
+def _numeric_range(field: Any) -> str | None:
+    """``a whole number at least 1 and at most 4096`` for an int or float key (None for any other)."""
+    kind = {int: "a whole number", float: "a finite number"}.get(field.annotation)
+    if kind is None:
+        return None
+    words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+    bounds = [f"{words[name]} {_plain(getattr(m, name))}" for m in field.metadata for name in words
+              if getattr(m, name, None) is not None]
+    return f"{kind} {' and '.join(bounds)}" if bounds else kind
+
+
+def _plain(value: float) -> str:
+    """A bound as typed: 4294967295, 1000000, 0.5 (not 4.29497e+09 or 1e+06)."""
+    whole = isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e16)
+    return str(int(value)) if whole else f"{value:g}"

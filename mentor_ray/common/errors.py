@@ -2,7 +2,9 @@
 
 Every error raised for bad input or a bad setting is a :class:`MentorRayError` whose message is
 one line: the file, field or flag; what was found; what is allowed. Command-line entry points
-print it as ``error: <message>`` and exit with status 2 (see :func:`mentor_ray.cli.run`).
+print it as ``error: <message>`` and exit with status 2 (see :func:`mentor_ray.cli.run`). The limits
+of the environment (a full disk, a permission, memory) are no MentorRayError, but have their one line
+too (:func:`environment_message`, exit status 1).
 """
 
 from __future__ import annotations
@@ -59,6 +61,96 @@ def shown(value: object, limit: int = SHOWN_LIMIT, quote: bool = True) -> str:
     return f"{text[:limit]}... ({len(text):,} characters)"
 
 
+# What to do about an OSError, by errno: each family of the environment's limits gets its advice here, and
+# every OSError the same one-line form (environment_message); errnos not listed get the system's words only.
+_OS_ADVICE = {
+    "ENOSPC": "free some space, or write elsewhere",
+    "EDQUOT": "your disk quota is used up; free some space, or write elsewhere",
+    "EACCES": "check the permissions of that path, or choose another",
+    "EPERM": "check the permissions of that path, or choose another",
+    "EROFS": "that file system is read-only; choose a writable place",
+    "ENAMETOOLONG": "use a shorter path (a name may have at most 255 bytes, a path 4,096)",
+    "ENOENT": "check the path",
+    "ENOTDIR": "a part of the path is a file, not a directory",
+    "EISDIR": "it is a directory; give a file",
+    "ELOOP": "the path has a symbolic link loop",
+    "EIO": "the disk or network file system failed; check it (dmesg) and retry",
+    "ENOMEM": "the system is out of memory; try smaller settings (batch_size, eval_batch_size, infonce_chunk) "
+              "or fewer concurrent trials",
+    "EXDEV": "source and target are on different file systems",
+}
+MEMORY_ADVICE = ("try smaller settings (e.g. eval_batch_size, batch_size, infonce_chunk, embedding_dim, or "
+                 "infonce_scope=batch), fewer concurrent trials, or a machine with more memory")
+
+
+def environment_message(exc: BaseException) -> str | None:
+    """The one line for an exception that is the environment's limit rather than a bug or bad input: an
+    OSError with an errno (a full disk, a permission, a read-only file system, too many open files, a name
+    too long, ...) names ``exc.filename`` and says what to do; running out of memory (MemoryError, or any
+    ``*OutOfMemoryError`` such as CUDA's) suggests smaller settings; RecursionError says the input is nested
+    too deeply. None for anything else. Never raises."""
+    try:
+        return _environment_message(exc)
+    except Exception:  # noqa: BLE001 - called while reporting another error
+        return None
+
+
+def _environment_message(exc: BaseException) -> str | None:
+    import errno as errno_
+
+    if isinstance(exc, MemoryError) or any(c.__name__.endswith("OutOfMemoryError") for c in type(exc).__mro__):
+        detail = shown(str(exc), 200, quote=False) if str(exc).strip() else "MemoryError"
+        return f"out of memory ({detail}); {MEMORY_ADVICE}"
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply, or a recursion without end (RecursionError)"
+    if not isinstance(exc, OSError) or not isinstance(exc.errno, int):
+        return None
+    name = errno_.errorcode.get(exc.errno, f"errno {exc.errno}")
+    reason = exc.strerror.lower() if exc.strerror else "operating system error"
+    files = [f for f in (exc.filename, exc.filename2) if f is not None]
+    where = " -> ".join(shown(str(f), SHOWN_LIMIT, quote=False) for f in files)
+    code = name
+    if name in ("ENOSPC", "EDQUOT") and files:
+        free = _free_space(files[0])
+        code += f"; {free} free on that file system" if free else ""
+    line = f"{where}: {reason} ({code})" if where else f"{reason} ({code})"
+    advice = _open_files_advice() if name in ("EMFILE", "ENFILE") else _OS_ADVICE.get(name)
+    return f"{line}; {advice}" if advice else line
+
+
+def _free_space(filename: object) -> str | None:
+    """Free space on the file system of ``filename`` (its nearest existing parent), e.g. ``1.2 GB``."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(str(filename)).absolute()
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists():
+                free = shutil.disk_usage(candidate).free
+                break
+        except OSError:
+            continue
+    else:
+        return None
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if free < 1024 or unit == "TB":
+            return f"{free:,} bytes" if unit == "bytes" else f"{free:.1f} {unit}"
+        free /= 1024
+    return None
+
+
+def _open_files_advice() -> str:
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        limit = f" (now {soft:,})"
+    except (ImportError, OSError, ValueError):
+        limit = ""
+    return f"raise the limit of open files{limit} with `ulimit -n`, or run fewer trials at once"
+
+
 def check_flags(**bounds: tuple[float | None, float, bool]) -> None:
     """``flag=(value, low, strict)``: a one-line :class:`ConfigError` unless ``value`` is above ``low``
     (``strict``) or at least ``low``; ``None`` (flag not given) passes. Flag names use ``_`` for ``-``."""
@@ -77,14 +169,16 @@ def pydantic_message(source: str, exc: Exception, model: type | None = None) -> 
     """
     errors = exc.errors()  # type: ignore[attr-defined]
     first = errors[0]
-    key = ".".join(str(p) for p in first.get("loc", ())) or "<root>"
+    key = shown(".".join(str(p) for p in first.get("loc", ())), 120, quote=False) or "<root>"
     found = first.get("input")
     if first.get("type") == "extra_forbidden":
         allowed = _allowed_keys(model, first.get("loc", ()))
         hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
         msg = f"{source}: unknown key '{key}'{hint}"
     else:
-        msg = f"{source}: key '{key}' = {found!r}: {first.get('msg', 'invalid value')}"
+        rule = (first.get("ctx") or {}).get("error") if first.get("type") == "value_error" else None
+        rule = rule or first.get("msg", "invalid value")  # a validator's own rule without pydantic's "Value error, "
+        msg = f"{source}: key '{key}' = {shown(found)}: {rule}"
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return msg

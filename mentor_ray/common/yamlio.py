@@ -96,7 +96,10 @@ def load_yaml(source: str | Path, *, what: str | None = None, text: str | None =
             raise ConfigError(f"{what}: unreadable ({reason})") from None
     elif len(text) > MAX_BYTES:
         raise ConfigError(f"{what}: {len(text):,} characters of YAML; at most {MAX_BYTES:,} are allowed")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # its Reader refuses characters YAML does not allow (a ReaderError)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML: {shown(str(exc).splitlines()[0], 200, quote=False)}") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -116,6 +119,8 @@ def load_yaml(source: str | Path, *, what: str | None = None, text: str | None =
         raise ConfigError(f"{what}: not valid YAML{where}: {shown(problem, 200, quote=False)}") from None
     except RecursionError:
         raise ConfigError(f"{what}: nested too deeply to be a config") from None
+    except (ValueError, OverflowError) as exc:  # a constructor's: a date that is no date, an int of 5,000 digits
+        raise ConfigError(f"{what}: a value YAML cannot build: {shown(str(exc), 200, quote=False)}") from None
     finally:
         loader.dispose()
     if mapping:

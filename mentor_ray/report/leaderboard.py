@@ -20,11 +20,21 @@ import numpy as np
 import pandas as pd
 
 from mentor_ray.common.config import BASELINES
-from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.io import write_atomic
 from mentor_ray.common.runtime import kill_point
 from mentor_ray.report import paired
-from mentor_ray.report.board import DIGITS, SECTIONS, Board, Cell, Table
+from mentor_ray.report.board import (
+    DIGITS,
+    SECTIONS,
+    Board,
+    Cell,
+    Table,
+    metric_cell,
+    missing,
+    number_cell,
+    text_cell,
+)
 from mentor_ray.report.plots import write_plots
 from mentor_ray.report.render import render_html, render_markdown, render_tex
 from mentor_ray.report.results import HPARAMS, ROLES, selection_key
@@ -38,6 +48,7 @@ from mentor_ray.report.select import (
     dataset_order,
     display,
     load_runs,
+    parse_json,
     searched_keys,
     select_final,
     variant_order,
@@ -117,7 +128,9 @@ def improvement_frame(chosen: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFra
             continue
         mentor = m[m["variant"] == "mentor"].iloc[0]
         for key in COLUMNS:
-            rows.append(_compare(chosen, key, mentor, base.loc[base[f"{key}_mean"].idxmax()]))
+            scored = base[base[f"{key}_mean"].notna()]  # a column no baseline has a value in has no best
+            if len(scored):
+                rows.append(_compare(chosen, key, mentor, scored.loc[scored[f"{key}_mean"].idxmax()]))
     return pd.DataFrame(rows, columns=["dataset", "column", "label", "best_baseline", "baseline_mean", "mentor_mean",
                                        "improvement_pct", "pairs", "t", "p_value", "users", "user_seeds",
                                        "user_diff", "user_ci_low", "user_ci_high", "wilcoxon_p", "significant"])
@@ -222,7 +235,7 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
     best = scored.loc[[_search_best(scored)]] if len(scored) else scored
     pick = (lambda c: best[c].iloc[0]) if len(best) else (lambda c: None)
     keys = searched_keys(scored) or (list(HPARAMS) if set(scored["variant"]) == {"mentor"} else [])
-    config = json.loads(pick("config_json")) if len(best) else {}
+    config = (parse_json(pick("config_json"), dict) or {}) if len(best) else {}
     # a baseline's run holds MENTOR's settings at their defaults, unused: no values for those columns
     mentor = len(best) > 0 and best["variant"].iloc[0] not in BASELINES
     return {"dataset": sweep_runs["dataset"].iloc[0], "synthetic": bool(sweep_runs["synthetic"].any()),
@@ -250,13 +263,28 @@ def search_spend(search: pd.DataFrame) -> dict:
     axes_json = search["space_axes"].dropna() if "space_axes" in search else pd.Series(dtype=str)
     if not len(axes_json):
         return out  # runs stored before the space was recorded with them
-    axes = json.loads(axes_json.iloc[0])
-    configs = [json.loads(c) for c in search["config_json"].dropna()]
+    parsed = [(text, _axes(text)) for text in axes_json]
+    good = [axes for _, axes in parsed if axes]
+    bad = [text for text, axes in parsed if not axes]
+    if bad:  # a hand-edited or foreign run file: the other runs of the sweep still say what its space was
+        log.warning("results: sweep %s has %d run(s) with an unreadable space_axes (first: %s); %s",
+                    search["sweep"].iloc[0], len(bad), shown(bad[0], 80),
+                    "coverage from the others" if good else "its coverage is left blank")
+    if not good:
+        return out
+    axes = good[0]
+    configs = [c for c in (parse_json(t, dict) for t in search["config_json"].dropna()) if c is not None]
     tried = {k: {json.dumps(c.get(k)) for c in configs} for k in axes}
     out["points"] = len({tuple(json.dumps(c.get(k)) for k in axes) for c in configs})
     out["grid_size"] = math.prod(len(v) for v in axes.values())
     out["axis_coverage"] = "; ".join(f"{k} {len(tried[k])}/{len(v)}" for k, v in axes.items())
     return out
+
+
+def _axes(text: str) -> dict[str, list] | None:
+    """A run's ``space_axes``: each searched key and its values (None when it is no such mapping)."""
+    axes = parse_json(text, dict)
+    return axes if axes and all(isinstance(v, list) and v for v in axes.values()) else None
 
 
 def _fmt(value) -> str:
@@ -268,9 +296,9 @@ def _fmt(value) -> str:
 
 def marks(means: Sequence[float | None]) -> list[int]:
     """1 for the best value, 2 for the next distinct one, 0 otherwise; compared at the shown decimals."""
-    shown = [None if m is None else round(m, DIGITS) for m in means]
-    top = sorted({s for s in shown if s is not None}, reverse=True)[:2]
-    return [top.index(s) + 1 if s is not None and s in top else 0 for s in shown]
+    at = [None if missing(m) else round(float(m), DIGITS) for m in means]  # NaN is no value, never a best
+    top = sorted({s for s in at if s is not None}, reverse=True)[:2]
+    return [top.index(s) + 1 if s is not None and s in top else 0 for s in at]
 
 
 def _marked(cells: list[Cell]) -> list[Cell]:
@@ -280,8 +308,7 @@ def _marked(cells: list[Cell]) -> list[Cell]:
 def _stat_cell(row: pd.Series | None, key: str, star: bool = False) -> Cell:
     if row is None or row["seeds"] == 0:
         return Cell(None)
-    std = row[f"{key}_std"]
-    return Cell(float(row[f"{key}_mean"]), None if math.isnan(std) else float(std), star=star)
+    return metric_cell(row[f"{key}_mean"], row[f"{key}_std"], star=star)
 
 
 def overall_table(metrics: pd.DataFrame, improv: pd.DataFrame, labels: dict[str, str]) -> Table:
@@ -302,7 +329,7 @@ def overall_table(metrics: pd.DataFrame, improv: pd.DataFrame, labels: dict[str,
 
 
 def _pct(value: float | None) -> str | Cell:
-    return Cell(None) if value is None or math.isnan(value) else f"{value:.2f}%"
+    return number_cell(value, ".2f", "%")
 
 
 SIGNIFICANCE_NOTE = (
@@ -322,18 +349,16 @@ def significance_table(improv: pd.DataFrame, labels: dict[str, str]) -> Table | 
     if improv.empty:
         return None
 
-    def num(v: float, fmt: str) -> str | Cell:
-        return Cell(None) if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
-
     rows = []
     for r in improv.itertuples():
         kept = r.users > 0
+        ci = kept and not (missing(r.user_ci_low) or missing(r.user_ci_high))
         rows.append([labels.get(r.dataset, r.dataset), r.label, display(r.best_baseline),
-                     Cell(float(r.mentor_mean - r.baseline_mean), star=bool(r.significant)),
-                     f"[{r.user_ci_low:+.4f}, {r.user_ci_high:+.4f}]" if kept else Cell(None),
-                     num(r.wilcoxon_p, ".2g") if kept else Cell(None),
+                     metric_cell(r.mentor_mean - r.baseline_mean, star=bool(r.significant)),
+                     f"[{r.user_ci_low:+.4f}, {r.user_ci_high:+.4f}]" if ci else Cell(None),
+                     number_cell(r.wilcoxon_p, ".2g") if kept else Cell(None),
                      f"{r.users:,} ({r.user_seeds})" if kept else Cell(None),
-                     num(r.p_value, ".2g"), str(r.pairs)])
+                     number_cell(r.p_value, ".2g"), str(r.pairs)])
     return Table(SECTIONS[0], "significance", "MENTOR against the best baseline: paired tests over users and seeds",
                  ["Dataset", "Metric", "Best baseline", "MENTOR − baseline",
                   f"{paired.CONFIDENCE:.0%} CI over users (bootstrap)", "Wilcoxon p (users)", "Users (seeds)",
@@ -397,23 +422,25 @@ def _efficiency_cell(row: pd.Series | None, metric: str) -> str | Cell:
     if row is None:
         return Cell(None)
     if metric == "Device":
-        return (row["device"] + (f" ({row['world_size']} workers)" if row["world_size"] > 1 else "")) or Cell(None)
+        workers = row["world_size"]
+        several = not missing(workers) and workers > 1
+        return Cell(None) if missing(row["device"]) else f"{row['device']}{f' ({workers} workers)' if several else ''}"
     if metric == "Time (s/epoch)":  # MostPop trains no epoch: no time per epoch
-        return f"{row['seconds_per_epoch_median']:.2f}" if row["epochs_run_median"] > 0 else Cell(None)
+        return number_cell(row["seconds_per_epoch_median"], ".2f") if row["epochs_run_median"] > 0 else Cell(None)
     runs, mem = (row["gpu_runs"], row["peak_gpu_mb_median"]) if metric == GPU_MEMORY else \
         (row["cpu_runs"], row["rss_increase_mb_median"])
     if not runs:
         return Cell(None)  # no run of this model on this device
-    return NA if pd.isna(mem) else f"{mem:.0f}"
+    return NA if missing(mem) else number_cell(mem, ".0f")
 
 
 def sweep_table(sweeps: pd.DataFrame, labels: dict[str, str]) -> Table:
-    body = [[labels[r["dataset"]], r["space"] or Cell(None), r["model"] or Cell(None), str(r["trials"]),
+    body = [[labels[r["dataset"]], text_cell(r["space"]), text_cell(r["model"]), str(r["trials"]),
              str(r["completed"]),
              str(r["stopped_early"]), str(r["failed"]), _number(r["best_valid_recall@20"]), _best_config(r),
-             f"{r['search_epochs']:,}", _duration(r["search_device_seconds"]),
-             Cell(None) if pd.isna(r["budget_epochs"]) else f"{int(r['budget_epochs']):,} epochs",
-             _coverage(r), r["axis_coverage"] or Cell(None),
+             number_cell(r["search_epochs"], ","), _duration(r["search_device_seconds"]),
+             number_cell(r["budget_epochs"], ",.0f", " epochs"),
+             _coverage(r), text_cell(r["axis_coverage"]),
              *(_duration(r[c]) for c in ("search_wall_seconds", "search_run_seconds_sum", "sweep_wall_seconds",
                                          "sweep_run_seconds_sum"))] for _, r in sweeps.iterrows()]
     # A point the searcher proposes twice runs twice but is one run in the store (same config and seed:
@@ -426,22 +453,22 @@ def sweep_table(sweeps: pd.DataFrame, labels: dict[str, str]) -> Table:
 
 
 def _coverage(row: pd.Series) -> str | Cell:
-    if pd.isna(row["grid_size"]) or not row["grid_size"]:
+    if missing(row["grid_size"]) or missing(row["points"]) or not row["grid_size"]:
         return Cell(None)
     points, grid = int(row["points"]), int(row["grid_size"])
     return f"{points:,} / {grid:,} ({100 * points / grid:.2g}%)"
 
 
 def _number(value) -> str | Cell:
-    return Cell(None) if value is None or pd.isna(value) else f"{value:.{DIGITS}f}"
+    return number_cell(value, f".{DIGITS}f")
 
 
 def _best_config(row: pd.Series) -> str | Cell:
-    return Cell(None) if pd.isna(row["best_run_id"]) or not row["best_config"] else row["best_config"]
+    return Cell(None) if missing(row["best_run_id"]) else text_cell(row["best_config"])
 
 
 def _duration(seconds: float) -> str | Cell:
-    if pd.isna(seconds):
+    if missing(seconds) or math.isinf(seconds):
         return Cell(None)
     s = int(round(seconds))
     return f"{seconds:.1f}s" if seconds < 60 else f"{s // 60}m {s % 60:02d}s" if s < 3600 else \

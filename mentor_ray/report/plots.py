@@ -176,13 +176,30 @@ def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
     return jobs
 
 
+def file_stem(dataset: str) -> str:
+    """``dataset`` as the start of a file name under ``plots/``. A store's dataset names passed
+    :func:`~mentor_ray.common.names.check_name` when recorded, but a copied-in run file may hold anything:
+    such a name is made safe (no separator, no leading dot, short enough for a file name) and told apart
+    from others by a hash of it."""
+    import hashlib
+
+    from mentor_ray.common.errors import ConfigError
+    from mentor_ray.common.names import check_name
+
+    try:
+        return check_name(dataset, "dataset")
+    except ConfigError:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(dataset))[:64].lstrip(".") or "dataset"
+        return f"{safe}-{hashlib.sha256(str(dataset).encode()).hexdigest()[:8]}"
+
+
 def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str]]:
     """Every plot as ``out_dir/plots/<dataset>-<plot>.png``; the skipped ones as notes, and what the
     sensitivity plots show (:data:`PLOT_NOTE`) when there is one."""
     chosen, labels = select_final(runs), dataset_labels(runs)
     plots, notes = [], []
     for dataset in dataset_order(runs):
-        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)
+        slug = file_stem(dataset)
         for stem, title, caption, build in plot_jobs(runs, chosen, dataset, labels[dataset]):
             fig = build()
             if isinstance(fig, str):

@@ -7,7 +7,7 @@ import html
 import re
 from typing import Callable
 
-from mentor_ray.report.board import DASH, DIGITS, SECTIONS, Board, Cell, Table
+from mentor_ray.report.board import DASH, DIGITS, SECTIONS, Board, Cell, Table, missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,15 +31,19 @@ TEX = Style(r"\textbf{{{}}}", r"\underline{{{}}}", r"$^{*}$", r" $\pm$ ", "--", 
 HTML = Style("<b>{}</b>", "<u>{}</u>", "<sup>*</sup>", " ± ", DASH, html.escape)
 
 
-def render_cell(cell: str | Cell, st: Style) -> str:
-    if isinstance(cell, str):
+def render_cell(cell: object, st: Style) -> str:
+    """A cell as text. Tables hold ``str`` and :class:`Cell`; anything else that reaches here (a frame value
+    a table passed on as it was) still renders, and a missing value (None, NaN, ...) as the dash."""
+    if isinstance(cell, str):  # a table's own text, "" (a blank label) included
         return st.esc(cell)
-    if cell.mean is None:
+    if not isinstance(cell, Cell):
+        return st.dash if missing(cell) else st.esc(str(cell))
+    if missing(cell.mean):
         return st.dash
     text = f"{cell.mean:.{DIGITS}f}"
     text = st.bold.format(text) if cell.mark == 1 else st.under.format(text) if cell.mark == 2 else text
     text += st.star if cell.star else ""
-    return text if cell.std is None else f"{text}{st.pm}{cell.std:.{DIGITS}f}"
+    return text if missing(cell.std) else f"{text}{st.pm}{cell.std:.{DIGITS}f}"
 
 
 def _group_labels(t: Table) -> list[str]:

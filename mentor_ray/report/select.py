@@ -102,9 +102,22 @@ def dataset_labels(runs: pd.DataFrame) -> dict[str, str]:
     synthetic = runs.groupby("dataset")["synthetic"].any()
     return {d: dataset_label(d, bool(s)) for d, s in synthetic.items()}
 
+def parse_json(text: object, kind: type) -> object | None:
+    """The JSON value of a store's text column (``config_json``, ``space_axes``) if it is a ``kind``; None when
+    it is missing, unreadable or of another kind (a hand-edited or foreign run file), so that one bad cell
+    blanks what depends on it instead of stopping the whole leaderboard."""
+    if not isinstance(text, str):
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, kind) else None
+
+
 def searched_keys(search: pd.DataFrame) -> list[str]:
     """The settings that differ between a search's runs (the axes it explored), in config order."""
-    configs = [json.loads(c) for c in search["config_json"].dropna()]
+    configs = [c for c in (parse_json(t, dict) for t in search["config_json"].dropna()) if c is not None]
     if not configs:
         return []
     keys = result_settings(configs[0])

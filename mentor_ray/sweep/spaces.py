@@ -13,11 +13,12 @@ import math
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from mentor_ray.common.config import check_keys, keys_with, validate
-from mentor_ray.common.errors import ConfigError, pydantic_message
+from mentor_ray.common.errors import ConfigError, pydantic_message, shown
+from mentor_ray.common.names import NAME_RULE, check_name
+from mentor_ray.common.yamlio import load_yaml
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel carries the spaces inside the package; a source checkout keeps them at the top level.
@@ -37,6 +38,18 @@ class SearchSpace(BaseModel):
     aliases: dict[str, str] = {}
     start_from: str | None = None  # a space whose best point (per dataset, from the results store) this one starts at
     path: str = ""
+
+    @field_validator("name", "start_from")
+    @classmethod
+    def _a_name(cls, value: str | None) -> str | None:
+        """A space's name names its experiments under --storage and its rows in the results store, and
+        start_from names another space: a name, never a path (``name: ../../x`` would write outside --storage)."""
+        if value is None:
+            return None
+        try:
+            return check_name(value, "name")
+        except ConfigError:
+            raise ValueError(NAME_RULE) from None  # pydantic_message turns it into the one-line key error
 
     @property
     def grid_size(self) -> int:
@@ -70,10 +83,7 @@ def resolve(name_or_path: str | Path) -> Path:
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
     path = resolve(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    raw = load_yaml(path, mapping=False)  # the mapping check below says which keys a space has
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with name, search, fixed; found {type(raw).__name__}")
     try:
@@ -97,7 +107,7 @@ def _check(space: SearchSpace, path: Path) -> None:
         if not axis:
             raise ConfigError(f"{path}: search.{key}: empty list; give at least one value")
         if len(set(map(repr, axis))) != len(axis):
-            raise ConfigError(f"{path}: search.{key}: repeated values in {axis}")
+            raise ConfigError(f"{path}: search.{key}: repeated values in {shown(axis)}")
         for value in axis:
             validate({key: value}, source=f"{path}: search")
     validate(dict(space.fixed), source=f"{path}: fixed")
@@ -112,5 +122,5 @@ def _check(space: SearchSpace, path: Path) -> None:
             raise ConfigError(f"{path}: start_from: {exc}") from None
     for alias, target in space.aliases.items():
         if target not in space.datasets:
-            raise ConfigError(f"{path}: aliases.{alias}: '{target}' is not under datasets "
-                              f"({', '.join(space.datasets) or 'none'})")
+            raise ConfigError(f"{path}: aliases.{shown(alias, 80, quote=False)}: {shown(target, 80)} is not under "
+                              f"datasets ({shown(', '.join(space.datasets) or 'none', quote=False)})")
