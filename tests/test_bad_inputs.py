@@ -15,7 +15,9 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse
 
 from mentor_ray import cli
 
@@ -43,7 +45,21 @@ def _world(tmp: Path) -> dict[str, str]:
     for name in ("trnMat.pkl", "valMat.pkl", "tstMat.pkl"):
         (tmp / "diffmm" / name).write_bytes(pickle.dumps(Evil()))
     (tmp / "space.yaml").write_text("name: x\nsearch:\n  dropout: []\n")
-    return {"DATA": str(data), "TMP": str(tmp), "FILE": str(tmp / "afile"), "EMPTY": str(tmp / "empty"),
+    # #24: a second root, so that the datasets of DATA stay the four listed above
+    data2 = tmp / "data2"
+    write_dataset(data2, "escape")
+    (data2 / "escape" / "dataset.yaml").write_text("inter_file: /etc/passwd\n")
+    os.mkfifo(write_dataset(data2, "pipe") / "audio_feat.npy")
+    write_dataset(data2, "novalid", rows=[(0, 0, 1, 0, 0), (0, 1, 1, 0, 2)])
+    write_dataset(data2, "huge", rows=[(0, 0, 1, 0, 0), (0, 1, 1, 0, 1), (10**18, 2, 1, 0, 2)])
+    diffmm2 = tmp / "diffmm2"
+    diffmm2.mkdir()
+    for name in ("trnMat.pkl", "valMat.pkl", "tstMat.pkl"):
+        m = scipy.sparse.csr_matrix(np.eye(3))
+        m.indices = np.array([0, 1, 7], dtype=m.indices.dtype)  # item 7 of 3: unpickling skips scipy's checks
+        (diffmm2 / name).write_bytes(pickle.dumps(m))
+    return {"DATA2": str(data2), "DIFFMM2": str(diffmm2),
+            "DATA": str(data), "TMP": str(tmp), "FILE": str(tmp / "afile"), "EMPTY": str(tmp / "empty"),
             "OUT": str(tmp / "out"), "STORE": str(tmp / "store"), "DIFFMM": str(tmp / "diffmm"),
             "SPACE": str(tmp / "space.yaml"), "RO": "/proc/1/forbidden"}
 
@@ -63,6 +79,16 @@ CASES = [
      r"wide\.inter: itemID 9 .* >= 6"),
     ("data: a path as dataset name", ["data", "info", "--dataset", "../etc"], r"--dataset '\.\./etc': not allowed"),
     ("data: --dataset missing", ["data", "info"], r"required: --dataset"),
+    ("data: inter_file outside the dataset", ["data", "info", "--dataset", "escape", "--data-root", "DATA2"],
+     r"dataset\.yaml: inter_file = '/etc/passwd': leads outside the dataset directory"),
+    ("data: a FIFO as feature file", ["data", "info", "--dataset", "pipe", "--data-root", "DATA2"],
+     r"audio_feat\.npy: is a named pipe \(FIFO\)"),
+    ("data: an empty valid split", ["data", "info", "--dataset", "novalid", "--data-root", "DATA2"],
+     r"novalid\.inter: the valid split is empty"),
+    ("data: a user id of 10**18", ["data", "info", "--dataset", "huge", "--data-root", "DATA2"],
+     r"huge\.inter: column userID = 1000000000000000000 at line 4; ids index tables sized by the largest id"),
+    ("convert: indices out of range", ["data", "convert-diffmm", "DIFFMM2", "OUT", "--name", "tt"],
+     r"trnMat\.pkl: not a valid sparse matrix"),
     ("convert: pickles that run code", ["data", "convert-diffmm", "DIFFMM", "OUT", "--name", "tt"],
      r"trnMat\.pkl: unreadable pickle .*refusing to load (posix|os)\.system"),
     ("convert: missing source", ["data", "convert-diffmm", "EMPTY", "OUT", "--name", "tt"], r"trnMat\.pkl: missing"),
@@ -88,7 +114,10 @@ CASES = [
     ("train: unknown key", [*T, "learning_rate=0.1"], r"unknown key 'learning_rate'"),
     ("train: not key=value", [*T, "lr"], r"override 'lr': expected key=value"),
     ("train: lr=-1", [*T, "lr=-1"], r"override: lr = -1 is not allowed .*greater than 0"),
-    ("train: lr=inf diverges", [*T, "--max-epochs", "2", "lr=inf"], r"epoch 0: training diverged"),
+    ("train: lr=1e30 diverges", [*T, "--max-epochs", "2", "lr=1e30"], r"epoch \d+: training diverged"),
+    ("train: lr=inf", [*T, "lr=inf"], r"override: lr = inf is not allowed \(float\); allowed: a finite number"),
+    ("train: batch_size=true", [*T, "batch_size=true"], r"override: batch_size = True is not allowed \(int\)"),
+    ("train: seed=2**64", [*T, "seed=18446744073709551616"], r"seed = 18446744073709551616 is not allowed .*at most"),
     ("train: knn_norm=bad", [*T, "knn_norm=bad"], r"knn_norm = 'bad' is not allowed"),
     ("train: --preset nope", [*T, "--preset", "nope"], r"nope"),
     ("train: MENTOR without features", ["train", "--dataset", "plain", "--data-root", "DATA"],

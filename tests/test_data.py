@@ -175,6 +175,34 @@ def _case(tmp_path, kind):
         d = write_dataset(tmp_path)
         (d / "dataset.yaml").write_text("modalities: {image: nope.npy}\n")
         return "nope.npy", "missing feature file for modality 'image'"
+    if kind == "empty_valid":
+        write_dataset(tmp_path, rows=[(0, 0, 1, 0, 0), (0, 1, 1, 0, 2)])
+        return "toy.inter", "the valid split is empty (no row with x_label = 1)"
+    if kind == "empty_test":
+        write_dataset(tmp_path, rows=[(0, 0, 1, 0, 0), (0, 1, 1, 0, 1)])
+        return "toy.inter", "the test split is empty (no row with x_label = 2)"
+    if kind == "huge_id":
+        write_dataset(tmp_path, rows=[(0, 0, 1, 0, 0), (0, 1, 1, 0, 1), (0, 2, 1, 0, 2), (10**18, 1, 1, 0, 0)])
+        return "toy.inter", f"userID = {10**18} at line 5; ids index tables sized by the largest id"
+    if kind == "inf_id":
+        write_dataset(tmp_path, rows=[(0, 0, 1, 0, 0), ("inf", 1, 1, 0, 0)])
+        return "toy.inter", "userID = 'inf' at line 3; expected a non-negative integer"
+    if kind == "duplicate_column":
+        write_dataset(tmp_path, rows=[(0, 0, 1, 0, 0)], header="userID\titemID\titemID\ttimestamp\tx_label")
+        return "toy.inter", "column 'itemID' appears twice in the header (columns 2 and 3)"
+    if kind == "float32_overflow":
+        f = np.ones((6, 2))
+        f[1, 0] = -1e300
+        write_dataset(tmp_path, features={"image": f})
+        return "image_feat.npy", "value -1e+300 in row 1, column 0 is beyond float32's range"
+    if kind == "zero_width_feature":
+        write_dataset(tmp_path, features={"image": np.ones((6, 0), dtype=np.float32)})
+        return "image_feat.npy", "shape (6, 0) has no columns"
+    if kind == "yaml_inter_outside":
+        d = write_dataset(tmp_path)
+        (d / "dataset.yaml").write_text(f"inter_file: ../{d.name}/../other.inter\n")
+        (tmp_path / "other.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n")
+        return "dataset.yaml: inter_file", "leads outside the dataset directory"
     if kind == "unknown_dataset":
         write_dataset(tmp_path, "other")
         return "toy", "no directory"
@@ -185,7 +213,8 @@ BAD_CASES = [
     "missing_inter", "missing_column", "non_integer_id", "fractional_id", "empty_value", "negative_id",
     "item_beyond_features", "row_counts_differ", "nan_feature", "inf_feature", "integer_feature",
     "unreadable_npy", "empty_train", "bad_x_label", "pair_in_two_splits", "yaml_unknown_key",
-    "yaml_missing_modality_file", "unknown_dataset",
+    "yaml_missing_modality_file", "unknown_dataset", "empty_valid", "empty_test", "huge_id", "inf_id",
+    "duplicate_column", "float32_overflow", "zero_width_feature", "yaml_inter_outside",
 ]
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from mentor_ray.common.errors import DataError
+from mentor_ray.common.errors import DataError, shown
 from mentor_ray.common.names import check_name
-from mentor_ray.datasets.dataset import FEATURE_SUFFIX
-from mentor_ray.datasets.mmrec import write_inter
+from mentor_ray.datasets.dataset import FEATURE_SUFFIX, SPLITS, load_dataset_dir, read_feature
+from mentor_ray.datasets.mmrec import confined_file, open_regular, write_inter
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +67,47 @@ class _SparseOnlyUnpickler(pickle.Unpickler):
 
 
 def _load_sparse_pickle(path: Path):
+    """The users x items matrix pickled at ``path``, as a checked COO matrix, or a one-line error.
+
+    The pickle is a regular file in its own folder (:func:`confined_file`), unpickled by
+    :class:`_SparseOnlyUnpickler`. Unpickling bypasses scipy's constructors, so nothing in the object has
+    been checked: the compressed formats' index arrays are checked (``check_format``) before any
+    conversion reads them, and the entries are rebuilt through the ``coo_matrix`` constructor, which
+    refuses negative or out-of-range indices and arrays of different lengths. Values must be finite
+    numbers (they become the ``rating`` column).
+    """
     import scipy.sparse as sp
 
-    if not path.is_file():
-        raise DataError(f"{path}: missing file (the DiffMM layout needs trnMat.pkl, valMat.pkl and tstMat.pkl)")
+    need = "file (the DiffMM layout needs trnMat.pkl, valMat.pkl and tstMat.pkl)"
+    real = confined_file(path.parent, path.name, missing=need)
     try:
-        with open(path, "rb") as f:
+        with open_regular(real) as f:
             obj = _SparseOnlyUnpickler(f).load()
+    except DataError:
+        raise
     except Exception as exc:
-        raise DataError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{path}: unreadable pickle ({type(exc).__name__}: {shown(str(exc), quote=False)})") from exc
     if not sp.issparse(obj):
         raise DataError(f"{path}: expected a scipy sparse users x items matrix, found {type(obj).__name__}")
-    return obj.tocoo()
+    try:
+        if hasattr(obj, "check_format"):  # csr, csc, bsr: index pointers and indices, before tocoo uses them
+            obj.check_format(full_check=True)
+        coo = obj.tocoo()
+        shape = tuple(int(n) for n in coo.shape)
+        if len(shape) != 2:
+            raise ValueError(f"{len(shape)}-d; expected 2-d (users x items)")
+        coo = sp.coo_matrix((np.asarray(coo.data), (np.asarray(coo.row), np.asarray(coo.col))), shape=shape)
+    except Exception as exc:  # scipy raises ValueError, IndexError, TypeError... for inconsistent arrays
+        raise DataError(f"{path}: not a valid sparse matrix ({type(exc).__name__}: "
+                        f"{shown(str(exc), quote=False)})") from None
+    if coo.data.dtype.kind not in "biuf":
+        raise DataError(f"{path}: values of dtype {shown(str(coo.data.dtype), 60, quote=False)}; "
+                        "expected numbers (the stored values become ratings)")
+    if coo.data.dtype.kind == "f" and not np.isfinite(coo.data).all():
+        k = int(np.argmin(np.isfinite(coo.data)))
+        raise DataError(f"{path}: value {coo.data[k]} at (user {int(coo.row[k])}, item {int(coo.col[k])}); "
+                        "stored values must be finite")
+    return coo
 
 
 def convert_diffmm(src: Path | str, dst: Path | str, name: str) -> Path:
@@ -84,20 +115,37 @@ def convert_diffmm(src: Path | str, dst: Path | str, name: str) -> Path:
 
     Each stored non-zero (user, item, value) of ``trnMat``/``valMat``/``tstMat`` becomes a row
     ``userID itemID rating timestamp x_label`` with ``rating`` = the stored value, ``timestamp`` 0 and
-    ``x_label`` 0/1/2. Every ``*_feat.npy`` is copied byte for byte. The output is written to a
-    temporary directory and moved into place, so a failed conversion leaves nothing behind.
+    ``x_label`` 0/1/2. Every ``*_feat.npy`` is copied byte for byte. Every source file must be a regular
+    file inside ``src``; the matrices are checked (:func:`_load_sparse_pickle`), each must hold an entry,
+    and each feature file needs one row per item. The output is written to a private temporary
+    directory, loaded by the dataset loader (its every check), and only then moved into place, so a
+    failed conversion leaves nothing behind.
     """
     src, out = Path(src), Path(dst) / check_name(name, "--name")
     if out.exists():
         raise DataError(f"{out}: already exists; remove it or choose another --name")
-    mats = [_load_sparse_pickle(src / f) for f in ("trnMat.pkl", "valMat.pkl", "tstMat.pkl")]
+    if not src.is_dir():
+        raise DataError(f"{src}: not a directory; give the folder holding trnMat.pkl, valMat.pkl and tstMat.pkl")
+    files = ("trnMat.pkl", "valMat.pkl", "tstMat.pkl")
+    mats = [_load_sparse_pickle(src / f) for f in files]
     shapes = {m.shape for m in mats}
     if len(shapes) != 1:
         raise DataError(f"{src}: trnMat/valMat/tstMat shapes differ: {sorted(shapes)}")
-    features = sorted(src.glob(f"*{FEATURE_SUFFIX}"))
+    n_items = mats[0].shape[1]
+    features = {}
+    for p in sorted(src.glob(f"*{FEATURE_SUFFIX}")):
+        real = confined_file(src, p.name)
+        rows = read_feature(real)[0].shape[0]  # the loader's checks, with the source file named
+        if rows != n_items:
+            raise DataError(f"{p}: {rows} rows but the matrices have {n_items} items ({files[0]} is "
+                            f"{mats[0].shape[0]} x {n_items}); every item needs one feature row")
+        features[p.name] = real
     users, items, ratings, labels = [], [], [], []
-    for label, m in enumerate(mats):
+    for label, (m, f) in enumerate(zip(mats, files)):
         nz = m.data != 0  # DiffMM reads (matrix != 0): explicit zeros are not interactions
+        if not nz.any():
+            raise DataError(f"{src / f}: no non-zero entry, so the {SPLITS[label]} split would be empty; "
+                            "every split needs interactions")
         users.append(m.row[nz].astype(np.int64))
         items.append(m.col[nz].astype(np.int64))
         ratings.append(m.data[nz])
@@ -114,15 +162,24 @@ def convert_diffmm(src: Path | str, dst: Path | str, name: str) -> Path:
             "x_label": labels[order],
         }
     )
-    tmp = Path(dst) / f".{name}.converting"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    made_dst = not Path(dst).exists()
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.converting-", dir=dst))  # private: no other run's leftovers
+    done = False
     try:
         write_inter(table, tmp / f"{name}.inter")
-        for f in features:
-            shutil.copyfile(f, tmp / f.name)
+        for file_name, real in features.items():
+            shutil.copyfile(real, tmp / file_name)
+        try:  # the one loader's every check, before the result is moved into place
+            load_dataset_dir(tmp, name=name, use_cache=False)
+        except DataError as exc:
+            raise DataError(f"{src}: the converted dataset would not load: {exc}") from None
         tmp.rename(out)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted %s -> %s: %d interactions, features %s", src, out, order.size, [f.name for f in features])
+        if made_dst and not done:
+            with contextlib.suppress(OSError):  # only if still empty: never what someone else put there
+                Path(dst).rmdir()
+    log.info("converted %s -> %s: %d interactions, features %s", src, out, order.size, list(features))
     return out

@@ -4,35 +4,60 @@
 ``<modality>_feat.npy`` per modality, optionally ``dataset.yaml``) into a typed :class:`Dataset`:
 sizes, train/valid/test interactions, per-user training items, float32 features, a content hash. A
 ``synth-*`` preset name needs no data on disk: it is generated into the cache
-(:mod:`mentor_ray.datasets.synthetic`). Bad input fails with one line naming the file. The layout,
-every check, the decisions (sizes, cold users, duplicates) and the cache: ``docs/data.md``.
+(:mod:`mentor_ray.datasets.synthetic`). Bad input fails with one line naming the file. Every file is
+read through :func:`mentor_ray.datasets.mmrec.confined_file` (inside the dataset's directory, a regular
+file). The layout, every check, the decisions (sizes, id bounds, empty splits, cold users, duplicates)
+and the cache: ``docs/data.md``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from mentor_ray.common import io as cache
-from mentor_ray.common.errors import DataError, pydantic_message
-from mentor_ray.common.names import check_name
+from mentor_ray.common.errors import ConfigError, DataError, pydantic_message, shown
+from mentor_ray.common.names import NAME_RULE, check_name
+from mentor_ray.common.yamlio import load_yaml
+from mentor_ray.datasets.mmrec import confined_file, open_regular
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")  # x_label 0, 1, 2
 SPEC_FILE = "dataset.yaml"
 FEATURE_SUFFIX = "_feat.npy"
-PARSER_VERSION = 1  # bump to invalidate every cached Parquet parse
+PARSER_VERSION = 2  # bump to invalidate every cached Parquet parse (2: id bounds, non-finite ids, provenance)
+HASH_VERSION = 1  # part of the content hash, which checkpoints record: bump only when parsed data means otherwise
+HEADER_BYTES = 1 << 16  # the header line of a .inter is read on its own; no header is longer
+
+# Ids are indices: user and item tables (embeddings, optimiser state, graph rows) get largest id + 1 rows.
+# A real dataset numbers its users and items 0..n-1 with n at most its number of rows; ids far beyond that
+# are raw ids (hashes, timestamps, 10**18) that would allocate terabytes for empty rows. An id must be below
+# the larger of ID_FLOOR (room for a sample of a dataset that kept its original ids) and ID_PER_ROW x the
+# rows of the .inter file (or, for items, the rows of the feature files), and always below MAX_ID (the
+# results store keeps user ids as int32; a (user, item) pair key then fits int64).
+ID_FLOOR = 1 << 20
+ID_PER_ROW = 8
+MAX_ID = 1 << 31
+
+
+def id_limit(n_rows: int, at_least: int = 0) -> int:
+    """The bound every id of an ``n_rows``-row ``.inter`` must stay below (see :data:`ID_FLOOR`)."""
+    return min(MAX_ID, max(ID_FLOOR, ID_PER_ROW * n_rows, at_least))
 
 
 # --------------------------------------------------------------------------- dataset.yaml
@@ -44,6 +69,12 @@ class ColumnSpec(BaseModel):
     item: str = "itemID"
     split: str = "x_label"
 
+    @model_validator(mode="after")
+    def _distinct(self) -> "ColumnSpec":
+        if len({self.user, self.item, self.split}) < 3:
+            raise ValueError("user, item and split must name three different columns")
+        return self
+
 
 class DatasetSpec(BaseModel):
     """The optional ``dataset.yaml``; every key has the MMRec default."""
@@ -54,21 +85,34 @@ class DatasetSpec(BaseModel):
     columns: ColumnSpec = ColumnSpec()
     modalities: dict[str, str] | None = None  # modality -> .npy file; default: every *_feat.npy
 
+    @field_validator("separator")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        # the CSV reader takes one delimiter character; a newline or quote would split nothing sensible
+        if len(value) != 1 or value in '\r\n"':
+            raise ValueError("must be one character other than a newline or a double quote (a tab is \"\\t\")")
+        return value
+
+
+def _spec_file(directory: Path) -> Path | None:
+    """The resolved ``dataset.yaml`` of ``directory``, or None when it has none (a dangling link is an error)."""
+    if not os.path.lexists(directory / SPEC_FILE):
+        return None
+    return confined_file(directory, SPEC_FILE)
+
 
 def read_spec(directory: Path) -> DatasetSpec:
-    path = directory / SPEC_FILE
-    if not path.exists():
+    path = _spec_file(directory)
+    if path is None:
         return DatasetSpec()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataError(f"{path}: not readable as YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a mapping of keys, found {type(raw).__name__}")
+        raw = load_yaml(path, what=str(directory / SPEC_FILE))
+    except ConfigError as exc:  # a dataset file: reported as bad data, with the reader's message
+        raise DataError(str(exc)) from None
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
-        raise DataError(pydantic_message(str(path), exc, DatasetSpec)) from exc
+        raise DataError(pydantic_message(str(directory / SPEC_FILE), exc, DatasetSpec)) from exc
 
 
 # --------------------------------------------------------------------------- the dataset object
@@ -205,39 +249,66 @@ def load_dataset(name: str, data_root: Path | str | None = None) -> Dataset:
     return load_dataset_dir(directory, name=name, synthetic=synthetic)
 
 
-def load_dataset_dir(directory: Path | str, name: str | None = None, synthetic: bool = False) -> Dataset:
+def load_dataset_dir(directory: Path | str, name: str | None = None, synthetic: bool = False,
+                     use_cache: bool = True) -> Dataset:
+    """Load and validate the dataset in ``directory`` (named ``name``, default the directory's name).
+
+    Every file read must be a regular file inside ``directory`` (:func:`~mentor_ray.datasets.mmrec.
+    confined_file`). Each of the three splits must hold at least one interaction: an empty train split
+    leaves nothing to learn, and an empty valid or test split is refused rather than warned about,
+    because its metrics would be reported as 0.0 for every epoch and configuration: validation would
+    select nothing and test would score nothing, with no sign of why. Split the data first. With
+    ``use_cache`` false the parse is neither read from nor written to the cache (a check of files that
+    are about to move, as the DiffMM converter does).
+    """
     directory = Path(directory)
     name = name or directory.name
+    try:
+        check_name(name, "dataset name")
+    except ConfigError as exc:
+        raise DataError(f"{directory}: {exc}") from None
     if not directory.is_dir():
         raise DataError(f"{directory}: missing dataset directory")
     spec = read_spec(directory)
+    spec_file = _spec_file(directory)
     inter_path = _inter_path(directory, name, spec)
     feature_paths = _feature_paths(directory, spec)
 
     features, dtypes = {}, {}
     n_rows_first: tuple[str, int] | None = None
     for modality, path in feature_paths.items():
-        arr = _load_feature(path)
+        arr, dtypes[modality] = read_feature(path)
         if n_rows_first and arr.shape[0] != n_rows_first[1]:
             raise DataError(
                 f"{path}: {arr.shape[0]} rows but {n_rows_first[0]} has {n_rows_first[1]}; "
                 "every modality needs one row per item"
             )
         n_rows_first = n_rows_first or (path.name, arr.shape[0])
-        dtypes[modality] = str(arr.dtype)
-        features[modality] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        features[modality] = torch.from_numpy(arr)
 
-    users, items, split, hashes = _interactions_cached(inter_path, spec, feature_paths)
-    n_users = int(users.max()) + 1
-    n_items = n_rows_first[1] if n_rows_first else int(items.max()) + 1
-    if n_rows_first and items.max() >= n_items:
+    item_rows = n_rows_first[1] if n_rows_first else 0
+    sources = {"inter": inter_path, **{f"feature:{m}": p for m, p in feature_paths.items()}}
+    if spec_file is not None:
+        sources["spec"] = spec_file
+    if use_cache:
+        users, items, split, hashes = _interactions_cached(name, inter_path, spec, sources, item_rows)
+    else:
+        users, items, split = parse_inter(inter_path, spec, item_rows)
+        hashes = {k: _sha256(p) for k, p in sources.items()}
+    n_users = int(users.max()) + 1 if users.size else 0
+    n_items = item_rows if n_rows_first else (int(items.max()) + 1 if items.size else 0)
+    if n_rows_first and items.size and items.max() >= n_items:
         row = int(np.argmax(items >= n_items))
         raise DataError(
             f"{inter_path}: itemID {int(items[row])} (row {row + 1}) >= {n_items}, the number of rows in "
             f"{n_rows_first[0]}; item ids must index feature rows"
         )
+    for k, s in enumerate(SPLITS):
+        if not (split == k).any():
+            raise DataError(f"{inter_path}: the {s} split is empty (no row with {spec.columns.split} = {k}); "
+                            f"every split needs interactions (0 train, 1 valid, 2 test)")
     parts = {s: Interactions(users[split == k], items[split == k]) for k, s in enumerate(SPLITS)}
-    content_hash = cache.sha256_json({"files": hashes, "spec": spec.model_dump(), "v": PARSER_VERSION})
+    content_hash = cache.sha256_json({"files": hashes, "spec": spec.model_dump(), "v": HASH_VERSION})
     return Dataset(
         name=name,
         path=directory,
@@ -252,154 +323,306 @@ def load_dataset_dir(directory: Path | str, name: str | None = None, synthetic: 
 
 
 def _inter_path(directory: Path, name: str, spec: DatasetSpec) -> Path:
-    path = directory / (spec.inter_file or f"{name}.inter")
-    if not path.is_file():
+    def missing() -> str:
         others = sorted(p.name for p in directory.glob("*.inter"))
-        hint = f" (found {', '.join(others)}; set inter_file in {SPEC_FILE})" if others else ""
-        raise DataError(f"{path}: missing interaction file{hint}")
-    return path
+        found = shown(", ".join(others), quote=False)
+        return f"interaction file (found {found}; set inter_file in {SPEC_FILE})" if others else "interaction file"
+
+    if spec.inter_file is None:
+        return confined_file(directory, f"{name}.inter", missing=missing)
+    return confined_file(directory, spec.inter_file, f"{directory / SPEC_FILE}: inter_file", missing=missing)
 
 
 def _feature_paths(directory: Path, spec: DatasetSpec) -> dict[str, Path]:
+    """Modality -> resolved feature file: those ``dataset.yaml`` declares, else every ``*_feat.npy``."""
     if spec.modalities is not None:
-        paths = {m: directory / f for m, f in spec.modalities.items()}
-        for m, p in paths.items():
-            if not p.is_file():
-                raise DataError(f"{p}: missing feature file for modality '{m}' declared in {directory / SPEC_FILE}")
-        return paths
-    return {p.name[: -len(FEATURE_SUFFIX)]: p for p in sorted(directory.glob(f"*{FEATURE_SUFFIX}"))}
+        declared = [(m, f, f"{directory / SPEC_FILE}: modalities.{shown(m, 80, quote=False)}")
+                    for m, f in spec.modalities.items()]
+    else:
+        declared = [(p.name[: -len(FEATURE_SUFFIX)], p.name, None)
+                    for p in sorted(directory.glob(f"*{FEATURE_SUFFIX}"))]
+    paths = {}
+    for modality, value, source in declared:
+        try:  # a modality names graph-cache entries, log lines and table columns: one rule for names
+            check_name(modality, "modality")
+        except ConfigError:
+            raise DataError(f"{source or directory / value}: modality name {shown(modality, 80)} is not allowed; "
+                            f"allowed: {NAME_RULE}") from None
+        what = f"feature file for modality '{modality}'" + (f" declared in {directory / SPEC_FILE}" if source else "")
+        paths[modality] = confined_file(directory, value, source, missing=what)
+    return paths
 
 
-def _load_feature(path: Path) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError, OSError, EOFError... for a bad file
-        raise DataError(f"{path}: unreadable .npy file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
-        raise DataError(f"{path}: expected a 2-d array (items x dims), found shape {getattr(arr, 'shape', '?')}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise DataError(f"{path}: dtype {arr.dtype}; features must be a float dtype (float16, float32 or float64)")
-    finite = np.isfinite(arr).all(axis=1)
+def read_feature(path: Path) -> tuple[np.ndarray, str]:
+    """``(features as C-contiguous float32 (rows, dims), dtype on disk)`` of the ``.npy`` file ``path``.
+
+    The header is checked before any data is read: a float dtype (never an object or structured array,
+    never unpickled), 2-d, at least one row and one column, and a file exactly as long as the header
+    says (a header claiming more than the file holds would allocate it). Values must be finite in
+    float32, the model's dtype: a float64 value past float32's range is refused, not turned into inf.
+    """
+    fmt = np.lib.format
+    with open_regular(path) as f:
+        try:
+            version = fmt.read_magic(f)
+            readers: dict[tuple[int, int], Callable] = {(1, 0): fmt.read_array_header_1_0,
+                                                        (2, 0): fmt.read_array_header_2_0}
+            if version not in readers:
+                raise ValueError(f"format version {version[0]}.{version[1]}; versions 1.0 and 2.0 are read")
+            shape, fortran, dtype = readers[version](f)
+            data_bytes = os.fstat(f.fileno()).st_size - f.tell()
+        except Exception as exc:  # numpy raises ValueError, OSError, EOFError... for a bad header
+            raise DataError(f"{path}: unreadable .npy file ({type(exc).__name__}: "
+                            f"{shown(str(exc), quote=False)})") from None
+        if dtype.hasobject or dtype.fields is not None or not np.issubdtype(dtype, np.floating):
+            raise DataError(f"{path}: dtype {shown(str(dtype), 80, quote=False)}; features must be a float dtype "
+                            "(float16, float32 or float64)")
+        if len(shape) != 2:
+            raise DataError(f"{path}: expected a 2-d array (items x dims), found shape {shape}")
+        if 0 in shape:
+            raise DataError(f"{path}: shape {shape} has no {'rows' if shape[0] == 0 else 'columns'}; "
+                            "features need one row per item and at least one column")
+        expected = shape[0] * shape[1] * dtype.itemsize
+        if data_bytes != expected:
+            raise DataError(f"{path}: its header says {shape} {dtype} ({expected:,} bytes of data) but the file holds "
+                            f"{data_bytes:,}; the file is cut short or not what its header says")
+        f.seek(0)
+        try:
+            arr = fmt.read_array(f, allow_pickle=False)
+        except Exception as exc:
+            raise DataError(f"{path}: unreadable .npy file ({type(exc).__name__}: "
+                            f"{shown(str(exc), quote=False)})") from None
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    finite = np.isfinite(out).all(axis=1)
     if not finite.all():
         row = int(np.argmin(finite))
+        if np.isfinite(arr[row]).all():
+            col = int(np.argmin(np.isfinite(out[row])))
+            raise DataError(
+                f"{path}: value {float(arr[row, col]):.4g} in row {row}, column {col} is beyond float32's range "
+                f"(largest {float(np.finfo(np.float32).max):.4g}) and the model computes in float32; rescale them"
+            )
         raise DataError(f"{path}: NaN or Inf in row {row} ({int((~finite).sum())} bad rows); features must be finite")
-    return arr
+    return out, str(arr.dtype)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open_regular(path) as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- the interaction cache
+
+_CACHE_KEY = b"mentor_ray.interactions"  # the Parquet schema metadata key holding the entry's record
+_CACHE_TYPES = {"user": pa.int64(), "item": pa.int64(), "split": pa.int8()}
+
+
+def _arrays_checksum(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _interactions_cached(
+    name: str, inter_path: Path, spec: DatasetSpec, sources: dict[str, Path], item_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
+    """(users, items, split, file hashes), from the Parquet cache when the entry is this dataset's and
+    no source file changed, else parsed (and cached).
+
+    An entry is one Parquet file whose schema metadata records what it was made from (dataset name,
+    each source file's resolved path, size and mtime, the column spec), the source files' SHA-256 and a
+    checksum of its arrays. An entry made from these files as they are now is used; one made from an
+    earlier version of them is re-parsed (logged); any other (another dataset's file put in its place,
+    no record, a checksum mismatch, unreadable) is re-parsed with a one-line warning naming it.
+    """
+    signature = {
+        "parser": PARSER_VERSION,
+        "dataset": name,
+        "spec": spec.model_dump(),
+        "item_rows": item_rows,
+        "files": {k: [str(p), *cache.stat_signature(p)] for k, p in sources.items()},
+    }
+    slot = cache.sha256_json([name, str(inter_path)])[:20]
+    path = cache.cache_dir("interactions") / f"{slot}.v{PARSER_VERSION}.parquet"
+    hit = _read_cached(path, signature, inter_path)
+    if hit is not None:
+        return hit
+    users, items, split = parse_inter(inter_path, spec, item_rows)
+    hashes = {k: _sha256(p) for k, p in sources.items()}
+    record = {"signature": signature, "hashes": hashes, "checksum": _arrays_checksum(users, items, split)}
+    table = pa.table({"user": users, "item": items, "split": split})
+    table = table.replace_schema_metadata({_CACHE_KEY: json.dumps(record, sort_keys=True).encode()})
+    with cache.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return users, items, split, hashes
+
+
+def _read_cached(path: Path, signature: dict, inter_path: Path):
+    """The cache entry ``path`` as (users, items, split, hashes) if it is the one ``signature`` describes."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        if not path.is_file():
+            problem = "not a regular file"
+        else:
+            table = pq.read_table(path)
+            raw = (table.schema.metadata or {}).get(_CACHE_KEY)
+            record = json.loads(raw) if raw is not None else None
+            made = record.get("signature") if isinstance(record, dict) else None
+            if not isinstance(made, dict):
+                problem = "no record of what it was made from (not written by this version of mentor_ray)"
+            elif made != signature:
+                same_source = (made.get("dataset") == signature["dataset"]
+                               and made.get("files", {}).get("inter", [None])[0] == signature["files"]["inter"][0])
+                if same_source:  # the ordinary case: the dataset's files were edited since
+                    log.info("%s: changed since it was parsed; re-parsing", inter_path)
+                    return None
+                other = made.get("files", {}).get("inter", ["?"])[0]
+                problem = (f"was made from dataset {shown(made.get('dataset'), 80)} "
+                           f"({shown(other, quote=False)}), not from {signature['dataset']!r} ({inter_path})")
+            elif {f.name: f.type for f in table.schema} != _CACHE_TYPES:
+                problem = f"holds columns {shown(str(table.schema.types), quote=False)}, not the cache's"
+            else:
+                users, items, split = (table[c].to_numpy() for c in _CACHE_TYPES)
+                if _arrays_checksum(users, items, split) != record.get("checksum"):
+                    problem = "checksum mismatch (cut short or corrupted)"
+                else:
+                    return users, items, split, dict(record["hashes"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, pa.ArrowException) as exc:
+        problem = f"unreadable ({type(exc).__name__}: {shown(str(exc), quote=False)})"
+    log.warning("interaction cache %s: %s; re-parsing %s", path, problem, inter_path)
+    return None
 
 
 # --------------------------------------------------------------------------- parsing .inter
 
 
-def _interactions_cached(
-    inter_path: Path, spec: DatasetSpec, feature_paths: dict[str, Path]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, str]]:
-    """(users, items, split, file hashes), from the Parquet cache when no source file changed."""
-    sources = {"inter": inter_path, **{f"feature:{m}": p for m, p in feature_paths.items()}}
-    spec_path = inter_path.parent / SPEC_FILE
-    if spec_path.exists():
-        sources["spec"] = spec_path
-    signature = {
-        "parser": PARSER_VERSION,
-        "spec": spec.model_dump(),
-        "files": {k: [str(p.resolve()), *cache.stat_signature(p)] for k, p in sources.items()},
-    }
-    slot = cache.cache_dir("interactions") / cache.sha256_json(str(inter_path.resolve()))[:20]
-    manifest_path, parquet_path = slot.with_suffix(".json"), slot.with_suffix(".parquet")
-    manifest = cache.read_json(manifest_path)
-    if manifest and manifest.get("signature") == signature and parquet_path.exists():
-        try:
-            table = pq.read_table(parquet_path)
-            return (
-                table["user"].to_numpy(),
-                table["item"].to_numpy(),
-                table["split"].to_numpy(),
-                manifest["hashes"],
-            )
-        except (OSError, pa.ArrowException, KeyError):
-            log.warning("interaction cache %s unreadable; re-parsing %s", parquet_path, inter_path)
+def parse_inter(path: Path, spec: DatasetSpec | None = None,
+                item_rows: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse and validate an interaction file: (users int64, items int64, split int8), deduplicated.
 
-    users, items, split = parse_inter(inter_path, spec)
-    hashes = {k: cache.sha256_file(p) for k, p in sources.items()}
-    table = pa.table({"user": users, "item": items, "split": split})
-    with cache.atomic_path(parquet_path) as tmp:
-        pq.write_table(table, tmp)
-    cache.write_json_atomic(manifest_path, {"signature": signature, "hashes": hashes})
-    return users, items, split, hashes
-
-
-def parse_inter(path: Path, spec: DatasetSpec | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parse and validate an interaction file: (users int64, items int64, split int8), deduplicated."""
+    Ids must be integers written in decimal (:func:`_int_column`) in ``[0, id_limit)``: see :data:`ID_FLOOR`;
+    ``item_rows`` (the feature files' rows) raises the bound for items. The header must hold each
+    required column once and no column name twice. Whether each split is non-empty is
+    :func:`load_dataset_dir`'s check.
+    """
     spec = spec or DatasetSpec()
     cols = spec.columns
-    header = _read_header(path, spec.separator)
-    missing = [c for c in (cols.user, cols.item, cols.split) if c not in header]
-    if missing:
-        raise DataError(
-            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"(header has: {', '.join(header) or 'nothing'}; required: {cols.user}, {cols.item}, {cols.split})"
-        )
-    try:
-        table = pacsv.read_csv(
-            path,
-            parse_options=pacsv.ParseOptions(delimiter=spec.separator),
-            convert_options=pacsv.ConvertOptions(include_columns=[cols.user, cols.item, cols.split]),
-        )
-    except pa.ArrowException as exc:
-        raise DataError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from exc
-    users = _int_column(table[cols.user], path, cols.user)
-    items = _int_column(table[cols.item], path, cols.item)
-    split = _int_column(table[cols.split], path, cols.split)
-    bad = (split < 0) | (split > 2)
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(f"{path}: {cols.split} = {int(split[row])} at line {row + 2}; "
-                        f"allowed: 0 (train), 1 (valid), 2 (test)")
-    split = split.astype(np.int8)
-    users, items, split = _drop_duplicates(path, users, items, split)
-    if not (split == 0).any():
-        raise DataError(f"{path}: the train split is empty (no row with {cols.split} = 0)")
-    return users, items, split
+    with open_regular(path) as f:
+        header = _read_header(path, f, spec.separator)
+        seen: dict[str, int] = {}
+        for again, column in enumerate(header, start=1):
+            first = seen.setdefault(column, again)
+            if first != again:
+                dup = column
+                break
+        else:
+            dup = None
+        if dup is not None:
+            raise DataError(f"{path}: column {shown(dup, 80)} appears twice in the header (columns {first} and "
+                            f"{again}); column names must be unique")
+        missing = [c for c in (cols.user, cols.item, cols.split) if c not in header]
+        if missing:
+            raise DataError(
+                f"{path}: missing column{'s' if len(missing) > 1 else ''} {shown(', '.join(missing), quote=False)} "
+                f"(header has: {shown(', '.join(header), quote=False) or 'nothing'}; "
+                f"required: {shown(', '.join((cols.user, cols.item, cols.split)), quote=False)})"
+            )
+        f.seek(0)
+        try:
+            table = pacsv.read_csv(
+                f,
+                parse_options=pacsv.ParseOptions(delimiter=spec.separator),
+                # read as text, parsed by _int_column's one rule; only an empty field is missing ("nan", "NA"
+                # and "null" are values, refused as not integers)
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=[cols.user, cols.item, cols.split],
+                    column_types={c: pa.string() for c in (cols.user, cols.item, cols.split)},
+                    null_values=[""], strings_can_be_null=True),
+            )
+        except (pa.ArrowException, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataError(f"{path}: cannot parse: {shown(first, quote=False)}") from None
+    n = table.num_rows
+    ids = (f"ids index tables sized by the largest id, so they must be below the larger of {ID_FLOOR:,} and "
+           f"{ID_PER_ROW} x the {n:,} rows{{}}, and below {MAX_ID:,}; number the ids 0..n-1")
+    users = _int_column(table[cols.user], path, f"column {cols.user}", id_limit(n), "ids must be non-negative",
+                        ids.format(""))
+    rows = f" or the {item_rows:,} feature rows" if item_rows else ""
+    items = _int_column(table[cols.item], path, f"column {cols.item}", id_limit(n, item_rows),
+                        "ids must be non-negative", ids.format(rows))
+    allowed = "allowed: 0 (train), 1 (valid), 2 (test)"
+    split = _int_column(table[cols.split], path, cols.split, 3, allowed, allowed).astype(np.int8)
+    return _drop_duplicates(path, users, items, split)
 
 
-def _read_header(path: Path, sep: str) -> list[str]:
+def _read_header(path: Path, f, sep: str) -> list[str]:
+    """The column names of the first line (at most :data:`HEADER_BYTES`; a UTF-8 BOM is dropped)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            line = f.readline()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable ({exc})") from exc
-    if not line.strip():
+        line = f.readline(HEADER_BYTES + 1)
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc.strerror or type(exc).__name__})") from None
+    if len(line) > HEADER_BYTES:
+        raise DataError(f"{path}: the first line is longer than {HEADER_BYTES:,} bytes; "
+                        "expected a header line with userID, itemID and x_label")
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: the header line is not UTF-8 text; expected userID, itemID and x_label") from None
+    if not text.strip():
         raise DataError(f"{path}: empty file; expected a header line with userID, itemID and x_label")
-    return [c.strip().strip('"') for c in line.rstrip("\r\n").split(sep)]
+    return [c.strip().strip('"') for c in text.rstrip("\r\n").split(sep)]
 
 
-def _int_column(column: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
-    """A column as non-negative int64, or a one-line error naming the first bad line."""
+_DIGITS = r"^[0-9]{1,10}$"  # the common case: cast exactly, as int64 (10 digits cover every id below MAX_ID)
+_NUMBER = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"  # any decimal literal: " 4", "+5", "2.0"
+
+
+def _int_column(column: pa.ChunkedArray, path: Path, label: str, limit: int, negative: str,
+                above: str) -> np.ndarray:
+    """A text column as int64 in ``[0, limit)``, or a one-line error naming the first bad line: ``label =
+    value at line N; <negative or above>``.
+
+    The one rule for what an id is, whatever the CSV reader would have guessed for the column: a decimal
+    number literal whose value is a finite integer (``7``, ``007``, ``+5``, `` 4``, ``2.0``, ``1e3``).
+    Anything else is refused: ``bob``, ``1_000``, ``true``, ``nan``, ``inf``, and ``0x10`` (which the
+    reader's own inference would take as 16). Values are compared before any cast to int64, so ``1e30``
+    or ``10**20`` never wrap around.
+    """
+    def refuse(mask: np.ndarray, values, why: str, quote: bool = False):
+        row = int(np.argmax(mask))
+        value = values[row]
+        text = shown(value) if quote else shown(str(value).strip(), quote=False)
+        raise DataError(f"{path}: {label} = {text} at line {row + 2}; {why}")
+
+    if len(column) == 0:
+        return np.empty(0, dtype=np.int64)
     if column.null_count:
         row = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
-        raise DataError(f"{path}: column {name} is empty at line {row + 2}; expected a non-negative integer")
-    kind = column.type
-    if pa.types.is_integer(kind):
-        values = column.to_numpy().astype(np.int64, copy=False)
-    elif pa.types.is_floating(kind):
-        raw = column.to_numpy()
-        bad = raw != np.floor(raw)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise DataError(f"{path}: column {name} = {float(raw[row])!r} at line {row + 2}; "
-                            f"expected a non-negative integer")
-        values = raw.astype(np.int64)
+        raise DataError(f"{path}: {label} is empty at line {row + 2}; expected a non-negative integer")
+    if pc.all(pc.match_substring_regex(column, _DIGITS)).as_py():
+        raw = values = pc.cast(column, pa.int64()).to_numpy()
     else:
-        for row, value in enumerate(column.to_pylist()):
-            try:
-                int(value)
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"{path}: column {name} = {value!r} at line {row + 2}; expected a non-negative integer"
-                ) from None
-        values = np.asarray(column.to_pylist(), dtype=np.int64)
-    if values.size and values.min() < 0:
-        row = int(np.argmax(values < 0))
-        raise DataError(f"{path}: column {name} = {int(values[row])} at line {row + 2}; ids must be non-negative")
-    return values
+        values = column.to_numpy(zero_copy_only=False)
+        ok = pc.match_substring_regex(column, _NUMBER).to_numpy(zero_copy_only=False)
+        if not ok.all():
+            refuse(~ok, values, "expected a non-negative integer", quote=True)
+        raw = pc.cast(pc.utf8_trim_whitespace(column), pa.float64()).to_numpy()  # exact below 2**53 > MAX_ID
+        bad = ~np.isfinite(raw) | (raw != np.floor(raw))
+        if bad.any():
+            refuse(bad, values, "expected a non-negative integer")
+    if raw.min() < 0:
+        refuse(raw < 0, values, negative)
+    if raw.max() >= limit:
+        refuse(raw >= limit, values, above)
+    return raw.astype(np.int64)
 
 
 def _drop_duplicates(

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from mentor_ray.common import io as cache
-from mentor_ray.common.errors import ConfigError
+from mentor_ray.common.errors import ConfigError, shown
 from mentor_ray.datasets.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -343,11 +344,14 @@ def _save(path: Path, g: Graphs) -> None:
 
 
 def _load(path: Path, key: str, k: int, knn_norm: str) -> Graphs | None:
-    """The graphs in the cache file ``path``, or None: absent, another key, or (with a warning naming
-    the file) unreadable, without a checksum or with a wrong one, so that the caller rebuilds it."""
-    if not path.exists():
+    """The graphs in the cache file ``path``, or None: absent, or (with a warning naming the file)
+    unreadable, not a regular file, without a checksum or with a wrong one, or holding another key's
+    graphs (a file copied over this one), so that the caller rebuilds it."""
+    if not os.path.lexists(path):
         return None
     try:
+        if not path.is_file():  # a FIFO or device would block or never end: named, and replaced
+            raise OSError("not a regular file")
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
         if CHECKSUM not in arrays:
@@ -356,9 +360,12 @@ def _load(path: Path, key: str, k: int, knn_norm: str) -> Graphs | None:
             problem = "checksum mismatch (cut short or corrupted)"
         else:
             g = from_arrays(arrays)
-            return g if (g.key, g.k, g.knn_norm) == (key, k, knn_norm) else None
+            if (g.key, g.k, g.knn_norm) == (key, k, knn_norm):
+                return g
+            # another entry's file under this key's name (copied or swapped in): never used as this one
+            problem = f"holds the graphs of another key ({shown(g.key, 20, quote=False)}, k={g.k}, {g.knn_norm})"
     except Exception as exc:  # a torn or flipped file fails in numpy, zipfile, json or torch: all mean rebuild
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = shown((str(exc).strip().splitlines() or [""])[0], quote=False)
         problem = f"unreadable ({type(exc).__name__}: {first})" if first else f"unreadable ({type(exc).__name__})"
     log.warning("graph cache %s: %s; rebuilding it", path, problem)
     return None

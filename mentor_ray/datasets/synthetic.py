@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from mentor_ray.common import io as cache
 from mentor_ray.common.errors import DataError
-from mentor_ray.datasets.mmrec import write_inter
+from mentor_ray.datasets.mmrec import confined_file, write_inter
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,7 @@ def write(spec: SyntheticSpec, directory: Path) -> Path:
     generated = generate(spec)
     table = generated.table
     directory.mkdir(parents=True)
-    files = [directory / f"{spec.name}.inter", *(directory / f"{m}_feat.npy" for m in generated.features),
-             directory / "synthetic.json"]
+    files = [directory / f for f in _files(spec)]
     write_inter(table, files[0])
     for name, arr in generated.features.items():
         np.save(directory / f"{name}_feat.npy", arr)
@@ -222,6 +221,11 @@ def write(spec: SyntheticSpec, directory: Path) -> Path:
     return directory
 
 
+def _files(spec: SyntheticSpec) -> list[str]:
+    """The files a generation of ``spec`` consists of (all in :data:`CHECKSUMS`)."""
+    return [f"{spec.name}.inter", *(f"{m.name}_feat.npy" for m in spec.modalities), "synthetic.json"]
+
+
 def _meta(spec: SyntheticSpec) -> dict:
     """What ``synthetic.json`` holds, as it reads back from JSON (tuples become lists)."""
     return json.loads(json.dumps({"generator_version": GENERATOR_VERSION, "spec": asdict(spec), "synthetic": True}))
@@ -232,11 +236,10 @@ def ensure_preset(name: str, seed: int | None = None) -> Path:
     spec = preset(name, seed)
     folder = name if seed is None else f"{name}-seed{spec.seed}"
     directory = cache.cache_dir("datasets") / folder
-    expected = _meta(spec)
-    if _cached_problem(directory, expected) is None:
+    if _cached_problem(directory, spec) is None:
         return directory
     with _lock(directory.with_suffix(".lock")):
-        problem = _cached_problem(directory, expected)
+        problem = _cached_problem(directory, spec)
         if problem is None:  # another process made it
             return directory
         if problem:  # a cached copy that does not check out: named, and made again
@@ -255,11 +258,29 @@ def ensure_preset(name: str, seed: int | None = None) -> Path:
     return directory
 
 
-def _cached_problem(directory: Path, expected: dict) -> str | None:
-    """None when ``directory`` holds a complete generation of the spec behind ``expected`` whose every
-    file has its recorded checksum; "" when there is no such generation (first use, another spec or
-    generator version); else what is wrong with the cached copy, naming the file."""
-    if cache.read_json(directory / "synthetic.json") == expected:
+def _cached_problem(directory: Path, spec: SyntheticSpec) -> str | None:
+    """None when ``directory`` holds a complete generation of ``spec`` whose every file has its recorded
+    checksum; "" when there is no such generation (first use, another spec or generator version); else
+    what is wrong with the cached copy, naming the file.
+
+    Before anything is read, each file to be read (the checksum file, ``synthetic.json``, each file the
+    checksum file lists) must be a regular file inside ``directory``: a FIFO or device in its place would
+    block the read, and a listed name such as ``../x`` or ``/dev/zero`` would hash a file outside the cache.
+    """
+    if not os.path.lexists(directory / "synthetic.json") and not os.path.lexists(directory / CHECKSUMS):
+        return ""
+    try:
+        for name in (CHECKSUMS, "synthetic.json"):
+            if os.path.lexists(directory / name):
+                confined_file(directory, name)
+        recorded = cache.read_json(directory / CHECKSUMS)
+        listed = recorded.get("sha256") if isinstance(recorded, dict) else None
+        for name in sorted(listed) if isinstance(listed, dict) else ():
+            if os.path.lexists(directory / name):  # a missing one is said by checksum_problem
+                confined_file(directory, name)
+    except DataError as exc:
+        return str(exc)
+    if cache.read_json(directory / "synthetic.json") == _meta(spec):
         return cache.checksum_problem(directory / CHECKSUMS)
     if (directory / CHECKSUMS).exists():  # another spec, or its synthetic.json is what got corrupted
         return cache.checksum_problem(directory / CHECKSUMS) or ""

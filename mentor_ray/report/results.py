@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mentor_ray.common.config import result_settings
-from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.io import atomic_path, sha256_json
 from mentor_ray.common.names import KS, METRIC_KINDS
 
@@ -241,10 +241,12 @@ def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
     leaderboard written there); files from before a column was added read it as null. Each file is
     read on its own: one that is unreadable (truncated, empty, not Parquet), lacks a column of
     :data:`REQUIRED`, has a column of the wrong type or holds no rows is skipped with a one-line warning
-    naming it. A run (``run_id``) found in several files (a copied file) is counted once, with a warning
-    naming the files; its rows are those of the newest file (by modification time, then name), also
-    when the files' metrics differ (the warning then says they conflict). Duplicates and corrupted files
-    are found before the filter applies, so a filtered read keeps the same copy as an unfiltered one.
+    naming it (so is one with a column name twice, a value outside its column's vocabulary, or a
+    ``config_json``/``space_axes`` that is not the JSON its readers parse). A run (``run_id``) found in
+    several files (a copied file) is counted once, with a warning naming the files; its rows are those
+    of the newest file (by modification time, then name), also when the files' metrics differ (the
+    warning then says they conflict). Duplicates and corrupted files are found before the filter
+    applies, so a filtered read keeps the same copy as an unfiltered one.
     """
     expr = None
     for column, value in equal.items():
@@ -259,8 +261,9 @@ def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
         try:
             mtime = file.stat().st_mtime_ns
             table = _read_run_file(file)
-        except (OSError, pa.ArrowException) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        # pyarrow and json raise ValueError, KeyError, TypeError or RecursionError on some malformed files
+        except (OSError, pa.ArrowException, ValueError, KeyError, TypeError, RecursionError) as exc:
+            reason = shown((str(exc).strip().splitlines() or [type(exc).__name__])[0], quote=False)
             log.warning("results: skipped %s, a corrupted run file (%s); %s", file, reason, FIX)
             continue
         runs.append((file, mtime, table))
@@ -272,17 +275,23 @@ def read_results(results_dir: str | Path, **equal: Any) -> pa.Table:
 
 
 def _read_run_file(path: Path) -> pa.Table:
-    """One run file's rows under :data:`SCHEMA` (null for a column it predates); raises if it is not one."""
+    """One run file's rows under :data:`SCHEMA` (null for a column it predates); raises if it is not one:
+    a column of :data:`REQUIRED` missing, a column name twice, a column of a type that does not cast, a
+    value outside its column's vocabulary (:data:`_VOCABULARY`), or a JSON column (``config_json``,
+    ``space_axes``) that does not hold what readers of the store parse it as."""
     with pq.ParquetFile(path) as f:
         table = f.read()
     names = set(table.column_names)
+    if len(names) != table.num_columns:
+        twice = next(c for c in table.column_names if table.column_names.count(c) > 1)
+        raise pa.ArrowInvalid(f"column {shown(twice, 60)} appears {table.column_names.count(twice)} times")
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise pa.ArrowInvalid(f"not a results file: no column {', '.join(missing)}")
     if table.num_rows == 0 or table.column("run_id").null_count:
         raise pa.ArrowInvalid("no rows" if table.num_rows == 0 else "rows without a run_id")
     if table.schema.equals(SCHEMA):  # written by this version
-        return table
+        return _checked_values(table)
     columns = []
     for field in SCHEMA:
         if field.name not in names:
@@ -293,7 +302,36 @@ def _read_run_file(path: Path) -> pa.Table:
         except pa.ArrowException as exc:
             raise pa.ArrowInvalid(f"column {field.name} is {table.schema.field(field.name).type}, "
                                   f"not {field.type}") from exc
-    return pa.Table.from_arrays(columns, schema=SCHEMA)
+    return _checked_values(pa.Table.from_arrays(columns, schema=SCHEMA))
+
+
+# what each value of these columns may be (null aside): what rows_from_summary writes
+_VOCABULARY = {"role": ROLES, "status": STATUSES, "split": ("valid", "test"), "metric": METRIC_KINDS, "k": KS}
+
+
+def _checked_values(table: pa.Table) -> pa.Table:
+    """``table`` if its values are what the store's readers expect, else :class:`pa.ArrowInvalid` saying which."""
+    for column, allowed in _VOCABULARY.items():
+        bad = [v for v in pc.unique(table.column(column)).to_pylist() if v is not None and v not in allowed]
+        if bad:
+            raise pa.ArrowInvalid(f"column {column} holds {shown(bad[0], 60)}; allowed: "
+                                  f"{', '.join(map(str, allowed))}")
+    for rid in pc.unique(table.column("run_id")).to_pylist():
+        if not rid or len(rid) > 512 or any(ch.isspace() or not ch.isprintable() for ch in rid):
+            raise pa.ArrowInvalid(f"run_id {shown(rid, 60)} is not a run id (printable, no spaces, 1-512 characters)")
+    for column, what in (("config_json", "a JSON object"), ("space_axes", "a JSON object of non-empty lists")):
+        for text in pc.unique(table.column(column)).to_pylist():
+            if text is None:
+                continue
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError):
+                value = None
+            ok = isinstance(value, dict) and (column != "space_axes" or all(
+                isinstance(v, list) and v for v in value.values()))
+            if not ok:
+                raise pa.ArrowInvalid(f"column {column} holds {shown(text, 60)}, not {what}")
+    return table
 
 
 def _once_per_run(runs: list[tuple[Path, int, pa.Table]]) -> list[pa.Table]:
