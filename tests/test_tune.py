@@ -109,10 +109,10 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     assert (board / "leaderboard.md").is_file() and (board / "csv" / "overall.csv").is_file()
     import pandas as pd
 
-    # besides the run files, only the driver lock's hidden files, which Parquet readers skip
+    # besides the run files, only the driver lock's hidden file and the resume journal, which Parquet readers skip
     assert sorted(p.suffix for p in out.iterdir() if not p.name.startswith(".")) == [".parquet"] * \
         table.run_id.nunique()
-    assert {p.name for p in out.iterdir() if p.name.startswith(".")} <= {".mentor_ray.lock"}
+    assert {p.name for p in out.iterdir() if p.name.startswith(".")} <= {".mentor_ray.lock", ".journal"}
     assert len(pd.read_parquet(out)) == len(table)
     sweep = pd.read_csv(board / "csv" / "sweep.csv").iloc[0]  # the leaderboard names the same point
     assert (sweep.best_dropout, sweep.best_lambda_f, sweep.best_tau) == (top.dropout, top.lambda_f, top.tau)
