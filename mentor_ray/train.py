@@ -99,20 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers is not None or args.storage or args.run_name or args.gpus_per_worker:
         if args.rank_profile:
             raise ConfigError("--rank-profile: in-process runs only; drop --workers, --storage and --run-name")
+        from mentor_ray.cli import set_resume_hint
         from mentor_ray.common.lock import DriverLock
         from mentor_ray.common.names import check_name
-        from mentor_ray.training.ray_train import ensure_ray, fit_with_ray, run_name
+        from mentor_ray.training.ray_train import driver_ray, fit_with_ray, run_name
 
         name = check_name(args.run_name, "--run-name") if args.run_name else run_name(cfg)
         storage = args.storage or "~/ray_results"
-        if "://" in storage:  # object storage: no lock to take
-            summary = fit_with_ray(cfg, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
-                                   gpus_per_worker=args.gpus_per_worker, storage=args.storage, name=name,
-                                   max_failures=args.max_failures)
-            return _finish(summary, args.summary)
-        with DriverLock(Path(storage) / name, "--storage/--run-name") as lock:  # one driver per run
-            ensure_ray()
-            lock.record_children()  # its local Ray instance: ended by the next driver if this one is killed
+        # one driver per run; object storage (s3://...) has no lock to take, and DriverLock skips it. Taken
+        # before Ray starts, so that every process of this driver's Ray carries the lock's token: ended here
+        # however the run ends (driver_ray), or by the next driver if this one is killed outright.
+        lock = DriverLock(None if "://" in storage else Path(storage) / name, "--storage/--run-name",
+                          advice="wait for it to end, or stop it and re-run the same command (it resumes)")
+        set_resume_hint("re-run the same command to resume from its last checkpoint")
+        with lock, driver_ray(lock):
             summary = fit_with_ray(cfg, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
                                    gpus_per_worker=args.gpus_per_worker, storage=args.storage, name=name,
                                    max_failures=args.max_failures)

@@ -4,11 +4,16 @@ The cache root is ``$MENTOR_RAY_CACHE`` or ``~/.cache/mentor_ray``. It holds gen
 datasets, Parquet copies of parsed interactions and built graphs. Everything in it can be deleted
 at any time; it is rebuilt on demand. Writes go to a temporary name in the same directory and are
 moved into place with ``os.replace``, so a killed process never leaves a torn file behind.
+
+Every file mentor_ray writes goes through :func:`atomic_path` (or :func:`write_atomic`): a full disk then
+stops the command with one :class:`StorageFullError` line naming the file and the space left, and the
+temporary file is removed, so nothing half-written is left behind either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -16,7 +21,57 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from mentor_ray.common.errors import MentorRayError
+
 ENV_VAR = "MENTOR_RAY_CACHE"
+
+
+class StorageFullError(MentorRayError):
+    """A write found its file system full (ENOSPC) or the user's quota used up (EDQUOT)."""
+
+
+def storage_full(path: str | Path, needed: int | None = None, at_least: bool = False) -> StorageFullError:
+    """The one line for a write to ``path`` that ran out of space: the file, the space still free on its
+    file system and, when known, how much the write needed (``at_least``: more than ``needed``, which is
+    what it had written when the space ran out)."""
+    need = f"needs {'more than ' if at_least else ''}{human_bytes(needed)}, " if needed else ""
+    free = free_bytes(path)
+    left = f"{human_bytes(free)} free" if free is not None else "free space unknown"
+    return StorageFullError(f"{path}: no space left on its file system ({need}{left}); free some space, or "
+                            f"write elsewhere")
+
+
+def out_of_space(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from or during, is ENOSPC/EDQUOT. Libraries wrap
+    it: ``torch.save`` raises a RuntimeError during the file's OSError, pyarrow an OSError of its own."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Bytes free to this user on the file system holding ``path`` (its nearest existing parent)."""
+    p = Path(path).absolute()
+    for candidate in (p, *p.parents):
+        try:
+            st = os.statvfs(candidate)
+        except OSError:
+            continue
+        return st.f_bavail * st.f_frsize
+    return None
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{int(value):,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n:,} bytes"
 
 
 def cache_root() -> Path:
@@ -33,25 +88,53 @@ def cache_dir(*parts: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; move it into place only if the block succeeds."""
+def atomic_path(final: Path, size: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; move it into place only if the block succeeds.
+
+    Out of space anywhere in it (creating the folder or the temporary file, writing, renaming) raises
+    :class:`StorageFullError` naming ``final``; ``size``, when the caller knows it, is said as the space
+    needed, else the size the temporary file had reached (the write needed more than that).
+    """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         os.replace(tmp_path, final)
+    except Exception as exc:
+        if not out_of_space(exc):
+            raise
+        written = _size(tmp_path)
+        _remove(tmp_path)  # before measuring what is free: the partial file is not the user's to count
+        raise storage_full(final, size or written, at_least=not size) from exc
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        _remove(tmp_path)
+
+
+def _size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def _remove(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # its folder went away or became unwritable: nothing more can be done here
+        pass
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write ``path`` through a hidden temporary file renamed over it: never a half-written file."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_path(path, size=len(payload)) as tmp:
+        tmp.write_bytes(payload)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

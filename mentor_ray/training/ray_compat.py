@@ -6,6 +6,7 @@ stops here with a message rather than failing somewhere deep inside a run.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -65,6 +66,67 @@ def pinned_torch_config():
             return _PinnedGlooBackend
 
     return _PinnedTorchConfig()
+
+
+@functools.lru_cache(maxsize=None)
+def interruptible_torch_trainer() -> type:
+    """Ray Train's TorchTrainer, except that ``fit()`` leaves Ctrl-C to the caller.
+
+    Train V2's ``fit()`` in the main thread replaces the SIGINT handler with one that asks the controller to
+    abort and then keeps waiting (a second Ctrl-C: ``sys.exit(0)``), and never puts the previous handler
+    back: an interrupted run would return as if it had finished, with exit status 0. Here Ctrl-C raises
+    KeyboardInterrupt out of ``fit()`` as anywhere else, and the controller, kept in ``.controller``, is
+    aborted by :func:`abort_train_run` while the interruption unwinds (private ``_register_sigint_handler``).
+    """
+    _checked()
+    from ray.train.torch import TorchTrainer
+
+    class InterruptibleTorchTrainer(TorchTrainer):
+        controller = None
+
+        def _register_sigint_handler(self, controller) -> None:
+            self.controller = controller
+
+    return InterruptibleTorchTrainer
+
+
+def abort_train_run(trainer, timeout: float = 10.0) -> None:
+    """Ask the controller of ``trainer``'s run (if it started one from the main thread) to stop its workers,
+    waiting at most ``timeout`` seconds. Best effort: it runs while an interruption unwinds."""
+    import ray
+
+    controller = getattr(trainer, "controller", None)
+    if controller is None:
+        return
+    try:
+        ray.get(controller.abort.remote(), timeout=timeout)
+    except Exception:  # noqa: BLE001 - the controller exits as it aborts (RayActorError), or is already gone
+        pass
+
+
+def train_snapshot_problem(text: str, run_folder) -> str | None:
+    """None when ``text`` is a Train V2 run snapshot (``checkpoint_manager_snapshot.json``) that Ray can load
+    in ``run_folder``: it parses as Ray's own model of it (private ``_CheckpointManagerState``), and every
+    checkpoint it names is there. Else what is wrong, in a few words."""
+    import json
+    from pathlib import Path
+
+    _checked()
+    from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import _CheckpointManagerState
+
+    if not text.strip():
+        return "empty"
+    try:
+        parse = getattr(_CheckpointManagerState, "model_validate", None) or _CheckpointManagerState.parse_obj
+        state = parse(json.loads(text))
+    except Exception as exc:  # noqa: BLE001 - a torn file fails in the JSON parser or the model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"unreadable ({type(exc).__name__}: {first[:120]})"
+    named = [r.checkpoint_dir_name for r in [*state.checkpoint_results, *state.pending_training_results]]
+    if state.latest_checkpoint_result is not None:
+        named.append(state.latest_checkpoint_result.checkpoint_dir_name)
+    missing = sorted({n for n in named if not (Path(run_folder) / n).is_dir()})
+    return f"names checkpoint(s) that are not there ({', '.join(missing)})" if missing else None
 
 
 def pin_gloo_interface() -> str | None:

@@ -9,16 +9,26 @@ store, ranks, checkpoints, run names): ``docs/architecture.md`` (*Data-parallel 
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from mentor_ray.common.config import TrainConfig, resume_settings
-from mentor_ray.common.errors import CheckpointError, ConfigError, MentorRayError
-from mentor_ray.common.io import sha256_file
+from mentor_ray.common.errors import CheckpointError, ConfigError, Interrupted, MentorRayError
+from mentor_ray.common.io import (
+    StorageFullError,
+    atomic_path,
+    out_of_space,
+    sha256_file,
+    storage_full,
+    write_atomic,
+    write_json_atomic,
+)
 from mentor_ray.common.names import CHECKSUM_FILE, REPORTED_METRIC, STATE_FILE, SUMMARY_FILE, check_name
 from mentor_ray.training.trainer import Trainer, format_epoch
 
@@ -65,9 +75,8 @@ def fit_with_ray(
     checkpoint (a re-run of the same command, or a restart after a lost worker).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
-    from mentor_ray.training.ray_compat import pinned_torch_config
+    from mentor_ray.training.ray_compat import abort_train_run, interruptible_torch_trainer, pinned_torch_config
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1")
@@ -82,8 +91,10 @@ def fit_with_ray(
     check_resources(cpus_per_worker, gpus_per_worker, count=workers,  # Ray would wait for them forever
                     what=f"--workers {workers} --cpus-per-worker {cpus_per_worker:g} "
                     f"--gpus-per-worker {gpus_per_worker:g}")
+    start_from = repair_run_folder(Path(storage or "~/ray_results").expanduser() / name) \
+        if "://" not in str(storage) else None
     ds_ref, graphs_ref = inputs or _prepare_inputs(cfg)  # before the trainer: Ray must be up for ray.put
-    trainer = TorchTrainer(
+    trainer = interruptible_torch_trainer()(
         _worker_loop,
         torch_config=pinned_torch_config(),
         train_loop_config={
@@ -93,6 +104,7 @@ def fit_with_ray(
             "threads": max(1, int(cpus_per_worker)),
             "batch_hook": batch_hook,
             "quiet": quiet,
+            "start_from": str(start_from) if start_from else None,
         },
         scaling_config=ScalingConfig(
             num_workers=workers,
@@ -111,6 +123,9 @@ def fit_with_ray(
              ray_address_hint())
     try:
         result = trainer.fit()  # Train V2 raises what failed; V1 returned it in result.error
+    except (KeyboardInterrupt, Interrupted):
+        abort_train_run(trainer)  # its workers stop now, not when the driver's Ray goes away
+        raise
     except MentorRayError:
         raise
     except Exception as exc:  # noqa: BLE001 - every Ray failure becomes one line
@@ -140,6 +155,9 @@ def worker_error(error: BaseException, what: str, path: str | None = None) -> Me
         seen.add(id(e))
         if isinstance(e, MentorRayError):
             return type(e)(f"{what}: {e}")
+        if out_of_space(e):  # a worker's checkpoint could not be written to the storage (or its /tmp)
+            full = e if isinstance(e, OSError) else None
+            return StorageFullError(f"{what}: {storage_full((full and full.filename) or path or '.')}")
         stack += nested_errors(e)
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     last = next((ln for ln in reversed(lines) if not ln.startswith(("File ", "^", "~"))), type(error).__name__)
@@ -204,9 +222,240 @@ def ensure_ray(**init_kwargs: Any) -> None:
 
     if ray.is_initialized():
         return
+    check_head_answers()
     if cluster_address() is None:  # no cluster to join: a single-machine Ray
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # inherited by the local raylet's workers
+    handlers = _python_signal_handlers()
     ray.init(**{"log_to_driver": True, **init_kwargs})
+    _reinstall_signal_handlers(handlers)
+
+
+HEAD_PROBE_S = 3.0
+
+
+def check_head_answers(timeout: float = HEAD_PROBE_S) -> None:
+    """Raise a one-line :class:`ConfigError` when ``RAY_ADDRESS`` names a head that does not accept a TCP
+    connection within ``timeout`` seconds: ``ray.init`` would retry it silently for minutes.
+
+    Only the address given is tried (and the one Ray would turn it into: a loopback name becomes the node's
+    IP); ``auto``, ``local`` and addresses Ray parses differently are left to Ray.
+    """
+    import socket
+
+    raw = os.environ.get("RAY_ADDRESS", "").strip()
+    if not raw or raw in ("auto", "local"):
+        return
+    scheme, uri, rest = raw.partition("://")
+    if uri and scheme != "ray":  # ray:// is Ray Client, on its own port; other schemes are not for ray.init
+        return
+    host, sep, port = (rest if uri else raw).rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    candidates = [(host.strip("[]"), int(port))]
+    if not uri:  # a GCS address
+        with contextlib.suppress(Exception):  # Ray's own reading of it; any trouble is Ray's to report
+            from mentor_ray.training.ray_compat import cluster_address
+
+            resolved = cluster_address()
+            r_host, _, r_port = (resolved or "").rpartition(":")
+            if r_host and r_port.isdigit() and (r_host, int(r_port)) not in candidates:
+                candidates.append((r_host.strip("[]"), int(r_port)))
+    reasons = []
+    for address in candidates:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                return
+        except socket.timeout:
+            reasons.append(f"{address[0]}:{address[1]}: no answer within {timeout:g} s")
+        except OSError as exc:
+            reasons.append(f"{address[0]}:{address[1]}: {(exc.strerror or type(exc).__name__).lower()}")
+    raise ConfigError(f"RAY_ADDRESS={raw}: no Ray head answers there ({'; '.join(reasons)}); unset it to start a "
+                      f"local Ray, or start the head")
+
+
+def _python_signal_handlers() -> dict:
+    """The Python handlers of SIGTERM, SIGHUP and SIGINT now, in the main thread (elsewhere none can be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    return {s: h for s, h in handlers.items() if callable(h)}
+
+
+def _reinstall_signal_handlers(handlers: dict) -> None:
+    """Put back the Python signal handlers ``ray.init`` replaced.
+
+    In a driver, ``ray.init`` sets its own SIGTERM handlers, in Python (``sys.exit``: no ``error:`` line,
+    exit 1) and in C (a stack dump and SIGABRT), over the one :func:`mentor_ray.cli.run` installed, which
+    raises :class:`~mentor_ray.common.errors.Interrupted` so that the command unwinds: Ray shut down by
+    :func:`driver_ray`, the lock released, one ``error: interrupted`` line, exit 143. Setting the handler
+    again also reinstalls Python's C-level one. Signals that had no Python handler keep Ray's.
+    """
+    import signal
+
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def driver_ray(lock=None) -> Iterator[None]:
+    """Ray for a command's driver: :func:`ensure_ray`, and on the way out, however it goes (done, an error,
+    Ctrl-C, SIGTERM), the Ray it started shut down, and then whatever carries ``lock``'s token (a
+    :class:`~mentor_ray.common.lock.DriverLock` held since before Ray started) ended: agents and workers
+    that outlive their raylet. A Ray the process had already started (or joined) is left as it was."""
+    import ray
+
+    started = not ray.is_initialized()
+    try:
+        ensure_ray()
+        if lock is not None:
+            lock.record_children()  # for reports; the token is what the next driver goes by
+        with _signals_through_ray():
+            yield
+    finally:
+        if started:
+            with _sigint_ignored():  # a second Ctrl-C must not cut the shutdown short and leave processes behind
+                try:
+                    ray.shutdown()
+                finally:
+                    # ray.shutdown() leaves some of a local Ray's processes (its agents, the dashboard's
+                    # modules) to notice the raylet has gone; under PID 1 if this driver then exits
+                    left = lock.end_own_processes() if lock is not None else 0
+                    if left:
+                        log.debug("ended %d process(es) this driver's Ray left running", left)
+
+
+@contextlib.contextmanager
+def _signals_through_ray() -> Iterator[None]:
+    """SIGTERM and SIGHUP interrupt a blocking Ray call (``trainer.fit()`` waits in ``ray.get``) as Ctrl-C does,
+    and still end the command as :class:`~mentor_ray.common.errors.Interrupted` (exit 143 / 129).
+
+    While Ray blocks, it runs the Python signal handlers from a callback that lets only KeyboardInterrupt
+    through: any other exception a handler raises there (``mentor_ray.cli``'s Interrupted) is printed as
+    "ignored" and lost, and the driver waits on until the run ends. So, where the command has Python
+    handlers for them, these two raise KeyboardInterrupt here, the signal noted; it is turned back into
+    Interrupted on the way out. As with the command's own handler, a second signal while unwinding is
+    ignored rather than raised inside a ``finally`` block.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum, _frame):
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: h for s, h in previous.items() if callable(h)}  # a signal left to its default stays so
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if received:
+            raise Interrupted(received[0]) from None
+        raise
+    finally:
+        if not received:  # after a signal, the others stay ignored until the command has unwound
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------- a run folder's Train snapshot
+
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Train V2's record of a run's checkpoints
+CHECKPOINT_PREFIX = "epoch-"  # checkpoint_dir_name of every report (see _worker_loop)
+
+
+def repair_run_folder(folder: Path) -> Path | None:
+    """Make a Train run folder that Ray can no longer load loadable again; the checkpoint to start from
+    when Ray's own record of the run cannot say (None: Ray's record is fine, or nothing intact is left).
+
+    Ray writes its snapshot of the run's checkpoints in place, not atomically: a full disk or a kill while
+    writing leaves it empty or torn, and every re-run then fails to load it
+    (``CheckpointManagerInitializationError``), the checkpoints beside it unused. Such a snapshot is moved
+    aside (kept, renamed ``...json.torn-<time>``), and the run continues from the newest intact checkpoint in
+    the folder (its state file matches its checksum and its summary reads), as it does when there are
+    checkpoints but no snapshot (a kill between the two writes). Newer checkpoints that are not intact (cut
+    short by the same full disk) are moved aside too (``<name>.torn-<time>``), so that the continued run
+    writes its own in their place, not into their remains; with none intact, the run starts over. Ray's
+    snapshot of the continued run starts afresh; the intact checkpoints from before stay.
+    """
+    from mentor_ray.training.ray_compat import train_snapshot_problem
+
+    if not folder.is_dir():
+        return None
+    snapshot = folder / SNAPSHOT_FILE
+    if snapshot.exists():
+        try:
+            problem = train_snapshot_problem(snapshot.read_text(errors="replace"), folder)
+        except OSError as exc:
+            problem = f"unreadable ({exc.strerror or type(exc).__name__})"
+        if problem is None:
+            return None
+    checkpoints = sorted((d for d in folder.iterdir() if d.is_dir() and d.name.startswith(CHECKPOINT_PREFIX)
+                          and d.name[len(CHECKPOINT_PREFIX):].isdigit()), reverse=True)
+    if snapshot.exists():
+        aside = _set_aside(snapshot)
+        log.warning("%s: Ray Train's record of the run is %s (a full disk, or a kill while it was written); kept "
+                    "as %s", snapshot, problem, aside.name)
+    elif not checkpoints:
+        return None
+    for checkpoint in checkpoints:
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            log.warning("%s: the run continues from its newest intact checkpoint, %s", folder, checkpoint.name)
+            return checkpoint
+        aside = _set_aside(checkpoint)
+        log.warning("%s: checkpoint %s is not intact (%s); kept as %s", folder, checkpoint.name, problem, aside.name)
+    log.warning("%s: no intact checkpoint; the run starts over", folder)
+    return None
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.torn-<time>`` (a name not taken: an earlier one is never replaced)."""
+    stem = f"{path.name}.torn-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    aside, n = path.with_name(stem), 1
+    while aside.exists():
+        aside, n = path.with_name(f"{stem}-{n}"), n + 1
+    os.replace(path, aside)
+    return aside
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """None when the checkpoint ``directory`` (:func:`write_checkpoint`) is complete: its state file matches the
+    checksum recorded after it, and its summary reads. Else what is wrong."""
+    try:
+        expected = json.loads((directory / CHECKSUM_FILE).read_text()).get(STATE_FILE)
+        if expected != sha256_file(directory / STATE_FILE):
+            return f"{directory / STATE_FILE}: does not match its checksum"
+        json.loads((directory / SUMMARY_FILE).read_text())
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"{directory}: incomplete ({type(exc).__name__})"
+    return None
 
 
 # --------------------------------------------------------------------------- checkpoints and reports
@@ -229,11 +478,12 @@ def write_checkpoint(trainer: Trainer, directory: str | Path, resumed: list[int]
     import torch
 
     state_path = Path(directory) / STATE_FILE
-    torch.save({"trainer": trainer.state_dict(), "resumed": resumed}, state_path)
+    with atomic_path(state_path) as tmp, open(tmp, "wb") as f:  # a full disk: one line naming the file
+        torch.save({"trainer": trainer.state_dict(), "resumed": resumed}, f)
     # torch's zip format does not check tensor bytes on load: a flipped bit would resume silently.
-    (Path(directory) / CHECKSUM_FILE).write_text(json.dumps({STATE_FILE: sha256_file(state_path)}))
+    write_json_atomic(Path(directory) / CHECKSUM_FILE, {STATE_FILE: sha256_file(state_path)})
     summary = {**trainer.summary(), "resumed_at_epochs": resumed}
-    (Path(directory) / SUMMARY_FILE).write_text(json.dumps(summary, default=str))
+    write_atomic(Path(directory) / SUMMARY_FILE, json.dumps(summary, default=str))
 
 
 def report_with_checkpoint(trainer: Trainer, resumed: list[int], report, checkpoint_cls, **kwargs: Any) -> None:
@@ -348,7 +598,11 @@ def _worker_loop(config: dict[str, Any]) -> None:
     quiet = bool(config.get("quiet"))
     if quiet:
         trainer.progress_seconds = None
-    resumed = restore(trainer, ray.train.get_checkpoint())
+    # the run's own latest checkpoint; else, when Ray's record of the run was torn, the one fit_with_ray chose
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and config.get("start_from"):
+        checkpoint = ray.train.Checkpoint(config["start_from"])
+    resumed = restore(trainer, checkpoint)
     if resumed and rank == 0:
         print(f"[mentor_ray] resumed from the checkpoint of epoch {trainer.epoch - 1}", flush=True)
 
