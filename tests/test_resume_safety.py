@@ -131,3 +131,32 @@ def test_damaged_params_files_make_a_trial_start_over_not_crash(tmp_path, conten
     folder.mkdir(parents=True)
     (folder / "params.json").write_bytes(content)
     assert resume.cut_off_trials(str(tmp_path), "final-x", ended=set()) == {}
+
+
+def test_a_trial_that_ended_unrecorded_is_recorded_from_its_checkpoint(tmp_path, monkeypatch):
+    """A driver killed between a trial's last checkpoint and its results callback: the resumed phase finds the
+    checkpoint's summary finished (a stop_reason), counts the run as ended, and records it (it once went
+    missing from the store: journalled, never recorded)."""
+    from mentor_ray.report import results
+    from mentor_ray.sweep.spaces import load_space
+    from mentor_ray.sweep.tune import Sweep, SweepOptions
+
+    args = SweepOptions(dataset="synth-tiny", results=str(tmp_path / "r"), storage=str(tmp_path / "s"), space="smoke",
+                        resume=True, seeds=1)
+    sweep = Sweep(args, load_space("smoke"))
+    summary = {**_summary(0), "stop_reason": "early stopping", "synthetic": True, "test": {"recall@20": 0.4},
+               "valid": {"recall@20": 0.5, "ndcg@20": 0.3}}
+    summary.pop("status")
+    folder = tmp_path / "s" / "final-x" / "t0" / "checkpoint_000003"
+    folder.mkdir(parents=True)
+    (folder.parent / "params.json").write_text(json.dumps({"cfg": summary["config"], "threads": 1}))
+    (folder / "trainer_state.pt").write_bytes(b"state")
+    (folder / "summary.json").write_text(json.dumps(summary))
+    recorded = []
+    monkeypatch.setattr(results, "record", lambda d, s, role, sweep: recorded.append((s["seed"], s["status"], role)))
+    monkeypatch.setattr(results, "is_recorded", lambda *a: False)
+    prior = sweep.prior("final-x", "synth-tiny final")
+    assert len(prior.done) == 1 and not prior.cut_off
+    assert resume.Journal(tmp_path / "r", "final-x").ended()  # journalled from the checkpoint
+    got = sweep.experiment(prior, "synth-tiny", "final", None, {}, None, [], total=0, max_epochs=4)
+    assert [s["status"] for s in got] == ["completed"] and recorded == [(0, "completed", "final")]

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from mentor_ray.cli import reclaim_signals, set_resume_hint
+from mentor_ray.cli import set_resume_hint
 from mentor_ray.common.config import (
     BASELINES,
     MENTOR_VARIANTS,
@@ -476,7 +476,13 @@ class Sweep:
             if s["status"] == "failed" or not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
             prior.journal.add(s)
-        return list({**prior.ended, **{summary_key(s): s for s in summaries}}.values())
+        merged = {**prior.ended, **{summary_key(s): s for s in summaries}}
+        for s in merged.values():  # an earlier attempt's trial found ended by its checkpoint alone has no row yet
+            for key, value in (extra or {}).items():
+                s.setdefault(key, value)
+            if not results.is_recorded(self.results, s, role, self.space.name):
+                results.record(self.results, s, role, self.space.name)
+        return list(merged.values())
 
     def runs(self, phase: str, dataset: str, trainable, variants: list[str], point: dict[str, Any]) -> list[dict]:
         """Phases 2 and 3: ``variants`` x seeds with the chosen point, to early stopping."""
@@ -639,29 +645,30 @@ def run_sweep(args: SweepOptions) -> None:
         raise MentorRayError(f"every dataset of the sweep failed its checks ({', '.join(failed)}); see above")
     print(plan(sweep, good), flush=True)
     from mentor_ray.common.lock import DriverLock
-    from mentor_ray.training.ray_train import check_resources, ensure_ray
+    from mentor_ray.training.ray_train import check_resources, driver_ray
 
-    lock = DriverLock(args.results, "--results")  # one driver per store: a second is refused, naming the first
+    # one driver per store and per storage: a second is refused, naming the first (a --resume while the
+    # first still runs would otherwise start new attempts of its experiments beside it)
+    lock = DriverLock([args.results, args.storage], ["--results", "--storage"],
+                      advice="wait for it to end, or stop it and re-run with --resume; a sweep of its own "
+                      "needs its own --results and --storage")
     lock.acquire()
     set_resume_hint("what finished is recorded; re-run the same command with --resume to continue"
                     if args.resume else "what finished is recorded; re-run the same command with --resume added "
                     "to continue")
     try:
         configure_tune()
-        ensure_ray()
-        reclaim_signals()  # ray.init took SIGTERM over: a terminated driver must still unwind
-        lock.record_children()  # the local Ray instance, ended by the next driver if this one is killed
-        check_resources(args.cpus_per_trial, args.gpus_per_trial, count=args.workers_per_trial,  # never a hang
-                        what=f"--workers-per-trial {args.workers_per_trial} --cpus-per-trial "
-                        f"{args.cpus_per_trial:g} --gpus-per-trial {args.gpus_per_trial:g}")
-        failed.update(run_datasets(sweep, good))
+        # Ray for this driver: shut down on the way out however it goes, and then every process that carries
+        # the lock's token ended (agents and workers outlive their raylet), so nothing is left under PID 1
+        with driver_ray(lock):
+            check_resources(args.cpus_per_trial, args.gpus_per_trial, count=args.workers_per_trial,  # never a hang
+                            what=f"--workers-per-trial {args.workers_per_trial} --cpus-per-trial "
+                            f"{args.cpus_per_trial:g} --gpus-per-trial {args.gpus_per_trial:g}")
+            failed.update(run_datasets(sweep, good))
         if args.leaderboard != "none":
             write_sweep_leaderboard(args, failed)
     finally:
-        try:
-            _shutdown_ray()  # trials, actors and the local Ray instance end with the driver, interrupted or not
-        finally:
-            lock.release()  # and the results folder it created, when nothing was written to it
+        lock.release()  # and the folders it created, when nothing was written to them
     if failed:
         first = next(iter(failed.values()))
         if len(datasets) == 1:
@@ -669,18 +676,6 @@ def run_sweep(args: SweepOptions) -> None:
         raise MentorRayError(f"sweep failed on {len(failed)} of {len(datasets)} datasets "
                              f"({', '.join(failed)}; errors above); the others finished; fix and re-run with "
                              f"--resume")
-
-
-def _shutdown_ray() -> None:
-    """Disconnect from Ray (and stop the local instance this driver started); never raises over the sweep's
-    own outcome."""
-    try:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
-    except Exception as exc:  # noqa: BLE001 - the sweep's result or error matters more
-        log.warning("Ray did not shut down cleanly: %s", exc)
 
 
 def plan(sweep: Sweep, datasets: list[str]) -> str:
