@@ -160,3 +160,22 @@ def test_a_trial_that_ended_unrecorded_is_recorded_from_its_checkpoint(tmp_path,
     assert resume.Journal(tmp_path / "r", "final-x").ended()  # journalled from the checkpoint
     got = sweep.experiment(prior, "synth-tiny", "final", None, {}, None, [], total=0, max_epochs=4)
     assert [s["status"] for s in got] == ["completed"] and recorded == [(0, "completed", "final")]
+
+
+def test_a_ddp_trial_continues_from_the_train_checkpoint_it_reported_inside_storage_only(tmp_path):
+    """A DDP trial's checkpoints are its Ray Train run's; the trial folder only holds what it reported
+    (``checkpoint_path`` in result.json). That checkpoint counts when it lies inside --storage."""
+    s0, s1 = (_summary(i)["config"] for i in range(2))
+    inside = _trial_folder(tmp_path / "train" / "final-x", "run0", s0, [4])  # stands in for the Train run
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    outside = _trial_folder(elsewhere, "run1", s1, [6])
+    for name, config, reported in (("t0", s0, inside / "checkpoint_000000"), ("t1", s1, outside / "checkpoint_000000")):
+        folder = tmp_path / "final-x" / name
+        folder.mkdir(parents=True)
+        (folder / "params.json").write_text(json.dumps({"cfg": config, "threads": 1, "ddp": {"workers": 2}}))
+        lines = [{"epoch": e, "checkpoint_path": str(reported)} for e in range(3)] + [{"done": True}]
+        (folder / "result.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    found = resume.cut_off_trials(str(tmp_path), "final-x", ended=set())
+    k0, k1 = resume.summary_key(_summary(0)), resume.summary_key(_summary(1))
+    assert found[k0]["checkpoint"] == str(inside / "checkpoint_000000") and found[k0]["epochs"] == 4
+    assert found[k1]["checkpoint"] is None  # reported outside --storage: the trial starts over

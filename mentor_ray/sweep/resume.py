@@ -23,6 +23,7 @@ Nothing in the old attempt folders is unpickled: ``tuner.pkl``, ``searcher-state
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -128,15 +129,39 @@ def _trial_folders(attempt: Path) -> Iterator[Path]:
             yield Path(entry.path)
 
 
-def _newest_checkpoint(folder: Path) -> tuple[Path, int, dict[str, Any]] | None:
-    """The newest Tune checkpoint folder (``checkpoint_<n>``) of a trial holding a state file and a readable
-    summary, with the epochs its summary counts and the summary."""
-    best = None
-    for entry in os.scandir(folder):
-        m = re.fullmatch(r"checkpoint_(\d{1,9})", entry.name)
-        if not m or not entry.is_dir(follow_symlinks=False):
+def _reported_checkpoint(folder: Path) -> Path | None:
+    """The Ray Train checkpoint a DDP trial last reported (``checkpoint_path`` in the last line of Tune's
+    ``result.json``, JSON lines; read from its end, at most the last MiB)."""
+    path = folder / "result.json"
+    try:
+        if not path.is_file() or path.is_symlink():
+            return None
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - (1 << 20)))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            reported = json.loads(line).get("checkpoint_path")
+        except (ValueError, AttributeError):
             continue
-        path = Path(entry.path)
+        if isinstance(reported, str) and reported:
+            return Path(reported)
+    return None
+
+
+def _newest_checkpoint(folder: Path) -> tuple[Path, int, dict[str, Any]] | None:
+    """The newest checkpoint of a trial holding a state file and a readable summary, with the epochs its
+    summary counts and the summary: one of its Tune checkpoint folders (``checkpoint_<n>``), or for a DDP
+    trial the Ray Train checkpoint it last reported."""
+    best = None
+    candidates = [Path(e.path) for e in os.scandir(folder)
+                  if re.fullmatch(r"checkpoint_(\d{1,9})", e.name) and e.is_dir(follow_symlinks=False)]
+    reported = _reported_checkpoint(folder)
+    if reported is not None and reported.is_dir() and not reported.is_symlink():
+        candidates.append(reported)
+    for path in candidates:
         state = path / STATE_FILE
         summary = _read_small_json(path / SUMMARY_FILE)
         if not state.is_file() or state.is_symlink() or not isinstance(summary, dict):

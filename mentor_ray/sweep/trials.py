@@ -91,7 +91,8 @@ def run_ddp_trial(config: dict[str, Any], inputs=None) -> None:
     The Train run reports once per epoch; ``TuneReportCallback`` forwards rank 0's metrics (the same
     keys as :func:`run_trial`'s) to Tune, so ASHA and the searcher see them. Checkpoints are the Train
     run's own, under ``<storage>/train/<experiment>/<trial id>``: a trial that Tune restarts or resumes
-    re-creates the same Train run, which continues from its latest checkpoint.
+    re-creates the same Train run, which continues from its latest checkpoint; a trial of a resumed sweep
+    that was cut off in an earlier attempt continues from that attempt's Train checkpoint (``resume``).
     """
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -102,10 +103,12 @@ def run_ddp_trial(config: dict[str, Any], inputs=None) -> None:
     quiet_checkpoint_logs()
     cfg = TrainConfig.model_validate(trial_values(config))
     ddp = config["ddp"]
+    earlier = resume_checkpoint(config, cfg)  # cut off in an earlier attempt: its Train run had another name
     fit_with_ray(cfg, workers=ddp["workers"], cpus_per_worker=ddp["cpus"], gpus_per_worker=ddp["gpus"],
                  storage=ddp["storage"], name=ray.tune.get_context().get_trial_id(),
                  inputs=(inputs[0], inputs[1][graph_key(cfg.knn_k, cfg.knn_norm)]),
-                 callbacks=[TuneReportCallback()], quiet=bool(config.get("quiet")))
+                 callbacks=[TuneReportCallback()], quiet=bool(config.get("quiet")),
+                 start_from=str(earlier.path) if earlier is not None else None)
 
 
 def trial_summary(checkpoint, metrics: dict[str, Any], config: dict[str, Any], error: str | None,

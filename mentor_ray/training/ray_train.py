@@ -57,6 +57,7 @@ def fit_with_ray(
     callbacks: list | None = None,
     batch_hook: BatchHook | None = None,
     quiet: bool = False,
+    start_from: str | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` with ``workers`` Ray Train workers; the run summary (as ``Trainer.summary``).
 
@@ -70,6 +71,8 @@ def fit_with_ray(
             (it travels to the workers pickled).
         quiet: no per-epoch lines and no in-epoch progress lines from rank 0 (a quiet sweep's trials,
             whose driver prints one line per trial and a phase line a minute instead).
+        start_from: a checkpoint folder to continue from when the run has none of its own (a resumed
+            sweep's DDP trial, cut off in an earlier attempt, whose Train run had another name).
 
     ``resumed_at_epochs`` in the summary lists the epochs at which the run continued from a
     checkpoint (a re-run of the same command, or a restart after a lost worker).
@@ -91,8 +94,9 @@ def fit_with_ray(
     check_resources(cpus_per_worker, gpus_per_worker, count=workers,  # Ray would wait for them forever
                     what=f"--workers {workers} --cpus-per-worker {cpus_per_worker:g} "
                     f"--gpus-per-worker {gpus_per_worker:g}")
-    start_from = repair_run_folder(Path(storage or "~/ray_results").expanduser() / name) \
+    repaired = repair_run_folder(Path(storage or "~/ray_results").expanduser() / name) \
         if "://" not in str(storage) else None
+    start_from = repaired or start_from
     ds_ref, graphs_ref = inputs or _prepare_inputs(cfg)  # before the trainer: Ray must be up for ray.put
     trainer = interruptible_torch_trainer()(
         _worker_loop,
