@@ -54,12 +54,30 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+# What would break a line on a terminal or in a log file (str.splitlines' boundaries), or drive the terminal (ESC,
+# the other C0 controls but tab): escaped in mentor_ray's own log records and the error line, so that a path or
+# name a user typed (--out $'a\nb') never splits one, nor rewrites the screen
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, 0x85) if c != 0x09}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and terminal controls escaped (``\\n``, ``\\x1b``)."""
+    return text.translate(_ESCAPES)
+
+
 class _Formatter(logging.Formatter):
     """A logged exception (``log.exception``, ``exc_info=``) stays on the record's one line, as the errors of
     :func:`run` do: its type, message and the file its traceback was saved to (the traceback itself with
-    ``--debug``)."""
+    ``--debug``). mentor_ray's own records are one line whatever they quote (:func:`one_line`); other
+    libraries' records are left as they wrote them."""
 
     def format(self, record: logging.LogRecord) -> str:
+        text = self._format(record)
+        own = record.name == "mentor_ray" or record.name.startswith("mentor_ray.")
+        return one_line(text) if own and not debugging() else text
+
+    def _format(self, record: logging.LogRecord) -> str:
         if record.exc_info and record.exc_info[1] is not None and not debugging():
             exc = record.exc_info[1]
             saved = save_traceback(exc)
@@ -235,7 +253,7 @@ def _report(line: str, exc: BaseException) -> None:
             import traceback
 
             traceback.print_exception(exc, file=sys.stderr)
-        print(f"error: {line}", file=sys.stderr, flush=True)
+        print(f"error: {one_line(line)}", file=sys.stderr, flush=True)
     except Exception:  # noqa: BLE001 - stderr itself is gone: the exit code still says it
         pass
 
@@ -282,15 +300,33 @@ def _run(main: Callable[[Sequence[str] | None], int | None], argv: list[str]) ->
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors: ``error: <prog>: <message> (see --help)``, exit 2 (argparse would
-    print the whole usage first). Subparsers are of this class too."""
+    print the whole usage first). Subparsers are of this class too. An argument may hold a newline or 10,000
+    characters: the line stays one line and repeats at most a few hundred characters of it."""
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse would join the unrecognized arguments raw (a newline in one breaks the line, an empty one
+        # vanishes): each is quoted and cut instead, and only the first few are named
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            named = ", ".join(shown(a, 80) for a in extra[:5])
+            more = f" and {len(extra) - 5:,} more" if len(extra) > 5 else ""
+            self.error(f"unrecognized arguments: {named}{more}")
+        return parsed
 
     def error(self, message: str):
-        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        print(f"error: {self.prog}: {_one_line(message)} (see --help)", file=sys.stderr)
         raise SystemExit(2)
 
     def format_help(self) -> str:
         # --debug is no option of any parser (run() takes it out first), so each command's help says it here
         return super().format_help() + f"\n{DEBUG_HELP}\n"
+
+
+def _one_line(message: str) -> str:
+    """argparse's ``message`` on one line, each word cut to 200 characters and the whole to 500: its messages
+    repeat what the user typed (``invalid int value: '...'``)."""
+    words = [w if len(w) <= 200 else f"{w[:200]}...({len(w):,} characters)" for w in message.split()]
+    return one_line(shown(" ".join(words), 500, quote=False))
 
 
 DEBUG_HELP = f"{DEBUG_FLAG} (anywhere before a --), or {DEBUG_ENV}=1: print the traceback of an error too."

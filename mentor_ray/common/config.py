@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from mentor_ray.common.errors import ConfigError, shown
 from mentor_ray.common.names import NAME_RULE, check_name
@@ -114,6 +114,22 @@ LIMITS = {
 MAX_WEIGHT = 1e30
 
 
+class _Range(ValueError):
+    """A bound the field's Field() constraints cannot say; its message is the key's whole allowed range."""
+
+
+def _invertible(value: float) -> float:
+    """A temperature: Eq. 21 divides by it in float32, so ``1 / tau`` must stay finite there (``tau=1e-300``
+    overflowed inside torch, an internal error, rather than a config error naming the key)."""
+    if value < 1 / MAX_WEIGHT:
+        raise _Range(f"a finite number at least {1 / MAX_WEIGHT:g} and at most {MAX_WEIGHT:g} (InfoNCE divides by it "
+                     "in float32)")
+    return value
+
+
+Temperature = Annotated[float, BeforeValidator(_number), AfterValidator(_invertible)]
+
+
 class ModelConfig(BaseModel):
     """What defines the model and its loss: everything :func:`mentor_ray.model.build_model` reads.
 
@@ -137,7 +153,7 @@ class ModelConfig(BaseModel):
     dropout: Number = Field(0.5, ge=0, lt=1, description="feature-masking ratio p (Eq. 17)")
     lambda_f: Number = Field(1.5, ge=0, le=MAX_WEIGHT, description="feature masking weight (Eq. 22)")
     lambda_g: Number = Field(1e-3, ge=0, le=MAX_WEIGHT, description="graph perturbation weight (Eq. 22)")
-    tau: Number = Field(0.2, gt=0, le=MAX_WEIGHT, description="InfoNCE temperature (Eq. 21)")
+    tau: Temperature = Field(0.2, gt=0, le=MAX_WEIGHT, description="InfoNCE temperature (Eq. 21)")
     infonce_scope: Literal["all", "batch"] = Field(
         "all", description="Eq. 21 over all users and items, or the batch's users and positive items (SimGCL)"
     )
@@ -322,6 +338,8 @@ def _value_message(exc: ValidationError, source: str) -> str:
     numeric = _numeric_range(field) if field is not None else None
     if "expected" in ctx:
         allowed = ctx["expected"].replace("'", "")
+    elif isinstance(ctx.get("error"), _Range):
+        allowed = str(ctx["error"])
     elif numeric:
         allowed = numeric
     elif err["type"] == "value_error":  # a validator's own rule

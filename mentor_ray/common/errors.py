@@ -78,6 +78,9 @@ _OS_ADVICE = {
     "ENOMEM": "the system is out of memory; try smaller settings (batch_size, eval_batch_size, infonce_chunk) "
               "or fewer concurrent trials",
     "EXDEV": "source and target are on different file systems",
+    # mkdir over a file: e.g. a file where the cache (MENTOR_RAY_CACHE) or one of its folders should be
+    "EEXIST": "something is in the way (a file where a folder is needed, or a name taken); move it away, or "
+              "choose another path",
 }
 MEMORY_ADVICE = ("try smaller settings (e.g. eval_batch_size, batch_size, infonce_chunk, embedding_dim, or "
                  "infonce_scope=batch), fewer concurrent trials, or a machine with more memory")

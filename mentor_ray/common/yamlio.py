@@ -119,8 +119,13 @@ def load_yaml(source: str | Path, *, what: str | None = None, text: str | None =
         raise ConfigError(f"{what}: not valid YAML{where}: {shown(problem, 200, quote=False)}") from None
     except RecursionError:
         raise ConfigError(f"{what}: nested too deeply to be a config") from None
-    except (ValueError, OverflowError) as exc:  # a constructor's: a date that is no date, an int of 5,000 digits
-        raise ConfigError(f"{what}: a value YAML cannot build: {shown(str(exc), 200, quote=False)}") from None
+    except (ConfigError, MemoryError):  # the size check's own error; the environment's
+        raise
+    except Exception as exc:  # noqa: BLE001 - a constructor's: a date that is no date (ValueError), an int of
+        # 5,000 digits (ValueError), a bool that is none (`!!bool maybe`: KeyError), ...: PyYAML's constructors
+        # raise whatever their parsing raises, and every one of them means the document holds a bad value
+        detail = shown(str(exc), 200, quote=False) if str(exc).strip() else "no message"
+        raise ConfigError(f"{what}: a value YAML cannot build ({type(exc).__name__}: {detail})") from None
     finally:
         loader.dispose()
     if mapping:

@@ -12,6 +12,8 @@ import dataclasses
 import json
 import logging
 import math
+import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -501,7 +503,10 @@ def build_board(runs: pd.DataFrame, source: str) -> Board:
 
 def _intro(runs: pd.DataFrame, source: str) -> list[str]:
     roles = runs["role"].value_counts()
-    versions = sorted(set(runs["code_version"].dropna()))
+    # the intro is Markdown as written (each renderer escapes it its own way but Markdown's): the store's text in
+    # it keeps a version's characters only, and the path no backtick that would end its code span
+    versions = sorted({re.sub(r"[^\w.+-]", "?", str(v))[:60] for v in runs["code_version"].dropna()})
+    source = source.replace("`", "'")
     return [
         f"Results: `{source}`: {len(runs)} run{'' if len(runs) == 1 else 's'} "
         f"({', '.join(f'{n} {r}' for r, n in roles.items())}); "
@@ -571,21 +576,30 @@ def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
     chosen_formats = parse_formats(formats)
     runs = load_runs(results_dir)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise MentorRayError(f"--out {out}: is a file, not a directory; give a directory (or a new path)")
+    board = build_board(runs, str(results_dir))  # what depends on the store's content, before anything is written
+    created = [p for p in (out, *out.parents) if not p.exists()]  # the folders this call makes, outermost last
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
         raise MentorRayError(f"--out {out}: cannot create the output directory ({exc.strerror})") from exc
-    board = build_board(runs, str(results_dir))
-    board.plots, plot_notes = write_plots(runs, out)
-    board.notes += plot_notes
-    markdown = render_markdown(board)
-    renderers = {"md": lambda: markdown, "tex": lambda: render_tex(board), "html": lambda: render_html(board)}
-    for fmt in chosen_formats:
-        if fmt == "csv":
-            for name, frame in board.frames.items():
-                write_atomic(out / "csv" / f"{name}.csv", frame.to_csv(index=False))
-            kill_point("driver-leaderboard")  # fault campaign: the driver killed with the leaderboard half written
-        else:
-            write_atomic(out / f"leaderboard.{fmt}", renderers[fmt]())
+    try:
+        board.plots, plot_notes = write_plots(runs, out)
+        board.notes += plot_notes
+        markdown = render_markdown(board)
+        rendered = {fmt: markdown if fmt == "md" else render_tex(board) if fmt == "tex" else render_html(board)
+                    for fmt in chosen_formats if fmt != "csv"}
+        for fmt in chosen_formats:
+            if fmt == "csv":
+                for name, frame in board.frames.items():
+                    write_atomic(out / "csv" / f"{name}.csv", frame.to_csv(index=False))
+                kill_point("driver-leaderboard")  # fault campaign: the driver killed with the leaderboard half written
+            else:
+                write_atomic(out / f"leaderboard.{fmt}", rendered[fmt])
+    except BaseException:
+        if created:  # a leaderboard that failed half-way leaves no folder of its own behind (one it was given stays)
+            shutil.rmtree(created[-1], ignore_errors=True)
+        raise
     log.info("leaderboard (%s) and %d plot(s) written under %s", ", ".join(chosen_formats), len(board.plots), out)
     return markdown

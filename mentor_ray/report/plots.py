@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 
 from mentor_ray.common.io import write_atomic
-from mentor_ray.report.board import Plot
+from mentor_ray.report.board import Plot, missing
 from mentor_ray.report.select import (
     AXIS_LABELS,
     SENSITIVITY,
@@ -142,10 +143,11 @@ def curves_figure(finals: pd.DataFrame, title: str):
     several = finals["variant"].nunique() > 1
     for _, r in finals.sort_values(["variant", "seed"]).iterrows():
         curve = list(r["valid_curve"])
-        name = f"{display(r['variant'])} seed {r['seed']}" if several else f"seed {r['seed']}"
+        name = f"{drawn_text(display(r['variant']))} seed {r['seed']}" if several else f"seed {r['seed']}"
         (line,) = ax.plot(range(len(curve)), curve, label=name)  # epochs 0-based, as best_epoch
-        best = int(r["best_epoch"])
-        if 0 <= best < len(curve):
+        best = r["best_epoch"]  # null in a hand-edited run file: the curve without its dot
+        if not missing(best) and 0 <= best < len(curve):
+            best = int(best)
             ax.plot([best], [curve[best]], "o", color=line.get_color(), markersize=4)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch (dot: best_epoch)", ylabel="validation Recall@20", title=title)
@@ -153,10 +155,19 @@ def curves_figure(finals: pd.DataFrame, title: str):
     return fig
 
 
+def drawn_text(text: object, limit: int = 80) -> str:
+    """A dataset or model name from the store as matplotlib draws it literally: printable characters only (a
+    control character has no glyph), ``$`` escaped (matplotlib parses ``$...$`` as a formula, and a malformed
+    one fails the whole figure), cut to ``limit`` characters."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(text)).replace("$", r"\$")
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
 def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
               label: str) -> list[tuple[str, str, str, Callable]]:
     """(file stem, title, caption, builder) per plot of a dataset; a builder returns a Figure or why it cannot.
     A sensitivity plot's caption says what its cells are (:data:`HIDDEN`)."""
+    drawn = drawn_text(label)  # on the figure; the captions keep the label, each renderer escapes it
     finals = chosen[(chosen["dataset"] == dataset) & (chosen["role"] == "final")]
     finals = finals[finals["valid_curve"].map(lambda c: c is not None and len(c) > 0)]
     jobs = []
@@ -164,15 +175,15 @@ def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
         title = f"{label}: sensitivity to ({x}, {y})"
         scored = search_scores(runs, dataset, (x, y))
         jobs.append((f"sens_{x}_{y}", title, f"{title}: {HIDDEN}",
-                     lambda s=scored, x=x, y=y, t=title: _too_few(s, (x, y)) or
+                     lambda s=scored, x=x, y=y, t=f"{drawn}: sensitivity to ({x}, {y})": _too_few(s, (x, y)) or
                      heatmap_figure(sensitivity_grid(s, x, y), x, y, t, stopped_only_cells(s, x, y))))
     title = f"{label}: effect of lambda_align"
     scored = search_scores(runs, dataset, ("lambda_align",))
     jobs.append(("lambda_align", title, f"{title}: {HIDDEN}", lambda s=scored: _too_few(s, ("lambda_align",)) or
-                 align_figure(*align_points(s), title)))
+                 align_figure(*align_points(s), f"{drawn}: effect of lambda_align")))
     curves = f"{label}: validation curves of the final runs"
     jobs.append(("valid_curves", curves, curves, lambda: "no final run with a recorded validation curve"
-                 if finals.empty else curves_figure(finals, curves)))
+                 if finals.empty else curves_figure(finals, f"{drawn}: validation curves of the final runs")))
     return jobs
 
 
@@ -201,13 +212,15 @@ def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str
     for dataset in dataset_order(runs):
         slug = file_stem(dataset)
         for stem, title, caption, build in plot_jobs(runs, chosen, dataset, labels[dataset]):
-            fig = build()
-            if isinstance(fig, str):
-                notes.append(f"plot '{title}' skipped: {fig}")
-                continue
-            rel = f"plots/{slug}-{stem}.png"
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+            with warnings.catch_warnings():  # a name in a script the font lacks is drawn as boxes, not warned about
+                warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+                fig = build()
+                if isinstance(fig, str):
+                    notes.append(f"plot '{title}' skipped: {fig}")
+                    continue
+                rel = f"plots/{slug}-{stem}.png"
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
             write_atomic(out_dir / rel, buf.getvalue())
             plots.append(Plot(rel, caption))
     if any(not p.path.endswith("-valid_curves.png") for p in plots):

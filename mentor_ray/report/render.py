@@ -26,7 +26,19 @@ def tex_escape(text: str) -> str:
     return "".join(table.get(ch, ch) for ch in text)
 
 
-MD = Style("**{}**", "<u>{}</u>", "\\*", " ± ", DASH, lambda s: s.replace("|", "\\|"))
+def md_escape(text: str) -> str:
+    """Text from a results store as Markdown table text: on one line, no column break (``|``), and no HTML tag
+    (Markdown renders raw HTML; the store may hold a copied-in file with any text in it)."""
+    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def tex_comment(text: str) -> str:
+    """``text`` as the rest of a TeX comment line: a line end in it would end the comment, and what follows
+    would be run by TeX (``\\input{...}``)."""
+    return " ".join(text.split())
+
+
+MD = Style("**{}**", "<u>{}</u>", "\\*", " ± ", DASH, md_escape)
 TEX = Style(r"\textbf{{{}}}", r"\underline{{{}}}", r"$^{*}$", r" $\pm$ ", "--", tex_escape)
 HTML = Style("<b>{}</b>", "<u>{}</u>", "<sup>*</sup>", " ± ", DASH, html.escape)
 
@@ -104,7 +116,8 @@ def render_markdown(board: Board) -> str:
     for section, tables in _sections(board):
         parts += ["", f"## {section}", *("\n" + table_md(t) for t in tables)]
     if board.plots:
-        parts += ["", "## Plots", ""] + [f"![{p.title}]({p.path})" for p in board.plots]
+        link = str.maketrans({"[": "\\[", "]": "\\]"})  # a bracket in a caption would end the image's alt text
+        parts += ["", "## Plots", ""] + [f"![{md_escape(p.title).translate(link)}]({p.path})" for p in board.plots]
     if board.notes:
         parts += ["", "## Notes", ""] + [f"- {MD.esc(n)}" for n in board.notes]
     return "\n".join(parts) + "\n"
@@ -112,8 +125,8 @@ def render_markdown(board: Board) -> str:
 
 def render_tex(board: Board) -> str:
     head = ["% MENTOR leaderboard (python -m mentor_ray.leaderboard); needs \\usepackage{booktabs}\n"
-            + "\n".join(f"% {line}" for line in board.intro)]
-    notes = [f"% note: {n}" for n in board.notes]
+            + "\n".join(f"% {tex_comment(line)}" for line in board.intro)]
+    notes = [f"% note: {tex_comment(n)}" for n in board.notes]
     return "\n\n".join(head + [table_tex(t) for t in board.tables]) + "\n" + "\n".join(notes) + "\n"
 
 

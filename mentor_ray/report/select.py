@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Iterable
 
@@ -10,9 +11,11 @@ import numpy as np
 import pandas as pd
 
 from mentor_ray.common.config import result_settings
-from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.names import KS, METRIC_KINDS, USER_METRICS, VALID_METRIC
 from mentor_ray.report.results import SCHEMA, read_results
+
+log = logging.getLogger(__name__)
 
 DISPLAY = {  # table row order: baselines, then MENTOR's variants, then MENTOR
     "most_pop": "MostPop", "mf_bpr": "MF-BPR", "lightgcn": "LightGCN",
@@ -37,14 +40,41 @@ METRIC_COLUMNS = [f"{s}_{m}@{k}" for s in ("valid", "test") for m in METRIC_KIND
 
 
 def load_runs(results_dir: str | Path) -> pd.DataFrame:
-    """One row per run of the store: its run columns and one column per ``split_metric@K``."""
+    """One row per run of the store: its run columns and one column per ``split_metric@K``; runs that lack
+    what every table groups by are left out (:func:`identified`)."""
     path = Path(results_dir)
     if not path.is_dir():
         raise MentorRayError(f"--results {path}: no such directory; give the --results directory of a sweep")
     table = read_results(path)
     if table.num_rows == 0:
         raise MentorRayError(f"--results {path}: no results in this directory (no *.parquet run files)")
-    return runs_frame(table.to_pandas())
+    runs = identified(runs_frame(table.to_pandas()), path)
+    if runs.empty:
+        raise MentorRayError(f"--results {path}: no run with a dataset, variant, role, config hash and seed "
+                             f"(see the warnings above); {FIX}")
+    return runs
+
+
+IDENTITY = ("dataset", "variant", "role", "config_hash", "seed")  # what every table groups or pairs runs by
+FIX = "delete the files of those runs, then re-run the sweep with --resume to redo them"
+
+
+def identified(runs: pd.DataFrame, source: Path | str) -> pd.DataFrame:
+    """``runs`` without those whose identity (:data:`IDENTITY`) is missing, with one warning that counts them.
+
+    The store's reader checks each file's columns and vocabularies, but a hand-edited or foreign run file
+    may still leave one of these null; such a run belongs to no table row (a null seed cannot be paired, a
+    null dataset has no section), so it is named and left out rather than failing the whole leaderboard."""
+    bad = runs[list(IDENTITY)].isna().any(axis=1)
+    for column in ("dataset", "variant", "role", "config_hash"):
+        bad |= runs[column].map(lambda v: not isinstance(v, str) or not v.strip())
+    if bad.any():
+        first = runs.loc[bad, "run_id"].iloc[0]
+        log.warning("results: %s: %d run(s) without a %s (first: %s) left out of the leaderboard; %s",
+                    source, int(bad.sum()), ", ".join(IDENTITY), shown(first, 80), FIX)
+    runs = runs[~bad].copy()
+    runs["seed"] = runs["seed"].astype("int64")
+    return runs.reset_index(drop=True)
 
 
 def runs_frame(rows: pd.DataFrame) -> pd.DataFrame:
@@ -53,9 +83,11 @@ def runs_frame(rows: pd.DataFrame) -> pd.DataFrame:
     ``(user ids, values)`` arrays, None where the run kept none (a search trial, an older store)."""
     runs = rows.drop_duplicates("run_id")[RUN_COLUMNS].set_index("run_id")
     runs["status"] = runs["status"].fillna("completed")  # files from before `status`: only finished runs
-    scored = rows.dropna(subset=["value"])
+    # a measurement is a value at a split, metric and K; a hand-edited file may hold one without them, or
+    # the same one twice: the first of each is the run's
+    scored = rows.dropna(subset=["value", "split", "metric", "k"])
     keys = scored["split"] + "_" + scored["metric"] + "@" + scored["k"].astype(int).astype(str)
-    wide = scored.assign(key=keys).pivot(index="run_id", columns="key", values="value")
+    wide = scored.assign(key=keys).pivot_table(index="run_id", columns="key", values="value", aggfunc="first")
     runs = runs.join(wide.reindex(columns=METRIC_COLUMNS))
     for column in USER_COLUMNS.values():
         runs[column] = None
