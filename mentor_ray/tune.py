@@ -25,7 +25,7 @@ import argparse
 import logging
 from typing import Sequence
 
-from mentor_ray.cli import ArgumentParser, run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, set_resume_hint, setup_logging
 from mentor_ray.sweep.tune import DEFAULT_SEEDS, GRACE_PERIOD, SweepOptions, run_sweep
 
 _DESCRIPTION = "Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table."
@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(level=logging.WARNING)  # the sweep's progress is print()ed; its warnings and errors one line each
+    set_resume_hint("what finished is recorded; re-run the same command with --resume"
+                    + ("" if args.resume else " added") + " to continue")  # after SIGINT/SIGTERM
     run_sweep(SweepOptions(**vars(args)))
     return 0
 

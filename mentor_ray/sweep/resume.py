@@ -30,26 +30,15 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from mentor_ray.common.io import read_json, sha256_json, write_json_atomic
+from mentor_ray.common.io import read_json, write_json_atomic
 from mentor_ray.common.names import STATE_FILE, SUMMARY_FILE
+from mentor_ray.sweep.trials import summary_key, trial_key, trial_values
 
 log = logging.getLogger(__name__)
 
 ATTEMPT = ".resume-"  # <name>.resume-2, <name>.resume-3, ...: the attempts after the first
 JOURNAL = ".journal"  # under the results store; a hidden folder, so Parquet readers skip it
 MAX_JSON_BYTES = 4 << 20  # a params.json or summary.json is a few KB (a summary with per-user values, a few MB)
-
-
-def trial_key(variant: str, config: dict[str, Any], seed: int) -> str:
-    """What identifies a run within one experiment: its variant, the settings that decide its results, its
-    seed (as in :func:`mentor_ray.report.results.run_id`, whose other parts are the experiment's own)."""
-    from mentor_ray.common.config import result_settings
-
-    return f"{variant}-{sha256_json(result_settings(config))[:12]}-s{int(seed)}"
-
-
-def summary_key(summary: dict[str, Any]) -> str:
-    return trial_key(summary["variant"], summary["config"], summary["seed"])
 
 
 def attempts(storage: str, name: str) -> list[Path]:
@@ -182,7 +171,6 @@ def cut_off_trials(storage: str, name: str, ended: set[str]) -> dict[str, dict[s
     from pydantic import ValidationError
 
     from mentor_ray.common.config import TrainConfig
-    from mentor_ray.sweep.trials import trial_values
 
     root = Path(storage).resolve() if "://" not in storage else None
     out: dict[str, dict[str, Any]] = {}

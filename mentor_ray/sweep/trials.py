@@ -30,6 +30,19 @@ def trial_values(config: dict[str, Any]) -> dict[str, Any]:
     return {**config["cfg"], **{k: v for k, v in config.items() if k not in PLUMBING}}
 
 
+def trial_key(variant: str, config: dict[str, Any], seed: int) -> str:
+    """What identifies a run within one experiment: its variant, the settings that decide its results, its
+    seed (as in :func:`mentor_ray.report.results.run_id`, whose other parts are the experiment's own)."""
+    from mentor_ray.common.config import result_settings
+    from mentor_ray.common.io import sha256_json
+
+    return f"{variant}-{sha256_json(result_settings(config))[:12]}-s{int(seed)}"
+
+
+def summary_key(summary: dict[str, Any]) -> str:
+    return trial_key(summary["variant"], summary["config"], summary["seed"])
+
+
 def graph_key(knn_k: int, knn_norm: str) -> str:
     return f"k{knn_k}-{knn_norm}"
 
@@ -74,8 +87,6 @@ def run_trial(config: dict[str, Any], ds=None, graphs=None) -> None:
 def resume_checkpoint(config: dict[str, Any], cfg: TrainConfig):
     """The checkpoint a resumed sweep found for this trial in an earlier attempt (``config["resume"]``: folders
     by :func:`mentor_ray.sweep.resume.trial_key`), or None. Its state is loaded with ``weights_only``."""
-    from mentor_ray.sweep.resume import trial_key
-
     path = (config.get("resume") or {}).get(trial_key(cfg.variant, cfg.model_dump(), cfg.seed))
     if not path:
         return None

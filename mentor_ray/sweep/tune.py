@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from mentor_ray.cli import set_resume_hint
 from mentor_ray.common.config import (
     BASELINES,
     MENTOR_VARIANTS,
@@ -36,8 +35,6 @@ from mentor_ray.sweep.resume import (
     describe,
     enqueue,
     study_points,
-    summary_key,
-    trial_key,
 )
 from mentor_ray.sweep.spaces import SearchSpace, load_space
 from mentor_ray.sweep.trials import (
@@ -51,7 +48,9 @@ from mentor_ray.sweep.trials import (
     run_ddp_trial,
     run_trial,
     spent_epochs,
+    summary_key,
     trial_config,
+    trial_key,
     trial_summaries,
 )
 from mentor_ray.training.ray_compat import configure_tune
@@ -653,9 +652,6 @@ def run_sweep(args: SweepOptions) -> None:
                       advice="wait for it to end, or stop it and re-run with --resume; a sweep of its own "
                       "needs its own --results and --storage")
     lock.acquire()
-    set_resume_hint("what finished is recorded; re-run the same command with --resume to continue"
-                    if args.resume else "what finished is recorded; re-run the same command with --resume added "
-                    "to continue")
     try:
         configure_tune()
         # Ray for this driver: shut down on the way out however it goes, and then every process that carries
