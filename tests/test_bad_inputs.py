@@ -115,6 +115,7 @@ CASES = [
     ("train: not key=value", [*T, "lr"], r"override 'lr': expected key=value"),
     ("train: lr=-1", [*T, "lr=-1"], r"override: lr = -1 is not allowed .*greater than 0"),
     ("train: lr=1e30 diverges", [*T, "--max-epochs", "2", "lr=1e30"], r"epoch \d+: training diverged"),
+    ("train: --summary onto a device", [*T, "--summary", "/dev/null"], r"--summary /dev/null: is not a regular file"),
     ("train: lr=inf", [*T, "lr=inf"], r"override: lr = inf is not allowed \(float\); allowed: a finite number"),
     ("train: batch_size=true", [*T, "batch_size=true"], r"override: batch_size = True is not allowed \(int\)"),
     ("train: seed=2**64", [*T, "seed=18446744073709551616"], r"seed = 18446744073709551616 is not allowed .*at most"),

@@ -230,4 +230,6 @@ def check_writable_file(path: str | Path, flag: str) -> None:
     p = Path(path).expanduser()
     if p.is_dir():
         raise ConfigError(f"{flag} {path}: is a directory; give a file path")
+    if p.exists() and not p.is_file():  # a FIFO or a device (/dev/null): the atomic rename would replace it
+        raise ConfigError(f"{flag} {path}: is not a regular file (a pipe or a device); give a file path")
     check_writable_dir(p.parent if str(p.parent) else Path("."), flag=f"{flag} {path}: its folder")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import pickle
 import shutil
@@ -162,7 +161,7 @@ def convert_diffmm(src: Path | str, dst: Path | str, name: str) -> Path:
             "x_label": labels[order],
         }
     )
-    made_dst = not Path(dst).exists()
+    made = [p for p in (Path(dst), *Path(dst).parents) if not p.exists()]  # what this call creates, deepest first
     Path(dst).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.converting-", dir=dst))  # private: no other run's leftovers
     done = False
@@ -178,8 +177,11 @@ def convert_diffmm(src: Path | str, dst: Path | str, name: str) -> Path:
         done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if made_dst and not done:
-            with contextlib.suppress(OSError):  # only if still empty: never what someone else put there
-                Path(dst).rmdir()
+        if not done:
+            for folder in made:  # only while still empty: never what someone else put there
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
     log.info("converted %s -> %s: %d interactions, features %s", src, out, order.size, list(features))
     return out

@@ -610,6 +610,10 @@ def check_options(args: SweepOptions) -> None:
                 ("grace_period", 1), ("max_epochs", 1), ("budget", 1), ("gpus_per_trial", 0))
     check_flags(**{flag: (getattr(args, flag), low, False) for flag, low in at_least},
                 cpus_per_trial=(args.cpus_per_trial, 0, True))
+    if not str(args.results).strip() or Path(args.results).name in ("", ".", "..") \
+            or not Path(args.results).expanduser().resolve().name:
+        raise ConfigError(f"--results {args.results!r}: give the store a folder of its own (e.g. runs/results): its "
+                          f"leaderboard is written beside it, as <results>-leaderboard")
     check_writable_dir(args.results, "--results")
     check_writable_dir(args.storage, "--storage")
     if args.leaderboard != "none":

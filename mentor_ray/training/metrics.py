@@ -145,14 +145,15 @@ def rank_profile(
     tops = []
     for s in range(0, users.size, batch_size):
         scores, gt = masked_batch(score_fn, train_csr, gt_csr, users[s : s + batch_size])
-        top = scores.topk(k, dim=1).indices  # (B, k)
+        top = scores.topk(min(k, scores.shape[1]), dim=1).indices  # (B, k); fewer items than k: all of them
         hits = gt.gather(1, top)
         for a, b in zip(edges, edges[1:]):
             out[f"hits@{a + 1}-{b}"] += float(hits[:, a:b].sum())
         out["hits_cold"] += float((hits & cold[top]).sum())
         tops.append(top)
-    top = torch.cat(tops).numpy()
-    for rank in sorted({1, *bands}):
-        out[f"popularity@{rank}"] = float(np.median(pop[top[:, rank - 1]]))
+    top = torch.cat(tops).numpy() if tops else np.empty((0, k), dtype=np.int64)
+    for rank in sorted({1, *bands}):  # no item at that rank (fewer items, or no user): NaN
+        out[f"popularity@{rank}"] = (float(np.median(pop[top[:, rank - 1]])) if top.shape[1] >= rank and len(top)
+                                     else float("nan"))
     out[f"distinct@{k}"] = float(np.unique(top).size)
     return out

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mentor_ray.common.config import TrainConfig
-from mentor_ray.common.errors import ConfigError, DivergedError
+from mentor_ray.common.errors import ConfigError, DataError, DivergedError
 from mentor_ray.common.names import METRICS, USER_METRICS, VALID_METRIC
 from mentor_ray.common.runtime import current_rss_mb, kill_point, peak_rss_mb, reset_peak_memory, tune_allocator
 from mentor_ray.datasets.dataset import Dataset, load_dataset
@@ -39,6 +39,13 @@ class TripletSampler:
         self.users, self.items = ds.train.users, ds.train.items
         self.n_items, self.seed = ds.n_items, seed
         self.keys = np.sort(self.users * self.n_items + self.items)  # membership test for negatives
+        if self.keys.size:  # a user with every item in training has no negative: sampling could never end
+            per_user = np.bincount(np.unique(self.keys) // self.n_items)
+            if per_user.max() >= self.n_items:
+                user = int(per_user.argmax())
+                raise DataError(f"{ds.name}: user {user} has a training interaction with every one of the "
+                                f"{self.n_items} items, so BPR can draw no negative item for it; remove that user "
+                                f"or add items")
 
     def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The epoch's shuffled triplets (users, positives, negatives), from ``(seed, epoch)`` alone."""
@@ -75,7 +82,8 @@ class TripletSampler:
                 return neg
             neg[bad] = rng.integers(self.n_items, size=int(bad.sum()))
             bad[bad] = self._seen(users[bad], neg[bad])
-        raise RuntimeError("negative sampling did not converge: a user has interacted with (almost) every item")
+        raise DataError("negative sampling did not converge in 1,000 draws: a user has interacted with almost every "
+                        "item; remove such users or add items")
 
     def _seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         k = users * self.n_items + items
