@@ -136,30 +136,12 @@ def signals_as_exceptions():
             signal.signal(s, signal.SIG_IGN)  # one unwinding at a time
         raise Interrupted(signum)
 
-    global _signal_handler
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    _signal_handler = handler
     try:
         yield
     finally:
-        _signal_handler = None
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-_signal_handler = None  # the handler signals_as_exceptions installed, while it is in force
-
-
-def reclaim_signals() -> None:
-    """Install this command's SIGTERM/SIGHUP handler again. ``ray.init`` replaces the SIGTERM handler with
-    its own (``sys.exit``, and Ray's core prints a stack dump), so a terminated driver would exit without
-    unwinding: no trials cancelled, no Ray shutdown, orphans left. Call it right after Ray starts."""
-    import signal
-    import threading
-
-    if _signal_handler is not None and threading.current_thread() is threading.main_thread():
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, _signal_handler)
 
 
 # --------------------------------------------------------------------------- the error boundary
