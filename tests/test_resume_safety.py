@@ -41,6 +41,7 @@ def _sweep(tmp_path, *extra):
             "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "s"), *extra]
 
 
+@pytest.mark.slow  # two sweeps in subprocesses (~50 s)
 def test_a_resume_runs_no_code_planted_in_the_experiment_folders(tmp_path):
     """Every ``*.pkl`` under --storage is swapped for a payload that writes a file when unpickled; the resumed
     sweep finds every phase ended (the journal) and never loads one. (Before: ``Tuner.restore`` ran it.)"""
