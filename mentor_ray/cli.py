@@ -249,10 +249,12 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
     global _debug
     argv, flag = strip_debug(sys.argv[1:] if argv is None else argv)
     previous, _debug = _debug, debug or flag
+    set_resume_hint(None)  # each command says for itself how it can be continued (in-process runs share this)
     try:
         return _run(main, argv)
     finally:
         _debug = previous
+        set_resume_hint(None)
 
 
 def _run(main: Callable[[Sequence[str] | None], int | None], argv: list[str]) -> int:
