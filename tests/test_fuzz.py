@@ -1066,7 +1066,11 @@ def test_train_settings(case):
             torch.set_num_threads(1)
         if not case["valid"] and must_refuse(case["overrides"], CONFIG_KEYS):
             settle_oracle(o, expect(o, rc=2))
-        if case["valid"]:
+        no_negative = case.get("data") in ("one_item", "saturated") and case["variant"] != "most_pop"
+        if case["valid"] and no_negative:
+            # a user with every item in training: BPR has no negative to draw, refused before training
+            settle_oracle(o, expect(o, rc=2, error="has a training interaction with every one of the"))
+        elif case["valid"]:
             verdict = expect(o, rc=0)
             if not verdict and "best epoch" not in o.stdout:
                 verdict = "no result table on stdout"

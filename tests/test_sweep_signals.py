@@ -23,6 +23,12 @@ pytestmark = pytest.mark.slow
 TAG = "MENTOR_RAY_TEST_TAG"  # an environment variable every process the driver starts inherits
 
 
+
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT as a terminal delivers it. A shell's background job (`cmd &`, as CI or a
+    nohup may run pytest) ignores SIGINT, every child inherits that, and the driver would never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def _args(tmp_path, *extra):
     # long trials (no early stopping within 300 epochs) so that the signal finds them running; the search's
     # budget of 3 trial-epochs ends it quickly, so that the final runs can be caught too
@@ -46,7 +52,7 @@ def _tagged(tag: str) -> list[psutil.Process]:
 def _run_until(args, env, marker: str, timeout: float = 240):
     """Start the driver; return it once ``marker`` appears on its stdout (with the output so far)."""
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_default)
     out, sel, deadline = [], selectors.DefaultSelector(), time.monotonic() + timeout
     sel.register(proc.stdout, selectors.EVENT_READ)
     while time.monotonic() < deadline:

@@ -24,6 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16", "lr=1e-3", "patience=1000"]
 
 
+
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT as a terminal delivers it. A shell's background job (`cmd &`, as CI or a
+    nohup may run pytest) ignores SIGINT, every child inherits that, and the driver would never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,7 +85,7 @@ def test_a_signal_during_a_ray_train_run_stops_it_cleanly(tmp_path, ray_tmp, sig
     cmd = [sys.executable, "-m", "mentor_ray.train", "--dataset", "synth-tiny", "--workers", "2", "--storage",
            str(storage), "--max-epochs", "100000", *TINY]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True, cwd=REPO)
+                              start_new_session=True, cwd=REPO, preexec_fn=_sigint_default)
     token = None
     try:
         deadline = time.monotonic() + 240

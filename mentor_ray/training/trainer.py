@@ -35,11 +35,11 @@ log = logging.getLogger(__name__)
 class TripletSampler:
     """BPR triplets: every training (user, item) once per epoch, one uniform negative each."""
 
-    def __init__(self, ds: Dataset, seed: int):
+    def __init__(self, ds: Dataset, seed: int, check: bool = True):
         self.users, self.items = ds.train.users, ds.train.items
         self.n_items, self.seed = ds.n_items, seed
         self.keys = np.sort(self.users * self.n_items + self.items)  # membership test for negatives
-        if self.keys.size:  # a user with every item in training has no negative: sampling could never end
+        if check and self.keys.size:  # a user with every item in training has no negative: sampling never ends
             per_user = np.bincount(np.unique(self.keys) // self.n_items)
             if per_user.max() >= self.n_items:
                 user = int(per_user.argmax())
@@ -187,7 +187,7 @@ class Trainer:
             # Graphs are attributes, not buffers, and the features are identical on every rank.
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step = DistributedDataParallel(self.step, device_ids=ids, broadcast_buffers=False)
-        self.sampler = TripletSampler(self.ds, cfg.seed)
+        self.sampler = TripletSampler(self.ds, cfg.seed, check=bool(params))  # MostPop draws no negatives
         self.train_csr = self.ds.train_csr
         self.gt = {s: self.ds.csr(s) for s in ("valid", "test")}
         # early-stopping state
