@@ -5,6 +5,7 @@ and a ``--resume`` afterwards finishes the sweep without duplicated rows (subpro
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -89,7 +90,10 @@ def test_a_signal_stops_the_sweep_within_seconds_and_leaves_nothing_running(tmp_
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 128 + sig, (stdout + stderr)[-3000:]
     assert len(errors) == 1 and f"interrupted ({sig.name})" in errors[0] and "--resume" in errors[0], stderr[-3000:]
-    assert "Traceback" not in stderr, stderr[-3000:]
+    # the driver's own lines; a trial process killed by Tune may print Python's "Exception ignored in ..." (a
+    # SystemExit from Ray's SIGTERM handler in a weakref callback), which Ray forwards as "(run_trial pid=N) ..."
+    own = [line for line in stderr.splitlines() if not re.search(r"\((run_trial|pid)[ =]", line)]
+    assert not [line for line in own if "Traceback" in line], stderr[-3000:]
     assert took < 45, f"{took:.0f} s from the signal to the exit"
     if phase == "search":  # the finals never started
         assert "final: first epoch" not in "".join(out) + stdout
