@@ -10,6 +10,7 @@
         --cpus 2 --epochs 3 --write docs/benchmarks.md infonce_scope=batch
     mentor-ray bench tune --dataset synth-small --trials 6 --workers-per-trial 1,2 \\
         --write docs/benchmarks.md
+    mentor-ray bench models --dataset synth-baby --epochs 3 --threads 1 --write docs/benchmarks.md   # Table 3
     mentor-ray bench faults --write docs/benchmarks.md      # the fault campaign (about 15 minutes)
     mentor-ray bench search --write docs/benchmarks.md      # grid, random, TPE, TPE + ASHA (about 40 minutes)
 
@@ -30,10 +31,12 @@ from typing import Sequence
 
 from mentor_ray.benchmarks.bench import (
     bench_graphs,
+    bench_models,
     bench_ray,
     bench_train,
     bench_tune,
     graphs_markdown,
+    models_markdown,
     ray_markdown,
     train_markdown,
     tune_markdown,
@@ -71,6 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--epochs", type=int, default=3, help="epochs to time (the first is excluded from the median)")
     t.add_argument("--write", type=Path, default=None, metavar="MD")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
+    mo = sub.add_parser("models", help="Table 3: seconds per epoch and peak memory of every model, as ratios to "
+                        "MENTOR measured in the same run")
+    mo.add_argument("--dataset", required=True)
+    mo.add_argument("--data-root", type=Path, default=None)
+    mo.add_argument("--variants", default="all", help="comma-separated variants, or all (default): every model of "
+                    "the registry and MENTOR_fg")
+    mo.add_argument("--epochs", type=int, default=3, help="epochs per model (the first is excluded from the median)")
+    mo.add_argument("--threads", type=int, default=1, help="torch threads per model (default 1)")
+    mo.add_argument("--write", type=Path, default=None, metavar="MD")
+    mo.add_argument("overrides", nargs="*", metavar="key=value", help="settings for every model")
     r = sub.add_parser("ray", help="Ray Train seconds per epoch for several worker counts, and DDP traffic per step")
     r.add_argument("--dataset", required=True)
     r.add_argument("--data-root", type=Path, default=None)
@@ -171,6 +184,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)
         md = tune_markdown(res, command, args.dataset)
         block = f"tune:{args.dataset}:{':'.join(map(str, workers))}"
+    elif args.cmd == "models":
+        from mentor_ray.common.registry import MODELS, VARIANT_MODELS
+
+        trained = [m for m, e in MODELS.items() if e.trained]
+        variants = [*trained, "mentor_fg"] if args.variants == "all" else [v for v in args.variants.split(",") if v]
+        for v in variants:
+            if v not in VARIANT_MODELS:
+                raise MentorRayError(f"--variants {args.variants}: {v!r} is not a variant; allowed: all, or "
+                                     f"{', '.join(VARIANT_MODELS)}")
+        res = bench_models(args.dataset, args.data_root, variants, args.epochs, args.threads, args.overrides)
+        md = models_markdown(res, command, args.dataset, args.overrides)
+        block = f"models:{args.dataset}:{':'.join(sorted(args.overrides))}"
     elif args.cmd == "ray":
         workers = _int_list(args.workers, "--workers")
         res = bench_ray(args.dataset, args.data_root, args.variant, args.epochs, workers, args.cpus, args.overrides)

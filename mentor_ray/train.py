@@ -38,7 +38,7 @@ _DESCRIPTION = "Train one model (MENTOR, an ablation or a baseline) with early s
 
 def format_table(summary: dict[str, Any]) -> str:
     label = f"{summary['dataset']}{' (synthetic)' if summary['synthetic'] else ''} / {summary['variant']}"
-    if summary["epochs_run"] == 0 and summary["variant"] != "most_pop":
+    if summary["epochs_run"] == 0 and VARIANTS[summary["variant"]].entry.trained:
         label += " (untrained: max_epochs=0 evaluates the initial model)"
     lines = [
         f"{label} / seed {summary['seed']}: best epoch {summary['best_epoch']} of {summary['epochs_run']} run; "
@@ -104,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mentor_ray.common.names import check_name
         from mentor_ray.training.ray_train import driver_ray, fit_with_ray, run_name
 
-        name = check_name(args.run_name, "--run-name") if args.run_name else run_name(cfg)
         storage = args.storage or "~/ray_results"
+        name = check_name(args.run_name, "--run-name") if args.run_name else run_name(cfg, storage)
         # one driver per run; object storage (s3://...) has no lock to take, and DriverLock skips it. Taken
         # before Ray starts, so that every process of this driver's Ray carries the lock's token: ended here
         # however the run ends (driver_ray), or by the next driver if this one is killed outright.

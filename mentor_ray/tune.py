@@ -16,6 +16,11 @@ On a Ray cluster, every dataset under the data root::
     mentor-ray tune --dataset synth-baby --workers-per-trial 4 --gpus-per-trial 1 ...
     mentor-ray tune ... --resume
 
+MENTOR and every baseline of the paper, each on its own grid at the same search budget, in one command::
+
+    mentor-ray tune --dataset tiktok --data-root /data --space paper_grid --baselines all --budget 400 \
+        --seeds 5 --results runs/r
+
 ``python -m mentor_ray.tune ...`` is the same command (cluster command lines use that form).
 """
 
@@ -26,7 +31,7 @@ import logging
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run, set_resume_hint, setup_logging
-from mentor_ray.sweep.tune import DEFAULT_SEEDS, GRACE_PERIOD, SweepOptions, run_sweep
+from mentor_ray.sweep.tune import DEFAULT_SEEDS, GRACE_PERIOD, SweepOptions, run_sweeps
 
 _DESCRIPTION = "Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table."
 
@@ -56,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=int, default=GRACE_PERIOD,
                    help=f"ASHA: epochs before a trial may be stopped (default {GRACE_PERIOD}; shorter spends less "
                    "per weak trial but stops slow starters)")
+    p.add_argument("--baselines", default=None, metavar="all|NAME[,NAME...]",
+                   help="after --space, sweep each baseline on its own published grid (tune_spaces/NAME_grid.yaml) "
+                   "with the same datasets, seeds and --budget; one leaderboard at the end")
     p.add_argument("--ablation", action="store_true", help="also run every variant and baseline at the best point")
     p.add_argument("--resume", action="store_true", help="continue the experiments of an interrupted sweep")
     p.add_argument("--optuna-storage", default=None,
@@ -75,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(level=logging.WARNING)  # the sweep's progress is print()ed; its warnings and errors one line each
     set_resume_hint("what finished is recorded; re-run the same command with --resume"
                     + ("" if args.resume else " added") + " to continue")  # after SIGINT/SIGTERM
-    run_sweep(SweepOptions(**vars(args)))
+    run_sweeps(SweepOptions(**vars(args)))
     return 0
 
 

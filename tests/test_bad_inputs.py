@@ -122,7 +122,7 @@ CASES = [
     ("train: knn_norm=bad", [*T, "knn_norm=bad"], r"knn_norm = 'bad' is not allowed"),
     ("train: --preset nope", [*T, "--preset", "nope"], r"nope"),
     ("train: MENTOR without features", ["train", "--dataset", "plain", "--data-root", "DATA"],
-     r"variant mentor needs feature files; dataset plain has none"),
+     r"variant mentor \(MENTOR\) needs item feature files; dataset plain has none"),
     ("train: device=cuda without CUDA", [*T, "device=cuda"], r"CUDA"),
     ("tune: --num-samples 0", [*S, "--num-samples", "0"], r"--num-samples 0: must be at least 1"),
     ("tune: --seeds 0", [*S, "--seeds", "0"], r"--seeds 0: must be at least 1"),

@@ -57,7 +57,7 @@ def _single(variant: str) -> dict:
             "test": summary["test"], "test_users": summary["test_users"]}
 
 
-@pytest.mark.parametrize("variant", ["mentor", "lightgcn"])
+@pytest.mark.parametrize("variant", [pytest.param("mentor", marks=pytest.mark.slow), "lightgcn"])  # MENTOR: ~40 s
 def test_two_ranks_at_half_batch_match_one_process(tmp_path, variant):
     data.load_dataset("synth-tiny")  # generate once, before the workers start
     mp.spawn(_run, args=(2, str(tmp_path / "pg"), str(tmp_path), variant), nprocs=2, join=True)

@@ -118,3 +118,12 @@ if __name__ == "__main__":  # print the graph, layer by layer (for docs and the 
     for m in sorted(g, key=lambda m: (layer(m), m)):
         print(f"[{(LAYERS + ['commands'])[layer(m)] if '.' in m else 'package'}] {m} -> "
               f"{', '.join(sorted(g[m])) or '-'}")
+
+
+def test_the_architecture_docs_table_lists_the_layers_in_order():
+    """docs/architecture.md's package table is the layering: each package imports only those above it."""
+    import re
+
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| `(\w+)/` \|", text, flags=re.M)
+    assert rows == LAYERS

@@ -44,7 +44,11 @@ def _tune_trial(cfg, tmp_path):
     return summary
 
 
-@pytest.mark.parametrize("variant, max_epochs", [("mentor", 3), ("mentor", 0), ("most_pop", 5)])
+SLOW = pytest.mark.slow  # the evaluation-only paths run in the slow tier
+
+
+@pytest.mark.parametrize("variant, max_epochs", [
+    ("mentor", 3), pytest.param("mentor", 0, marks=SLOW), pytest.param("most_pop", 5, marks=SLOW)])
 def test_every_path_gives_the_same_summary(local_ray, tmp_path, variant, max_epochs):
     cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": variant, "max_epochs": max_epochs},
                              overrides=TINY)

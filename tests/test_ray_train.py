@@ -33,6 +33,7 @@ def test_run_names_are_deterministic_and_ignore_the_epoch_budget():
     assert run_name(_cfg(4, "lightgcn")) != run_name(_cfg(4))
 
 
+@pytest.mark.slow  # kill/resume on Ray Train: the slow tier (.ci/run)
 def test_a_resumed_run_ends_like_an_uninterrupted_one(local_ray, tmp_path):
     full = fit_with_ray(_cfg(4), workers=2, storage=str(tmp_path / "whole"))
     fit_with_ray(_cfg(2), workers=2, storage=str(tmp_path / "split"))  # stopped after epoch 1
@@ -43,6 +44,7 @@ def test_a_resumed_run_ends_like_an_uninterrupted_one(local_ray, tmp_path):
     assert resumed["valid"] == full["valid"] and resumed["test"] == full["test"]
 
 
+@pytest.mark.slow  # kill/resume on Ray Train: the slow tier (.ci/run)
 def test_a_run_resumes_when_only_runtime_settings_change(local_ray, tmp_path):
     fit_with_ray(_cfg(1), workers=1, storage=str(tmp_path))
     more = config.make_config(flags={"dataset": "synth-tiny", "variant": "mentor", "max_epochs": 2},
@@ -51,6 +53,7 @@ def test_a_run_resumes_when_only_runtime_settings_change(local_ray, tmp_path):
     assert resumed["resumed_at_epochs"] == [1] and resumed["epochs_run"] == 2
 
 
+@pytest.mark.slow  # kill/resume on Ray Train: the slow tier (.ci/run)
 def test_a_killed_worker_restarts_from_the_last_checkpoint(local_ray, tmp_path):
     marker = tmp_path / "killed"
     fault = KillOnce(epoch=1, batch=2, rank=1, marker=str(marker))
@@ -85,6 +88,7 @@ def test_an_untested_ray_version_stops_with_a_message(monkeypatch):
     ray_compat._checked()
 
 
+@pytest.mark.slow  # kill/resume on Ray Train: the slow tier (.ci/run)
 def test_a_diverged_run_fails_with_the_workers_message(local_ray, tmp_path):
     from mentor_ray.common.errors import DivergedError
 

@@ -7,12 +7,14 @@ import json
 import pytest
 
 from mentor_ray import tune as tune_cmd
-from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
 from mentor_ray.common.errors import ConfigError, DataError, MentorRayError
 from mentor_ray.report import results
 from mentor_ray.sweep import trials, tune
+from mentor_ray.sweep.tune import Sweep
 
 ray = pytest.importorskip("ray")
+
+ABLATION = Sweep.ablation_variants()  # MENTOR's variants and the general baselines
 
 
 def test_baselines_keep_their_own_learning_rate_and_layers():
@@ -88,8 +90,8 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
     finals = runs[runs.role == "final"]
     assert sorted(finals.seed) == [0, 1] and set(finals.variant) == {"mentor"}
     ablation = runs[runs.role == "ablation"]
-    assert sorted(ablation.variant.unique()) == sorted(MENTOR_VARIANTS + BASELINES)
-    assert len(ablation) == 2 * len(MENTOR_VARIANTS + BASELINES)
+    assert sorted(ablation.variant.unique()) == sorted(ABLATION)
+    assert len(ablation) == 2 * len(ABLATION)
     assert len(table) == 16 * len(runs)  # every run: 2 splits x 2 metrics x 4 Ks
     # the finals use the point the search chose on validation (Recall@20, then NDCG@20, then the earlier
     # best epoch, then the config hash: ties are common on tiny data)
@@ -150,6 +152,7 @@ def test_overrides_may_not_set_what_the_sweep_or_the_space_sets(tmp_path):
         tune_cmd.main([*base, "--workers-per-trial", "0"])
 
 
+@pytest.mark.slow  # Ray-heavy: the slow tier (.ci/run)
 def test_failed_trials_are_recorded_not_lost(local_ray, tmp_path):
     import torch
 
@@ -185,7 +188,7 @@ def test_two_datasets_are_swept_at_once_and_a_bad_one_stops_neither(local_ray, t
     printed = capsys.readouterr().out
     assert "synth-tiny: done" in printed and "toy: done" in printed
     assert "[mentor_ray] bad: skipped: " in printed and "x_label" in printed
-    assert "[mentor_ray] plain: skipped: --dataset plain: MENTOR needs item features" in printed
+    assert "[mentor_ray] plain: skipped: --dataset plain: variant mentor (MENTOR) needs item feature files" in printed
     assert "leaderboard written to" in printed and (tmp_path / "r-leaderboard" / "leaderboard.md").exists()
 
 
@@ -210,6 +213,7 @@ def test_a_lone_bad_dataset_fails_with_its_own_error_before_ray_starts(tmp_path)
     assert not (tmp_path / "r").exists() and not (tmp_path / "tune").exists()
 
 
+@pytest.mark.slow  # Ray-heavy: the slow tier (.ci/run)
 def test_resources_the_cluster_lacks_fail_fast_instead_of_hanging(local_ray, tmp_path):
     import time
 

@@ -9,8 +9,12 @@ import signal
 import subprocess
 import sys
 
-from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
+import pytest
+
 from mentor_ray.report import results
+from mentor_ray.sweep.tune import Sweep
+
+ABLATION = Sweep.ablation_variants()  # MENTOR's variants and the general baselines
 
 
 def _sweep(tmp_path, *extra):
@@ -19,6 +23,7 @@ def _sweep(tmp_path, *extra):
             "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "s"), *extra]
 
 
+@pytest.mark.slow  # a killed sweep and its resume: the slow tier (.ci/run)
 def test_a_killed_sweep_resumes_without_duplicates_or_gaps(tmp_path):
     """The driver kills itself (SIGKILL, its pid only) once its first ablation run is recorded; the Ray
     processes it started outlive it until the resumed driver takes the store over and ends them."""
@@ -42,12 +47,13 @@ def test_a_killed_sweep_resumes_without_duplicates_or_gaps(tmp_path):
     table = results.read_results(tmp_path / "r").to_pandas()
     assert not table.duplicated(["run_id", "split", "metric", "k"]).any()
     runs = table.drop_duplicates("run_id")
-    assert sorted(runs[runs.role == "ablation"].variant) == sorted(MENTOR_VARIANTS + BASELINES)
+    assert sorted(runs[runs.role == "ablation"].variant) == sorted(ABLATION)
     assert len(runs[runs.role == "final"]) == 1 and (runs.role == "search").sum() >= 2
     assert before <= {f"{r}.parquet" for r in runs.run_id}  # nothing recorded before the kill was lost
     assert runs.started_at.notna().all() and (runs.wall_seconds > 0).all()  # also the runs resumed
 
 
+@pytest.mark.slow  # a killed sweep and its resume: the slow tier (.ci/run)
 def test_a_budget_stops_the_search_and_a_resume_does_not_count_twice(tmp_path):
     """--budget 10 trial-epochs on an 8-point space of 4-epoch trials: TPE (the whole grid would need 32),
     stopped once 10 epochs are spent. The driver is killed after its first search trial; the resumed

@@ -108,8 +108,10 @@ def graphs_markdown(res: dict, command: str, dataset: str, k: int, knn_norm: str
     )
 
 
-def bench_train(dataset: str, data_root: Path | None, variant: str, epochs: int, overrides: list[str]) -> dict:
-    """Graph build (cold, own process) and ``epochs`` training epochs (own process) of one setting."""
+def bench_train(dataset: str, data_root: Path | None, variant: str, epochs: int, overrides: list[str],
+                threads: int | None = None, cold_graphs: bool = True) -> dict:
+    """Graph build (cold, own process; unless not ``cold_graphs``) and ``epochs`` training epochs (own
+    process, ``threads`` torch threads if given) of one setting."""
     import tempfile
 
     graphs_args = ["mentor_ray.graphs", "build", "--dataset", dataset, "--json", "--no-cache"]
@@ -123,8 +125,12 @@ def bench_train(dataset: str, data_root: Path | None, variant: str, epochs: int,
             graphs_args += ["--k", value]
         elif key == "knn_norm":
             graphs_args += ["--knn-norm", value]
-    print(f"[bench] cold graph build of {dataset}", file=sys.stderr)
-    graphs, _ = _run_json(graphs_args)
+    if threads:
+        train_args += ["--threads", str(threads)]
+    graphs = None
+    if cold_graphs:
+        print(f"[bench] cold graph build of {dataset}", file=sys.stderr)
+        graphs, _ = _run_json(graphs_args)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "summary.json"
         print(f"[bench] {epochs} epochs of {variant} on {dataset} {' '.join(overrides)}", file=sys.stderr)
@@ -160,6 +166,78 @@ def train_markdown(res: dict, command: str, dataset: str, variant: str, override
             f"| {s['peak_rss_mb']:,.0f} | {gpu} | {s['epochs_run']} | {s['valid']['recall@20']:.4f} |",
         ]
     )
+
+
+# The MENTOR paper's Table 3 (GPU; memory in GB, seconds per epoch) on the Amazon sets, for the ratios beside ours.
+PAPER_TABLE3 = {
+    "baby": {"mmgcn": (2.69, 4.03), "lattice": (4.53, 3.13), "freedom": (2.13, 2.45), "lgmrec": (2.41, 4.05),
+             "mentor_fg": (2.30, 3.22), "mentor": (7.12, 6.07)},
+    "sports": {"mmgcn": (3.91, 14.47), "lattice": (19.93, 10.99), "freedom": (3.34, 5.49), "lgmrec": (3.67, 8.24),
+               "mentor_fg": (3.55, 7.26), "mentor": (8.44, 9.01)},
+    "clothing": {"mmgcn": (4.24, 19.83), "lattice": (28.22, 18.78), "freedom": (4.15, 6.02),
+                 "lgmrec": (4.81, 9.48), "mentor_fg": (4.48, 8.08), "mentor": (12.99, 11.39)},
+}
+
+
+def bench_models(dataset: str, data_root: Path | None, variants: list[str], epochs: int, threads: int,
+                 overrides: list[str]) -> dict:
+    """Table 3 on this machine: ``epochs`` epochs of every variant, one after another, each in its own process
+    with ``threads`` torch threads; seconds per epoch (median after the first) and peak memory. A model that
+    fails (out of memory, say) is a row with its error, and the others go on."""
+    rows = []
+    for variant in variants:
+        try:
+            res = bench_train(dataset, data_root, variant, epochs, overrides, threads=threads, cold_graphs=False)
+        except MentorRayError as exc:
+            rows.append({"variant": variant, "error": str(exc)})
+            continue
+        s = res["summary"]
+        rows.append({"variant": variant, "seconds_per_epoch": s["seconds_per_epoch"], "peak_rss_mb": s["peak_rss_mb"],
+                     "model_mb": s["peak_rss_mb"] - s["rss_start_mb"], "peak_gpu_mb": s.get("peak_gpu_mb"),
+                     "epochs": s["epochs_run"], "device": s["device"], "wall": res["wall"]})
+    return {"rows": rows, "threads": threads, "epochs": epochs}
+
+
+def models_markdown(res: dict, command: str, dataset: str, overrides: list[str]) -> str:
+    """Table 3 as Markdown: each model's time and memory, and both as ratios to MENTOR's measured in the same
+    run; beside them the paper's ratios where its Table 3 has the model (the Amazon set of the same shape)."""
+    from mentor_ray.common.registry import display_name
+
+    rows = {r["variant"]: r for r in res["rows"]}
+    ref = rows.get("mentor") if "error" not in rows.get("mentor", {"error": 1}) else None
+    paper = PAPER_TABLE3.get(dataset.removeprefix("synth-"), {})
+
+    def ratio(r: dict, key: str) -> str:
+        return f"{r[key] / ref[key]:.2f}" if ref and ref[key] > 0 else "-"
+
+    def paper_ratio(variant: str, i: int) -> str:
+        return f"{paper[variant][i] / paper['mentor'][i]:.2f}" if variant in paper else "-"
+
+    lines = [
+        f"### Table 3 (efficiency): {dataset} ({' '.join(overrides) or 'each model at its published defaults'})",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine()}",
+        f"- Date: {dt.date.today().isoformat()}; {res['epochs']} epochs per model, {res['threads']} torch thread(s), "
+        f"one model at a time in its own process",
+        "",
+        "Memory: peak RSS of the training process, and the model's own (peak RSS less the process before the "
+        "model: interpreter, libraries, data). Ratios are to MENTOR in this run; the paper's are its Table 3's "
+        "(GPU memory and time on the Amazon set of this shape).",
+        "",
+        "| model | s / epoch | x MENTOR | paper x MENTOR | peak RSS (MB) | model's own (MB) | x MENTOR "
+        "| paper memory x MENTOR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for variant, r in rows.items():
+        name = display_name(variant)
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error'][:120]} | | | | | | |")
+            continue
+        lines.append(f"| {name} | {r['seconds_per_epoch']:.2f} | {ratio(r, 'seconds_per_epoch')} "
+                     f"| {paper_ratio(variant, 1)} | {r['peak_rss_mb']:,.0f} | {r['model_mb']:,.0f} "
+                     f"| {ratio(r, 'model_mb')} | {paper_ratio(variant, 0)} |")
+    return "\n".join(lines)
 
 
 def gradient_bytes(dataset: str, data_root: Path | None, variant: str, overrides: list[str]) -> tuple[int, int]:

@@ -20,48 +20,50 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from mentor_ray.common import registry
 from mentor_ray.common.errors import ConfigError, shown
 from mentor_ray.common.names import NAME_RULE, check_name
 from mentor_ray.common.yamlio import load_yaml
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 
-Variant = Literal[
-    "mentor", "mentor_f", "mentor_g", "mentor_fg", "mentor_base", "mentor_l1", "mentor_l2",
-    "lightgcn", "mf_bpr", "most_pop",
-]
+Variant = Literal[tuple(registry.VARIANT_MODELS)]  # every registered model and its variants
 
 
 class VariantSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
-    model: Literal["mentor", "lightgcn", "mf_bpr", "most_pop"]
-    align_levels: int = 0  # 0 none, 1 = L1, 2 = L1+L2, 3 = L1+L2+L3 (Eq. 9-16)
-    feature_masking: bool = False  # Eq. 17
-    graph_perturbation: bool = False  # Eq. 18-21
+    model: str  # the registry name of the model
+    align_levels: int = 0  # MENTOR: 0 none, 1 = L1, 2 = L1+L2, 3 = L1+L2+L3 (Eq. 9-16)
+    feature_masking: bool = False  # MENTOR: Eq. 17
+    graph_perturbation: bool = False  # MENTOR: Eq. 18-21
+
+    @property
+    def entry(self) -> registry.ModelEntry:
+        return registry.MODELS[self.model]
 
 
 VARIANTS: dict[str, VariantSpec] = {
-    "mentor": VariantSpec(model="mentor", align_levels=3, feature_masking=True, graph_perturbation=True),
-    "mentor_f": VariantSpec(model="mentor", align_levels=3, feature_masking=False, graph_perturbation=True),
-    "mentor_g": VariantSpec(model="mentor", align_levels=3, feature_masking=True, graph_perturbation=False),
-    "mentor_fg": VariantSpec(model="mentor", align_levels=3),
-    "mentor_base": VariantSpec(model="mentor", align_levels=0, feature_masking=True, graph_perturbation=True),
-    "mentor_l1": VariantSpec(model="mentor", align_levels=1, feature_masking=True, graph_perturbation=True),
-    "mentor_l2": VariantSpec(model="mentor", align_levels=2, feature_masking=True, graph_perturbation=True),
-    "lightgcn": VariantSpec(model="lightgcn"),
-    "mf_bpr": VariantSpec(model="mf_bpr"),
-    "most_pop": VariantSpec(model="most_pop"),
+    v: VariantSpec(model=entry.name, **switches) for v, (entry, switches) in registry.VARIANT_MODELS.items()
 }
-# Baselines' own published defaults where they differ from MENTOR's (applied under presets,
-# flags and overrides): LightGCN (He et al. 2020) and MF-BPR train with lr 1e-3; LightGCN uses 3 layers.
+# Each variant's published settings where they differ from the defaults below (its registry entry's), applied
+# whenever a config leaves the key out: under presets, flags and overrides, and in a config built from a dict.
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lightgcn": {"lr": 1e-3, "n_layers": 3},
-    "mf_bpr": {"lr": 1e-3},
+    v: registry.entry_of(v).all_defaults() for v in registry.VARIANT_MODELS
 }
-MENTOR_VARIANTS = [v for v, s in VARIANTS.items() if s.model == "mentor"]
-BASELINES = [v for v, s in VARIANTS.items() if s.model != "mentor"]
+MENTOR_VARIANTS = [v for v, s in VARIANTS.items() if s.entry.group == "mentor"]
+BASELINES = [v for v, s in VARIANTS.items() if s.entry.group != "mentor"]
 
 
 def _role(role: str) -> dict[str, str]:
@@ -130,39 +132,54 @@ def _invertible(value: float) -> float:
 Temperature = Annotated[float, BeforeValidator(_number), AfterValidator(_invertible)]
 
 
-class ModelConfig(BaseModel):
-    """What defines the model and its loss: everything :func:`mentor_ray.model.build_model` reads.
-
-    Frozen: a model holds its own copy, which nothing can change under it.
-    """
+class _SharedModelConfig(BaseModel):
+    """The model keys that several models read (:data:`mentor_ray.common.registry.SHARED_MODEL_KEYS`);
+    each model's own keys are added from its registry entry (:data:`ModelConfig`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    variant: Variant = "mentor"
+    variant: Variant = Field("mentor", json_schema_extra=_role("run"))
     embedding_dim: Whole = Field(64, ge=1, le=LIMITS["embedding_dim"])
     n_layers: Whole = Field(2, ge=0, le=LIMITS["n_layers"], description="user-item graph layers L (Eq. 1-3)")
-    item_layers: Whole = Field(1, ge=0, le=LIMITS["item_layers"], description="item-item graph layers (Eq. 6)")
-    layer_combine: Literal["sum", "mean"] = Field(
-        "sum", description="Eq. 3 sums layers 0..L (paper); mean divides by L + 1 (LightGCN)"
-    )
-    normalize_input: bool = Field(True, description="L2-normalise layer-0 embeddings (authors' code)")
     reg_weight: Number = Field(1e-4, ge=0, le=MAX_WEIGHT,
                                description="lambda_E, L2 on the batch's layer-0 embeddings (Eq. 24)")
-    lambda_align: Number = Field(0.1, ge=0, le=MAX_WEIGHT, description="Eq. 9-16")
-    align_stats: Literal["node", "matrix"] = Field("node", description="Eq. 8 per node (paper) or whole matrix")
-    dropout: Number = Field(0.5, ge=0, lt=1, description="feature-masking ratio p (Eq. 17)")
-    lambda_f: Number = Field(1.5, ge=0, le=MAX_WEIGHT, description="feature masking weight (Eq. 22)")
-    lambda_g: Number = Field(1e-3, ge=0, le=MAX_WEIGHT, description="graph perturbation weight (Eq. 22)")
-    tau: Temperature = Field(0.2, gt=0, le=MAX_WEIGHT, description="InfoNCE temperature (Eq. 21)")
-    infonce_scope: Literal["all", "batch"] = Field(
-        "all", description="Eq. 21 over all users and items, or the batch's users and positive items (SimGCL)"
-    )
-    perturb_noise: Literal["uniform", "simgcl"] = Field("uniform", description="Eq. 18-19 noise")
-    perturb_eps: Number = Field(1.0, ge=0, le=MAX_WEIGHT, description="noise scale (uniform: U(0,1)*eps; simgcl: eps)")
+    dropout: Number = Field(0.5, ge=0, lt=1, description="MENTOR: feature-masking ratio p (Eq. 17); "
+                            "LayerGCN, FREEDOM: the share of edges dropped each epoch")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_defaults(cls, values: Any) -> Any:
+        """A key the config leaves out takes its variant's published value (its registry entry's)."""
+        if isinstance(values, dict):
+            variant = values.get("variant", "mentor")
+            if isinstance(variant, str) and variant in VARIANT_DEFAULTS:
+                own = {k: v for k, v in VARIANT_DEFAULTS[variant].items() if k in cls.model_fields}
+                return {**own, **values}
+        return values
 
     @property
     def spec(self) -> VariantSpec:
         return VARIANTS[self.variant]
+
+    @property
+    def entry(self) -> registry.ModelEntry:
+        return VARIANTS[self.variant].entry
+
+
+_KINDS = {"number": Number, "whole": Whole, "temperature": Temperature, "bool": bool}
+
+
+def _field(setting: registry.Setting) -> tuple[Any, Any]:
+    """A registry :class:`~mentor_ray.common.registry.Setting` as a pydantic field (annotation, FieldInfo)."""
+    kind = Literal[setting.choices] if setting.kind == "choice" else _KINDS[setting.kind]
+    bounds = {b: getattr(setting, b) for b in ("ge", "gt", "le", "lt") if getattr(setting, b) is not None}
+    return kind, Field(setting.default, description=setting.doc, **bounds)
+
+
+# What defines the model and its loss: the shared keys plus every registered model's own (frozen: a model holds
+# its own copy, which nothing can change under it).
+ModelConfig = create_model("ModelConfig", __base__=_SharedModelConfig,
+                           **{k: _field(s) for k, s in registry.own_settings().items()})
 
 
 class TrainConfig(ModelConfig):
@@ -216,10 +233,10 @@ ROLES = ("run", "model", "graph", "optim", "budget", "runtime")
 
 
 def role_of(key: str) -> str:
-    """The role of a config key (see :class:`TrainConfig`)."""
-    if key in ModelConfig.model_fields:
-        return "model"
-    return TrainConfig.model_fields[key].json_schema_extra["role"]
+    """The role of a config key (see :class:`TrainConfig`): ``variant`` names the run; every other key of
+    :data:`ModelConfig` is a model key."""
+    extra = TrainConfig.model_fields[key].json_schema_extra
+    return extra["role"] if extra else "model"
 
 
 def keys_with(*roles: str) -> tuple[str, ...]:
@@ -227,17 +244,47 @@ def keys_with(*roles: str) -> tuple[str, ...]:
     return tuple(k for k in TrainConfig.model_fields if role_of(k) in roles)
 
 
+def read_keys(variant: str) -> tuple[str, ...]:
+    """The model, graph and optimisation keys a run of ``variant`` depends on (its registry entry's
+    :meth:`~mentor_ray.common.registry.ModelEntry.read_keys`); an unknown variant: every such key."""
+    if variant in registry.VARIANT_MODELS:
+        return registry.entry_of(variant).read_keys()
+    return tuple(k for k in TrainConfig.model_fields if role_of(k) in ("model", "graph", "optim"))
+
+
 def result_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide a run's results besides its dataset, variant and seed: model, graph
-    and optimisation keys. Epoch budget and runtime keys are not among them."""
-    return {k: v for k, v in config.items() if k in TrainConfig.model_fields
-            and role_of(k) in ("model", "graph", "optim") and k != "variant"}
+    """The settings that decide a run's results besides its dataset, variant and seed: the model, graph
+    and optimisation keys its model reads (:func:`read_keys`). LightGCN's runs do not change identity when a
+    MENTOR-only default does. Epoch budget and runtime keys are never among them."""
+    keys = read_keys(config.get("variant", "mentor"))
+    return {k: config[k] for k in keys if k in config}
 
 
 def resume_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """What must match for a run to continue another: all but the epoch budget and runtime keys."""
-    return {k: v for k, v in config.items() if k in TrainConfig.model_fields
-            and role_of(k) not in ("budget", "runtime")}
+    """What must match for a run to continue another: its run keys (dataset, variant, seed, ...) and
+    :func:`result_settings`; not the epoch budget or runtime keys."""
+    return {**{k: v for k, v in config.items() if k in TrainConfig.model_fields and role_of(k) == "run"},
+            **result_settings(config)}
+
+
+# 0.2 and 0.3 hashed every model, graph and optimisation key whichever model read them: these. Stores and run
+# folders written then are found through :func:`legacy_result_settings` (results.py, ray_train.py).
+LEGACY_RESULT_KEYS = (
+    "embedding_dim", "n_layers", "item_layers", "layer_combine", "normalize_input", "reg_weight", "lambda_align",
+    "align_stats", "dropout", "lambda_f", "lambda_g", "tau", "infonce_scope", "perturb_noise", "perturb_eps",
+    "knn_k", "knn_norm", "lr", "batch_size", "patience",
+)
+
+
+def legacy_result_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`result_settings` as 0.2/0.3 computed it (every key of :data:`LEGACY_RESULT_KEYS`)."""
+    return {k: config[k] for k in LEGACY_RESULT_KEYS if k in config}
+
+
+def legacy_resume_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`resume_settings` as 0.2/0.3 computed it (run names of ``train --storage`` folders)."""
+    run = ("dataset", "data_root", "seed", "variant")
+    return {**{k: config[k] for k in run if k in config}, **legacy_result_settings(config)}
 
 
 
@@ -309,14 +356,13 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def make_config(
     preset: str | None = None, flags: dict[str, Any] | None = None, overrides: Sequence[str] = ()
 ) -> TrainConfig:
-    """Defaults < the variant's defaults < preset < flags (None values ignored) < ``key=value``."""
+    """Defaults < the variant's defaults (its registry entry's) < preset < flags (None values ignored) <
+    ``key=value``."""
     values: dict[str, Any] = {}
     if preset:
         values.update(load_preset(preset))
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
     values.update(parse_overrides(overrides))
-    variant = values.get("variant", TrainConfig.model_fields["variant"].default)
-    values = {**VARIANT_DEFAULTS.get(variant, {}), **values}
     return validate(values, source="override" if overrides else (preset or "config"))
 
 

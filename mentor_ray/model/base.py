@@ -24,13 +24,27 @@ class Recommender(nn.Module):
     n_users: int
     n_items: int
 
+    @classmethod
+    def build(cls, cfg: TrainConfig, ds) -> "Recommender":
+        """The model of ``cfg`` for dataset ``ds`` (a :class:`~mentor_ray.datasets.dataset.Dataset`): what the
+        trainer calls. A model that needs more than the sizes (features, training interactions) overrides it."""
+        return cls(cfg, ds.n_users, ds.n_items)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each training epoch, after it seeds torch from ``(seed, epoch)`` (the
+        same on every rank): per-epoch sampling such as edge dropout or a rebuilt item graph goes here."""
+
     def set_graphs(self, ui_adj: torch.Tensor, item_adj: dict[str, torch.Tensor]) -> None:
         """Graphs are plain attributes, not buffers: DDP rejects sparse buffers (torch 2.2).
 
-        Each gets its transpose, built once, for the backward of :func:`~mentor_ray.model.ops.spmm`; the user-item
-        adjacency is symmetric and is its own transpose."""
+        ``graph("ui")``: the (N, N) symmetrically normalised user-item adjacency, users first;
+        ``graph("knn.<m>")``: modality m's (n_items, n_items) kNN adjacency, normalised by ``knn_norm``;
+        ``graph("item.<m>")``: the same padded to (N, N) with empty user rows. Each gets its transpose, built
+        once, for the backward of :func:`~mentor_ray.model.ops.spmm`; the user-item adjacency is symmetric and
+        is its own transpose."""
         self._graphs = {"ui": ui_adj, "ui.T": ui_adj}
         for m, a in item_adj.items():
+            self._graphs[f"knn.{m}"] = a  # (n_items, n_items), as built
             padded = ops.pad_rows_cols(a, ui_adj.shape[0] - a.shape[0])  # (N, N): items after users
             self._graphs[f"item.{m}"] = padded
             self._graphs[f"item.{m}.T"] = padded.t().to_sparse_csr()

@@ -60,6 +60,10 @@ class MostPop(Recommender):
         score[torch.tensor(order)] = torch.arange(n_items, 0, -1, dtype=torch.float32)  # exact, distinct
         self.register_buffer("score", score, persistent=False)
 
+    @classmethod
+    def build(cls, cfg, ds) -> "MostPop":
+        return cls(ds.n_users, ds.n_items, torch.from_numpy(ds.train.items))
+
     @torch.no_grad()
     def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.ones(self.n_users, 1, device=self.score.device), self.score[:, None]

@@ -162,6 +162,10 @@ class Mentor(Recommender):
         # Eq. 17 W, b; only when feature masking is on (DDP rejects parameters that get no gradient)
         self.predictor = nn.Linear(n_mod * d, n_mod * d) if self.spec.feature_masking else None
 
+    @classmethod
+    def build(cls, cfg, ds) -> "Mentor":
+        return cls(cfg, ds.n_users, ds.n_items, ds.features, cfg.infonce_chunk, cfg.infonce_threads)
+
     def fusion_weights(self) -> torch.Tensor:
         """(M,) = [α_1, ..., 1 - sum α]; two modalities: [α, 1 - α] (Eq. 7)."""
         return torch.cat([self.fusion, 1.0 - self.fusion.sum().reshape(1)])

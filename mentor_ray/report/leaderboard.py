@@ -21,9 +21,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mentor_ray.common.config import BASELINES
+from mentor_ray.common.config import BASELINES, read_keys
 from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.io import write_atomic
+from mentor_ray.common.registry import entry_of
 from mentor_ray.common.runtime import kill_point
 from mentor_ray.report import paired
 from mentor_ray.report.board import (
@@ -236,10 +237,11 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
     scored = search[(search["status"] != "failed") & search[VALID].notna()]
     best = scored.loc[[_search_best(scored)]] if len(scored) else scored
     pick = (lambda c: best[c].iloc[0]) if len(best) else (lambda c: None)
-    keys = searched_keys(scored) or (list(HPARAMS) if set(scored["variant"]) == {"mentor"} else [])
+    variants = set(scored["variant"])
+    keys = searched_keys(scored) or (list(entry_of(variants.pop()).hparams) if len(variants) == 1 else [])
     config = (parse_json(pick("config_json"), dict) or {}) if len(best) else {}
-    # a baseline's run holds MENTOR's settings at their defaults, unused: no values for those columns
-    mentor = len(best) > 0 and best["variant"].iloc[0] not in BASELINES
+    # a run's config holds every model's keys at their defaults: only those its model reads are its values
+    reads = set(read_keys(best["variant"].iloc[0])) if len(best) else set()
     return {"dataset": sweep_runs["dataset"].iloc[0], "synthetic": bool(sweep_runs["synthetic"].any()),
             "space": ", ".join(sorted(set(sweep_runs["sweep"].dropna()))),
             "model": ", ".join(display(v) for v in variant_order(search["variant"].unique())),
@@ -247,7 +249,7 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
                                                            ("completed", "stopped_early", "failed")},
             "best_run_id": pick("run_id"), "best_valid_recall@20": pick(VALID),
             "best_config": ", ".join(f"{k}={_fmt(config[k])}" for k in keys if k in config) or None,
-            **{f"best_{h}": pick(h) if mentor else None for h in HPARAMS}, **search_spend(search),
+            **{f"best_{h}": pick(h) if h in reads else None for h in HPARAMS}, **search_spend(search),
             "search_wall_seconds": wall_time(search),
             "search_run_seconds_sum": run_time_sum(search), "sweep_wall_seconds": wall_time(sweep_runs),
             "sweep_run_seconds_sum": run_time_sum(sweep_runs)}

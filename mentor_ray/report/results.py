@@ -22,15 +22,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mentor_ray.common.config import result_settings
+from mentor_ray.common.config import legacy_result_settings, read_keys, result_settings
 from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.io import atomic_path, sha256_json
 from mentor_ray.common.names import KS, METRIC_KINDS
+from mentor_ray.common.registry import hparams
 
 log = logging.getLogger(__name__)
 
 ROLES = ("search", "final", "ablation")
-HPARAMS = ("dropout", "lambda_f", "lambda_g", "tau", "lambda_align")  # the paper's grid, as columns
+HPARAMS = hparams()  # every registered model's published grid axes, as columns (null where a model has none)
 STATUSES = ("completed", "stopped_early", "failed")
 # a file without these (a run's identity and its measurements, there since the first schema) is not a run file
 REQUIRED = ("run_id", "dataset", "variant", "role", "config_hash", "seed", "split", "metric", "k", "value")
@@ -86,8 +87,15 @@ SCHEMA = pa.schema(
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Hash of the settings that decide results (not dataset, variant, seed, epoch budget or runtime keys)."""
+    """Hash of the settings that decide results (not dataset, variant, seed, epoch budget or runtime keys):
+    only the keys the run's model reads (:func:`~mentor_ray.common.config.result_settings`)."""
     return sha256_json(result_settings(config))[:12]
+
+
+def legacy_config_hash(config: dict[str, Any]) -> str:
+    """:func:`config_hash` as 0.2/0.3 wrote it (every model key, whichever model read it). Files of those
+    versions are read under today's hash (:func:`_current_identity`) and found by :func:`is_recorded`."""
+    return sha256_json(legacy_result_settings(config))[:12]
 
 
 def selection_key(valid_recall20: float, valid_ndcg20: float, best_epoch: int, chash: str) -> tuple:
@@ -147,7 +155,7 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
         "run_id": summary_run_id(summary, role, sweep),
         "sweep": sweep, "dataset": summary["dataset"], "synthetic": bool(summary.get("synthetic", False)),
         "variant": summary["variant"], "role": role, "config_hash": chash,
-        **{h: float(cfg[h]) if h in cfg else None for h in HPARAMS},
+        **{h: float(cfg[h]) if h in cfg and h in read_keys(summary["variant"]) else None for h in HPARAMS},
         "config_json": json.dumps(cfg, sort_keys=True), "seed": int(summary["seed"]),
         "best_epoch": _int_or_none(summary.get("best_epoch")), "epochs_run": int(summary.get("epochs_run") or 0),
         "seconds_per_epoch": float(summary.get("seconds_per_epoch") or 0.0),
@@ -217,8 +225,11 @@ def record(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: s
 
 
 def is_recorded(results_dir: str | Path, summary: dict[str, Any], role: str, sweep: str) -> bool:
-    """Whether the store holds this run's file already."""
-    return (Path(results_dir) / f"{summary_run_id(summary, role, sweep)}.parquet").is_file()
+    """Whether the store holds this run's file already: under its run id, or under the id 0.2/0.3 gave it."""
+    rid = summary_run_id(summary, role, sweep)
+    legacy = run_id(role, summary["dataset"], summary["variant"], legacy_config_hash(summary["config"]),
+                    summary["seed"], sweep)
+    return any((Path(results_dir) / f"{r}.parquet").is_file() for r in (rid, legacy))
 
 
 def best_search_run(results_dir: str | Path, dataset: str, sweep: str) -> dict[str, Any] | None:
@@ -291,7 +302,7 @@ def _read_run_file(path: Path) -> pa.Table:
     if table.num_rows == 0 or table.column("run_id").null_count:
         raise pa.ArrowInvalid("no rows" if table.num_rows == 0 else "rows without a run_id")
     if table.schema.equals(SCHEMA):  # written by this version
-        return _checked_values(table)
+        return _current_identity(_checked_values(table))
     columns = []
     for field in SCHEMA:
         if field.name not in names:
@@ -302,7 +313,30 @@ def _read_run_file(path: Path) -> pa.Table:
         except pa.ArrowException as exc:
             raise pa.ArrowInvalid(f"column {field.name} is {table.schema.field(field.name).type}, "
                                   f"not {field.type}") from exc
-    return _checked_values(pa.Table.from_arrays(columns, schema=SCHEMA))
+    return _current_identity(_checked_values(pa.Table.from_arrays(columns, schema=SCHEMA)))
+
+
+def _current_identity(table: pa.Table) -> pa.Table:
+    """Rows with the config hash (and run id) of today's rule, computed from their ``config_json``: a run that
+    0.2/0.3 recorded under a hash over every model key groups, pairs and de-duplicates with the same run
+    recorded now (a read-time mapping; the file is not rewritten)."""
+    hashes, ids = table.column("config_hash").to_pylist(), table.column("run_id").to_pylist()
+    configs = table.column("config_json").to_pylist()
+    memo: dict[str, str] = {}
+    changed = False
+    for i, (old, text) in enumerate(zip(hashes, configs)):
+        if text is None:
+            continue
+        new = memo.get(text) or memo.setdefault(text, config_hash(json.loads(text)))
+        if new != old:
+            changed = True
+            hashes[i] = new
+            if old and f"-{old}-s" in ids[i]:
+                ids[i] = ids[i].replace(f"-{old}-s", f"-{new}-s")
+    if not changed:
+        return table
+    table = table.set_column(table.schema.get_field_index("config_hash"), "config_hash", pa.array(hashes, pa.string()))
+    return table.set_column(table.schema.get_field_index("run_id"), "run_id", pa.array(ids, pa.string()))
 
 
 # what each value of these columns may be (null aside): what rows_from_summary writes

@@ -13,15 +13,13 @@ import pandas as pd
 from mentor_ray.common.config import result_settings
 from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.names import KS, METRIC_KINDS, USER_METRICS, VALID_METRIC
+from mentor_ray.common.registry import VARIANT_MODELS, display_name
 from mentor_ray.report.results import SCHEMA, read_results
 
 log = logging.getLogger(__name__)
 
-DISPLAY = {  # table row order: baselines, then MENTOR's variants, then MENTOR
-    "most_pop": "MostPop", "mf_bpr": "MF-BPR", "lightgcn": "LightGCN",
-    "mentor_fg": "MENTOR_fg", "mentor_f": "MENTOR_f", "mentor_g": "MENTOR_g",
-    "mentor_base": "MENTOR_base", "mentor_l1": "MENTOR_L1", "mentor_l2": "MENTOR_L2", "mentor": "MENTOR",
-}
+# table row order (the paper's): general baselines, multimodal baselines, MENTOR's variants, MENTOR
+DISPLAY = {v: display_name(v) for v in VARIANT_MODELS}
 COLUMNS = {"test_recall@10": "R@10", "test_recall@20": "R@20", "test_ndcg@10": "N@10", "test_ndcg@20": "N@20"}
 VALID = f"valid_{VALID_METRIC}"
 ABLATIONS = {  # csv name: (title, rows); "mentor" is the full model

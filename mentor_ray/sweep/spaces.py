@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -23,7 +23,7 @@ from mentor_ray.common.yamlio import load_yaml
 _PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel carries the spaces inside the package; a source checkout keeps them at the top level.
 SPACE_DIR = _PACKAGE / "tune_spaces" if (_PACKAGE / "tune_spaces").is_dir() else _PACKAGE.parent / "tune_spaces"
-SWEEP_KEYS = (*keys_with("run"), "variant")  # set by the sweep, never by a space
+SWEEP_KEYS = keys_with("run")  # set by the sweep (dataset, variant, seed, ...), never by a space
 
 
 class SearchSpace(BaseModel):
@@ -31,13 +31,23 @@ class SearchSpace(BaseModel):
 
     name: str
     description: str = ""
-    model: Literal["mentor", "lightgcn", "mf_bpr"] = "mentor"
+    model: str = "mentor"  # a registered model (mentor_ray.common.registry)
     search: dict[str, list[Any]] = {}
     fixed: dict[str, Any] = {}
     datasets: dict[str, dict[str, Any]] = {}
     aliases: dict[str, str] = {}
     start_from: str | None = None  # a space whose best point (per dataset, from the results store) this one starts at
     path: str = ""
+
+    @field_validator("model")
+    @classmethod
+    def _a_model(cls, value: str) -> str:
+        from mentor_ray.common.registry import MODELS
+
+        trained = [m for m, e in MODELS.items() if e.trained]
+        if value not in trained:
+            raise ValueError(f"one of {', '.join(trained)}")
+        return value
 
     @field_validator("name", "start_from")
     @classmethod

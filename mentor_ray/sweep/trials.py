@@ -7,27 +7,25 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mentor_ray.common.config import (
-    BASELINES,
-    VARIANT_DEFAULTS,
-    TrainConfig,
-    validate,
-)
+from mentor_ray.common.config import VARIANTS, TrainConfig, role_of, validate
 from mentor_ray.common.names import REPORTED_METRIC
 from mentor_ray.training.ray_train import read_summary, report_with_checkpoint, restore
 from mentor_ray.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-BASELINE_KEYS = set().union(*VARIANT_DEFAULTS.values())  # baselines keep their own (published) values
-PLUMBING = ("cfg", "threads", "ddp", "quiet", "resume")  # Tune config keys that are not settings of the run
 HEARTBEAT_SECONDS = 60.0  # a quiet sweep's phase line: at most this often
 
 
+def searched(config: dict[str, Any]) -> dict[str, Any]:
+    """The run settings in a trial's Tune config (the searched point): its config keys. The rest is plumbing
+    (``cfg``, ``threads``, ``ddp``, ``quiet``, ``resume``)."""
+    return {k: v for k, v in config.items() if k in TrainConfig.model_fields}
+
+
 def trial_values(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's settings from its Tune config: the phase's ``cfg`` under the searched values, if any
-    (everything but the plumbing keys, :data:`PLUMBING`)."""
-    return {**config["cfg"], **{k: v for k, v in config.items() if k not in PLUMBING}}
+    """A trial's settings from its Tune config: the phase's ``cfg`` under the searched values, if any."""
+    return {**config["cfg"], **searched(config)}
 
 
 def trial_key(variant: str, config: dict[str, Any], seed: int) -> str:
@@ -48,17 +46,20 @@ def graph_key(knn_k: int, knn_norm: str) -> str:
 
 
 def trial_config(base: dict[str, Any], variant: str, seed: int, point: dict[str, Any],
-                 searched: str = "mentor") -> TrainConfig:
+                 searched: str = "mentor", overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The config of one trial: sweep flags < space's fixed settings < the searched point.
 
-    ``searched`` is the model the space is for. A baseline in another model's sweep (the ablation of a
-    MENTOR sweep) keeps its own published lr and layers, not that grid's; in its own space it takes all.
+    ``searched`` is the model the space is for. A variant of another model (a baseline in the ablation of a
+    MENTOR sweep) keeps its own model's published settings, not that grid's: of the model, graph and
+    optimisation keys, only those its model does not set itself (its registry entry's defaults) carry over.
+    The user's ``overrides`` (``key=value`` on the command line) go over every run, whatever its model.
     """
     values = {**base, **point, "variant": variant, "seed": seed}
-    if variant in BASELINES and variant != searched:
-        values = {k: v for k, v in values.items() if k not in BASELINE_KEYS}
-        values.update(VARIANT_DEFAULTS.get(variant, {}))
-    return validate(values, source="sweep")
+    entry = VARIANTS[variant].entry
+    if searched not in VARIANTS or entry is not VARIANTS[searched].entry:
+        own = entry.all_defaults()
+        values = {k: v for k, v in values.items() if k not in own or role_of(k) not in ("model", "graph", "optim")}
+    return validate({**values, **(overrides or {})}, source="sweep")
 
 
 def run_trial(config: dict[str, Any], ds=None, graphs=None) -> None:
@@ -74,7 +75,8 @@ def run_trial(config: dict[str, Any], ds=None, graphs=None) -> None:
     torch.set_num_threads(max(1, int(config["threads"])))
     quiet_checkpoint_logs()
     cfg = TrainConfig.model_validate(trial_values(config))
-    arrays = graphs and graphs[graph_key(cfg.knn_k, cfg.knn_norm)]  # the build of this trial's k
+    # the build of this trial's k; none (a k the driver did not build): the trainer builds or reads the cache
+    arrays = graphs.get(graph_key(cfg.knn_k, cfg.knn_norm)) if graphs else None
     trainer = Trainer(cfg, ds=ds, graphs=from_arrays(arrays) if arrays is not None else None)
     if config.get("quiet"):  # the driver's phase line says how far the sweep is
         trainer.progress_seconds = None
@@ -117,7 +119,7 @@ def run_ddp_trial(config: dict[str, Any], inputs=None) -> None:
     earlier = resume_checkpoint(config, cfg)  # cut off in an earlier attempt: its Train run had another name
     fit_with_ray(cfg, workers=ddp["workers"], cpus_per_worker=ddp["cpus"], gpus_per_worker=ddp["gpus"],
                  storage=ddp["storage"], name=ray.tune.get_context().get_trial_id(),
-                 inputs=(inputs[0], inputs[1][graph_key(cfg.knn_k, cfg.knn_norm)]),
+                 inputs=(inputs[0], inputs[1].get(graph_key(cfg.knn_k, cfg.knn_norm))),
                  callbacks=[TuneReportCallback()], quiet=bool(config.get("quiet")),
                  start_from=str(earlier.path) if earlier is not None else None)
 
@@ -287,7 +289,7 @@ def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, b
             got = (f"best valid R@20 {r[REPORTED_METRIC]:.4f} at epoch {r.get('best_epoch')} of {r.get('epoch', 0) + 1}"
                    if REPORTED_METRIC in r else "no epoch finished")
             cfg = trial.config.get("cfg", {})
-            point = {k: v for k, v in trial.config.items() if k not in PLUMBING}
+            point = searched(trial.config)
             what = (" ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
                     or f"{cfg.get('variant')} seed {cfg.get('seed')}")
             of = f"/{total:,}" if not budget or total * max_epochs <= budget else ""

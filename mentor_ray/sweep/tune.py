@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mentor_ray.common.config import (
-    BASELINES,
-    MENTOR_VARIANTS,
+    VARIANTS,
     TrainConfig,
     keys_with,
     role_of,
     validate,
 )
 from mentor_ray.common.errors import ConfigError, DataError, MentorRayError, check_flags
+from mentor_ray.common.errors import shown as shown_value
 from mentor_ray.common.names import REPORTED_METRIC
 from mentor_ray.sweep.resume import (
     Journal,
@@ -70,7 +70,7 @@ DEFAULT_SEEDS = 5
 DEFAULT_SAMPLES = 24  # search trials per dataset without --num-samples or --budget
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
 STOP_GRACE = 20.0  # seconds an interrupted sweep waits for Tune to stop its trials before shutting Ray down
-SWEEP_KEYS = (*keys_with("run", "budget"), "variant")  # set by the sweep's flags, not by overrides
+FLAG_KEYS = keys_with("run", "budget")  # set by the sweep's flags (variant, seed, --max-epochs, ...), not by overrides
 GRAPH_KEYS = keys_with("graph")  # settings the graphs are built with: one build per searched value
 
 
@@ -171,6 +171,7 @@ class SweepOptions:
     leaderboard: str | None = None
     quiet: bool = False
     budget: int | None = None  # search trial-epochs per dataset
+    baselines: str | None = None  # "all" or NAME[,NAME...]: also sweep each baseline's own grid, same budget
     overrides: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -187,8 +188,8 @@ class Sweep:
         self.results = Path(args.results)
         self.overrides = parse_overrides(args.overrides)
         for key in self.overrides:
-            if key in SWEEP_KEYS or key in space.search:
-                what = "a flag of the sweep" if key in SWEEP_KEYS else f"searched by the space {space.name}"
+            if key in FLAG_KEYS or key in space.search:
+                what = "a flag of the sweep" if key in FLAG_KEYS else f"searched by the space {space.name}"
                 raise ConfigError(f"override {key}=...: {key} is {what}; overrides may set any other config key")
         validate(self.overrides, source="override")
         self.synthetic: dict[str, bool] = {}
@@ -237,9 +238,10 @@ class Sweep:
         if not self.args.resume and "://" not in self.storage and (Path(self.storage) / first).exists():
             raise _already_exists(self.storage, first)
         ds = load_dataset(dataset, self.args.data_root)
-        if cfg.spec.model == "mentor" and not ds.features:
-            raise DataError(f"--dataset {dataset}: MENTOR needs item features (*_feat.npy) and {ds.name} has none; "
-                            f"sweep a baseline's space on it (e.g. --space lightgcn_grid)")
+        unmet = cfg.entry.unmet(cfg.variant, ds.name, ds.modalities)
+        if unmet:
+            raise DataError(f"--dataset {dataset}: {unmet}; sweep a space of one of those (e.g. --space "
+                            f"lightgcn_grid)")
         self._datasets[dataset] = ds
 
     def trainable(self, dataset: str):
@@ -259,8 +261,12 @@ class Sweep:
         ds = self._datasets.pop(dataset, None) or load_dataset(dataset, self.args.data_root)
         self.synthetic[dataset] = ds.synthetic
         axes = [self.space.search.get(key, [getattr(cfg, key)]) for key in GRAPH_KEYS]
-        graphs = {graph_key(k, norm): to_arrays(build_graphs(ds, k=k, knn_norm=norm))
-                  for k, norm in itertools.product(*axes)}
+        wanted = set(itertools.product(*axes))
+        for variant in self.ablation_variants() if self.args.ablation else ():  # each at its own defaults
+            other = validate({**self.base(dataset), "variant": variant}, source="sweep")
+            if other.entry.needs_graphs:
+                wanted.add((other.knn_k, other.knn_norm))
+        graphs = {graph_key(k, norm): to_arrays(build_graphs(ds, k=k, knn_norm=norm)) for k, norm in sorted(wanted)}
         if self.args.workers_per_trial > 1:  # the trial is a Train driver: its workers hold the resources
             inputs = [ray.put(ds), {key: ray.put(g) for key, g in graphs.items()}]
             return tune.with_resources(tune.with_parameters(run_ddp_trial, inputs=inputs), DRIVER_RESOURCES)
@@ -404,7 +410,8 @@ class Sweep:
         searcher, scheduler = search_algorithms(
             self.space.search, seed=self.args.seed, sampler="grid" if grid else "tpe", asha=True,
             max_epochs=max_epochs, grace_period=grace, study_name=name, storage=storage, seen=seen)
-        base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model).model_dump()
+        base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model,
+                                self.overrides).model_dump()
         param_space = {"cfg": base_cfg, **self.trial_space(name, prior)}
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                       num_samples=max(1, left),
@@ -488,7 +495,7 @@ class Sweep:
         from ray import tune
 
         seeds = [self.args.seed + i for i in range(self.args.seeds)]
-        configs = [trial_config(self.base(dataset), v, s, point, self.space.model).model_dump()
+        configs = [trial_config(self.base(dataset), v, s, point, self.space.model, self.overrides).model_dump()
                    for v in variants for s in seeds]
         name = self.name(phase, dataset, extra={"point": point, "variants": variants})
         prior = self.prior(name, f"{dataset} {phase}")
@@ -506,6 +513,12 @@ class Sweep:
                                  f"{failed[0]['error']}); see {self.storage}/{name}; re-run with --resume to retry")
         return summaries
 
+    @staticmethod
+    def ablation_variants() -> list[str]:
+        """What ``--ablation`` runs at the chosen point: MENTOR's variants and the general baselines (at their
+        published settings). The multimodal baselines are tuned on their own grids instead (``--baselines``)."""
+        return [v for v, s in VARIANTS.items() if s.entry.group in ("general", "mentor")]
+
     def dataset(self, dataset: str, trainable) -> None:
         point = self.search(dataset, trainable)
         finals = self.runs("final", dataset, trainable, [self.space.model], point)
@@ -513,7 +526,7 @@ class Sweep:
         if self.args.ablation:  # `mentor` at the chosen point is the final runs: recorded again, not re-run
             from mentor_ray.report import results
 
-            others = [v for v in MENTOR_VARIANTS + BASELINES if v != "mentor"]
+            others = [v for v in self.ablation_variants() if v != "mentor"]
             ablation = finals + self.runs("ablation", dataset, trainable, others, point)
             for s in finals:
                 results.record(self.results, s, "ablation", self.space.name)
@@ -678,11 +691,54 @@ def run_sweep(args: SweepOptions) -> None:
                              f"--resume")
 
 
+def baseline_spaces(text: str | None) -> list[str]:
+    """The grid spaces of ``--baselines``: ``all`` (every trained baseline of the registry, in the paper's row
+    order) or model names, each searched on its own published grid, ``tune_spaces/<name>_grid.yaml``."""
+    if not text:
+        return []
+    from mentor_ray.common.registry import MODELS
+
+    known = [m for m, e in MODELS.items() if e.group != "mentor" and e.trained]
+    names = known if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"--baselines {shown_value(text, 80, quote=False)}: {shown_value(name, 40)} is not a "
+                              f"baseline with a grid; allowed: all, or names among {', '.join(known)}")
+    return [f"{n}_grid" for n in dict.fromkeys(names)]
+
+
+def run_sweeps(args: SweepOptions) -> None:
+    """``--space`` and then, with ``--baselines``, each baseline's own grid: one sweep per space, one after
+    another, with the same datasets, seeds, ``--budget``, results store and storage (so every model is tuned
+    at the same compute), and one leaderboard at the end. A space that fails does not stop the others; the
+    command then ends with an error naming them (``--resume`` continues each where it stopped)."""
+    spaces = list(dict.fromkeys([args.space, *baseline_spaces(args.baselines)]))
+    if len(spaces) == 1:
+        return run_sweep(dataclasses.replace(args, baselines=None))
+    for name in spaces:  # every space is checked before the first starts
+        load_space(name)
+    failed: dict[str, BaseException] = {}
+    for i, name in enumerate(spaces):
+        print(f"[mentor_ray] space {i + 1} of {len(spaces)}: {name}", flush=True)
+        one = dataclasses.replace(args, space=name, baselines=None, leaderboard="none",
+                                  ablation=args.ablation and i == 0)
+        try:
+            run_sweep(one)
+        except MentorRayError as exc:  # Ctrl-C and SIGTERM are BaseExceptions: they end the command
+            failed[name] = exc
+            print(f"[mentor_ray] space {name} failed: {exc}", flush=True)
+    if args.leaderboard != "none":
+        write_sweep_leaderboard(args, failed)
+    if failed:
+        raise MentorRayError(f"{len(failed)} of {len(spaces)} spaces failed ({', '.join(failed)}; errors above); the "
+                             f"others finished; fix and re-run the same command with --resume")
+
+
 def plan(sweep: Sweep, datasets: list[str]) -> str:
     """The sweep's size, said before it starts: runs per dataset and the epoch budget they may spend."""
     args = sweep.args
     search = min(sweep.samples, sweep.space.grid_size) if sweep.space.search else 0
-    ablation = args.seeds * (len(MENTOR_VARIANTS + BASELINES) - 1) if args.ablation else 0
+    ablation = args.seeds * (len(sweep.ablation_variants()) - 1) if args.ablation else 0
     later = args.seeds + ablation
     epochs = {d: int(sweep.base(d).get("max_epochs", TrainConfig.model_fields["max_epochs"].default))
               for d in datasets}

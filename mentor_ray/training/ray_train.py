@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from mentor_ray.common.config import TrainConfig, resume_settings
+from mentor_ray.common.config import TrainConfig, legacy_resume_settings, resume_settings
 from mentor_ray.common.errors import CheckpointError, ConfigError, Interrupted, MentorRayError
 from mentor_ray.common.io import (
     StorageFullError,
@@ -37,12 +37,23 @@ log = logging.getLogger(__name__)
 BatchHook = Callable[[int, int, int], None]  # (rank, epoch, batch)
 
 
-def run_name(cfg: TrainConfig) -> str:
-    """Deterministic: the same settings give the same name, so re-running resumes."""
+def run_name(cfg: TrainConfig, storage: str | None = None) -> str:
+    """Deterministic: the same settings give the same name, so re-running resumes. Only the keys the model
+    reads count (:func:`~mentor_ray.common.config.resume_settings`). With ``storage`` (a local folder), a run
+    that 0.2/0.3 started under its older name (every model key in the hash) is found and continued."""
     from mentor_ray.common.io import sha256_json
 
-    settings = resume_settings(cfg.model_dump())  # a longer budget or other runtime keys continue the run
-    return f"{cfg.dataset}-{cfg.variant}-s{cfg.seed}-{sha256_json(settings)[:8]}"
+    def name(settings: dict[str, Any]) -> str:
+        return f"{cfg.dataset}-{cfg.variant}-s{cfg.seed}-{sha256_json(settings)[:8]}"
+
+    dump = cfg.model_dump()
+    current = name(resume_settings(dump))  # a longer budget or other runtime keys continue the run
+    if storage and "://" not in storage:
+        root = Path(storage).expanduser()
+        legacy = name(legacy_resume_settings(dump))
+        if not (root / current).exists() and (root / legacy).is_dir():
+            return legacy
+    return current
 
 
 def fit_with_ray(
@@ -89,7 +100,7 @@ def fit_with_ray(
             f"batch_size / workers triplets of every batch (choose workers dividing {cfg.batch_size})"
         )
     storage = str(Path(storage).expanduser().resolve()) if storage and "://" not in storage else storage
-    name = check_name(name, "--run-name") if name else run_name(cfg)  # it must not leave --storage
+    name = check_name(name, "--run-name") if name else run_name(cfg, storage)  # it must not leave --storage
     ensure_ray()
     check_resources(cpus_per_worker, gpus_per_worker, count=workers,  # Ray would wait for them forever
                     what=f"--workers {workers} --cpus-per-worker {cpus_per_worker:g} "
@@ -178,7 +189,7 @@ def _prepare_inputs(cfg: TrainConfig):
     ensure_ray()
     ds = load_dataset(cfg.dataset, cfg.data_root)
     graphs_ref = None
-    if cfg.spec.model in ("mentor", "lightgcn"):
+    if cfg.entry.needs_graphs:
         from mentor_ray.datasets.graphs import build_graphs, to_arrays
 
         graphs_ref = ray.put(to_arrays(build_graphs(ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)))

@@ -157,12 +157,13 @@ class Trainer:
         self._hinted = False  # the infonce_scope hint, given once per run
         # seconds between progress lines inside a long epoch; None: none (a quiet sweep's trials)
         self.progress_seconds: float | None = PROGRESS_SECONDS
-        if cfg.spec.model == "mentor" and not self.ds.features:
-            raise ConfigError(f"variant {cfg.variant} needs feature files; dataset {self.ds.name} has none")
+        unmet = cfg.entry.unmet(cfg.variant, self.ds.name, self.ds.modalities)
+        if unmet:
+            raise ConfigError(unmet)
         torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights
         self.model: Recommender = build_model(cfg, self.ds)
         self.graph_builder: str | None = None  # which builder made the graphs (None: the model needs none)
-        if cfg.spec.model in ("mentor", "lightgcn"):
+        if cfg.entry.needs_graphs:
             if graphs is None:
                 from mentor_ray.datasets.graphs import build_graphs  # DGL stays out of the training loop
 
@@ -211,6 +212,7 @@ class Trainer:
         t0 = time.perf_counter()
         self.model.train()
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / noise: per epoch, same on all ranks
+        self.model.start_epoch(epoch)  # per-epoch sampling (edge dropout, a rebuilt item graph), same on all ranks
         sums: dict[str, float] = {}
         batches = self.sampler.batches(epoch, self.cfg.batch_size, self.rank, self.world_size)
         last_note, every = t0, self.progress_seconds
