@@ -10,7 +10,7 @@ import traceback
 import pytest
 import torch.multiprocessing as mp
 
-from mentor_ray.common import config
+from mentor_ray.common import config, registry
 from mentor_ray.datasets import dataset as data
 from mentor_ray.training import trainer as train
 
@@ -57,7 +57,13 @@ def _single(variant: str) -> dict:
             "test": summary["test"], "test_users": summary["test_users"]}
 
 
-@pytest.mark.parametrize("variant", [pytest.param("mentor", marks=pytest.mark.slow), "lightgcn"])  # MENTOR: ~40 s
+SLOW = pytest.mark.slow
+# every other trained model of the registry (the paper's baselines): the slow tier
+OTHERS = [m for m, e in registry.MODELS.items() if e.trained and m not in ("mentor", "lightgcn")]
+
+
+@pytest.mark.parametrize("variant", [pytest.param("mentor", marks=SLOW), "lightgcn",  # MENTOR: ~40 s
+                                     *(pytest.param(m, marks=SLOW) for m in OTHERS)])
 def test_two_ranks_at_half_batch_match_one_process(tmp_path, variant):
     data.load_dataset("synth-tiny")  # generate once, before the workers start
     mp.spawn(_run, args=(2, str(tmp_path / "pg"), str(tmp_path), variant), nprocs=2, join=True)

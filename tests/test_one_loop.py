@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mentor_ray.common import config
+from mentor_ray.common import config, registry
 from mentor_ray.training.trainer import Trainer
 
 ray = pytest.importorskip("ray")
@@ -48,7 +48,9 @@ SLOW = pytest.mark.slow  # the evaluation-only paths run in the slow tier
 
 
 @pytest.mark.parametrize("variant, max_epochs", [
-    ("mentor", 3), pytest.param("mentor", 0, marks=SLOW), pytest.param("most_pop", 5, marks=SLOW)])
+    ("mentor", 3), pytest.param("mentor", 0, marks=SLOW), pytest.param("most_pop", 5, marks=SLOW),
+    # the paper's baselines: in-process, on Ray Train and as a Tune trial, the same run
+    *(pytest.param(m, 2, marks=SLOW) for m, e in registry.MODELS.items() if e.trained and m != "mentor")])
 def test_every_path_gives_the_same_summary(local_ray, tmp_path, variant, max_epochs):
     cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": variant, "max_epochs": max_epochs},
                              overrides=TINY)

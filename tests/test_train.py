@@ -10,7 +10,7 @@ import pytest
 
 from mentor_ray import train as train_cmd
 from mentor_ray.cli import run
-from mentor_ray.common import config
+from mentor_ray.common import config, registry
 from mentor_ray.datasets import dataset as data
 from mentor_ray.training import trainer as train
 
@@ -116,17 +116,18 @@ def test_command_line_rejects_a_bad_override(capsys):
     assert err.startswith("error: override: tau = -1") and "\n" not in err
 
 
-def test_resuming_from_a_checkpoint_ends_like_an_uninterrupted_run(ds, tmp_path):
+@pytest.mark.parametrize("variant", [m for m, e in registry.MODELS.items() if e.trained])  # every trained model
+def test_resuming_from_a_checkpoint_ends_like_an_uninterrupted_run(ds, tmp_path, variant):
     extra = ["max_epochs=5", "patience=2", "lr=1e-3"]
-    whole = _trainer(ds, extra=extra)
+    whole = _trainer(ds, variant, extra=extra)
     full = whole.fit()
-    first = _trainer(ds, extra=["max_epochs=2", "patience=2", "lr=1e-3"])
+    first = _trainer(ds, variant, extra=["max_epochs=2", "patience=2", "lr=1e-3"])
     first.fit()
     torch_save = tmp_path / "state.pt"
     import torch
 
     torch.save(first.state_dict(), torch_save)
-    resumed = _trainer(ds, extra=extra)
+    resumed = _trainer(ds, variant, extra=extra)
     resumed.load_state_dict(torch.load(torch_save))
     assert resumed.epoch == 2
     end = resumed.fit()
