@@ -16,6 +16,26 @@ class Batch:
     users: torch.Tensor  # (B,) long
     pos: torch.Tensor  # (B,) item ids
     neg: torch.Tensor  # (B,) item ids
+    # Ranks sharing the global batch (DDP: each holds a part). A loss term that is a SUM over the batch (as
+    # some of MMRec's are) is multiplied by it: DDP averages the ranks' gradients and the trainer their terms,
+    # so the global batch's sum comes out, as in one process. A term that is a mean needs nothing.
+    world: int = 1
+
+    def global_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` summed over the ranks sharing the global batch, differentiably (``x`` itself in one process).
+
+        For a term that is neither a mean nor a sum of per-row parts, such as a norm of the whole batch (MMRec's
+        EmbLoss): computed from global sums, every rank holds the global batch's value, and its gradient (the
+        all-reduce's backward sums the ranks' upstream gradients; DDP then averages) is the global one."""
+        if self.world == 1:
+            return x
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(x)
+
+    def global_size(self) -> int:
+        """The global batch's size (this rank's part in one process)."""
+        return int(self.global_sum(torch.tensor(float(len(self.users)), device=self.users.device)).item())
 
 
 class Recommender(nn.Module):
@@ -23,6 +43,10 @@ class Recommender(nn.Module):
 
     n_users: int
     n_items: int
+    # True for a model some of whose parameters get no gradient in some steps (LATTICE's item-graph side on
+    # the batches after the first of an epoch): DDP then looks for them (find_unused_parameters), and a
+    # parameter no rank used keeps no gradient, so Adam leaves it alone, as in a single process.
+    ddp_find_unused: bool = False
 
     @classmethod
     def build(cls, cfg: TrainConfig, ds) -> "Recommender":

@@ -94,11 +94,12 @@ class Lattice(Recommender):
       last, smaller batch of an epoch only).
     - MMRec decays the learning rate by ``0.96 ** (epoch / 50)`` (``learning_rate_scheduler``); mentor_ray's
       trainer has no scheduler.
-    - Under DDP (more than one rank), the batches that use the detached graph add ``0 x`` the graph-side
-      parameters to the loss so that every parameter gets a gradient (DDP needs one); with Adam, that zero
-      gradient still moves them by their momentum, which MMRec (no gradient, no step) does not. One rank:
-      exactly MMRec.
+    - Under DDP, the batches that use the detached graph leave the graph-side parameters without a
+      gradient, as in one process: the model sets ``ddp_find_unused``, so DDP looks for unused parameters
+      and leaves those no rank used without a gradient, and Adam does not step them (MMRec's behaviour).
     """
+
+    ddp_find_unused = True
 
     def __init__(self, cfg: ModelConfig, n_users: int, n_items: int, features: dict[str, torch.Tensor],
                  train_users: torch.Tensor, train_items: torch.Tensor):
@@ -187,28 +188,18 @@ class Lattice(Recommender):
         return e[: self.n_users], e[self.n_users :] + F.normalize(h, p=2, dim=1)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        anchor = None
         if self._rebuild or self._epoch_graph is None:
             graph = self.item_graph()
             self._epoch_graph = _csr_pair(graph, self.n_items)
             self._rebuild = False
         else:
-            graph = self._epoch_graph
-            if torch.distributed.is_available() and torch.distributed.is_initialized() \
-                    and torch.distributed.get_world_size() > 1:
-                anchor = sum(p.sum() for p in self._graph_parameters())
+            graph = self._epoch_graph  # detached: the graph's parameters get no gradient (DDP: ddp_find_unused)
         users, items = self(graph)
         u, p, n = users[batch.users], items[batch.pos], items[batch.neg]
         terms = {"bpr": losses.bpr_loss((u * p).sum(1), (u * n).sum(1)),
                  "reg": 0.5 * self.cfg.reg_weight * losses.l2_reg([u, p, n], len(batch.users))}
         total = sum(terms.values())
-        if anchor is not None:
-            total = total + 0.0 * anchor  # zero gradient: DDP needs one for every parameter
         return total, {k: float(v.detach()) for k, v in terms.items()}
-
-    def _graph_parameters(self) -> list[nn.Parameter]:
-        extra = [self.modal_weight] if self.modal_weight is not None else []
-        return [*self.feat.values(), *self.trs.parameters(), *extra]
 
     @torch.no_grad()
     def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

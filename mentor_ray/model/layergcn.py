@@ -128,9 +128,10 @@ class LayerGCN(Recommender):
         u = users[batch.users]
         diff = (u * items[batch.pos]).sum(1) - (u * items[batch.neg]).sum(1)
         rows = (self.user_embedding[batch.users], self.item_embedding[batch.pos], self.item_embedding[batch.neg])
+        # Sums over the batch (MMRec), times the ranks sharing it (DDP: the global batch's sum; Batch.world)
         terms = {
-            "bpr": -F.logsigmoid(diff).sum(),  # summed over the batch (MMRec), stable log-sigmoid
-            "reg": self.cfg.reg_weight * 0.5 * sum(r.square().sum() for r in rows),
+            "bpr": -F.logsigmoid(diff).sum() * batch.world,  # stable log-sigmoid
+            "reg": self.cfg.reg_weight * 0.5 * sum(r.square().sum() for r in rows) * batch.world,
         }
         return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 

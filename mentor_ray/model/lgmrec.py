@@ -238,8 +238,9 @@ class LGMRec(Recommender):
         for a, b in itertools.combinations(self.modalities, 2):
             (ua, ia), (ub, ib) = hyper[a], hyper[b]
             cl = cl + (self._contrast(ua, ub, batch.users) + self._contrast(ia, ib, batch.pos))
-        terms["cl"] = self.cfg.lgmrec_cl_weight * cl
-        reg = (u.norm() + p.norm() + n.norm()) / len(batch.users)  # unsquared Frobenius norms (MMRec)
+        terms["cl"] = self.cfg.lgmrec_cl_weight * cl * batch.world  # a batch sum: DDP's global sum (Batch.world)
+        # unsquared Frobenius norms (MMRec), from the global batch's sums of squares (DDP: Batch.global_sum)
+        reg = sum(batch.global_sum(x.square().sum()).sqrt() for x in (u, p, n)) / batch.global_size()
         terms["reg"] = self.cfg.reg_weight * reg
         return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 

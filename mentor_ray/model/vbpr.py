@@ -97,8 +97,9 @@ class VBPR(Recommender):
         p, n = self.item_embeddings(batch.pos), self.item_embeddings(batch.neg)
         terms = {"bpr": losses.bpr_loss((u * p).sum(1), (u * n).sum(1))}
         # MMRec's EmbLoss: unsquared Frobenius norms of the batch's rows, over the batch size
-        norms = torch.linalg.vector_norm(u) + torch.linalg.vector_norm(p) + torch.linalg.vector_norm(n)
-        terms["reg"] = self.cfg.reg_weight * norms / len(batch.users)
+        # (each norm from the global batch's sum of squares: DDP gives one process's value, Batch.global_sum)
+        norms = sum(batch.global_sum(x.square().sum()).sqrt() for x in (u, p, n))
+        terms["reg"] = self.cfg.reg_weight * norms / batch.global_size()
         return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 
     @torch.no_grad()

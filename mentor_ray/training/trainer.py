@@ -187,7 +187,8 @@ class Trainer:
 
             # Graphs are attributes, not buffers, and the features are identical on every rank.
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.step = DistributedDataParallel(self.step, device_ids=ids, broadcast_buffers=False)
+            self.step = DistributedDataParallel(self.step, device_ids=ids, broadcast_buffers=False,
+                                                find_unused_parameters=self.model.ddp_find_unused)
         self.sampler = TripletSampler(self.ds, cfg.seed, check=bool(params))  # MostPop draws no negatives
         self.train_csr = self.ds.train_csr
         self.gt = {s: self.ds.csr(s) for s in ("valid", "test")}
@@ -223,7 +224,7 @@ class Trainer:
             if on_batch:
                 on_batch(epoch, k)
             kill_point(f"rank{self.rank}-epoch{epoch}-batch{k}")  # fault campaign: a worker lost mid-epoch
-            batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part))
+            batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part), world=self.world_size)
             self.optimizer.zero_grad(set_to_none=True)
             loss, terms = self.step(batch)  # DDP averages the gradients over the ranks
             loss.backward()
