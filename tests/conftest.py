@@ -50,6 +50,14 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def ds():
+    """The ``synth-tiny`` dataset, loaded once per module (a module may define its own ``ds``)."""
+    from mentor_ray.datasets import dataset as data
+
+    return data.load_dataset("synth-tiny")
+
+
 @pytest.fixture
 def tiktok_root() -> Path:
     if not (SHARED_DATASETS / "tiktok" / "tiktok.inter").exists():

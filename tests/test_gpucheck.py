@@ -32,7 +32,8 @@ def test_gpu_check_runs_on_cpu_and_writes_its_report(tmp_path):
     assert {"bpr", "reg", "align", "mask_f", "perturb_g", "loss"} <= set(mentor["terms"])
     assert mentor["params_with_grad"] > 0 and mentor["worst_grad_rel_err"] <= 1e-4
     assert [(r["dataset"], r["model"]) for r in report["timings"]] == [
-        ("synth-tiny", "mentor (all scope)"), ("synth-tiny", "mentor (batch scope)"), ("synth-tiny", "lightgcn")]
+        ("synth-tiny", gpucheck._label(v, scope)) for v, scope in gpucheck.TIMED]
+    assert {"lattice", "freedom", "mmgcn", "lgmrec"} <= {r["model"] for r in report["timings"]}  # Table 3's
     assert all(r["seconds_per_epoch"] > 0 and r["peak_rss_mb"] > 0 and len(r["epoch_seconds"]) == 1
                for r in report["timings"])
     assert report["ddp"]["ok"] and report["ddp"]["backend"] == "gloo"

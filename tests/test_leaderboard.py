@@ -486,7 +486,8 @@ def test_every_format_is_written_and_parseable_with_plots_and_skip_notes(tmp_pat
     assert "plot 'synth-c (synthetic): validation curves of the final runs' skipped: no final run with a recorded" in md
 
     csvs = {p.stem: pd.read_csv(p) for p in (out / "csv").glob("*.csv")}
-    assert set(csvs) == {"overall", "improvement", "ablation_alignment", "ablation_features", "efficiency", "sweep"}
+    assert set(csvs) == {"overall", "improvement", "versus", "ablation_alignment", "ablation_features", "efficiency",
+                         "sweep"}
     assert set(csvs["overall"].dataset) == {"synth-a", "synth-c"} and len(csvs["sweep"]) == 2
     assert pd.api.types.is_float_dtype(csvs["overall"]["test_recall@20_mean"])
 
@@ -604,6 +605,26 @@ def test_paired_tests_over_users_against_an_independent_computation(tmp_path):
     assert "MENTOR against the best baseline: paired tests over users and seeds" in md
     row = next(line for line in md.splitlines() if line.startswith("| synth-a (synthetic) | R@20 |"))
     assert f"[{imp.user_ci_low:+.4f}, {imp.user_ci_high:+.4f}]" in row and "200 (3/3)" in row
+
+
+def test_mentor_is_tested_against_every_baseline_not_only_the_best(tmp_path):
+    # LightGCN hits users 0-59, FREEDOM 0-69, MENTOR 0-79: each comparison has its own difference and tests
+    root = tmp_path / "r"
+    _users_store(root, [set(range(80))] * 3, [set(range(60))] * 3)
+    for seed in range(3):
+        s = _summary(variant="freedom", seed=seed, test=(0.01, 0.35, 0.01, 0.01))
+        values = [1.0 if u < 70 else 0.0 for u in range(200)]
+        s["test_users"] = {"user": list(range(200)), **{m: values for m in COLS}}
+        _record(root, s)
+    md = _board(root, tmp_path / "o")
+    versus = pd.read_csv(tmp_path / "o" / "csv" / "versus.csv")
+    r20 = versus[versus.column == "test_recall@20"].set_index("best_baseline")
+    assert list(r20.index) == ["lightgcn", "freedom"]  # the paper's row order: general, then multimodal
+    assert r20.loc["lightgcn", "user_diff"] == pytest.approx(20 / 200)
+    assert r20.loc["freedom", "user_diff"] == pytest.approx(10 / 200)
+    improv = pd.read_csv(tmp_path / "o" / "csv" / "improvement.csv").set_index("column").loc["test_recall@20"]
+    assert improv.best_baseline == "freedom"  # the best baseline's table is the FREEDOM row of this one
+    assert "MENTOR against each baseline: paired tests over users and seeds" in md
 
 
 def test_no_star_when_the_users_do_not_agree_with_the_seeds(tmp_path):

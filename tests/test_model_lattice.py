@@ -1,36 +1,15 @@
 """LATTICE in mentor_ray's harness: any number of modalities (its item graph against a dense float64
-re-derivation), the once-per-epoch graph rebuild, and 2-epoch training runs on ``synth-tiny`` (finite losses,
-valid metrics, the same seed giving the same run)."""
+re-derivation) and the once-per-epoch graph rebuild. Its 2-epoch runs on ``synth-tiny`` are in
+``test_models_common.py``."""
 
 from __future__ import annotations
-
-import dataclasses
-import math
 
 import pytest
 import torch
 
 from mentor_ray.common import config
-from mentor_ray.datasets import dataset as data
-from mentor_ray.model import Batch
 from mentor_ray.model.lattice import Lattice, _knn_edges
-from mentor_ray.training import trainer as train
-
-TINY = ["embedding_dim=8", "lattice_feat_dim=8", "batch_size=64", "eval_batch_size=16", "max_epochs=2"]
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return data.load_dataset("synth-tiny")
-
-
-def _with_modalities(ds, n: int):
-    """synth-tiny with ``n`` modalities: its own, cut down or extended by a random third."""
-    feats = dict(ds.features)
-    g = torch.Generator().manual_seed(0)
-    while len(feats) < n:
-        feats[f"extra{len(feats)}"] = torch.randn(ds.n_items, 7, generator=g)
-    return dataclasses.replace(ds, features=dict(list(feats.items())[:n]))
+from tests.model_checks import checked_loss, train_batch, with_modalities
 
 
 def _model(d, **kw) -> Lattice:
@@ -55,7 +34,7 @@ def _laplacian(a: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("n_mod", [1, 2, 3])
 def test_item_graph_is_the_dense_formula(ds, n_mod):
     """S = (1 - lambda) L(sum_m w_m knn(W_m f_m + b_m)) + lambda sum_m w_m L(knn(f_m)), dense in float64."""
-    d = _with_modalities(ds, n_mod)
+    d = with_modalities(ds, n_mod)
     m = _model(d, lattice_lambda=0.7)
     if m.modal_weight is not None:
         with torch.no_grad():
@@ -79,18 +58,16 @@ def test_similarity_blocks_do_not_change_the_values(ds):
 
 @pytest.mark.parametrize("n_mod", [1, 2, 3])
 def test_the_first_batch_of_an_epoch_trains_every_parameter_and_the_rest_the_ids(ds, n_mod):
-    d = _with_modalities(ds, n_mod)
+    d = with_modalities(ds, n_mod)
     m = _model(d)
     assert (m.modal_weight is None) == (n_mod == 1)  # one modality: w = 1, nothing to train
-    batch = Batch(*(torch.as_tensor(a[:32]) for a in (d.train.users, d.train.items, d.train.items[::-1].copy())))
+    batch = train_batch(d)
     ids = {"user_emb", "item_emb"}
     for epoch in range(2):
         m.start_epoch(epoch)
         for step in range(2):
             m.zero_grad(set_to_none=True)
-            total, terms = m.loss(batch)
-            assert set(terms) == {"bpr", "reg"} and math.isfinite(float(total.detach()))
-            assert float(total.detach()) == pytest.approx(sum(terms.values()), rel=1e-6)
+            total, _ = checked_loss(m, batch, {"bpr", "reg"})
             total.backward()
             for name, p in m.named_parameters():
                 trained = step == 0 or name in ids
@@ -101,7 +78,7 @@ def test_the_first_batch_of_an_epoch_trains_every_parameter_and_the_rest_the_ids
 
 def test_the_epoch_graph_is_kept_until_the_next_epoch(ds):
     m = _model(ds)
-    batch = Batch(*(torch.as_tensor(a[:16]) for a in (ds.train.users, ds.train.items, ds.train.items[::-1].copy())))
+    batch = train_batch(ds, 16)
     m.start_epoch(0)
     m.loss(batch)
     held = m._epoch_graph[0].values().clone()
@@ -113,28 +90,3 @@ def test_the_epoch_graph_is_kept_until_the_next_epoch(ds):
     m.start_epoch(1)
     m.loss(batch)
     assert not torch.equal(m._epoch_graph[0].values(), held)
-
-
-def _fit(ds, extra=()):
-    cfg = config.make_config(flags={"variant": "lattice", "dataset": "synth-tiny"}, overrides=[*TINY, *extra])
-    t = train.Trainer(cfg, ds=ds)
-    assert isinstance(t.model, Lattice)
-    return t, t.fit()
-
-
-def test_two_epochs_on_synth_tiny_are_finite_and_repeatable(ds):
-    t, a = _fit(ds)
-    assert a["epochs_run"] == 2
-    for h in t.history:
-        assert all(math.isfinite(v) for v in h["train"].values())
-    for split in ("valid", "test"):
-        assert all(0.0 <= v <= 1.0 for v in a[split].values())
-    _, b = _fit(ds)
-    assert a["valid"] == b["valid"] and a["test"] == b["test"]
-
-
-@pytest.mark.parametrize("n_mod", [1, 3])
-def test_trains_with_one_and_three_modalities(ds, n_mod):
-    t, s = _fit(_with_modalities(ds, n_mod), ["max_epochs=1"])
-    assert all(math.isfinite(v) for v in t.history[0]["train"].values())
-    assert all(0.0 <= v <= 1.0 for v in s["valid"].values())

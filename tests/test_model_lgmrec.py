@@ -1,39 +1,19 @@
 """LGMRec in mentor_ray's harness: any number of modalities (checked against a dense float64 re-derivation of
-the docstring's equations, since MMRec's class runs with two only), a gradient for every parameter, the
-noise it draws, and 2-epoch training runs on ``synth-tiny`` (finite losses, valid metrics, repeatable)."""
+the docstring's equations, since MMRec's class runs with two only), a gradient for every parameter, and the
+noise it draws. Its 2-epoch runs on ``synth-tiny`` are in ``test_models_common.py``."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mentor_ray.common import config
-from mentor_ray.datasets import dataset as data
 from mentor_ray.datasets.graphs import normalized_ui_adjacency_torch
-from mentor_ray.model import Batch
 from mentor_ray.model.lgmrec import LGMRec
-from mentor_ray.training import trainer as train
-
-TINY = ["embedding_dim=8", "batch_size=64", "eval_batch_size=16", "max_epochs=2"]
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return data.load_dataset("synth-tiny")
-
-
-def _with_modalities(ds, n: int):
-    """synth-tiny with ``n`` modalities: its own, cut down or extended by random ones."""
-    feats = dict(ds.features)
-    g = torch.Generator().manual_seed(0)
-    while len(feats) < n:
-        feats[f"extra{len(feats)}"] = torch.randn(ds.n_items, 7, generator=g)
-    return dataclasses.replace(ds, features=dict(list(feats.items())[:n]))
+from tests.model_checks import check_backward, checked_loss, train_batch, with_modalities
 
 
 def _model(d, **over):
@@ -42,10 +22,6 @@ def _model(d, **over):
     m = LGMRec.build(config.validate(values), d)
     m.set_graphs(normalized_ui_adjacency_torch(d), {})
     return m
-
-
-def _batch(d, n=32):
-    return Batch(*(torch.as_tensor(a[:n]) for a in (d.train.users, d.train.items, d.train.items[::-1].copy())))
 
 
 def _dense_reference(m: LGMRec, noise, batch):
@@ -93,22 +69,17 @@ def _dense_reference(m: LGMRec, noise, batch):
 
 @pytest.mark.parametrize("n_mod", [1, 2, 3])
 def test_any_number_of_modalities_matches_dense_reference(ds, n_mod):
-    d = _with_modalities(ds, n_mod)
+    d = with_modalities(ds, n_mod)
     m = _model(d, lgmrec_cl_weight=0.5, reg_weight=0.1, lgmrec_hyper_layers=2)
-    batch = _batch(d)
+    batch = train_batch(d)
     torch.manual_seed(1)
     noise = m.draw_noise(train=True)
-    total, terms = m.loss(batch, noise)
-    assert set(terms) == {"bpr", "cl", "reg"} and math.isfinite(float(total.detach()))
-    assert float(total.detach()) == pytest.approx(sum(terms.values()), rel=1e-6)
+    total, terms = checked_loss(m, batch, {"bpr", "cl", "reg"}, noise)
     assert (terms["cl"] == 0.0) == (n_mod == 1)  # one modality: no pair to contrast
     ref = _dense_reference(m, noise, batch)
     for k in ref:
         assert terms[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
-    total.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())  # DDP needs every one
-    u, i = m.user_item_embeddings()
-    assert u.shape == (d.n_users, 8) and i.shape == (d.n_items, 8)
+    check_backward(m, total, d)
 
 
 def test_noise_dropout_only_in_training(ds):
@@ -118,29 +89,3 @@ def test_noise_dropout_only_in_training(ds):
     vals = torch.cat([x.flatten() for pair in masks.values() for x in pair]).unique()
     assert set(vals.tolist()) <= {0.0, 2.0}  # dropout 0.5 (keep_rate 0.5): kept entries scaled by 2
     assert _model(ds, dropout=0.0).draw_noise(train=True).keep is None
-
-
-def _fit(ds, extra=()):
-    cfg = config.make_config(flags={"variant": "lgmrec", "dataset": "synth-tiny"}, overrides=[*TINY, *extra])
-    t = train.Trainer(cfg, ds=ds)
-    assert isinstance(t.model, LGMRec)
-    return t, t.fit()
-
-
-def test_two_epochs_on_synth_tiny_are_finite_and_repeatable(ds):
-    t, a = _fit(ds)
-    assert a["epochs_run"] == 2
-    for h in t.history:
-        assert set(h["train"]) >= {"bpr", "cl", "reg", "loss"}
-        assert all(math.isfinite(v) for v in h["train"].values())
-    for split in ("valid", "test"):
-        assert all(0.0 <= v <= 1.0 for v in a[split].values())
-    _, b = _fit(ds)
-    assert a["valid"] == b["valid"] and a["test"] == b["test"]
-
-
-@pytest.mark.parametrize("n_mod", [1, 3])
-def test_trains_with_one_and_three_modalities(ds, n_mod):
-    t, s = _fit(_with_modalities(ds, n_mod), ["max_epochs=1"])
-    assert all(math.isfinite(v) for v in t.history[0]["train"].values())
-    assert all(0.0 <= v <= 1.0 for v in s["valid"].values())

@@ -5,8 +5,6 @@ the model); the epoch's sampled user graph is MMRec's (its padding is random), g
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,21 +12,16 @@ import pytest
 import torch
 
 from mentor_ray.datasets.graphs import normalized_ui_adjacency_torch
-from mentor_ray.model import Batch
 from mentor_ray.model.dualgnn import DualGNN, cooccurrence_neighbours, sample_user_graph
+from tests.model_checks import backward_and_scores, check_terms, close, f32, golden_batch, load_golden, pairs_dataset
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "dualgnn.json").read_text())
-TOL = {"rtol": 1e-5, "atol": 1e-6}
+GOLDEN = load_golden("dualgnn")
 MODALITIES = {"image": "v", "text": "t"}  # MMRec's v_feat, t_feat
 # mentor_ray's parameter -> MMRec's
 NAMES = {"weight_u": "weight_u", "weight_i": "weight_i",
          **{f"pref.{m}": f"{x}_gcn.preference" for m, x in MODALITIES.items()},
          **{f"mlp.{m}.{k}.{p}": f"{x}_gcn.{mm}.{p}" for m, x in MODALITIES.items()
             for k, mm in ((0, "MLP"), (2, "MLP_1")) for p in ("weight", "bias")}}
-
-
-def _t(x) -> torch.Tensor:
-    return torch.tensor(x, dtype=torch.float32)
 
 
 def _train():
@@ -39,23 +32,20 @@ def _model() -> DualGNN:
     g = GOLDEN
     cfg = SimpleNamespace(embedding_dim=g["embedding_dim"], n_layers=g["n_layers"], reg_weight=g["reg_weight"],
                           dualgnn_user_k=g["user_k"])
-    features = {m: _t(g["features"][m]) for m in MODALITIES}  # dataset order: image, text
+    features = {m: f32(g["features"][m]) for m in MODALITIES}  # dataset order: image, text
     m = DualGNN(cfg, g["n_users"], g["n_items"], features, *_train())
-    m.load_state_dict({k: _t(g["weights"][v]) for k, v in NAMES.items()})
+    m.load_state_dict({k: f32(g["weights"][v]) for k, v in NAMES.items()})
     users, items = (t.numpy() for t in _train())
-    ds = SimpleNamespace(n_users=g["n_users"], n_items=g["n_items"], train=SimpleNamespace(users=users, items=items))
+    ds = pairs_dataset(g["n_users"], g["n_items"], users, items)
     m.set_graphs(normalized_ui_adjacency_torch(ds), {})  # what the trainer gives it
     return m
 
 
 def _run():
     m = _model()
-    m.set_user_graph(torch.tensor(GOLDEN["epoch_user_graph"]), _t(GOLDEN["user_weight_matrix"]))  # MMRec's draw
-    batch = Batch(*(torch.tensor(GOLDEN["batch"][k]) for k in ("users", "pos", "neg")))
-    total, terms = m.loss(batch)
-    total.backward()
-    u, i = m.user_item_embeddings()
-    return m, total, terms, u @ i.T
+    m.set_user_graph(torch.tensor(GOLDEN["epoch_user_graph"]), f32(GOLDEN["user_weight_matrix"]))  # MMRec's draw
+    total, terms = m.loss(golden_batch(GOLDEN["batch"]))
+    return m, total, terms, backward_and_scores(m, total)
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +100,14 @@ def test_epoch_graph_follows_mmrecs_sampling():
 
 def test_loss_terms_match_mmrec(run):
     _, total, terms, _ = run
-    assert set(terms) == set(GOLDEN["terms"])
-    for k, v in GOLDEN["terms"].items():
-        assert terms[k] == pytest.approx(v, rel=TOL["rtol"], abs=TOL["atol"]), k
-    assert float(total.detach()) == pytest.approx(GOLDEN["total"], rel=TOL["rtol"])
+    check_terms(total, terms, GOLDEN["terms"], GOLDEN["total"])
 
 
 def test_gradients_match_mmrec(run):
     params = dict(run[0].named_parameters())
     for ours, theirs in NAMES.items():
-        torch.testing.assert_close(params[ours].grad, _t(GOLDEN["grads"][theirs]), **TOL, msg=ours)
+        close(params[ours].grad, GOLDEN["grads"][theirs], msg=ours)
 
 
 def test_scores_match_mmrec(run):
-    torch.testing.assert_close(run[3], _t(GOLDEN["scores"]), **TOL)
+    close(run[3], GOLDEN["scores"])

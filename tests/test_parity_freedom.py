@@ -8,10 +8,6 @@ loaded, and everything MMRec computed must agree to float32 precision.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -20,9 +16,19 @@ from mentor_ray.common.config import validate
 from mentor_ray.datasets.graphs import knn_edges, normalized_knn_adjacency_torch, normalized_ui_adjacency_torch
 from mentor_ray.model.base import Batch
 from mentor_ray.model.freedom import Freedom
+from tests.model_checks import (
+    RTOL,
+    backward_and_scores,
+    close,
+    f32,
+    golden_batch,
+    kept_adjacency,
+    load_golden,
+    pairs_dataset,
+    replay_kept,
+)
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "freedom.json").read_text())
-RTOL, ATOL = 1e-5, 1e-6
+GOLDEN = load_golden("freedom")
 # MMRec parameter name -> mentor_ray's (image = the first modality, text = the second)
 NAMES = {
     "user_embedding.weight": "user_embedding",
@@ -36,49 +42,38 @@ NAMES = {
 }
 
 
-def t(x) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=torch.float32)
-
-
 def build(golden: dict = GOLDEN) -> Freedom:
     """mentor_ray's FREEDOM on the golden input, with mentor_ray's graphs and MMRec's weights."""
     s = golden["settings"]
     cfg = validate({"variant": "freedom", "embedding_dim": golden["embedding_dim"], "n_layers": s["n_layers"],
                     "item_layers": s["item_layers"], "dropout": s["dropout"], "knn_k": s["knn_k"],
                     "mm_image_weight": s["mm_image_weight"], "modal_bpr_weight": s["modal_bpr_weight"]})
-    features = {m: t(f) for m, f in golden["features"].items()}
+    features = {m: f32(f) for m, f in golden["features"].items()}
     # MMRec's edge order, so that the same seed can draw the same edges (the pairs themselves are the input's)
     users, items = (np.array(golden["edges"][k]) for k in ("users", "items"))
     assert sorted(zip(users, items)) == sorted(zip(golden["pairs"]["users"], golden["pairs"]["items"]))
     n_u, n_i = golden["n_users"], golden["n_items"]
     model = Freedom(cfg, n_u, n_i, features, users, items)
-    ds = SimpleNamespace(n_users=n_u, n_items=n_i, train=SimpleNamespace(users=users, items=items))
     knn = {m: normalized_knn_adjacency_torch(*knn_edges(f, cfg.knn_k), n_i, cfg.knn_norm) for m, f in features.items()}
-    model.set_graphs(normalized_ui_adjacency_torch(ds), knn)
+    model.set_graphs(normalized_ui_adjacency_torch(pairs_dataset(n_u, n_i, users, items)), knn)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for theirs, ours in NAMES.items():
-            params[ours].copy_(t(golden["weights"][theirs]))
+            params[ours].copy_(f32(golden["weights"][theirs]))
     return model
 
 
 def replay_pruning(model: Freedom, golden: dict = GOLDEN) -> None:
     """The training graph of the edges MMRec's pre_epoch_processing kept."""
-    index = {(u, i): k for k, (u, i) in enumerate(zip(golden["edges"]["users"], golden["edges"]["items"]))}
-    kept = golden["kept"]
-    model.prune(torch.tensor([index[p] for p in zip(kept["users"], kept["items"])]))
+    replay_kept(model, golden["edges"], golden["kept"])
 
 
 def mmrec_pruned_adj(golden: dict = GOLDEN) -> torch.Tensor:
-    n_u, n = golden["n_users"], golden["n_users"] + golden["n_items"]
-    a = torch.zeros(n, n)
-    for u, i, v in zip(golden["kept"]["users"], golden["kept"]["items"], golden["kept"]["values"]):
-        a[u, n_u + i] = a[n_u + i, u] = v
-    return a
+    return kept_adjacency(golden["kept"], golden["n_users"], golden["n_items"])
 
 
 def batch(golden: dict = GOLDEN) -> Batch:
-    return Batch(*(torch.tensor(golden["batch"][k]) for k in ("users", "pos", "neg")))
+    return golden_batch(golden["batch"])
 
 
 def run(model: Freedom) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
@@ -86,15 +81,9 @@ def run(model: Freedom) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str
     replay_pruning(model)
     terms = model.loss_terms(batch(), per_modality=True)
     total = terms["bpr"] + terms["modal_bpr"]
-    total.backward()
+    scores = backward_and_scores(model, total)
     params = dict(model.named_parameters())
-    grads = {theirs: params[ours].grad for theirs, ours in NAMES.items()}
-    users, items = model.user_item_embeddings()
-    return terms, total, grads, users @ items.T
-
-
-def close(ours: torch.Tensor, theirs) -> None:
-    torch.testing.assert_close(ours.detach().float(), t(theirs), rtol=RTOL, atol=ATOL)
+    return terms, total, {theirs: params[ours].grad for theirs, ours in NAMES.items()}, scores
 
 
 def test_graphs_match_mmrec():

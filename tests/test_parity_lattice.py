@@ -6,18 +6,15 @@ then the scores, which rebuild the graph from the current weights."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from mentor_ray.model import Batch
 from mentor_ray.model.lattice import Lattice
+from tests.model_checks import check_terms, close, f32, golden_batch, load_golden
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "lattice.json").read_text())
-TOL = {"rtol": 1e-5, "atol": 1e-6}
+GOLDEN = load_golden("lattice")
 MODALITIES = ("image", "text")  # MMRec's v_feat, t_feat
 # mentor_ray's parameter -> MMRec's
 NAMES = {"user_emb": "user_embedding.weight", "item_emb": "item_id_embedding.weight",
@@ -26,19 +23,15 @@ NAMES = {"user_emb": "user_embedding.weight", "item_emb": "item_id_embedding.wei
          **{f"trs.{m}.{p}": f"{m}_trs.{p}" for m in MODALITIES for p in ("weight", "bias")}}
 
 
-def _t(x) -> torch.Tensor:
-    return torch.tensor(x, dtype=torch.float32)
-
-
 def _model() -> Lattice:
     g = GOLDEN
     cfg = SimpleNamespace(embedding_dim=g["embedding_dim"], n_layers=g["n_layers"], item_layers=g["item_layers"],
                           reg_weight=g["reg_weight"], lattice_feat_dim=g["feat_dim"], lattice_knn_k=g["knn_k"],
                           lattice_lambda=g["lambda"])
-    features = {m: _t(g["features"][m]) for m in MODALITIES}  # dataset order: image, text
+    features = {m: f32(g["features"][m]) for m in MODALITIES}  # dataset order: image, text
     m = Lattice(cfg, g["n_users"], g["n_items"], features, torch.tensor(g["train"]["users"]),
                 torch.tensor(g["train"]["items"]))
-    m.load_state_dict({k: _t(g["weights"][v]) for k, v in NAMES.items()})
+    m.load_state_dict({k: f32(g["weights"][v]) for k, v in NAMES.items()})
     return m
 
 
@@ -48,7 +41,7 @@ def _run():
     m.start_epoch(0)
     steps = []
     for step in GOLDEN["steps"]:
-        batch = Batch(*(torch.tensor(step["batch"][k]) for k in ("users", "pos", "neg")))
+        batch = golden_batch(step["batch"])
         m.zero_grad(set_to_none=True)
         total, terms = m.loss(batch)
         total.backward()
@@ -71,10 +64,7 @@ def test_parameters_are_mmrecs():
 def test_loss_terms_match_mmrec(run, k):
     total, terms, _ = run[1][k]
     want = GOLDEN["steps"][k]
-    assert set(terms) == set(want["terms"])
-    for name, v in want["terms"].items():
-        assert terms[name] == pytest.approx(v, rel=TOL["rtol"], abs=TOL["atol"]), name
-    assert float(total.detach()) == pytest.approx(want["total"], rel=TOL["rtol"])
+    check_terms(total, terms, want["terms"], want["total"])
 
 
 @pytest.mark.parametrize("k", range(len(GOLDEN["steps"])))
@@ -85,7 +75,7 @@ def test_gradients_match_mmrec(run, k):
         if want[theirs] is None:  # the detached graph: no gradient at all, as in MMRec (Adam skips them)
             assert grads[ours] is None, ours
         else:
-            torch.testing.assert_close(grads[ours], _t(want[theirs]), **TOL, msg=ours)
+            close(grads[ours], want[theirs], msg=ours)
 
 
 def test_first_batch_rebuilds_the_graph_and_the_second_does_not():
@@ -94,4 +84,4 @@ def test_first_batch_rebuilds_the_graph_and_the_second_does_not():
 
 
 def test_scores_match_mmrec(run):
-    torch.testing.assert_close(run[2], _t(GOLDEN["scores"]), **TOL)
+    close(run[2], GOLDEN["scores"])

@@ -8,10 +8,6 @@ weights are loaded, and everything MMRec computed must agree to float32 precisio
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -20,14 +16,19 @@ from mentor_ray.common.config import validate
 from mentor_ray.datasets.graphs import normalized_ui_adjacency_torch
 from mentor_ray.model.base import Batch
 from mentor_ray.model.layergcn import LayerGCN
+from tests.model_checks import (
+    backward_and_scores,
+    close,
+    f32,
+    golden_batch,
+    kept_adjacency,
+    load_golden,
+    pairs_dataset,
+    replay_kept,
+)
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "layergcn.json").read_text())
-RTOL, ATOL = 1e-5, 1e-6
+GOLDEN = load_golden("layergcn")
 NAMES = {"user_embeddings": "user_embedding", "item_embeddings": "item_embedding"}  # MMRec -> mentor_ray
-
-
-def t(x) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=torch.float32)
 
 
 def build(golden: dict = GOLDEN, **overrides) -> LayerGCN:
@@ -39,46 +40,34 @@ def build(golden: dict = GOLDEN, **overrides) -> LayerGCN:
     assert sorted(zip(users, items)) == sorted(zip(golden["pairs"]["users"], golden["pairs"]["items"]))
     n_u, n_i = golden["n_users"], golden["n_items"]
     model = LayerGCN(cfg, n_u, n_i, users, items)
-    ds = SimpleNamespace(n_users=n_u, n_items=n_i, train=SimpleNamespace(users=users, items=items))
-    model.set_graphs(normalized_ui_adjacency_torch(ds), {})
+    model.set_graphs(normalized_ui_adjacency_torch(pairs_dataset(n_u, n_i, users, items)), {})
     params = dict(model.named_parameters())
     with torch.no_grad():
         for theirs, ours in NAMES.items():
-            params[ours].copy_(t(golden["weights"][theirs]))
+            params[ours].copy_(f32(golden["weights"][theirs]))
     return model
 
 
 def replay(model: LayerGCN, kept: dict) -> None:
     """The training graph of the edges one MMRec pre_epoch_processing kept."""
-    index = {(u, i): k for k, (u, i) in enumerate(zip(GOLDEN["edges"]["users"], GOLDEN["edges"]["items"]))}
-    model.prune(torch.tensor([index[p] for p in zip(kept["users"], kept["items"])]))
+    replay_kept(model, GOLDEN["edges"], kept)
 
 
 def mmrec_pruned_adj(kept: dict) -> torch.Tensor:
-    n_u, n = GOLDEN["n_users"], GOLDEN["n_users"] + GOLDEN["n_items"]
-    a = torch.zeros(n, n)
-    for u, i, v in zip(kept["users"], kept["items"], kept["values"]):
-        a[u, n_u + i] = a[n_u + i, u] = v
-    return a
+    return kept_adjacency(kept, GOLDEN["n_users"], GOLDEN["n_items"])
 
 
 def batch() -> Batch:
-    return Batch(*(torch.tensor(GOLDEN["batch"][k]) for k in ("users", "pos", "neg")))
+    return golden_batch(GOLDEN["batch"])
 
 
 def run(model: LayerGCN):
     """(terms, total, gradients by MMRec name, scores) of one loss on the golden batch."""
     replay(model, GOLDEN["kept"])
     total, terms = model.loss(batch())
-    total.backward()
+    scores = backward_and_scores(model, total)
     params = dict(model.named_parameters())
-    grads = {theirs: params[ours].grad for theirs, ours in NAMES.items()}
-    users, items = model.user_item_embeddings()
-    return terms, total, grads, users @ items.T
-
-
-def close(ours: torch.Tensor, theirs) -> None:
-    torch.testing.assert_close(ours.detach().float(), t(theirs), rtol=RTOL, atol=ATOL)
+    return terms, total, {theirs: params[ours].grad for theirs, ours in NAMES.items()}, scores
 
 
 def test_graphs_match_mmrec():
@@ -101,8 +90,8 @@ def test_same_seed_prunes_the_same_edges_as_mmrec_on_an_even_epoch():
 
 def test_loss_gradients_and_scores_match_mmrec():
     terms, total, grads, scores = run(build())
-    close(t(terms["bpr"]), GOLDEN["terms"]["bpr"])
-    close(t(terms["reg"]), GOLDEN["terms"]["reg"])
+    close(f32(terms["bpr"]), GOLDEN["terms"]["bpr"])
+    close(f32(terms["reg"]), GOLDEN["terms"]["reg"])
     close(total, GOLDEN["total"])
     for name, g in grads.items():
         close(g, GOLDEN["grads"][name])

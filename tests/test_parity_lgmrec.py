@@ -4,8 +4,6 @@ Gumbel noise and dropout masks replayed, and the user-item graph built by mentor
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,20 +11,15 @@ import pytest
 import torch
 
 from mentor_ray.datasets.graphs import normalized_ui_adjacency_torch
-from mentor_ray.model.base import Batch
 from mentor_ray.model.lgmrec import HyperNoise, LGMRec
+from tests.model_checks import ATOL, RTOL, close, f32, golden_batch, load_golden, pairs_dataset
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "lgmrec.json").read_text())
+GOLDEN = load_golden("lgmrec")
 MODALITIES = ("image", "text")  # MMRec's v_feat, t_feat
 # MMRec parameter -> ours
 NAMES = {"user_embedding.weight": "user_emb", "item_id_embedding.weight": "item_emb",
          "item_image_trs": "proj.image", "v_hyper": "hyper.image",
          "item_text_trs": "proj.text", "t_hyper": "hyper.text"}
-RTOL, ATOL = 1e-5, 1e-6
-
-
-def t(x) -> torch.Tensor:
-    return torch.tensor(x, dtype=torch.float32)
 
 
 def build() -> LGMRec:
@@ -35,33 +28,32 @@ def build() -> LGMRec:
                           lgmrec_mm_layers=s["n_mm_layers"], lgmrec_hyper_layers=s["n_hyper_layer"],
                           lgmrec_hyper_num=s["hyper_num"], dropout=1 - s["keep_rate"], lgmrec_alpha=s["alpha"],
                           lgmrec_cl_weight=s["cl_weight"], reg_weight=s["reg_weight"], tau=0.2)
-    feats = {m: t(g["features"][k]) for m, k in zip(MODALITIES, ("v", "t"))}
+    feats = {m: f32(g["features"][k]) for m, k in zip(MODALITIES, ("v", "t"))}
     users, items = np.array(g["train_users"]), np.array(g["train_items"])
     model = LGMRec(cfg, g["n_users"], g["n_items"], feats, users, items)
-    ds = SimpleNamespace(n_users=g["n_users"], n_items=g["n_items"], train=SimpleNamespace(users=users, items=items))
-    model.set_graphs(normalized_ui_adjacency_torch(ds), {})
+    model.set_graphs(normalized_ui_adjacency_torch(pairs_dataset(g["n_users"], g["n_items"], users, items)), {})
     params = dict(model.named_parameters())
     assert set(params) == set(NAMES.values())
     with torch.no_grad():
         for theirs, ours in NAMES.items():
-            params[ours].copy_(t(g["weights"][theirs]))
+            params[ours].copy_(f32(g["weights"][theirs]))
     return model
 
 
 def noise(recorded: dict) -> HyperNoise:
     """MMRec's draws in its order: Gumbel iv, uv, it, ut; then masks iv, uv, it, ut (0/1, scaled here)."""
-    gum = [t(x) for x in recorded["gumbel"]]
+    gum = [f32(x) for x in recorded["gumbel"]]
     out = HyperNoise({m: (gum[2 * k], gum[2 * k + 1]) for k, m in enumerate(MODALITIES)})
     if "masks" in recorded:
         keep = GOLDEN["settings"]["keep_rate"]
-        masks = [t(x).div_(keep) for x in recorded["masks"]]
+        masks = [f32(x).div_(keep) for x in recorded["masks"]]
         out.keep = {m: (masks[2 * k], masks[2 * k + 1]) for k, m in enumerate(MODALITIES)}
     return out
 
 
 def run() -> tuple[dict[str, float], dict[str, torch.Tensor], torch.Tensor, LGMRec]:
     model = build()
-    batch = Batch(*(torch.tensor(GOLDEN["batch"][k]) for k in ("users", "pos", "neg")))
+    batch = golden_batch(GOLDEN["batch"])
     total, terms = model.loss(batch, noise(GOLDEN["noise_train"]))
     total.backward()
     grads = {theirs: dict(model.named_parameters())[ours].grad for theirs, ours in NAMES.items()}
@@ -74,8 +66,8 @@ def max_relative_differences() -> dict[str, float]:
     terms, grads, scores, _ = run()
     rel = lambda a, b: float(((a - b).abs() / b.abs().clamp_min(1e-30)).max())  # noqa: E731
     return {"terms": max(rel(torch.tensor(terms[k]), torch.tensor(GOLDEN["terms"][k])) for k in GOLDEN["terms"]),
-            "grads": max(rel(grads[k], t(GOLDEN["grads"][k])) for k in GOLDEN["grads"]),
-            "scores": rel(scores, t(GOLDEN["scores"]))}
+            "grads": max(rel(grads[k], f32(GOLDEN["grads"][k])) for k in GOLDEN["grads"]),
+            "scores": rel(scores, f32(GOLDEN["scores"]))}
 
 
 def test_terms_gradients_and_scores_match_mmrec():
@@ -85,8 +77,8 @@ def test_terms_gradients_and_scores_match_mmrec():
     assert terms["loss"] == pytest.approx(GOLDEN["loss"], rel=RTOL, abs=ATOL)
     assert set(grads) == set(GOLDEN["grads"])
     for k, g in grads.items():
-        torch.testing.assert_close(g, t(GOLDEN["grads"][k]), rtol=RTOL, atol=ATOL, msg=k)
-    torch.testing.assert_close(scores, t(GOLDEN["scores"]), rtol=RTOL, atol=ATOL)
+        close(g, GOLDEN["grads"][k], msg=k)
+    close(scores, GOLDEN["scores"])
 
 
 @pytest.mark.skipif(torch.__version__.split("+")[0] != GOLDEN["torch"].split("+")[0],

@@ -4,20 +4,17 @@ initial weights of a seed. The graph is built by our model from the same trainin
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from mentor_ray.model import Batch
 from mentor_ray.model.mmgcn import MMGCN
+from tests.model_checks import backward_and_scores, check_terms, f32, golden_batch, load_golden
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "mmgcn.json").read_text())
-TOL = {"rtol": 1e-5, "atol": 1e-6}
+GOLDEN = load_golden("mmgcn")
 # Gradients and scores are small here (1e-4 to 2e-2: BPR near log 2), so an absolute 1e-6 would let a
 # small tensor be 1% off: each tensor is compared with rtol 1e-5 and an atol of 1e-5 of its largest entry
 # (float32 sums in another order -- PyG's scatter mean against a sparse matmul -- differ by 4e-6 of it).
@@ -41,14 +38,10 @@ def _ours(name: str) -> str:
     return f"gcn.{MODALITY[mod]}.{rest}"
 
 
-def _t(x) -> torch.Tensor:
-    return torch.tensor(x, dtype=torch.float32)
-
-
 def _model() -> MMGCN:
     g = GOLDEN
     cfg = SimpleNamespace(embedding_dim=g["embedding_dim"], reg_weight=g["reg_weight"])
-    features = {m: _t(f) for m, f in g["features"].items()}  # dataset order: image, text
+    features = {m: f32(f) for m, f in g["features"].items()}  # dataset order: image, text
     return MMGCN(cfg, g["n_users"], g["n_items"], features, np.array(g["train"]["users"]),
                  np.array(g["train"]["items"]), latent_dim=g["latent_dim"])
 
@@ -56,13 +49,10 @@ def _model() -> MMGCN:
 def _run():
     """Our model with MMRec's weights and frozen tensors: loss terms, gradients and scores."""
     m = _model()
-    state = {_ours(k): _t(v) for k, v in {**GOLDEN["weights"], **GOLDEN["frozen"]}.items()}
+    state = {_ours(k): f32(v) for k, v in {**GOLDEN["weights"], **GOLDEN["frozen"]}.items()}
     m.load_state_dict(state)  # strict: every parameter and buffer named
-    batch = Batch(*(torch.tensor(GOLDEN["batch"][k]) for k in ("users", "pos", "neg")))
-    total, terms = m.loss(batch)
-    total.backward()
-    u, i = m.user_item_embeddings()
-    return m, total, terms, u @ i.T
+    total, terms = m.loss(golden_batch(GOLDEN["batch"]))
+    return m, total, terms, backward_and_scores(m, total)
 
 
 @pytest.fixture(scope="module")
@@ -72,21 +62,18 @@ def run():
 
 def test_loss_terms_match_mmrec(run):
     _, total, terms, _ = run
-    assert set(terms) == set(GOLDEN["terms"])
-    for k, v in GOLDEN["terms"].items():
-        assert terms[k] == pytest.approx(v, rel=TOL["rtol"], abs=TOL["atol"]), k
-    assert float(total.detach()) == pytest.approx(GOLDEN["total"], rel=TOL["rtol"])
+    check_terms(total, terms, GOLDEN["terms"], GOLDEN["total"])
 
 
 def test_gradients_match_mmrec(run):
     names = dict(run[0].named_parameters())
     assert set(names) == {_ours(k) for k in GOLDEN["grads"]}  # the same trained parameters, no more
     for k, g in GOLDEN["grads"].items():
-        _close(names[_ours(k)].grad, _t(g), msg=k)
+        _close(names[_ours(k)].grad, f32(g), msg=k)
 
 
 def test_scores_match_mmrec(run):
-    _close(run[3], _t(GOLDEN["scores"]))
+    _close(run[3], f32(GOLDEN["scores"]))
 
 
 def test_same_seed_gives_mmrecs_initial_weights():
@@ -94,4 +81,4 @@ def test_same_seed_gives_mmrecs_initial_weights():
     torch.manual_seed(GOLDEN["seed"])
     state = _model().state_dict()
     for k, w in {**GOLDEN["weights"], **GOLDEN["frozen"]}.items():
-        torch.testing.assert_close(state[_ours(k)], _t(w), rtol=0, atol=0, msg=k)
+        torch.testing.assert_close(state[_ours(k)], f32(w), rtol=0, atol=0, msg=k)

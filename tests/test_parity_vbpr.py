@@ -3,40 +3,30 @@ input) -- each loss term, the gradient of every parameter, the score matrix, and
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from mentor_ray.model import Batch
 from mentor_ray.model.vbpr import VBPR
+from tests.model_checks import backward_and_scores, check_terms, close, f32, golden_batch, load_golden
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "vbpr.json").read_text())
-TOL = {"rtol": 1e-5, "atol": 1e-6}
-
-
-def _t(x) -> torch.Tensor:
-    return torch.tensor(x, dtype=torch.float32)
+GOLDEN = load_golden("vbpr")
 
 
 def _model() -> VBPR:
     g = GOLDEN
     cfg = SimpleNamespace(embedding_dim=g["embedding_dim"], reg_weight=g["reg_weight"])
-    features = {m: _t(f) for m, f in g["features"].items()}  # dataset order: image, text
+    features = {m: f32(f) for m, f in g["features"].items()}  # dataset order: image, text
     return VBPR(cfg, g["n_users"], g["n_items"], features)
 
 
 def _run():
     """Our model with MMRec's weights (same parameter names): loss terms, gradients and scores."""
     m = _model()
-    m.load_state_dict({k: _t(v) for k, v in GOLDEN["weights"].items()})
-    batch = Batch(*(torch.tensor(GOLDEN["batch"][k]) for k in ("users", "pos", "neg")))
-    total, terms = m.loss(batch)
-    total.backward()
-    u, i = m.user_item_embeddings()
-    return m, total, terms, u @ i.T
+    m.load_state_dict({k: f32(v) for k, v in GOLDEN["weights"].items()})
+    total, terms = m.loss(golden_batch(GOLDEN["batch"]))
+    return m, total, terms, backward_and_scores(m, total)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +36,7 @@ def run():
 
 def test_loss_terms_match_mmrec(run):
     _, total, terms, _ = run
-    assert set(terms) == set(GOLDEN["terms"])
-    for k, v in GOLDEN["terms"].items():
-        assert terms[k] == pytest.approx(v, rel=TOL["rtol"], abs=TOL["atol"]), k
-    assert float(total.detach()) == pytest.approx(GOLDEN["total"], rel=TOL["rtol"])
+    check_terms(total, terms, GOLDEN["terms"], GOLDEN["total"])
 
 
 def test_gradients_match_mmrec(run):
@@ -57,11 +44,11 @@ def test_gradients_match_mmrec(run):
     names = dict(m.named_parameters())
     assert set(names) == set(GOLDEN["grads"])
     for k, g in GOLDEN["grads"].items():
-        torch.testing.assert_close(names[k].grad, _t(g), **TOL, msg=k)
+        close(names[k].grad, g, msg=k)
 
 
 def test_scores_match_mmrec(run):
-    torch.testing.assert_close(run[3], _t(GOLDEN["scores"]), **TOL)
+    close(run[3], GOLDEN["scores"])
 
 
 def test_same_seed_gives_mmrecs_initial_weights():
@@ -70,5 +57,5 @@ def test_same_seed_gives_mmrecs_initial_weights():
     torch.manual_seed(GOLDEN["seed"])
     m = _model()
     for k, w in GOLDEN["weights"].items():
-        expected = torch.zeros(len(w)) if k == "item_linear.bias" else _t(w)
+        expected = torch.zeros(len(w)) if k == "item_linear.bias" else f32(w)
         torch.testing.assert_close(dict(m.named_parameters())[k].detach(), expected, rtol=0, atol=0, msg=k)

@@ -35,7 +35,9 @@ WHEELS = REPO / ".whl"
 RTOL = 1e-4  # loss terms and gradients, device against CPU
 METRIC_ATOL = 1e-6  # evaluation metrics: equal up to float summation order
 DEFAULT_DATASETS = ("synth-baby", "synth-sports", "synth-clothing")
-TIMED = (("mentor", "all"), ("mentor", "batch"), ("lightgcn", None))
+# (b) times MENTOR (both InfoNCE scopes), MENTOR_fg and the baselines of the paper's Table 3, plus LightGCN
+TIMED = (("mentor", "all"), ("mentor", "batch"), ("mentor_fg", None), ("lightgcn", None), ("mmgcn", None),
+         ("lattice", None), ("freedom", None), ("lgmrec", None))
 # The paper's Table 3 (full MENTOR on the authors' GPU) and this project's targets for one H100/H200
 PAPER_TABLE3 = {"synth-baby": (6.07, 7.12), "synth-clothing": (11.39, 12.99)}  # s / epoch, GB
 TARGETS = {"synth-baby": (0.6, 2.0), "synth-clothing": (None, 4.0)}  # all scope: s / epoch, GB allocated

@@ -14,8 +14,6 @@ from mentor_ray.common.config import ModelConfig
 from mentor_ray.model import losses, ops
 from mentor_ray.model.base import Batch, Recommender, as_model_config, xavier
 
-_EPS = 1e-7  # MMRec adds it to every degree before the inverse square root (freedom.py _normalize_adj_m)
-
 
 class Freedom(Recommender):
     r"""FREEDOM: freezing the item-item graph and denoising the user-item graph.
@@ -103,12 +101,7 @@ class Freedom(Recommender):
         # Positional (modality names may hold '.', which parameter names may not).
         self.feature_tables = nn.ParameterList(nn.Parameter(f.detach().float().clone()) for f in features.values())
         self.projections = nn.ModuleList(nn.Linear(f.shape[1], d) for f in features.values())
-        users = torch.as_tensor(train_users, dtype=torch.long)
-        items = torch.as_tensor(train_items, dtype=torch.long)
-        # Buffers, so that .to(device) moves them; not persistent: they are data, not state.
-        self.register_buffer("edge_users", users, persistent=False)
-        self.register_buffer("edge_items", items, persistent=False)
-        self.register_buffer("edge_weight", edge_values(users, items, n_users, n_items), persistent=False)
+        ops.register_edges(self, train_users, train_items)
 
     @classmethod
     def build(cls, cfg, ds) -> "Freedom":
@@ -138,13 +131,13 @@ class Freedom(Recommender):
         if self.cfg.dropout <= 0:
             self._graphs["train"] = self.graph("ui")
             return
-        n_keep = max(1, int(self.edge_weight.numel() * (1.0 - self.cfg.dropout)))
-        self.prune(torch.multinomial(self.edge_weight, n_keep))
+        self.prune(torch.multinomial(self.edge_weight, ops.n_kept(self.edge_weight.numel(), self.cfg.dropout)))
 
     def prune(self, keep: torch.Tensor) -> None:
         """The training graph of the kept edges ``keep`` (indices into the training interactions), each
         ``(d_u + 1e-7)^-1/2 (d_i + 1e-7)^-1/2`` by the kept edges' own degrees, both directions."""
-        self._graphs["train"] = pruned_graph(self.edge_users[keep], self.edge_items[keep], self.n_users, self.n_items)
+        self._graphs["train"] = ops.pruned_graph(self.edge_users[keep], self.edge_items[keep], self.n_users,
+                                                  self.n_items)
 
     def forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(users (n_users, d), items (n_items, d)) over the user-item graph ``adj``."""
@@ -184,25 +177,3 @@ class Freedom(Recommender):
     @torch.no_grad()
     def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self(self.graph("ui"))  # scored on the full graph, as MMRec's full_sort_predict
-
-
-# Degree-sensitive edge pruning, shared with LayerGCN (mentor_ray/model/layergcn.py), whose MMRec code has it too.
-
-
-def edge_values(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
-    """Per edge ``(d_u + 1e-7)^-1/2 (d_i + 1e-7)^-1/2``, degrees counted over the given edges, in float32 as
-    MMRec's ``_normalize_adj_m`` (so that the same seed draws the same edges as MMRec)."""
-    du = torch.bincount(users, minlength=n_users).float() + _EPS
-    di = torch.bincount(items, minlength=n_items).float() + _EPS
-    return du.pow(-0.5)[users] * di.pow(-0.5)[items]
-
-
-def pruned_graph(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
-    """The (N, N) CSR user-item graph of the given (kept) edges, users first, both directions, each valued
-    by :func:`edge_values` over these edges (MMRec's ``pre_epoch_processing``). Symmetric."""
-    w = edge_values(users, items, n_users, n_items)
-    i = items + n_users
-    n = n_users + n_items
-    idx = torch.stack([torch.cat([users, i]), torch.cat([i, users])])
-    adj = torch.sparse_coo_tensor(idx, torch.cat([w, w]), (n, n), check_invariants=False).coalesce()
-    return adj.to_sparse_csr()

@@ -14,7 +14,6 @@ from mentor_ray.common.config import ModelConfig
 from mentor_ray.common.errors import ConfigError
 from mentor_ray.model import ops
 from mentor_ray.model.base import Batch, Recommender, as_model_config, xavier
-from mentor_ray.model.freedom import edge_values, pruned_graph
 
 
 class LayerGCN(Recommender):
@@ -78,12 +77,7 @@ class LayerGCN(Recommender):
         d = self.cfg.embedding_dim
         self.user_embedding = xavier(n_users, d)
         self.item_embedding = xavier(n_items, d)
-        users = torch.as_tensor(train_users, dtype=torch.long)
-        items = torch.as_tensor(train_items, dtype=torch.long)
-        # Buffers, so that .to(device) moves them; not persistent: they are data, not state.
-        self.register_buffer("edge_users", users, persistent=False)
-        self.register_buffer("edge_items", items, persistent=False)
-        self.register_buffer("edge_weight", edge_values(users, items, n_users, n_items), persistent=False)
+        ops.register_edges(self, train_users, train_items)
 
     @classmethod
     def build(cls, cfg, ds) -> "LayerGCN":
@@ -99,7 +93,7 @@ class LayerGCN(Recommender):
             self._graphs["train"] = self.graph("ui")
             return
         n_edges = self.edge_weight.numel()
-        n_keep = max(1, int(n_edges * (1.0 - self.cfg.dropout)))
+        n_keep = ops.n_kept(n_edges, self.cfg.dropout)
         if epoch % 2 == 0:
             keep = torch.multinomial(self.edge_weight, n_keep)
         else:
@@ -108,7 +102,8 @@ class LayerGCN(Recommender):
 
     def prune(self, keep: torch.Tensor) -> None:
         """The training graph of the kept edges ``keep`` (indices into the training interactions)."""
-        self._graphs["train"] = pruned_graph(self.edge_users[keep], self.edge_items[keep], self.n_users, self.n_items)
+        self._graphs["train"] = ops.pruned_graph(self.edge_users[keep], self.edge_items[keep], self.n_users,
+                                                  self.n_items)
 
     def forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(users (n_users, d), items (n_items, d)) over the user-item graph ``adj``."""

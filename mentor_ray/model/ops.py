@@ -1,6 +1,7 @@
 """Kernels of the models: sparse propagation with precomputed transposes, block normalisation, fast
-uniform noise, and a CPU thread pool for independent InfoNCE blocks. Each is checked against plain torch
-(``tests/test_model.py``)."""
+uniform noise, and a CPU thread pool for independent InfoNCE blocks, each checked against plain torch
+(``tests/test_model.py``); and the degree-sensitive edge pruning of FREEDOM and LayerGCN, checked against
+MMRec (``tests/test_parity_freedom.py``, ``tests/test_parity_layergcn.py``)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,46 @@ def parallel_cpu(fn, items: list, workers: int) -> list:
             return [futures[k].result() for k in range(len(items))]
     finally:
         torch.set_num_threads(before)
+
+
+# Degree-sensitive edge pruning (MMRec's pre_epoch_processing), shared by FREEDOM and LayerGCN, whose MMRec
+# code has it alike.
+
+_DEGREE_EPS = 1e-7  # MMRec adds it to every degree before the inverse square root (freedom.py _normalize_adj_m)
+
+
+def register_edges(model: torch.nn.Module, train_users, train_items) -> None:
+    """The training interactions, the edges that pruning samples from, as ``model``'s buffers ``edge_users``,
+    ``edge_items`` and ``edge_weight`` (each edge's sampling weight, :func:`edge_values` over all of them).
+    Buffers, so that ``.to(device)`` moves them; not persistent: they are data, not state. ``model`` has
+    ``n_users`` and ``n_items``."""
+    users = torch.as_tensor(train_users, dtype=torch.long)
+    items = torch.as_tensor(train_items, dtype=torch.long)
+    model.register_buffer("edge_users", users, persistent=False)
+    model.register_buffer("edge_items", items, persistent=False)
+    model.register_buffer("edge_weight", edge_values(users, items, model.n_users, model.n_items), persistent=False)
+
+
+def n_kept(n_edges: int, dropout: float) -> int:
+    """How many of ``n_edges`` training edges an epoch keeps: ``floor(n_edges (1 - dropout))``, at least one
+    (MMRec's ``torch.multinomial`` fails on zero samples)."""
+    return max(1, int(n_edges * (1.0 - dropout)))
+
+
+def edge_values(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    """Per edge ``(d_u + 1e-7)^-1/2 (d_i + 1e-7)^-1/2``, degrees counted over the given edges, in float32 as
+    MMRec's ``_normalize_adj_m`` (so that the same seed draws the same edges as MMRec)."""
+    du = torch.bincount(users, minlength=n_users).float() + _DEGREE_EPS
+    di = torch.bincount(items, minlength=n_items).float() + _DEGREE_EPS
+    return du.pow(-0.5)[users] * di.pow(-0.5)[items]
+
+
+def pruned_graph(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    """The (N, N) CSR user-item graph of the given (kept) edges, users first, both directions, each valued
+    by :func:`edge_values` over these edges (MMRec's ``pre_epoch_processing``). Symmetric."""
+    w = edge_values(users, items, n_users, n_items)
+    i = items + n_users
+    n = n_users + n_items
+    idx = torch.stack([torch.cat([users, i]), torch.cat([i, users])])
+    adj = torch.sparse_coo_tensor(idx, torch.cat([w, w]), (n, n), check_invariants=False).coalesce()
+    return adj.to_sparse_csr()

@@ -139,6 +139,23 @@ def improvement_frame(chosen: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFra
                                        "user_diff", "user_ci_low", "user_ci_high", "wilcoxon_p", "significant"])
 
 
+def versus_frame(chosen: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """As :func:`improvement_frame`, MENTOR against EVERY baseline (in the table's row order), per dataset and
+    test column: the paper's comparison one baseline at a time, each with its tests over users and seeds."""
+    rows = []
+    for dataset in metrics["dataset"].unique():
+        m = metrics[(metrics["dataset"] == dataset) & (metrics["seeds"] > 0)]
+        if "mentor" not in set(m["variant"]):
+            continue
+        mentor = m[m["variant"] == "mentor"].iloc[0]
+        for variant in variant_order(m["variant"][m["variant"].isin(BASELINES)]):
+            base = m[m["variant"] == variant].iloc[0]
+            rows += [_compare(chosen, key, mentor, base) for key in COLUMNS if not missing(base[f"{key}_mean"])]
+    return pd.DataFrame(rows, columns=["dataset", "column", "label", "best_baseline", "baseline_mean", "mentor_mean",
+                                       "improvement_pct", "pairs", "t", "p_value", "users", "user_seeds",
+                                       "user_diff", "user_ci_low", "user_ci_high", "wilcoxon_p", "significant"])
+
+
 def _compare(chosen: pd.DataFrame, key: str, mentor: pd.Series, best: pd.Series) -> dict:
     b, m = best[f"{key}_mean"], mentor[f"{key}_mean"]
     dataset = mentor["dataset"]
@@ -347,10 +364,11 @@ SIGNIFICANCE_NOTE = (
     "difference is for this test set; the t-test, how sure it is over training runs.")
 
 
-def significance_table(improv: pd.DataFrame, labels: dict[str, str]) -> Table | None:
-    """MENTOR against the best baseline per dataset and column: the difference, the paired tests over users
-    and the t-test over seeds (None when no dataset has both)."""
-    if improv.empty:
+def significance_table(improv: pd.DataFrame, labels: dict[str, str], every: bool = False) -> Table | None:
+    """MENTOR against the best baseline per dataset and column (``every``: against each baseline, the frame of
+    :func:`versus_frame`): the difference, the paired tests over users and the t-test over seeds (None when no
+    dataset has both)."""
+    if improv.empty or (every and improv["best_baseline"].nunique() < 2):
         return None
 
     rows = []
@@ -363,6 +381,12 @@ def significance_table(improv: pd.DataFrame, labels: dict[str, str]) -> Table | 
                      number_cell(r.wilcoxon_p, ".2g") if kept else Cell(None),
                      f"{r.users:,} ({r.user_seeds})" if kept else Cell(None),
                      number_cell(r.p_value, ".2g"), str(r.pairs)])
+    if every:
+        return Table(SECTIONS[0], "versus", "MENTOR against each baseline: paired tests over users and seeds",
+                     ["Dataset", "Metric", "Baseline", "MENTOR − baseline",
+                      f"{paired.CONFIDENCE:.0%} CI over users (bootstrap)", "Wilcoxon p (users)", "Users (seeds)",
+                      "t-test p (seeds)", "Seeds"], rows, note=SIGNIFICANCE_NOTE.replace("the column's best baseline",
+                                                                                         "the row's baseline"))
     return Table(SECTIONS[0], "significance", "MENTOR against the best baseline: paired tests over users and seeds",
                  ["Dataset", "Metric", "Best baseline", "MENTOR − baseline",
                   f"{paired.CONFIDENCE:.0%} CI over users (bootstrap)", "Wilcoxon p (users)", "Users (seeds)",
@@ -460,7 +484,8 @@ def _coverage(row: pd.Series) -> str | Cell:
     if missing(row["grid_size"]) or missing(row["points"]) or not row["grid_size"]:
         return Cell(None)
     points, grid = int(row["points"]), int(row["grid_size"])
-    return f"{points:,} / {grid:,} ({100 * points / grid:.2g}%)"
+    share = 100 * points / grid  # two significant digits, never in exponent form (100%, 62%, 0.0012%)
+    return f"{points:,} / {grid:,} ({float(f'{share:.2g}'):g}%)"
 
 
 def _number(value) -> str | Cell:
@@ -491,8 +516,10 @@ def build_board(runs: pd.DataFrame, source: str) -> Board:
     eff = efficiency_frame(chosen)
     sweeps = sweep_frame(runs)
     tables = [overall_table(metrics, improv, labels)] if len(chosen) else []
-    tables += [t for t in [significance_table(improv, labels)] if t is not None]
-    frames = {"overall": metrics, "improvement": improv}
+    versus = versus_frame(chosen, metrics)
+    tables += [t for t in [significance_table(improv, labels), significance_table(versus, labels, every=True)]
+               if t is not None]
+    frames = {"overall": metrics, "improvement": improv, "versus": versus}
     for kind in ABLATIONS:
         found = [t for d in dict.fromkeys(metrics["dataset"]) if (t := ablation_table(metrics, d, kind, labels[d]))]
         tables += found

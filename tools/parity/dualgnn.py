@@ -31,31 +31,22 @@ fails), of 32 or more as one index tensor; here the list is made that tensor. Nu
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
-import sys
-import tempfile
 from pathlib import Path
 
+import _mmrec
 import numpy as np
 import torch
 import torch.nn as nn
 
-MMREC_COMMIT = "e775373b3ab1354a92165b0885ce4ab3dc4d7497"  # the checkout the golden file was made with
 SEED = 0
 N_USERS, N_ITEMS, DIM, USER_K = 6, 8, 4, 3
-FEAT_DIMS = {"image": 6, "text": 5}  # dataset order; MMRec: image = v_feat, text = t_feat
 REG_WEIGHT = 0.5  # large enough that the L2 term's gradient is of the size of BPR's
 ITEMS_OF = {0: [0, 1, 2, 3, 4], 1: [0, 1, 2, 4], 2: [0, 2, 5, 6], 3: [1, 3, 4, 6], 4: [5, 6], 5: [7]}
 TRAIN = {"users": [u for u, its in ITEMS_OF.items() for _ in its],
          "items": [i for its in ITEMS_OF.values() for i in its]}
 BATCH = {"users": [0, 1, 2, 3, 4, 5], "pos": [1, 4, 6, 3, 5, 7], "neg": [5, 3, 1, 7, 0, 2]}
 MAX_NEIGHBOURS = 200  # the preprocessing script's cap
-
-
-def _floats(t: torch.Tensor) -> list:
-    return t.detach().double().tolist()
 
 
 def _user_graph_dict(mmrec: Path) -> dict[int, list]:
@@ -73,51 +64,18 @@ def _user_graph_dict(mmrec: Path) -> dict[int, list]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mmrec", type=Path, required=True, help="an MMRec checkout")
-    ap.add_argument("--out", type=Path, required=True, help="the golden JSON to write")
-    ap.add_argument("--commit", default=MMREC_COMMIT, help="the MMRec commit of --mmrec, recorded in the JSON")
-    args = ap.parse_args(argv)
-    sys.path.insert(0, str(args.mmrec / "src"))
-    import scipy.sparse as sp
+    args = _mmrec.parse_args(__doc__, argv)
     from models.dualgnn import DualGNN  # MMRec's class
 
-    rng = np.random.default_rng(SEED)
-    features = {m: rng.standard_normal((N_ITEMS, k)).astype(np.float32) for m, k in FEAT_DIMS.items()}
-    inter = sp.coo_matrix((np.ones(len(TRAIN["users"]), dtype=np.float32), (TRAIN["users"], TRAIN["items"])),
-                          shape=(N_USERS, N_ITEMS))
+    features = _mmrec.features(SEED, N_ITEMS)  # _mmrec.FEAT_DIMS: image -> MMRec's v_feat, text -> t_feat
     user_graph_dict = _user_graph_dict(args.mmrec)
-
-    class _Data:
-        def get_user_num(self):
-            return N_USERS
-
-        def get_item_num(self):
-            return N_ITEMS
-
-    class _Loader:  # MMRec's TrainDataLoader: the dataset's sizes, and the training matrix
-        dataset = _Data()
-
-        def inter_matrix(self, form="coo"):
-            return inter.asformat(form)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        # GeneralRecommender loads <data_path><dataset>/<vision|text>_feature_file; DualGNN its user graph there
-        (Path(tmp) / "tiny").mkdir()
-        np.save(Path(tmp) / "tiny" / "image_feat.npy", features["image"])
-        np.save(Path(tmp) / "tiny" / "text_feat.npy", features["text"])
-        np.save(Path(tmp) / "tiny" / "user_graph_dict.npy", user_graph_dict, allow_pickle=True)
-        config = {
-            "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg__",
-            "train_batch_size": len(BATCH["users"]), "device": "cpu", "end2end": False,
-            "is_multimodal_model": True, "data_path": tmp + "/", "dataset": "tiny",
-            "vision_feature_file": "image_feat.npy", "text_feature_file": "text_feat.npy",
-            "user_graph_dict_file": "user_graph_dict.npy",
-            "embedding_size": DIM, "aggr_mode": "add", "reg_weight": REG_WEIGHT,
-        }
+    # DualGNN loads its user graph from the dataset directory too
+    with _mmrec.dataset_dir(features, {"user_graph_dict.npy": user_graph_dict}) as data:
+        config = _mmrec.config(len(BATCH["users"]), data, user_graph_dict_file="user_graph_dict.npy",
+                               embedding_size=DIM, aggr_mode="add", reg_weight=REG_WEIGHT)
         np.random.seed(SEED)
         torch.manual_seed(SEED)
-        model = DualGNN(config, _Loader())
+        model = DualGNN(config, _mmrec.Loader(N_USERS, N_ITEMS, TRAIN["users"], TRAIN["items"]))
     del model._parameters["result_embed"]  # a plain attribute, as on a GPU (see the module docstring)
     model.result_embed = None
     torch.manual_seed(SEED + 1)
@@ -138,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     params = {n: p for n, p in model.named_parameters(remove_duplicate=False) if "_preference" not in n}
     unused = [n for n in params if n.startswith(("MLP_v.", "MLP_t.", "MLP_user."))]
     params = {n: p for n, p in params.items() if n not in unused}
-    weights = {n: _floats(p) for n, p in params.items()}
-    interaction = [torch.tensor(BATCH[k]) for k in ("users", "pos", "neg")]
+    weights = {n: _mmrec.floats(p) for n, p in params.items()}
+    interaction = _mmrec.interaction(BATCH)
     # calculate_loss returns BPR + L2: BPR alone with reg_weight 0, the L2 term as the difference
     model.reg_weight = 0.0
     with torch.no_grad():
@@ -158,20 +116,19 @@ def main(argv: list[str] | None = None) -> None:
         "n_users": N_USERS, "n_items": N_ITEMS, "embedding_dim": DIM, "n_layers": 2, "user_k": USER_K,
         "reg_weight": REG_WEIGHT,
         "train": TRAIN,
-        "features": {m: f.astype(np.float64).tolist() for m, f in features.items()},
+        "features": _mmrec.arrays(features),
         "user_graph_dict": {str(u): v for u, v in user_graph_dict.items()},
         "epoch_user_graph": sampled,
-        "user_weight_matrix": _floats(model.user_weight_matrix),
+        "user_weight_matrix": _mmrec.floats(model.user_weight_matrix),
         "batch": BATCH,
         "weights": weights,
         "terms": {"bpr": bpr, "reg": float(total) - bpr},
         "total": float(total),
-        "grads": {n: _floats(p.grad) for n, p in params.items()},
+        "grads": {n: _mmrec.floats(p.grad) for n, p in params.items()},
         "unused_without_grad": [n for n in unused if dict(model.named_parameters())[n].grad is None],
-        "scores": _floats(scores),
+        "scores": _mmrec.floats(scores),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    _mmrec.write(args.out, out)
 
 
 if __name__ == "__main__":

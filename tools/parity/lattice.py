@@ -24,19 +24,11 @@ the second are those of the same weights, with the graph detached).
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import tempfile
-from pathlib import Path
-
-import numpy as np
+import _mmrec
 import torch
 
-MMREC_COMMIT = "e775373b3ab1354a92165b0885ce4ab3dc4d7497"  # the checkout the golden file was made with
 SEED = 0
 N_USERS, N_ITEMS, DIM, FEAT_DIM = 6, 8, 4, 3
-FEAT_DIMS = {"image": 6, "text": 5}  # dataset order; MMRec: image = v_feat, text = t_feat
 KNN_K, UI_LAYERS, ITEM_LAYERS, LAMBDA, REG_WEIGHT = 3, 2, 2, 0.6, 0.5
 TRAIN = {  # (user, item) pairs: every user and every item at least once
     "users": [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 5],
@@ -48,68 +40,32 @@ BATCHES = [
 ]
 
 
-def _floats(t: torch.Tensor) -> list:
-    return t.detach().double().tolist()
-
-
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mmrec", type=Path, required=True, help="an MMRec checkout")
-    ap.add_argument("--out", type=Path, required=True, help="the golden JSON to write")
-    ap.add_argument("--commit", default=MMREC_COMMIT, help="the MMRec commit of --mmrec, recorded in the JSON")
-    args = ap.parse_args(argv)
-    sys.path.insert(0, str(args.mmrec / "src"))
-    import scipy.sparse as sp
+    args = _mmrec.parse_args(__doc__, argv)
     from models.lattice import LATTICE  # MMRec's class
 
-    rng = np.random.default_rng(SEED)
-    features = {m: rng.standard_normal((N_ITEMS, k)).astype(np.float32) for m, k in FEAT_DIMS.items()}
-    inter = sp.coo_matrix((np.ones(len(TRAIN["users"]), dtype=np.float32), (TRAIN["users"], TRAIN["items"])),
-                          shape=(N_USERS, N_ITEMS))
-
-    class _Data:
-        def get_user_num(self):
-            return N_USERS
-
-        def get_item_num(self):
-            return N_ITEMS
-
-    class _Loader:  # MMRec's TrainDataLoader: the dataset's sizes, and the training matrix
-        dataset = _Data()
-
-        def inter_matrix(self, form="coo"):
-            return inter.asformat(form)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        # GeneralRecommender loads <data_path><dataset>/<vision|text>_feature_file; LATTICE caches its
-        # feature graphs there as image_adj_<k>.pt (a fresh directory: built, not loaded)
-        (Path(tmp) / "tiny").mkdir()
-        np.save(Path(tmp) / "tiny" / "image_feat.npy", features["image"])
-        np.save(Path(tmp) / "tiny" / "text_feat.npy", features["text"])
-        config = {
-            "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg__",
-            "train_batch_size": len(BATCHES[0]["users"]), "device": "cpu", "end2end": False,
-            "is_multimodal_model": True, "data_path": tmp + "/", "dataset": "tiny",
-            "vision_feature_file": "image_feat.npy", "text_feature_file": "text_feat.npy",
-            "embedding_size": DIM, "feat_embed_dim": FEAT_DIM, "weight_size": [DIM] * UI_LAYERS,
-            "knn_k": KNN_K, "lambda_coeff": LAMBDA, "cf_model": "lightgcn", "n_layers": ITEM_LAYERS,
-            "reg_weight": REG_WEIGHT, "mess_dropout": [0.1] * UI_LAYERS,
-        }
+    features = _mmrec.features(SEED, N_ITEMS)  # _mmrec.FEAT_DIMS: image -> MMRec's v_feat, text -> t_feat
+    # LATTICE caches its feature graphs in the dataset directory as image_adj_<k>.pt
+    with _mmrec.dataset_dir(features) as data:
+        config = _mmrec.config(
+            len(BATCHES[0]["users"]), data, embedding_size=DIM, feat_embed_dim=FEAT_DIM, weight_size=[DIM] * UI_LAYERS,
+            knn_k=KNN_K, lambda_coeff=LAMBDA, cf_model="lightgcn", n_layers=ITEM_LAYERS, reg_weight=REG_WEIGHT,
+            mess_dropout=[0.1] * UI_LAYERS)
         cuda = torch.Tensor.cuda
         torch.Tensor.cuda = lambda self, *a, **k: self  # MMRec's .cuda() on the feature graphs: stay on the CPU
         try:
             torch.manual_seed(SEED)
-            model = LATTICE(config, _Loader())
+            model = LATTICE(config, _mmrec.Loader(N_USERS, N_ITEMS, TRAIN["users"], TRAIN["items"]))
         finally:
             torch.Tensor.cuda = cuda
     with torch.no_grad():
         model.modal_weight.copy_(torch.tensor([0.2, 0.9]))
 
-    weights = {n: _floats(p) for n, p in model.named_parameters()}
+    weights = {n: _mmrec.floats(p) for n, p in model.named_parameters()}
     steps = []
     model.pre_epoch_processing()  # the epoch's first batch rebuilds the item graph
     for batch in BATCHES:
-        interaction = [torch.tensor(batch[k]) for k in ("users", "pos", "neg")]
+        interaction = _mmrec.interaction(batch)
         build = model.build_item_graph
         # calculate_loss sums the terms: recompute them from its own forward and bpr_loss, on the graph the
         # batch uses (forward with build_item_graph=False detaches the graph it holds; rebuilding is idempotent)
@@ -124,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             "batch": batch,
             "terms": {"bpr": float(mf), "reg": float(emb) + float(reg)},
             "total": float(total),
-            "grads": {n: None if p.grad is None else _floats(p.grad) for n, p in model.named_parameters()},
+            "grads": {n: None if p.grad is None else _mmrec.floats(p.grad) for n, p in model.named_parameters()},
         })
     with torch.no_grad():
         scores = model.full_sort_predict([torch.arange(N_USERS)])
@@ -137,13 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         "n_users": N_USERS, "n_items": N_ITEMS, "embedding_dim": DIM, "feat_dim": FEAT_DIM, "knn_k": KNN_K,
         "n_layers": UI_LAYERS, "item_layers": ITEM_LAYERS, "lambda": LAMBDA, "reg_weight": REG_WEIGHT,
         "train": TRAIN,
-        "features": {m: f.astype(np.float64).tolist() for m, f in features.items()},
+        "features": _mmrec.arrays(features),
         "weights": weights,
         "steps": steps,
-        "scores": _floats(scores),
+        "scores": _mmrec.floats(scores),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    _mmrec.write(args.out, out)
 
 
 if __name__ == "__main__":

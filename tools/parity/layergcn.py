@@ -23,17 +23,12 @@ are MMRec's initialisation under ``torch.manual_seed(SEED)``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import sys
-from pathlib import Path
 
+import _mmrec
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-MMREC_COMMIT = "e775373b3ab1354a92165b0885ce4ab3dc4d7497"  # the checkout the golden file was made with
 SEED, PRUNE_SEED = 0, 7
 N_USERS, N_ITEMS, DIM = 6, 8, 4
 # Training pairs, in the order of the interaction table (the golden file records MMRec's edge order).
@@ -43,79 +38,28 @@ SETTINGS = {"n_layers": 4, "dropout": 0.5, "reg_weight": 0.1}
 BATCH = {"users": [0, 1, 2, 3, 4, 0], "pos": [1, 4, 6, 5, 7, 3], "neg": [5, 0, 3, 1, 2, 6]}
 
 
-def _floats(t: torch.Tensor) -> list:
-    return t.detach().double().tolist()
-
-
-def _kept(model, n_keep: int) -> dict:
-    """The edges of MMRec's masked_adj: its first n_keep entries are (user, item + n_users), as drawn."""
-    idx = model.masked_adj._indices()[:, :n_keep]
-    return {"users": idx[0].tolist(), "items": (idx[1] - N_USERS).tolist(),
-            "values": _floats(model.masked_adj._values()[:n_keep])}
-
-
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mmrec", type=Path, required=True, help="an MMRec checkout")
-    ap.add_argument("--out", type=Path, required=True, help="the golden JSON to write")
-    ap.add_argument("--commit", default=MMREC_COMMIT, help="the MMRec commit of --mmrec, recorded in the JSON")
-    args = ap.parse_args(argv)
-    sys.path.insert(0, str(args.mmrec / "src"))
-    import common
-    import common.abstract_recommender
-    import common.loss
-    import models
-
-    # layergcn.py imports models.common.*; at this commit those modules are src/common/*
-    sys.modules["models.common"] = models.common = common
-    sys.modules["models.common.abstract_recommender"] = common.abstract_recommender
-    sys.modules["models.common.loss"] = common.loss
-    from models.layergcn import LayerGCN  # MMRec's class
-
-    if not hasattr(sp.dok_matrix, "_update"):  # removed in newer SciPy; MMRec's get_norm_adj_mat calls it
-        def _update(self, data):
-            for (r, c), v in data.items():
-                self[r, c] = v
-        sp.dok_matrix._update = _update
+    args = _mmrec.parse_args(__doc__, argv)
+    from models.layergcn import LayerGCN  # MMRec's class (via the models.common alias: see _mmrec)
 
     users = np.array([u for u, _ in PAIRS])
     items = np.array([i for _, i in PAIRS])
-    config = {
-        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg__",
-        "train_batch_size": len(BATCH["users"]), "device": "cpu", "end2end": False,
-        "is_multimodal_model": False, "embedding_size": DIM, **SETTINGS,
-    }
-
-    class _Loader:  # the train dataloader MMRec passes: sizes and the interaction matrix
-        class dataset:  # noqa: N801
-            @staticmethod
-            def get_user_num():
-                return N_USERS
-
-            @staticmethod
-            def get_item_num():
-                return N_ITEMS
-
-        @staticmethod
-        def inter_matrix(form="coo"):
-            assert form == "coo"
-            return sp.coo_matrix((np.ones(len(PAIRS)), (users, items)), shape=(N_USERS, N_ITEMS))
-
+    config = _mmrec.config(len(BATCH["users"]), embedding_size=DIM, **SETTINGS)
     torch.manual_seed(SEED)
-    model = LayerGCN(config, _Loader())
+    model = LayerGCN(config, _mmrec.Loader(N_USERS, N_ITEMS, users, items, dtype=np.float64))
     n_keep = int(len(PAIRS) * (1 - SETTINGS["dropout"]))
 
     torch.manual_seed(PRUNE_SEED)
     model.pre_epoch_processing()  # first call: degree-sensitive (torch.multinomial)
-    kept = _kept(model, n_keep)
+    kept = _mmrec.kept_edges(model, n_keep)
 
     # calculate_loss returns bpr_loss + reg_weight * emb_loss: record each
     seen: dict[str, torch.Tensor] = {}
     bpr, emb = model.bpr_loss, model.emb_loss
     model.bpr_loss = lambda *a: seen.setdefault("bpr", bpr(*a))
     model.emb_loss = lambda *a: seen.setdefault("emb", emb(*a))
-    interaction = [torch.tensor(BATCH[k]) for k in ("users", "pos", "neg")]
-    weights = {n: _floats(p) for n, p in model.named_parameters()}
+    interaction = _mmrec.interaction(BATCH)
+    weights = {n: _mmrec.floats(p) for n, p in model.named_parameters()}
     total = model.calculate_loss(interaction)
     total.backward()
     model.eval()
@@ -124,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     random.seed(PRUNE_SEED)
     model.pre_epoch_processing()  # second call: uniform (random.sample)
-    kept_uniform = _kept(model, n_keep)
+    kept_uniform = _mmrec.kept_edges(model, n_keep)
 
     out = {
         "model": "LayerGCN",
@@ -134,20 +78,17 @@ def main(argv: list[str] | None = None) -> None:
         "n_users": N_USERS, "n_items": N_ITEMS, "embedding_dim": DIM, "settings": SETTINGS,
         "pairs": {"users": users.tolist(), "items": items.tolist()},
         "batch": BATCH,
-        "norm_adj": _floats(model.norm_adj_matrix.to_dense()),
-        # MMRec's edge list (its order depends on SciPy: 1.17's astype sorts a COO matrix) and weights
-        "edges": {"users": model.edge_indices[0].tolist(), "items": model.edge_indices[1].tolist()},
-        "edge_values": _floats(model.edge_values),
+        "norm_adj": _mmrec.floats(model.norm_adj_matrix.to_dense()),
+        **_mmrec.pruning_edges(model),  # MMRec's edge list and sampling weights
         "kept": kept,
         "kept_uniform": kept_uniform,
         "weights": weights,
         "terms": {"bpr": float(seen["bpr"]), "reg": SETTINGS["reg_weight"] * float(seen["emb"])},
         "total": float(total),
-        "grads": {n: _floats(p.grad) for n, p in model.named_parameters()},
-        "scores": _floats(scores),
+        "grads": {n: _mmrec.floats(p.grad) for n, p in model.named_parameters()},
+        "scores": _mmrec.floats(scores),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    _mmrec.write(args.out, out)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,9 @@ environment that has MMRec's imports::
     PYTHONPATH=/tmp/parity-pyg:/tmp/mmrec/src .venv/bin/python tools/parity/lgmrec.py \
         --mmrec /tmp/mmrec --out tests/golden/lgmrec.json
 
-``--commit`` records the MMRec commit when the checkout is not a git work tree (``git
---git-dir=/work/.mirror/enoche+MMRec/repo rev-parse HEAD``). Last run against MMRec commit
+``--commit`` is the MMRec commit recorded in the JSON (default: the one below). Last run against MMRec commit
 e775373b3ab1354a92165b0885ce4ab3dc4d7497 (torch 2.2.1, CPU, scipy 1.17: ``dok_matrix._update``, which
-MMRec calls and scipy 1.12 removed, is shimmed as item assignment).
+MMRec calls and scipy 1.12 removed, is shimmed as item assignment by ``_mmrec``).
 
 Input: 6 users, 8 items, 20 training pairs (every user and item present), embedding 4, two modalities
 (``v`` 6-d, ``t`` 5-d), 3 hyperedges, 2 hypergraph layers, 2 + 2 graph layers, keep_rate 0.5, and loss
@@ -25,15 +24,8 @@ to sum to ``calculate_loss`` under the same RNG state), the gradient of every pa
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
+import _mmrec
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -46,10 +38,6 @@ SETTINGS = {"embedding_size": 4, "feat_embed_dim": 4, "cf_model": "lightgcn", "n
             "n_hyper_layer": 2, "hyper_num": 3, "keep_rate": 0.5, "alpha": 0.3, "cl_weight": 0.5,
             "reg_weight": 0.1}
 SEED_INIT, SEED_TRAIN, SEED_PREDICT = 3, 11, 12
-
-
-def rows(t: torch.Tensor) -> list:
-    return t.detach().double().tolist()  # float32 values are exact in float64 (and in JSON's repr)
 
 
 class Recorder:
@@ -94,45 +82,20 @@ class RecordingDropout(nn.Module):
         return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mmrec", required=True, help="MMRec checkout (its src/ must be importable)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--commit", default="", help="MMRec commit to record when the checkout is not a git work tree")
-    args = ap.parse_args()
-    sys.path.insert(0, str(Path(args.mmrec) / "src"))
-    if not hasattr(sp.dok_matrix, "_update"):  # removed in scipy 1.12; MMRec's get_norm_adj_mat calls it
-        sp.dok_matrix._update = lambda self, d: [self.__setitem__(k, v) for k, v in d.items()] and None
-    from models.lgmrec import LGMRec  # noqa: E402  (MMRec's class)
+def main(argv: list[str] | None = None) -> None:
+    args = _mmrec.parse_args(__doc__, argv)
+    from models.lgmrec import LGMRec  # MMRec's class
 
-    commit = args.commit or subprocess.run(["git", "-C", args.mmrec, "rev-parse", "HEAD"], capture_output=True,
-                                           text=True).stdout.strip() or "unknown"
     gen = torch.Generator().manual_seed(0)
     feats = {"v": torch.rand(N_ITEMS, 6, generator=gen), "t": torch.randn(N_ITEMS, 5, generator=gen)}
-    tmp = Path(tempfile.mkdtemp())
-    (tmp / "tiny").mkdir()
-    np.save(tmp / "tiny" / "v.npy", feats["v"].numpy())
-    np.save(tmp / "tiny" / "t.npy", feats["t"].numpy())
-    config = {**SETTINGS, "USER_ID_FIELD": "userID", "ITEM_ID_FIELD": "itemID", "NEG_PREFIX": "neg_",
-              "train_batch_size": len(BATCH["users"]), "device": torch.device("cpu"), "end2end": False,
-              "is_multimodal_model": True, "data_path": str(tmp) + "/", "dataset": "tiny",
-              "vision_feature_file": "v.npy", "text_feature_file": "t.npy"}
-
-    class Data:  # what MMRec's model reads from its training dataloader
-        class dataset:
-            get_user_num = staticmethod(lambda: N_USERS)
-            get_item_num = staticmethod(lambda: N_ITEMS)
-
-        @staticmethod
-        def inter_matrix(form="coo"):
-            return sp.coo_matrix((np.ones(len(USERS)), (USERS, ITEMS)), shape=(N_USERS, N_ITEMS))
-
-    torch.manual_seed(SEED_INIT)
-    model = LGMRec(config, Data)
+    with _mmrec.dataset_dir({"image": feats["v"].numpy(), "text": feats["t"].numpy()}) as data:
+        config = _mmrec.config(len(BATCH["users"]), data, **SETTINGS)
+        torch.manual_seed(SEED_INIT)
+        model = LGMRec(config, _mmrec.Loader(N_USERS, N_ITEMS, USERS, ITEMS, dtype=np.float64))
     rec = Recorder()
     model.drop = RecordingDropout(1 - SETTINGS["keep_rate"], rec)
     model.train()
-    batch = [torch.tensor(BATCH[k]) for k in ("users", "pos", "neg")]
+    batch = _mmrec.interaction(BATCH)
 
     # the terms, by MMRec's own methods on one forward (calculate_loss sums them)
     torch.manual_seed(SEED_TRAIN)
@@ -163,19 +126,20 @@ def main() -> None:
 
     trainable = [(k, v) for k, v in model.named_parameters() if v.requires_grad]  # not the frozen features
     out = {
-        "mmrec_commit": commit, "torch": torch.__version__, "settings": SETTINGS,
+        "mmrec_commit": args.commit, "torch": torch.__version__, "settings": SETTINGS,
         "seeds": {"init": SEED_INIT, "train": SEED_TRAIN, "predict": SEED_PREDICT},
         "n_users": N_USERS, "n_items": N_ITEMS, "train_users": USERS, "train_items": ITEMS, "batch": BATCH,
-        "features": {k: rows(v) for k, v in feats.items()},
-        "weights": {k: rows(v) for k, v in trainable},
-        "noise_train": {"gumbel": [rows(g) for g in train_gumbel], "masks": [rows(m) for m in train_masks]},
-        "noise_predict": {"gumbel": [rows(g) for g in rec.gumbel]},
+        "features": {k: _mmrec.floats(v) for k, v in feats.items()},
+        "weights": {k: _mmrec.floats(v) for k, v in trainable},
+        "noise_train": {"gumbel": [_mmrec.floats(g) for g in train_gumbel],
+                        "masks": [_mmrec.floats(m) for m in train_masks]},
+        "noise_predict": {"gumbel": [_mmrec.floats(g) for g in rec.gumbel]},
         "terms": {k: float(v) for k, v in terms.items()}, "loss": float(loss),
-        "grads": {k: rows(v.grad) for k, v in trainable},
-        "scores": rows(scores),
+        "grads": {k: _mmrec.floats(v.grad) for k, v in trainable},
+        "scores": _mmrec.floats(scores),
     }
-    Path(args.out).write_text(json.dumps(out, separators=(",", ":")) + "\n")
-    print(f"wrote {args.out} ({Path(args.out).stat().st_size} bytes), MMRec {commit}")
+    _mmrec.write(args.out, out, compact=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes), MMRec {args.commit}")
 
 
 if __name__ == "__main__":

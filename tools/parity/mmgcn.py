@@ -24,19 +24,11 @@ The loss terms: ``bpr`` is ``calculate_loss`` with ``reg_weight = 0``; ``reg`` i
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import tempfile
-from pathlib import Path
-
-import numpy as np
+import _mmrec
 import torch
 
-MMREC_COMMIT = "e775373b3ab1354a92165b0885ce4ab3dc4d7497"  # the checkout the golden file was made with
 SEED = 0
 N_USERS, N_ITEMS, DIM, LATENT = 6, 8, 4, 7
-FEAT_DIMS = {"image": 6, "text": 5}  # dataset order; MMRec: image = v_feat, text = t_feat
 REG_WEIGHT = 0.1
 # every user has a training pair, every item but 7 (a cold item)
 TRAIN = {"users": [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 0, 2],
@@ -45,14 +37,8 @@ BATCH = {"users": [0, 1, 2, 3, 4, 0], "pos": [1, 3, 5, 6, 5, 2], "neg": [3, 7, 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mmrec", type=Path, required=True, help="an MMRec checkout")
-    ap.add_argument("--out", type=Path, required=True, help="the golden JSON to write")
-    ap.add_argument("--commit", default=MMREC_COMMIT, help="the MMRec commit of --mmrec, recorded in the JSON")
-    args = ap.parse_args(argv)
-    sys.path.insert(0, str(args.mmrec / "src"))
+    args = _mmrec.parse_args(__doc__, argv)
     import models.mmgcn as mmgcn  # MMRec's module (imports torch_geometric)
-    import scipy.sparse as sp
     import torch_geometric
 
     gcn_class = mmgcn.GCN
@@ -68,45 +54,16 @@ def main(argv: list[str] | None = None) -> None:
 
     mmgcn.GCN = small_latent_gcn
 
-    rng = np.random.default_rng(SEED)
-    features = {m: rng.standard_normal((N_ITEMS, k)).astype(np.float32) for m, k in FEAT_DIMS.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        # GeneralRecommender loads <data_path><dataset>/<vision|text>_feature_file
-        (Path(tmp) / "tiny").mkdir()
-        np.save(Path(tmp) / "tiny" / "image_feat.npy", features["image"])
-        np.save(Path(tmp) / "tiny" / "text_feat.npy", features["text"])
-        config = {
-            "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg__",
-            "train_batch_size": len(BATCH["users"]), "device": "cpu", "end2end": False,
-            "is_multimodal_model": True, "data_path": tmp + "/", "dataset": "tiny",
-            "vision_feature_file": "image_feat.npy", "text_feature_file": "text_feat.npy",
-            "embedding_size": DIM, "n_layers": 2, "reg_weight": REG_WEIGHT,
-        }
-
-        class _Data:
-            def get_user_num(self):
-                return N_USERS
-
-            def get_item_num(self):
-                return N_ITEMS
-
-        class _Loader:  # MMRec's TrainDataLoader: .dataset and inter_matrix
-            dataset = _Data()
-
-            def inter_matrix(self, form="coo"):
-                ones = np.ones(len(TRAIN["users"]), dtype=np.float32)
-                return sp.coo_matrix((ones, (TRAIN["users"], TRAIN["items"])), shape=(N_USERS, N_ITEMS))
-
+    features = _mmrec.features(SEED, N_ITEMS)  # _mmrec.FEAT_DIMS: image -> MMRec's v_feat, text -> t_feat
+    with _mmrec.dataset_dir(features) as data:
+        config = _mmrec.config(len(BATCH["users"]), data, embedding_size=DIM, n_layers=2, reg_weight=REG_WEIGHT)
         torch.manual_seed(SEED)
-        model = mmgcn.MMGCN(config, _Loader())
-
-    def floats(t):
-        return t.detach().double().tolist()
+        model = mmgcn.MMGCN(config, _mmrec.Loader(N_USERS, N_ITEMS, TRAIN["users"], TRAIN["items"]))
 
     frozen = {"id_embedding": model.id_embedding, "v_gcn.preference": model.v_gcn.preference,
               "t_gcn.preference": model.t_gcn.preference}  # plain tensors: not in MMRec's optimiser
-    weights = {n: floats(p) for n, p in model.named_parameters()}
-    interaction = [torch.tensor(BATCH[k]) for k in ("users", "pos", "neg")]
+    weights = {n: _mmrec.floats(p) for n, p in model.named_parameters()}
+    interaction = _mmrec.interaction(BATCH)
     model.reg_weight = 0.0
     bpr = float(model.calculate_loss(interaction).detach().reshape(()))
     model.reg_weight = REG_WEIGHT
@@ -123,18 +80,17 @@ def main(argv: list[str] | None = None) -> None:
         "seed": SEED,
         "n_users": N_USERS, "n_items": N_ITEMS, "embedding_dim": DIM, "latent_dim": LATENT,
         "reg_weight": REG_WEIGHT,
-        "features": {m: f.astype(np.float64).tolist() for m, f in features.items()},
+        "features": _mmrec.arrays(features),
         "train": TRAIN,
         "batch": BATCH,
         "weights": weights,
-        "frozen": {k: floats(v) for k, v in frozen.items()},
+        "frozen": {k: _mmrec.floats(v) for k, v in frozen.items()},
         "terms": {"bpr": bpr, "reg": float(total.detach().reshape(())) - bpr},
         "total": float(total.detach().reshape(())),
-        "grads": {n: floats(p.grad) for n, p in model.named_parameters()},
-        "scores": floats(scores),
+        "grads": {n: _mmrec.floats(p.grad) for n, p in model.named_parameters()},
+        "scores": _mmrec.floats(scores),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    _mmrec.write(args.out, out)
 
 
 if __name__ == "__main__":

@@ -19,63 +19,24 @@ same seed gives mentor_ray the same initial weights), except the projection's bi
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import tempfile
-from pathlib import Path
-
-import numpy as np
+import _mmrec
 import torch
 
-MMREC_COMMIT = "e775373b3ab1354a92165b0885ce4ab3dc4d7497"  # the checkout the golden file was made with
 SEED = 0
 N_USERS, N_ITEMS, DIM = 6, 8, 4
-FEAT_DIMS = {"image": 6, "text": 5}  # dataset order; MMRec: image = v_feat, text = t_feat
 REG_WEIGHT = 0.5  # large enough that the reg term's gradient is of the size of BPR's
 BATCH = {"users": [0, 1, 2, 3, 4, 0], "pos": [1, 3, 5, 7, 0, 1], "neg": [2, 4, 6, 0, 3, 5]}
 
 
-def _floats(t: torch.Tensor) -> list:
-    return t.detach().double().tolist()
-
-
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mmrec", type=Path, required=True, help="an MMRec checkout")
-    ap.add_argument("--out", type=Path, required=True, help="the golden JSON to write")
-    ap.add_argument("--commit", default=MMREC_COMMIT, help="the MMRec commit of --mmrec, recorded in the JSON")
-    args = ap.parse_args(argv)
-    sys.path.insert(0, str(args.mmrec / "src"))
+    args = _mmrec.parse_args(__doc__, argv)
     from models.vbpr import VBPR  # MMRec's class
 
-    rng = np.random.default_rng(SEED)
-    features = {m: rng.standard_normal((N_ITEMS, k)).astype(np.float32) for m, k in FEAT_DIMS.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        # GeneralRecommender loads <data_path><dataset>/<vision|text>_feature_file
-        (Path(tmp) / "tiny").mkdir()
-        np.save(Path(tmp) / "tiny" / "image_feat.npy", features["image"])
-        np.save(Path(tmp) / "tiny" / "text_feat.npy", features["text"])
-        config = {
-            "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg__",
-            "train_batch_size": len(BATCH["users"]), "device": "cpu", "end2end": False,
-            "is_multimodal_model": True, "data_path": tmp + "/", "dataset": "tiny",
-            "vision_feature_file": "image_feat.npy", "text_feature_file": "text_feat.npy",
-            "embedding_size": DIM, "reg_weight": REG_WEIGHT,
-        }
-
-        class _Data:
-            def get_user_num(self):
-                return N_USERS
-
-            def get_item_num(self):
-                return N_ITEMS
-
-        class _Loader:
-            dataset = _Data()
-
+    features = _mmrec.features(SEED, N_ITEMS)  # _mmrec.FEAT_DIMS: image -> MMRec's v_feat, text -> t_feat
+    with _mmrec.dataset_dir(features) as data:
+        config = _mmrec.config(len(BATCH["users"]), data, embedding_size=DIM, reg_weight=REG_WEIGHT)
         torch.manual_seed(SEED)
-        model = VBPR(config, _Loader())
+        model = VBPR(config, _mmrec.Loader(N_USERS, N_ITEMS))
     with torch.no_grad():
         model.item_linear.bias.copy_(torch.randn(DIM, generator=torch.Generator().manual_seed(SEED + 1)))
 
@@ -83,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     seen: dict[str, torch.Tensor] = {}
     model.loss.register_forward_hook(lambda mod, inp, out: seen.__setitem__("bpr", out))
     model.reg_loss.register_forward_hook(lambda mod, inp, out: seen.__setitem__("reg", REG_WEIGHT * out))
-    interaction = [torch.tensor(BATCH[k]) for k in ("users", "pos", "neg")]
-    weights = {n: _floats(p) for n, p in model.named_parameters()}
+    interaction = _mmrec.interaction(BATCH)
+    weights = {n: _mmrec.floats(p) for n, p in model.named_parameters()}
     total = model.calculate_loss(interaction)
     total.backward()
     with torch.no_grad():
@@ -96,16 +57,15 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "seed": SEED,
         "n_users": N_USERS, "n_items": N_ITEMS, "embedding_dim": DIM, "reg_weight": REG_WEIGHT,
-        "features": {m: f.astype(np.float64).tolist() for m, f in features.items()},
+        "features": _mmrec.arrays(features),
         "batch": BATCH,
         "weights": weights,
         "terms": {k: float(v.reshape(())) for k, v in seen.items()},
         "total": float(total.reshape(())),
-        "grads": {n: _floats(p.grad) for n, p in model.named_parameters()},
-        "scores": _floats(scores),
+        "grads": {n: _mmrec.floats(p.grad) for n, p in model.named_parameters()},
+        "scores": _mmrec.floats(scores),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    _mmrec.write(args.out, out)
 
 
 if __name__ == "__main__":
