@@ -264,3 +264,15 @@ def test_per_user_values_are_kept_for_final_runs_only(tmp_path):
     runs = load_runs(tmp_path)
     ids, values = runs.loc[0, "users:test_recall@20"]
     assert ids.tolist() == [3, 5, 8] and values.tolist() == [1.0, 1.0, 0.5]
+
+
+def test_a_row_with_k_but_no_metric_or_the_reverse_is_a_corrupted_file(tmp_path, caplog):
+    """Found by the fuzz campaign: a file whose k column was nulled crashed the leaderboard (int(NaN))."""
+    _write(tmp_path, _summary(seed=0))
+    rows = results.rows_from_summary(_summary(seed=1), "final", "s", version="test")
+    k = rows.schema.get_field_index("k")
+    pq.write_table(rows.set_column(k, "k", pa.nulls(rows.num_rows, pa.int32())), tmp_path / "final-nulled-k.parquet")
+    with caplog.at_level(logging.WARNING, logger=results.__name__):
+        table = results.read_results(tmp_path).to_pandas()
+    assert sorted(table.seed.unique()) == [0]
+    assert any("final-nulled-k.parquet" in m and "some of split, metric and k null" in m for m in _warnings(caplog))

@@ -350,6 +350,11 @@ def _checked_values(table: pa.Table) -> pa.Table:
         if bad:
             raise pa.ArrowInvalid(f"column {column} holds {shown(bad[0], 60)}; allowed: "
                                   f"{', '.join(map(str, allowed))}")
+    # a row measures something (split, metric and k all set) or is a failed run's one row (all three null)
+    nulls = [pc.is_null(table.column(c)) for c in ("split", "metric", "k")]
+    mixed = pc.or_(pc.xor(nulls[0], nulls[1]), pc.xor(nulls[1], nulls[2]))
+    if pc.any(mixed).as_py():
+        raise pa.ArrowInvalid("a row with some of split, metric and k null but not all")
     for rid in pc.unique(table.column("run_id")).to_pylist():
         if not rid or len(rid) > 512 or any(ch.isspace() or not ch.isprintable() for ch in rid):
             raise pa.ArrowInvalid(f"run_id {shown(rid, 60)} is not a run id (printable, no spaces, 1-512 characters)")
