@@ -114,8 +114,8 @@ def test_job_submit_trains_with_two_workers(head, tmp_path):
 
 def test_job_submit_runs_a_sweep(head, tmp_path):
     """The sweep issue's acceptance command, submitted as a job: search, finals, ablation, leaderboard."""
-    from mentor_ray.common.config import BASELINES, MENTOR_VARIANTS
     from mentor_ray.report import results
+    from mentor_ray.sweep.tune import Sweep
 
     out = _submit(head, "python", "-m", "mentor_ray.tune", "--dataset", "synth-tiny", "--space", "smoke",
                   "--num-samples", "4", "--seeds", "2", "--ablation", "--grace-period", "2",
@@ -124,5 +124,5 @@ def test_job_submit_runs_a_sweep(head, tmp_path):
     runs = results.read_results(tmp_path / "r").to_pandas().drop_duplicates("run_id")
     assert set(runs.role) == {"search", "final", "ablation"}
     ablation = runs[runs.role == "ablation"]
-    assert sorted(ablation.variant) == sorted(2 * (MENTOR_VARIANTS + BASELINES))
+    assert sorted(ablation.variant) == sorted(2 * Sweep.ablation_variants())  # MENTOR's and the general baselines
     assert (tmp_path / "r-leaderboard" / "leaderboard.html").is_file()
