@@ -74,7 +74,9 @@ class Recommender(nn.Module):
             self._graphs[f"item.{m}.T"] = padded.t().to_sparse_csr()
 
     def graphs_to(self, device: torch.device) -> None:
-        self._graphs = {k: v.to(device) for k, v in self._graphs.items()}
+        """Move the graphs (the trainer's, or those a model built itself into ``_graphs``) to ``device``; the
+        trainer calls it for every model."""
+        self._graphs = {k: v.to(device) for k, v in getattr(self, "_graphs", {}).items()}
 
     def graph(self, name: str) -> torch.Tensor:
         return self._graphs[name]

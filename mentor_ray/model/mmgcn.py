@@ -157,9 +157,6 @@ class MMGCN(Recommender):
 
     def forward(self) -> torch.Tensor:
         """(N, d) representation, users first: the mean over modalities of their networks' outputs."""
-        dev = self.id_embedding.device
-        if self._graphs["mean"].device != dev:
-            self.graphs_to(dev)
         adj, adj_t = self.graph("mean"), self.graph("mean.T")
         out = [self.gcn[m](getattr(self, f"feat_{m}"), self.id_embedding, adj, adj_t) for m in self.modalities]
         return sum(out) / len(out)

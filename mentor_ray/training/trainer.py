@@ -175,7 +175,7 @@ class Trainer:
             self.graph_builder = graphs.builder
             log.info("%s: graphs %s (knn_k %d, %s)", self.ds.name, graphs.describe(), graphs.k, graphs.knn_norm)
             self.model.set_graphs(graphs.ui_adj, graphs.item_adj)
-            self.model.graphs_to(self.device)
+        self.model.graphs_to(self.device)  # also the graphs a model built itself (MMGCN's)
         self.model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr) if params else None
