@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -30,7 +31,7 @@ from mentor_ray.datasets.mmrec import confined_file, write_inter
 log = logging.getLogger(__name__)
 
 PREFIX = "synth-"
-GENERATOR_VERSION = 1  # bump when the generated data would change
+GENERATOR_VERSION = 2  # bump when the generated data would change (2: bit-exact under any numpy or BLAS)
 MIN_PER_USER = 5
 CHECKSUMS = "checksums.json"  # SHA-256 of every file of a generated directory, written last
 
@@ -110,7 +111,14 @@ class SyntheticData:
 
 
 def generate(spec: SyntheticSpec) -> SyntheticData:
-    """The interactions, features and planted item topics of ``spec``."""
+    """The interactions, features and planted item topics of ``spec``.
+
+    Bit-exact under any numpy, BLAS or CPU: beyond the random draws (numpy's ``Generator`` streams, which
+    numpy keeps stable), the generator uses only elementwise IEEE operations (correctly rounded, so SIMD
+    cannot change them), matrix products whose every partial sum is exact (:func:`_exact_matmul`), sums in
+    a fixed order (:func:`_fixed_sum`) and ``math.log1p``. numpy 1.26 and 2.x gave features that differed by
+    up to 7e-7 with ``np.tanh``, BLAS products and ``ndarray.std``, so a preset had two content hashes.
+    """
     spec.check()
     rng = np.random.default_rng([spec.seed, GENERATOR_VERSION])
     r = spec.n_factors
@@ -120,7 +128,7 @@ def generate(spec: SyntheticSpec) -> SyntheticData:
     a, b = rng.integers(spec.n_clusters, size=(2, spec.n_users))
     second = rng.random(spec.n_users) < 0.3  # 30% of users have a second interest
     users_f = _unit(centroids[a] + 0.5 * second[:, None] * centroids[b] + 0.6 * rng.standard_normal((spec.n_users, r)))
-    popularity = spec.zipf_a * -np.log1p(rng.permutation(spec.n_items)).astype(np.float64)
+    popularity = -spec.zipf_a * np.array([math.log1p(float(v)) for v in rng.permutation(spec.n_items)])
 
     counts = _activity(spec, rng)
     users, items = _sample_items(spec, rng, users_f, items_f, popularity, counts)
@@ -138,8 +146,41 @@ def generate(spec: SyntheticSpec) -> SyntheticData:
     return SyntheticData(table, features, item_topic)
 
 
+_GRID = 2.0**-20  # inputs of a product are rounded to multiples of this (2^-20 ~ 1e-6: far below any signal)
+
+
+def _on_grid(x: np.ndarray) -> np.ndarray:
+    return np.rint(np.asarray(x, dtype=np.float64) * (1 / _GRID)) * _GRID  # scaling by a power of 2 is exact
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` after rounding both to :data:`_GRID`: every product is then an integer multiple of
+    ``_GRID**2`` and every partial sum one below 2**53 of them, so float64 represents each exactly and the
+    result is the same whatever order or blocking (or FMA) the BLAS uses."""
+    a, b = _on_grid(a), _on_grid(b)
+    if a.size and b.size:
+        bound = float(np.abs(a).max()) * float(np.abs(b).max()) * a.shape[1] / _GRID**2
+        if bound >= 2.0**53:
+            raise ValueError(f"synthetic generator: a product of magnitude up to {bound:.3g} grid units "
+                             "would not be exact in float64")
+    return a @ b
+
+
+def _fixed_sum(x: np.ndarray) -> np.ndarray:
+    """The sum over the last axis in one fixed pairwise order made of elementwise adds (numpy's own
+    ``sum`` picks its blocking by version and CPU)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    size = 1 << max(0, (n - 1).bit_length())
+    if size != n:
+        x = np.concatenate([x, np.zeros(x.shape[:-1] + (size - n,))], axis=-1)
+    while x.shape[-1] > 1:
+        x = x[..., 0::2] + x[..., 1::2]
+    return x[..., 0]
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.sqrt(_fixed_sum(x * x))[:, None]
 
 
 def _activity(spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
@@ -147,7 +188,7 @@ def _activity(spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
     cap = min(spec.max_per_user, spec.n_items // 2) - MIN_PER_USER
     extra_total = spec.n_interactions - MIN_PER_USER * spec.n_users
     weight = rng.lognormal(0.0, 1.2, spec.n_users)
-    extra = np.minimum(np.floor(weight / weight.sum() * extra_total).astype(np.int64), cap)
+    extra = np.minimum(np.floor(weight / _fixed_sum(weight) * extra_total).astype(np.int64), cap)
     while (left := extra_total - int(extra.sum())) > 0:  # hand out the remainder, heaviest first
         room = np.flatnonzero(extra < cap)
         pick = room[np.argsort(-weight[room], kind="stable")[:left]]
@@ -161,7 +202,8 @@ def _sample_items(spec, rng, users_f, items_f, popularity, counts) -> tuple[np.n
     chunk = max(1, (1 << 22) // spec.n_items)
     for s in range(0, spec.n_users, chunk):
         e = min(spec.n_users, s + chunk)
-        keys = spec.beta * (users_f[s:e] @ items_f.T) + popularity + rng.gumbel(size=(e - s, spec.n_items))
+        affinity = _exact_matmul(users_f[s:e], items_f.T)
+        keys = spec.beta * affinity + popularity + rng.gumbel(size=(e - s, spec.n_items))
         k = int(counts[s:e].max())
         top = np.argpartition(-keys, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(keys, top, 1), axis=1, kind="stable"), 1)
@@ -183,18 +225,29 @@ def _split_labels(rng: np.random.Generator, users: np.ndarray, counts: np.ndarra
     return np.where(position < n_eval, 2, np.where(position < 2 * n_eval, 1, 0)).astype(np.int64)
 
 
+def _squash(x: np.ndarray) -> np.ndarray:
+    """x / sqrt(1 + x^2): tanh's shape from correctly rounded operations (``np.tanh``'s SIMD code differs
+    between numpy versions)."""
+    return x / np.sqrt(1.0 + x * x)
+
+
 def _feature_view(rng: np.random.Generator, items_f: np.ndarray, m: Modality) -> np.ndarray:
+    """A nonlinear, noisy view of 3/4 of the latent factors: a random two-layer map plus Gaussian noise
+    (std ``m.noise`` times the clean view's), rows in chunks so memory stays bounded at 4096-d."""
     r = items_f.shape[1]
     seen = rng.permutation(r)[: max(1, (3 * r) // 4)]
     hidden_dim = 64
-    w1 = rng.standard_normal((seen.size, hidden_dim)) * 2.0 / np.sqrt(seen.size)
-    w2 = rng.standard_normal((hidden_dim, m.dim)).astype(np.float32) / np.sqrt(hidden_dim)
-    hidden = np.tanh(items_f[:, seen] @ w1).astype(np.float32)
+    w1 = rng.standard_normal((seen.size, hidden_dim)) * (2.0 / math.sqrt(seen.size))
+    w2 = rng.standard_normal((hidden_dim, m.dim)) * (1.0 / math.sqrt(hidden_dim))
+    hidden = _squash(_exact_matmul(items_f[:, seen], w1))
     out = np.empty((items_f.shape[0], m.dim), dtype=np.float32)
-    for s in range(0, out.shape[0], 4096):  # rows in chunks: bounded memory at 4096-d
-        clean = hidden[s : s + 4096] @ w2
-        noisy = clean + m.noise * clean.std() * rng.standard_normal(clean.shape, dtype=np.float32)
-        out[s : s + 4096] = np.maximum(noisy, 0.0) if m.relu else noisy
+    for s in range(0, out.shape[0], 4096):
+        clean = _exact_matmul(hidden[s : s + 4096], w2)
+        flat = clean.reshape(-1)
+        mean = float(_fixed_sum(flat)) / flat.size
+        std = math.sqrt(float(_fixed_sum((flat - mean) ** 2)) / flat.size)
+        noisy = clean + (m.noise * std) * rng.standard_normal(clean.shape)
+        out[s : s + 4096] = np.maximum(noisy, 0.0) if m.relu else noisy  # float64 -> float32: correctly rounded
     return out
 
 
