@@ -82,14 +82,27 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
-# pip's own output, one line per package it collects and a last line of what it installed, instead of
-# minutes of silence (-q) or pages of progress bars; from pip's first error on, everything (pipefail
-# keeps its exit status).
+# pip's own output, one line per package it collects or downloads and a last line of what it installed,
+# instead of minutes of silence (-q) or pages of progress bars; from pip's first error on, everything
+# (pipefail keeps its exit status). While pip works without a line (a large download, unpacking and
+# installing), a line every MENTOR_RAY_SETUP_TICK seconds (default 20) says it is still at it.
 pip_install() {
+  local start=$SECONDS tick="${MENTOR_RAY_SETUP_TICK:-20}" ticker rc=0
+  # the ticker ends with the script however it ends (a background job of a script ignores Ctrl-C)
+  ( while sleep "$tick"; do kill -0 $$ 2>/dev/null || exit 0
+      echo "[setup]   ... pip still working ($((SECONDS - start)) s)"; done ) &
+  ticker=$!
+  trap 'kill "$ticker" 2>/dev/null || true' EXIT
   "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 | awk '
     /^Collecting / { n++; printf "[setup]   %3d  %s\n", n, $2; fflush() }
+    /^ *Downloading / { printf "[setup]        downloading %s %s %s\n", $2, $(NF-1), $NF; fflush() }
+    /^Installing collected packages/ { print "[setup]   installing the collected packages"; fflush() }
     /^Successfully installed/ { print "[setup]   installed " NF - 2 " packages"; fflush() }
-    /^(ERROR|error)[: ]/, 0 { print > "/dev/stderr" }'
+    /^(ERROR|error)[: ]/, 0 { print > "/dev/stderr" }' || rc=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  trap - EXIT
+  return "$rc"
 }
 echo "[setup] upgrading pip, setuptools and wheel"
 pip_install -q --upgrade pip "setuptools<70" wheel

@@ -41,6 +41,15 @@ def _sweep(tmp_path, *extra):
             "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "s"), *extra]
 
 
+def _assert_quiet(proc) -> None:
+    """``--quiet``: mentor_ray's own lines only: no Ray, Tune or Optuna log lines, no lines forwarded from the
+    trials' processes, no terminal colour codes (README: a quiet first run)."""
+    out = proc.stdout + proc.stderr
+    assert "\x1b" not in out
+    foreign = [line for line in out.splitlines() if line.strip() and not line.startswith(("[mentor_ray]", "  "))]
+    assert not foreign, foreign
+
+
 @pytest.mark.slow  # two sweeps in subprocesses (~50 s)
 def test_a_resume_runs_no_code_planted_in_the_experiment_folders(tmp_path):
     """Every ``*.pkl`` under --storage is swapped for a payload that writes a file when unpickled; the resumed
@@ -48,11 +57,13 @@ def test_a_resume_runs_no_code_planted_in_the_experiment_folders(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     first = subprocess.run(_sweep(tmp_path), env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    _assert_quiet(first)
     rows_before = sorted(p.name for p in (tmp_path / "r").glob("*.parquet"))
     marker = tmp_path / "pwned"
     assert _plant(tmp_path / "s", marker) >= 3  # tuner.pkl, searcher state, params.pkl of each trial
     second = subprocess.run(_sweep(tmp_path, "--resume"), env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
+    _assert_quiet(second)
     assert not marker.exists()
     assert "2 trial(s) ended before" in second.stdout
     assert sorted(p.name for p in (tmp_path / "r").glob("*.parquet")) == rows_before

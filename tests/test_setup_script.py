@@ -55,3 +55,35 @@ def test_no_suitable_python_names_the_profile_and_the_way_out(tmp_path):
     assert err.startswith(f"error: no Python 3.11, 3.12 found (PYTHON={fake}) for the pinned profile")
     assert "MENTOR_RAY_PROFILE=current (Python 3.11-3.13)" in err
     assert not (tmp_path / "v").exists()
+
+
+def _installing_env(path, pip_body: str) -> None:
+    """An environment of the current profile whose stamp is stale (so setup installs) and whose python runs
+    ``pip_body`` (sh) for ``-m pip`` and succeeds at anything else (the import check)."""
+    fake_env(path, "current")
+    (path / ".mentor_ray-installed").write_text("stale\n")
+    (path / "bin" / "python").write_text(f'#!/bin/sh\nif [ "$2" = pip ]; then\n{pip_body}\nfi\nexit 0\n')
+
+
+def test_a_long_silent_pip_step_still_prints_a_line_every_tick_and_the_ticker_ends_with_it(tmp_path):
+    """Install progress is never silent for long: pip prints nothing while it downloads and installs large
+    wheels, so setup says it is still working every MENTOR_RAY_SETUP_TICK seconds (20 by default); the
+    ticker is gone when setup ends (a lingering one would hold the pipe open and this run would time out)."""
+    _installing_env(tmp_path / "v", 'echo "Collecting torch==2.13.0"\n'
+                    'echo "  Downloading torch-2.13.0-cp311-none-linux_x86_64.whl (180.5 MB)"\nsleep 3\n'
+                    'echo "Installing collected packages: torch"\necho "Successfully installed torch-2.13.0"')
+    proc = setup({"MENTOR_RAY_VENV": str(tmp_path / "v"), "MENTOR_RAY_SETUP_TICK": "1"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "[setup]     1  torch==2.13.0" in lines
+    assert "[setup]        downloading torch-2.13.0-cp311-none-linux_x86_64.whl (180.5 MB)" in lines
+    assert sum("pip still working" in line for line in lines) >= 4  # two pip calls; at least 2 ticks in the 3 s one
+    assert lines[-1] == "[setup] done"
+
+
+def test_a_failing_pip_ends_setup_with_its_error_and_status(tmp_path):
+    _installing_env(tmp_path / "v", 'echo "ERROR: No matching distribution found for torch==9"\nexit 1')
+    proc = setup({"MENTOR_RAY_VENV": str(tmp_path / "v"), "MENTOR_RAY_SETUP_TICK": "1"})
+    assert proc.returncode == 1
+    assert "ERROR: No matching distribution found for torch==9" in proc.stderr
+    assert (tmp_path / "v" / ".mentor_ray-installed").read_text().strip() == "stale"  # not marked installed

@@ -100,8 +100,11 @@ def atomic_path(final: Path, size: int | None = None) -> Iterator[Path]:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        os.close(fd)
         tmp_path = Path(tmp)
+        try:  # mkstemp makes the file 0600; the user's umask decides who may read what a run writes
+            os.fchmod(fd, 0o666 & ~process_umask())
+        finally:
+            os.close(fd)
         yield tmp_path
         os.replace(tmp_path, final)
     except Exception as exc:
@@ -112,6 +115,23 @@ def atomic_path(final: Path, size: int | None = None) -> Iterator[Path]:
         raise storage_full(final, size or written, at_least=not size) from exc
     finally:
         _remove(tmp_path)
+
+
+_UMASK: int | None = None
+
+
+def process_umask() -> int:
+    """The process's umask (read once): from ``/proc/self/status`` where Linux has it, else by setting it
+    and putting it back (which is not atomic with respect to other threads, hence the cache)."""
+    global _UMASK
+    if _UMASK is None:
+        try:
+            status = Path("/proc/self/status").read_text()
+            _UMASK = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+        except (OSError, StopIteration, ValueError, IndexError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return _UMASK
 
 
 def _size(path: Path | None) -> int:

@@ -673,7 +673,7 @@ def run_sweep(args: SweepOptions) -> None:
         configure_tune()
         # Ray for this driver: shut down on the way out however it goes, and then every process that carries
         # the lock's token ended (agents and workers outlive their raylet), so nothing is left under PID 1
-        with driver_ray(lock):
+        with driver_ray(lock, quiet=args.quiet):
             check_resources(args.cpus_per_trial, args.gpus_per_trial, count=args.workers_per_trial,  # never a hang
                             what=f"--workers-per-trial {args.workers_per_trial} --cpus-per-trial "
                             f"{args.cpus_per_trial:g} --gpus-per-trial {args.gpus_per_trial:g}")

@@ -224,6 +224,24 @@ def check_resources(cpus: float, gpus: float, what: str, count: int = 1) -> None
     )
 
 
+# Loggers whose lines a quiet command leaves out: Ray's notice that token authentication is on (a WARNING at
+# every start, with nothing for the user to do), Tune's INFO lines, and Optuna's line per study.
+QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR, "ray": logging.WARNING,
+                 "ray.tune": logging.WARNING, "optuna": logging.WARNING}
+
+
+def quiet_ray_logs() -> None:
+    """Only warnings and errors from Ray, Tune and Optuna (see :data:`QUIET_LOGGERS`); with
+    ``log_to_driver=False`` the trials' own output stays in their log files under the Ray session folder
+    (a failed trial's error still reaches the command, through Tune's result)."""
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    with contextlib.suppress(ImportError):
+        import optuna
+
+        optuna.logging.set_verbosity(logging.WARNING)  # Optuna sets its own logger's level on import
+
+
 def ensure_ray(**init_kwargs: Any) -> None:
     """Connect to the cluster named by RAY_ADDRESS (or started with ``ray start``), else start a local one.
 
@@ -315,16 +333,20 @@ def _reinstall_signal_handlers(handlers: dict) -> None:
 
 
 @contextlib.contextmanager
-def driver_ray(lock=None) -> Iterator[None]:
+def driver_ray(lock=None, quiet: bool = False) -> Iterator[None]:
     """Ray for a command's driver: :func:`ensure_ray`, and on the way out, however it goes (done, an error,
     Ctrl-C, SIGTERM), the Ray it started shut down, and then whatever carries ``lock``'s token (a
     :class:`~mentor_ray.common.lock.DriverLock` held since before Ray started) ended: agents and workers
-    that outlive their raylet. A Ray the process had already started (or joined) is left as it was."""
+    that outlive their raylet. A Ray the process had already started (or joined) is left as it was.
+
+    ``quiet``: the command prints its own lines only (:func:`quiet_ray_logs`)."""
     import ray
 
     started = not ray.is_initialized()
     try:
-        ensure_ray()
+        if quiet:
+            quiet_ray_logs()
+        ensure_ray(**({"log_to_driver": False, "logging_level": logging.WARNING} if quiet else {}))
         if lock is not None:
             lock.record_children()  # for reports; the token is what the next driver goes by
         with _signals_through_ray():
