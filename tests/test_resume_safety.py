@@ -191,3 +191,43 @@ def test_a_ddp_trial_continues_from_the_train_checkpoint_it_reported_inside_stor
     k0, k1 = resume.summary_key(_summary(0)), resume.summary_key(_summary(1))
     assert found[k0]["checkpoint"] == str(inside / "checkpoint_000000") and found[k0]["epochs"] == 4
     assert found[k1]["checkpoint"] is None  # reported outside --storage: the trial starts over
+
+
+def test_ended_trials_keep_only_their_summary_and_failed_or_cut_off_ones_keep_their_checkpoints(tmp_path):
+    """Disk: once a phase has ended, a completed or stopped trial's checkpoints go (its older folders
+    entirely, its newest down to the summary), in every attempt and in a DDP trial's Train run inside
+    --storage; a failed trial (run again by --resume), a trial not in the set, and anything reached through a
+    link or outside --storage keep theirs."""
+    s = [_summary(i)["config"] for i in range(4)]
+    ended_twice = [_trial_folder(tmp_path / "final-x", "t0", s[0], [1, 2]),
+                   _trial_folder(tmp_path / "final-x.resume-2", "t0-again", s[0], [3, 4, 5])]
+    failed = _trial_folder(tmp_path / "final-x", "t1", s[1], [1])
+    other = _trial_folder(tmp_path / "final-y", "t0", s[0], [1])  # another experiment
+    run = _trial_folder(tmp_path / "train" / "final-x", "run3", s[3], [2, 3])  # the DDP trial's Train run
+    elsewhere = _trial_folder(tmp_path.parent / f"{tmp_path.name}-elsewhere", "run2", s[2], [6])
+    ddp = (("t3", s[3], run / "checkpoint_000001"), ("t2", s[2], elsewhere / "checkpoint_000000"))
+    for name, config, reported in ddp:
+        folder = tmp_path / "final-x" / name
+        folder.mkdir(parents=True)
+        (folder / "params.json").write_text(json.dumps({"cfg": config, "threads": 1, "ddp": {"workers": 2}}))
+        (folder / "result.json").write_text(json.dumps({"checkpoint_path": str(reported)}) + "\n")
+    (ended_twice[1] / "checkpoint_000002" / "state_link.pt").symlink_to(other / "checkpoint_000000" / "summary.json")
+    keys = {resume.summary_key(_summary(i)) for i in (0, 2, 3)}  # 1 failed: not in the ended set
+    freed = resume.prune_ended(str(tmp_path), "final-x", keys)
+
+    def files(folder):
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+    assert files(ended_twice[0]) == ["checkpoint_000001/summary.json", "params.json"]
+    assert files(ended_twice[1]) == ["checkpoint_000002/summary.json", "params.json"]
+    assert files(run) == ["checkpoint_000001/summary.json", "params.json"]
+    assert "checkpoint_000000/trainer_state.pt" in files(failed)
+    assert "checkpoint_000000/trainer_state.pt" in files(other)
+    assert "checkpoint_000000/trainer_state.pt" in files(elsewhere)  # reported outside --storage: not ours
+    assert (other / "checkpoint_000000" / "summary.json").is_file()  # the link was removed, not followed
+    link_size = len(str(other / "checkpoint_000000" / "summary.json"))  # a link's own size: its target's path
+    assert freed == len(b"state") * 7 + link_size + sum(  # 7 state files, the summaries of the older folders
+        len(json.dumps({**_summary(c["seed"]), "epochs_run": e}))
+        for c, e in ((s[0], 1), (s[0], 3), (s[0], 4), (s[3], 2)))
+    assert resume.prune_ended(str(tmp_path), "final-x", keys) == 0  # twice: nothing more
+    assert resume.prune_ended("s3://bucket/x", "final-x", keys) == 0

@@ -268,6 +268,9 @@ def test_a_searched_knn_k_gives_each_trial_graphs_of_its_own_k(local_ray, tmp_pa
     ks = sorted(json.loads(c)["knn_k"] for c in runs[runs.role == "search"].config_json)
     assert ks == [3, 6]
     assert len(runs[runs.role == "final"]) == 1
+    # every trial ended: the storage keeps each one's summary, no trainer state (resume_safety tests the rule)
+    assert not list((tmp_path / "tune").rglob("trainer_state.pt"))
+    assert len(list((tmp_path / "tune").rglob("checkpoint_*/summary.json"))) == 3
 
 
 def test_the_results_callback_records_a_trial_as_it_ends(tmp_path):

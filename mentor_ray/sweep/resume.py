@@ -23,10 +23,12 @@ Nothing in the old attempt folders is unpickled: ``tuner.pkl``, ``searcher-state
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -192,6 +194,71 @@ def cut_off_trials(storage: str, name: str, ended: set[str]) -> dict[str, dict[s
             if found and found[1] > entry["epochs"]:
                 entry["checkpoint"], entry["epochs"], entry["summary"] = str(found[0]), found[1], found[2]
     return out
+
+
+def prune_ended(storage: str, name: str, ended: set[str]) -> int:
+    """Free the checkpoints of the experiment's trials that ended (completed or stopped, by key; failed ones
+    run again on ``--resume``, from their checkpoints, and keep them): their older checkpoint folders go and
+    the newest keeps only its run summary (what the trial reported; the results store already holds its
+    rows). Nothing else reads them: ``--resume`` takes an ended trial from the journal and the leaderboard
+    reads the store. A DDP trial's Ray Train checkpoints (under ``--storage``) are pruned the same way. Only
+    a local ``--storage``; returns the bytes freed."""
+    if "://" in storage or not ended:
+        return 0
+    from pydantic import ValidationError
+
+    from mentor_ray.common.config import TrainConfig
+
+    root = Path(storage).resolve()
+    freed = 0
+    for attempt in attempts(storage, name):
+        for folder in _trial_folders(attempt):
+            try:
+                cfg = TrainConfig.model_validate(trial_values(_read_small_json(folder / "params.json")))
+            except (ValidationError, KeyError, TypeError, ValueError):
+                continue
+            if trial_key(cfg.variant, cfg.model_dump(), cfg.seed) not in ended:
+                continue
+            holders = [folder]
+            reported = _reported_checkpoint(folder)
+            if reported is not None and not reported.is_symlink() and reported.resolve().is_relative_to(root):
+                holders.append(reported.parent)
+            for holder in holders:
+                freed += _keep_summary_only(holder)
+    return freed
+
+
+def _keep_summary_only(holder: Path) -> int:
+    """In ``holder``'s ``checkpoint_<n>`` folders: all but the newest removed, the newest cut to its summary."""
+    try:
+        found = sorted((int(m.group(1)), Path(e.path)) for e in os.scandir(holder)
+                       if (m := re.fullmatch(r"checkpoint_(\d{1,9})", e.name)) and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return 0
+    freed = 0
+    for i, (_, path) in enumerate(found):
+        newest = i == len(found) - 1
+        for entry in list(os.scandir(path)):
+            if not (newest and entry.name == SUMMARY_FILE):
+                freed += _remove(Path(entry.path))
+        if not newest:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+    return freed
+
+
+def _remove(path: Path) -> int:
+    """Remove a file or a folder (never following a link); the bytes it held, 0 where it could not go."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            size = sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+            shutil.rmtree(path)
+            return size
+        size = path.lstat().st_size
+        path.unlink()
+        return size
+    except OSError:
+        return 0
 
 
 def describe(done: int, retry: int, cut_off: dict[str, dict[str, Any]]) -> str:

@@ -34,6 +34,7 @@ from mentor_ray.sweep.resume import (
     cut_off_trials,
     describe,
     enqueue,
+    prune_ended,
     study_points,
 )
 from mentor_ray.sweep.spaces import SearchSpace, load_space
@@ -488,6 +489,11 @@ class Sweep:
                 s.setdefault(key, value)
             if not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
+        # every ended trial is in the store and the journal now: its checkpoints are no longer needed
+        ended = {k for k, s in prior.journal.ended().items() if s.get("status") != "failed"}
+        freed = prune_ended(self.storage, prior.journal.folder.name, ended)
+        if freed:
+            log.info("%s %s: freed %.1f MB of the ended trials' checkpoints", dataset, role, freed / 1e6)
         return list(merged.values())
 
     def runs(self, phase: str, dataset: str, trainable, variants: list[str], point: dict[str, Any]) -> list[dict]:
