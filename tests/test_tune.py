@@ -376,11 +376,81 @@ def test_search_defaults_start_tpe_after_5_trials_with_asha_from_epoch_10():
     """The defaults `bench search` chose: TPE after 5 random trials; ASHA's first rung at 10 epochs, then x3."""
     searcher, scheduler = tune.search_algorithms({"dropout": [0.1, 0.2]}, seed=0, sampler="tpe", asha=True,
                                                  max_epochs=100)
-    assert [r[0] for r in scheduler._brackets[0]._rungs] == [90, 30, 10]
-    assert scheduler._reduction_factor == tune.ASHA_REDUCTION == 3
+    assert scheduler.rungs == [90, 30, 10]
+    assert scheduler.rf == tune.ASHA_REDUCTION == 3
     assert searcher._sampler._n_startup_trials == tune.TPE_STARTUP == 5
     _, scheduler = tune.search_algorithms({"dropout": [0.1, 0.2]}, seed=0, sampler="tpe", asha=True,
                                           max_epochs=25, grace_period=3)
-    assert [r[0] for r in scheduler._brackets[0]._rungs] == [9, 3]  # 27 is past the budget's 26
+    assert scheduler.rungs == [9, 3]  # 27 is past the budget's 26
     assert tune.search_algorithms({"dropout": [0.1, 0.2]}, seed=0, sampler="random", asha=False,
                                   max_epochs=25)[1] is None
+
+
+def test_ledger_asha_places_its_rungs_and_cuts_as_tunes_asha():
+    """LedgerASHA is Tune's ASHA rule (one bracket): the same rungs for any grace period, epoch cap and
+    reduction, and the same decision for any sequence of results (hypothesis), trials known by key."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import ASHAScheduler
+
+    from mentor_ray.sweep.asha import LedgerASHA
+
+    @settings(max_examples=60, deadline=None)
+    @given(grace=st.integers(1, 12), max_t=st.integers(1, 200), rf=st.sampled_from([2, 3, 4]),
+           events=st.lists(st.tuples(st.integers(0, 5), st.floats(0, 1)), max_size=60))
+    def check(grace, max_t, rf, events):
+        grace = min(grace, max_t)
+        theirs = ASHAScheduler(time_attr="training_iteration", metric="m", mode="max", max_t=max_t,
+                               grace_period=grace, reduction_factor=rf)
+        ours = LedgerASHA(lambda config: f"run{config['i']}", grace_period=grace, max_t=max_t, reduction_factor=rf)
+        ours.set_search_properties("m", "max")
+        assert ours.rungs == [r[0] for r in theirs._brackets[0]._rungs]
+        trials = [Trial("__fake", config={"i": i}, stub=True) for i in range(6)]
+        for trial in trials:
+            theirs.on_trial_add(None, trial)
+        t, stopped = [0] * 6, set()
+        for i, value in events:
+            if i in stopped:  # a stopped trial reports nothing more
+                continue
+            t[i] += 1
+            result = {"m": value, "training_iteration": t[i], "epoch": t[i] - 1}
+            action = ours.on_trial_result(None, trials[i], result)
+            assert action == theirs.on_trial_result(None, trials[i], result)
+            if action == "STOP":
+                stopped.add(i)
+
+    check()
+
+
+def test_ledger_asha_keeps_its_rungs_for_the_next_driver(tmp_path):
+    """A second scheduler on the same ledger (a resumed search: new trial ids, epochs counted from the
+    checkpoint) judges a returning run by the decisions already taken, and new runs against the values recorded
+    before the interrupt."""
+    from ray.tune.experiment import Trial
+
+    from mentor_ray.sweep.asha import LedgerASHA, read_ledger, stopped_at
+
+    def scheduler():
+        s = LedgerASHA(lambda config: config["key"], grace_period=1, max_t=10, reduction_factor=3,
+                       ledger=tmp_path / "rungs.json")
+        s.set_search_properties("m", "max")
+        return s
+
+    def result(s, key, epoch, value):
+        return s.on_trial_result(None, Trial("__fake", config={"key": key}, stub=True), {"m": value, "epoch": epoch})
+
+    first = scheduler()
+    assert result(first, "a", 0, 0.9) == "CONTINUE"  # rung 1: nothing to compare with
+    assert result(first, "b", 0, 0.1) == "STOP"  # rung 1: below a's value
+    assert result(first, "c", 0, 0.95) == "CONTINUE"
+    assert result(first, "c", 1, 0.95) == "CONTINUE"  # between rungs
+    recorded = read_ledger(tmp_path / "rungs.json")
+    assert stopped_at(recorded, "b") == 1 and stopped_at(recorded, "c") is None
+    second = scheduler()  # the next driver
+    assert result(second, "b", 1, 0.99) == "STOP"  # b came back (cut off as it was stopped): still stopped
+    assert result(second, "c", 1, 0.10) == "CONTINUE"  # c passed rung 1 before: not judged there again
+    assert result(second, "d", 0, 0.5) == "STOP"  # new: judged against a, b and c's values at rung 1
+    assert result(second, "c", 2, 0.97) == "CONTINUE"  # rung 3: first value there
+    (tmp_path / "rungs.json").write_text("{not json")
+    assert scheduler().recorded == {}  # an unreadable ledger: the runs are judged again, never a crash

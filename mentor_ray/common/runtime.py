@@ -96,12 +96,14 @@ def worker_logging() -> None:
 
 KILL_AT_ENV = "MENTOR_RAY_KILL_AT"  # fault injection: the named point where the process kills itself
 KILL_MARKER_ENV = "MENTOR_RAY_KILL_MARKER"  # a file: the kill happens once, whichever process gets there
+KILL_SIGNAL_ENV = "MENTOR_RAY_KILL_SIGNAL"  # the signal sent: KILL (default), or INT / TERM (a user's Ctrl-C, a stop)
 
 
 def kill_point(name: str) -> None:
     """SIGKILL this process here when ``MENTOR_RAY_KILL_AT`` names this point, once (the marker file
     records it): the fault campaign (``mentor-ray bench faults``) kills drivers and workers at chosen
-    moments with it. A no-op otherwise."""
+    moments with it, and tests interrupt a driver with ``MENTOR_RAY_KILL_SIGNAL=INT`` as Ctrl-C would.
+    A no-op otherwise."""
     if os.environ.get(KILL_AT_ENV) != name:
         return
     marker = os.environ.get(KILL_MARKER_ENV)
@@ -114,4 +116,4 @@ def kill_point(name: str) -> None:
         os.close(fd)
     import signal
 
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(KILL_SIGNAL_ENV, "KILL").upper(), signal.SIGKILL))

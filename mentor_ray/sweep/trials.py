@@ -37,6 +37,13 @@ def trial_key(variant: str, config: dict[str, Any], seed: int) -> str:
     return f"{variant}-{sha256_json(result_settings(config))[:12]}-s{int(seed)}"
 
 
+def run_key(config: dict[str, Any]) -> str:
+    """:func:`trial_key` of a trial's Tune config (its ``cfg`` under the searched values), as its summary will
+    have it: the same for every attempt of the same run."""
+    cfg = TrainConfig.model_validate(trial_values(config))
+    return trial_key(cfg.variant, cfg.model_dump(), cfg.seed)
+
+
 def summary_key(summary: dict[str, Any]) -> str:
     return trial_key(summary["variant"], summary["config"], summary["seed"])
 
@@ -254,14 +261,18 @@ def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, b
 
     from ray import tune
 
+    from mentor_ray.common.runtime import kill_point
+
     now = clock or time.monotonic
 
     class PrintProgress(tune.Callback):
         def __init__(self):
-            self.started, self.done, self.estimated = now(), 0, False
+            self.started, self.done, self.estimated, self.results = now(), 0, False, 0
             self.beat = self.started
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.results += 1
+            kill_point(f"driver-{label.split()[-1]}-result{self.results}")  # tests: interrupted mid-phase
             if heartbeat and now() - self.beat >= heartbeat:
                 self.beat = now()
                 print(f"[mentor_ray] {label}: {phase_status(trials, total, budget, self.beat - self.started)}",

@@ -27,6 +27,7 @@ from mentor_ray.common.config import (
 from mentor_ray.common.errors import ConfigError, DataError, MentorRayError, check_flags
 from mentor_ray.common.errors import shown as shown_value
 from mentor_ray.common.names import REPORTED_METRIC
+from mentor_ray.sweep.asha import read_ledger, stopped_at
 from mentor_ray.sweep.resume import (
     Journal,
     attempt_name,
@@ -47,6 +48,7 @@ from mentor_ray.sweep.trials import (
     progress_printer,
     results_recorder,
     run_ddp_trial,
+    run_key,
     run_trial,
     spent_epochs,
     summary_key,
@@ -357,10 +359,15 @@ class Sweep:
             _warn_no_experiment(Path(self.storage), name)
         ended = journal.ended()
         cut_off = cut_off_trials(self.storage, name, {k for k, s in ended.items() if s["status"] != "failed"})
+        rungs = read_ledger(self.rungs_ledger(name))
         for key, trial in list(cut_off.items()):
             summary = trial.get("summary")
-            if summary and summary.get("stop_reason") and "dataset" in summary:
-                ended[key] = {**summary, "status": "completed", "error": None}
+            if not summary or "dataset" not in summary:
+                continue
+            stop = stopped_at(rungs, key)  # ASHA's decision, taken before the interrupt, stands
+            if summary.get("stop_reason") or (stop is not None and trial["epochs"] >= stop):
+                status = "completed" if summary.get("stop_reason") else "stopped_early"
+                ended[key] = {**summary, "status": status, "error": None}
                 journal.add(ended[key])
                 del cut_off[key]
         prior = Prior(journal, ended, cut_off, attempt_name(self.storage, name))
@@ -408,9 +415,13 @@ class Sweep:
                   + (f", {spent:,} spent before this resume" if ledger and ledger.exists() else ""), flush=True)
             if spent >= budget:
                 left = 0
+        rungs = self.rungs_ledger(name)
+        if not self.args.resume:
+            rungs.unlink(missing_ok=True)  # a new search (its experiment folders gone): its own rungs only
         searcher, scheduler = search_algorithms(
             self.space.search, seed=self.args.seed, sampler="grid" if grid else "tpe", asha=True,
-            max_epochs=max_epochs, grace_period=grace, study_name=name, storage=storage, seen=seen)
+            max_epochs=max_epochs, grace_period=grace, study_name=name, storage=storage, seen=seen,
+            ledger=rungs, key_of=run_key)
         base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model,
                                 self.overrides).model_dump()
         param_space = {"cfg": base_cfg, **self.trial_space(name, prior)}
@@ -433,6 +444,11 @@ class Sweep:
               f"{f' of a budget of {budget:,}' if budget else ''}; best valid R@20 "
               f"{best['valid']['recall@20']:.4f} at {point}", flush=True)
         return point
+
+    def rungs_ledger(self, name: str) -> Path:
+        """Where a search's ASHA rungs are kept across drivers (:mod:`mentor_ray.sweep.asha`): beside its
+        journal, in the results store."""
+        return Journal(self.results, name).folder.parent / f"{name}.asha.json"
 
     def budget_ledger(self, name: str) -> Path:
         """Where a search's spent trial-epochs are kept across drivers: under a local --storage (where
@@ -541,19 +557,22 @@ class Sweep:
 
 def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha: bool, max_epochs: int,
                       grace_period: int | None = None, reduction: int | None = None, startup: int | None = None,
-                      study_name: str = "optuna", storage=None, seen: Sequence[dict[str, Any]] = ()):
+                      study_name: str = "optuna", storage=None, seen: Sequence[dict[str, Any]] = (),
+                      ledger: Path | None = None, key_of=None):
     """The searcher and scheduler of a search phase: the sweep's, and the search benchmark's
     (:mod:`mentor_ray.benchmarks.search`), so that the benchmark measures what sweeps run.
 
     ``sampler`` is ``grid`` (Optuna's grid sampler), ``random`` or ``tpe`` (``startup`` random trials
     first), behind :class:`DistinctOptunaSearch` (never the same point twice, nor one of ``seen``: the points a
-    resumed search finished before). With ``asha``, ASHA on the
-    reported metric, its rungs from ``grace_period`` epochs by ``reduction``; else None (Tune's FIFO).
+    resumed search finished before). With ``asha``, ASHA on the reported metric, its rungs from ``grace_period``
+    epochs by ``reduction`` (:class:`mentor_ray.sweep.asha.LedgerASHA`: its rungs kept in ``ledger``, trials known
+    by ``key_of(config)``, so that a resumed search judges trials as an uninterrupted one); else None (FIFO).
     Unset settings take the sweep's defaults (:data:`GRACE_PERIOD`, :data:`ASHA_REDUCTION`, :data:`TPE_STARTUP`).
     """
     import optuna
-    from ray.tune.schedulers import ASHAScheduler
 
+    from mentor_ray.common.io import sha256_json
+    from mentor_ray.sweep.asha import LedgerASHA
     from mentor_ray.sweep.searcher import DistinctOptunaSearch, TuneGridSampler
 
     samplers = {"grid": lambda: TuneGridSampler(search, seed=seed),
@@ -566,9 +585,9 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
     # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
     # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
     max_t = max(1, max_epochs + 1)
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t,
-                              grace_period=max(1, min(grace_period or GRACE_PERIOD, max_t)),
-                              reduction_factor=reduction or ASHA_REDUCTION)
+    scheduler = LedgerASHA(key_of or (lambda config: sha256_json(config)), max_t=max_t,
+                           grace_period=max(1, min(grace_period or GRACE_PERIOD, max_t)),
+                           reduction_factor=reduction or ASHA_REDUCTION, ledger=ledger)
     return searcher, scheduler
 
 
