@@ -1,7 +1,9 @@
-"""Show a search space of ``tune_spaces/`` (:mod:`mentor_ray.sweep.spaces`): axes, grid size, fixed settings.
+"""The search spaces of ``tune_spaces/`` (:mod:`mentor_ray.sweep.spaces`): list them, or show one's axes, grid
+size and fixed settings.
 
 ::
 
+    mentor-ray spaces list
     mentor-ray spaces show tune_spaces/paper_grid.yaml
     mentor-ray spaces show paper_grid
 
@@ -13,16 +15,23 @@ from __future__ import annotations
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run
-from mentor_ray.sweep.spaces import load_space
+from mentor_ray.common.errors import MentorRayError
+from mentor_ray.sweep.spaces import load_space, space_files
 
 _DESCRIPTION = "Search spaces for Ray Tune sweeps: the YAML files in ``tune_spaces/``, parsed into one typed object."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = ArgumentParser(prog="python -m mentor_ray.spaces", description="Show a search space.")
-    p.add_argument("cmd", choices=["show"])
-    p.add_argument("space", help="a YAML file, or the name of one in tune_spaces/")
+    p = ArgumentParser(prog="python -m mentor_ray.spaces", description="List the search spaces, or show one.")
+    p.add_argument("cmd", choices=["list", "show"])
+    p.add_argument("space", nargs="?", help="show: a YAML file, or the name of one in tune_spaces/")
     args = p.parse_args(argv)
+    if args.cmd == "list":
+        if args.space:
+            p.error("list takes no space")
+        return list_spaces()
+    if not args.space:
+        p.error("show needs a space: a YAML file, or a name from `spaces list`")
     space = load_space(args.space)
     print(f"{space.name}: {space.description} ({space.path})")
     for key, axis in space.search.items():
@@ -36,6 +45,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {d}: {values}")
     for alias, target in space.aliases.items():
         print(f"  {alias} -> {target}")
+    return 0
+
+
+def list_spaces() -> int:
+    """One line per space: its name, model, grid size and description (a file that does not parse says why)."""
+    files = space_files()
+    width = max((len(f.stem) for f in files), default=0)
+    for path in files:
+        try:
+            space = load_space(path)
+        except MentorRayError as exc:
+            print(f"{path.stem:<{width}}  (does not load: {exc})")
+            continue
+        size = (f"{space.grid_size:,} point{'s' if space.grid_size != 1 else ''}" if space.search
+                else "fixed point")
+        print(f"{path.stem:<{width}}  {space.model:<8}  {size:>17}  {space.description}")
+    print(f"{len(files)} spaces; `mentor-ray spaces show NAME` shows one, `--space NAME` sweeps it")
     return 0
 
 

@@ -103,3 +103,17 @@ def test_bad_space_is_one_line_naming_the_file(tmp_path, text, expected):
 def test_unknown_space_name_lists_the_spaces():
     with pytest.raises(ConfigError, match="paper_grid"):
         load_space("no_such_space")
+
+
+def test_spaces_list_names_every_space_with_its_model_and_size(capsys):
+    from mentor_ray.spaces import main
+
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = sorted(p.stem for p in SPACE_DIR.glob("*.yaml"))
+    assert [line.split()[0] for line in lines[:-1]] == names
+    assert lines[-1].startswith(f"{len(names)} spaces;")
+    smoke = next(line for line in lines if line.startswith("smoke "))
+    assert smoke.split()[1:4] == ["mentor", "8", "points"]
+    lgmrec = next(line for line in lines if line.startswith("lgmrec_grid "))
+    assert " 1 point " in lgmrec

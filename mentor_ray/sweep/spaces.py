@@ -76,13 +76,27 @@ class SearchSpace(BaseModel):
         return {**self.fixed, **self.datasets.get(self.aliases.get(dataset, dataset), {})}
 
 
+def space_dirs() -> list[Path]:
+    """Where spaces are found by name: the checkout's (or the wheel's) ``tune_spaces/``, then ``./tune_spaces``
+    (a ``ray job submit --working-dir``, the image's WORKDIR)."""
+    return list(dict.fromkeys(d for d in (SPACE_DIR, Path.cwd() / "tune_spaces") if d.is_dir()))
+
+
+def space_files() -> list[Path]:
+    """Every space file found by name, one per name (the first directory wins), sorted by name."""
+    found: dict[str, Path] = {}
+    for d in space_dirs():
+        for p in sorted(d.glob("*.yaml")):
+            found.setdefault(p.stem, p)
+    return [found[n] for n in sorted(found)]
+
+
 def resolve(name_or_path: str | Path) -> Path:
     """A path, or the name of a file in ``tune_spaces/`` (``paper_grid`` or ``paper_grid.yaml``)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    # the checkout's tune_spaces/, then ./tune_spaces (a `ray job submit --working-dir`, the image's WORKDIR)
-    dirs = list(dict.fromkeys(d for d in (SPACE_DIR, Path.cwd() / "tune_spaces") if d.is_dir()))
+    dirs = space_dirs()
     for d in dirs:
         for candidate in (d / path.name, d / f"{path.name}.yaml"):
             if candidate.is_file():
