@@ -35,16 +35,17 @@ from mentor_ray.benchmarks.bench import (
     bench_ray,
     bench_train,
     bench_tune,
-    graphs_markdown,
-    models_markdown,
-    ray_markdown,
-    train_markdown,
-    tune_markdown,
+    graphs_block,
+    models_block,
+    ray_block,
+    train_block,
+    tune_block,
     upsert_block,
 )
 from mentor_ray.benchmarks.search import SPACE as SEARCH_SPACE
 from mentor_ray.cli import ArgumentParser, run, setup_logging
 from mentor_ray.common.errors import MentorRayError
+from mentor_ray.report.render import block_md, block_text
 
 _DESCRIPTION = "Benchmarks, written to ``docs/benchmarks.md`` with the command, the machine and the date."
 
@@ -149,23 +150,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   args.write)
     if args.cmd == "graphs":
         res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm, args.builder)
-        md = graphs_markdown(res, command, args.dataset, args.k, args.knn_norm)
+        result = graphs_block(res, command, args.dataset, args.k, args.knn_norm)
         block = f"graphs:{args.dataset}:k{args.k}:{args.knn_norm}"
         block += "" if args.builder == "auto" else f":{args.builder}"
     elif args.cmd == "faults":
-        from mentor_ray.benchmarks.faults import CASES, bench_faults, faults_markdown
+        from mentor_ray.benchmarks.faults import CASES, bench_faults, faults_block
 
         res = bench_faults(list(CASES) if args.cases == "all" else [c for c in args.cases.split(",") if c])
-        md = faults_markdown(res, command)
+        result = faults_block(res, command)
         block = "faults"
         failed = [r["case"] for r in res["rows"] if not r["identical"] or r["duplicated"] or r["missing"]
                   or r["extra"] or r["left_after"]]
         if failed:
-            print(md)
+            print(block_text(result))
             raise MentorRayError(f"fault campaign: {', '.join(failed)} lost, duplicated or changed results, or "
                                  "left processes; see the table")
     elif args.cmd == "search":
-        from mentor_ray.benchmarks.search import DEFAULT_SEARCHERS, bench_search, parse_searchers, search_markdown
+        from mentor_ray.benchmarks.search import DEFAULT_SEARCHERS, bench_search, parse_searchers, search_block
         from mentor_ray.common.errors import check_flags
 
         check_flags(processes=(args.processes, 1, False), concurrency=(args.concurrency, 1, False),
@@ -177,12 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds = _int_list(args.seeds, "--seeds")
         res = bench_search(args.space, args.dataset, args.data_root, searchers, seeds, args.work, args.processes,
                            args.concurrency, args.max_fraction, args.time_scale)
-        md = search_markdown(res, command)
+        result = search_block(res, command)
         block = f"search:{args.space}:{args.dataset}"
     elif args.cmd == "tune":
         workers = _int_list(args.workers_per_trial, "--workers-per-trial")
         res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)
-        md = tune_markdown(res, command, args.dataset)
+        result = tune_block(res, command, args.dataset)
         block = f"tune:{args.dataset}:{':'.join(map(str, workers))}"
     elif args.cmd == "models":
         from mentor_ray.common.registry import MODELS, VARIANT_MODELS
@@ -194,20 +195,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise MentorRayError(f"--variants {args.variants}: {v!r} is not a variant; allowed: all, or "
                                      f"{', '.join(VARIANT_MODELS)}")
         res = bench_models(args.dataset, args.data_root, variants, args.epochs, args.threads, args.overrides)
-        md = models_markdown(res, command, args.dataset, args.overrides)
+        result = models_block(res, command, args.dataset, args.overrides)
         block = f"models:{args.dataset}:{':'.join(sorted(args.overrides))}"
     elif args.cmd == "ray":
         workers = _int_list(args.workers, "--workers")
         res = bench_ray(args.dataset, args.data_root, args.variant, args.epochs, workers, args.cpus, args.overrides)
-        md = ray_markdown(res, command, args.dataset, args.variant, args.cpus, args.overrides)
+        result = ray_block(res, command, args.dataset, args.variant, args.cpus, args.overrides)
         block = f"ray:{args.dataset}:{args.variant}:{args.cpus}:{':'.join(sorted(args.overrides))}"
     else:
         res = bench_train(args.dataset, args.data_root, args.variant, args.epochs, args.overrides)
-        md = train_markdown(res, command, args.dataset, args.variant, args.overrides)
+        result = train_block(res, command, args.dataset, args.variant, args.overrides)
         block = f"train:{args.dataset}:{args.variant}:{':'.join(sorted(args.overrides))}"
-    print(md)
+    print(block_text(result))  # plain text on the terminal; Markdown into the file
     if args.write:
-        upsert_block(args.write, block, md)
+        upsert_block(args.write, block, block_md(result))
         print(f"\n[bench] written to {args.write}", file=sys.stderr)
     return 0
 

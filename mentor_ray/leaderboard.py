@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"comma-separated, of {','.join(FORMATS)} (default: all)")
     args = p.parse_args(argv)
     setup_logging()
-    sys.stdout.write(write_leaderboard(args.results, args.out, args.format))
+    sys.stdout.write(write_leaderboard(args.results, args.out, args.format, returns="text"))  # no markup
     return 0
 
 

@@ -3,7 +3,7 @@
 # The main job is the sweep: on synth-small (generated, and its graphs built, on first use) Ray Tune +
 # Optuna search the quickstart space (tune_spaces/quickstart.yaml; its 8 points: a grid), the best point on validation is
 # re-run over 3 seeds, every MENTOR variant and baseline is run at that point, and the leaderboard
-# (Markdown on the terminal; md/csv/tex/html and plots under runs/quickstart/leaderboard) closes it.
+# (plain text on the terminal; md/csv/tex/html and plots under runs/quickstart/leaderboard) closes it.
 # Re-running continues (--resume): finished runs are reused, so it reprints the leaderboard quickly;
 # delete runs/quickstart to start over. --quiet: mentor_ray's progress lines, not Tune's tables. Extra arguments go to
 # `python -m mentor_ray.tune`.

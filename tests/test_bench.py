@@ -29,3 +29,109 @@ def test_gloo_allreduce_timing_runs_between_two_processes():
     from mentor_ray.benchmarks.bench import allreduce_seconds
 
     assert 0 < allreduce_seconds(10_000, reps=3) < 10
+
+
+# --------------------------------------------------------------------------- the benchmark tables
+
+
+def sample_results() -> dict:
+    """A result of every benchmark, shaped as its ``bench_*`` function returns it (made up, nothing measured)."""
+    nan = float("nan")
+    summary = {"device": "cpu", "seconds_per_epoch": 1.234, "eval_seconds": 0.41, "peak_rss_mb": 1234.0,
+               "peak_gpu_mb": None, "rss_start_mb": 1000.0, "epochs_run": 3, "valid": {"recall@20": 0.05123},
+               "config": {"dataset": "synth-tiny", "data_root": None, "batch_size": 256}}
+    return {
+        "graphs": {"cold": {"build_seconds": {"ui": 0.12, "knn": 0.5}, "item_edges": {"v": 4000, "t": 4000},
+                            "builder": "torch", "ui_edges": 10_000, "graph_seconds": 0.623, "peak_rss_mb": 812.0,
+                            "load_seconds": 0.2},
+                   "cold_wall": 3.25, "warm": {"graph_seconds": 0.004, "peak_rss_mb": 700.0}, "warm_wall": 2.1},
+        "train": {"summary": summary, "graphs": {"graph_seconds": 0.6}, "wall": 10.0},
+        "models": {"rows": [{"variant": "lightgcn", "seconds_per_epoch": 0.5, "peak_rss_mb": 900.0, "model_mb": 50.0,
+                             "peak_gpu_mb": None, "epochs": 3, "device": "cpu", "wall": 9.0},
+                            {"variant": "lattice", "error": "benchmark training run failed: MemoryError"},
+                            {"variant": "mentor", "seconds_per_epoch": 2.0, "peak_rss_mb": 1500.0, "model_mb": 400.0,
+                             "peak_gpu_mb": None, "epochs": 3, "device": "cpu", "wall": 20.0}],
+                   "threads": 1, "epochs": 3},
+        "ray": {"runs": [{"workers": 1, "summary": summary, "wall": 30.0},
+                         {"workers": 2, "summary": {**summary, "seconds_per_epoch": 0.8}, "wall": 25.0}],
+                "params": 12_345, "grad_bytes": 49_380, "allreduce_s": 0.0012},
+        "tune": {"rows": [{"workers": 1, "trials": 3, "first": 5.0, "gap": 1.2, "run": 3.0, "epoch": 0.5,
+                           "wall": 20.0},
+                          {"workers": 2, "trials": 3, "first": 9.0, "gap": nan, "run": 4.0, "epoch": 0.7,
+                           "wall": 31.0}], "epochs": 1},
+        "search": {"grid": {"points": 8, "epochs": 80, "seconds": 100.0, "epochs_per_point": 10, "best": 0.1,
+                            "best_point": {"dropout": 0.3}}, "seeds": [0, 1], "max_fraction": 0.5, "concurrency": 2,
+                   "processes": 1, "machine": "test (2 CPUs)", "date": "2026-01-01", "space": "smoke",
+                   "dataset": "synth-tiny",
+                   "rows": [{"searcher": "grid", "target_met": 0, "reach_fraction": [nan, nan],
+                             **{f"best@{f:g}": [0.09, nan] for f in (0.05, 0.1, 0.25, 0.5)},
+                             **{f"seconds@{f:g}": [10.0, 12.0] for f in (0.05, 0.1, 0.25, 0.5)}},
+                            {"searcher": "tpe+asha", "target_met": 2, "reach_fraction": [0.08, 0.06],
+                             **{f"best@{f:g}": [0.099, 0.1] for f in (0.05, 0.1, 0.25, 0.5)},
+                             **{f"seconds@{f:g}": [10.0, 11.0] for f in (0.05, 0.1, 0.25, 0.5)}}]},
+        "faults": {"rows": [{"case": "worker", "identical": True, "duplicated": 0, "missing": 0, "extra": 0,
+                             "left_before": 2, "left_after": 0, "runs": 18, "reference_runs": 18, "wall": 120.0,
+                             "note": "resumed from epoch 2"},
+                            {"case": "two-drivers", "identical": False, "duplicated": 1, "missing": 0, "extra": 0,
+                             "left_before": 0, "left_after": 0, "runs": 19, "reference_runs": 18, "wall": 60.0,
+                             "note": ""}]},
+    }
+
+
+def sample_blocks() -> dict:
+    """Every benchmark's block (:mod:`mentor_ray.report.render`), from :func:`sample_results`."""
+    from mentor_ray.benchmarks import bench, faults, search
+
+    res = sample_results()
+    return {
+        "graphs": bench.graphs_block(res["graphs"], "cmd", "synth-tiny", 10, "row"),
+        "train": bench.train_block(res["train"], "cmd", "synth-tiny", "mentor", []),
+        "models": bench.models_block(res["models"], "cmd", "synth-baby", []),
+        "ray": bench.ray_block(res["ray"], "cmd", "synth-tiny", "mentor", 2, []),
+        "tune": bench.tune_block(res["tune"], "cmd", "synth-tiny"),
+        "search": search.search_block(res["search"], "cmd"),
+        "faults": faults.faults_block(res["faults"], "cmd"),
+    }
+
+
+def test_every_benchmark_table_is_typed_and_rendered_by_the_one_renderer():
+    from mentor_ray.benchmarks import bench, faults, search
+    from mentor_ray.report import render
+
+    blocks, res = sample_blocks(), sample_results()
+    for name, block in blocks.items():
+        md, text = render.block_md(block), render.block_text(block)
+        assert md.startswith("### ") and block.tables(), name
+        for table in block.tables():
+            align = "|" + "|".join("---:" if c.right else ":---" for c in table.columns) + "|"
+            assert align in md, name  # numbers right-aligned, text left
+            assert any(c.right for c in table.columns), name
+        for markup in ("**", "`", "<u>", "\\*", "|---"):
+            assert markup not in text, (name, markup)
+    assert bench.models_markdown(res["models"], "cmd", "synth-baby", []) == render.block_md(blocks["models"])
+    assert search.search_markdown(res["search"], "cmd") == render.block_md(blocks["search"])
+    assert faults.faults_markdown(res["faults"], "cmd") == render.block_md(blocks["faults"])
+
+
+def test_benchmark_time_tables_say_that_times_move_with_the_machines_load():
+    for name in ("graphs", "train", "models", "ray", "tune", "search"):
+        table = sample_blocks()[name].tables()[0]
+        assert "vary with what else runs on it (up to 3x" in table.note and "ratios measured in one run" in table.note
+
+
+def test_table3_gives_ratios_to_mentor_and_the_papers_and_a_failed_model_its_error():
+    from mentor_ray.report import render
+
+    text = "\n".join(line for line in render.block_md(sample_blocks()["models"]).splitlines() if line.startswith("| "))
+    # LightGCN: 0.5 / 2.0 s and 50 / 400 MB of MENTOR's; the paper's Table 3 has no LightGCN (a dash)
+    assert "| LightGCN | 0.50 | 0.25 | – | 900 | 50 | 0.12 | – |  |" in text
+    assert "| MENTOR | 2.00 | 1.00 | 1.00 | 1,500 | 400 | 1.00 | 1.00 |  |" in text
+    assert "| LATTICE | – | – | – | – | – | – | – | failed: benchmark training run failed: MemoryError |" in text
+
+
+def test_search_cells_count_the_seeds_without_a_value():
+    from mentor_ray.report import render
+
+    md = render.block_md(sample_blocks()["search"])
+    assert "| grid | 0.0900 ± 0.0000 (1 none) |" in md
+    assert "| 0 / 2 | > 50% |" in md and "| 2 / 2 | 7% |" in md  # tpe+asha: median of 8% and 6%

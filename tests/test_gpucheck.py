@@ -39,6 +39,8 @@ def test_gpu_check_runs_on_cpu_and_writes_its_report(tmp_path):
     assert report["ddp"]["ok"] and report["ddp"]["backend"] == "gloo"
     md = (out / "gpu_check.md").read_text()
     assert "#### (a)" in md and "#### (b)" in md and "#### (c)" in md and "| synth-tiny | 60 |" in md
+    assert "|:---|---:|---:|:---|---:|" in md  # dataset, users, items, model, s / epoch: text left, numbers right
+    assert "#### (a)" in proc.stdout and "|" not in proc.stdout and "`" not in proc.stdout  # plain text printed
 
 
 def test_random_tape_replays_the_recorded_draws():
@@ -93,7 +95,7 @@ def test_cuda_requested_without_a_gpu_is_a_one_line_error(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --device cuda: torch sees no CUDA device")
 
 
-def test_report_compares_with_the_papers_table3_on_a_gpu():
+def _h200_report() -> dict:
     row = lambda ds, model, s, mb: {"dataset": ds, "model": model, "users": 1, "items": 1, "seconds_per_epoch": s,  # noqa: E731
                                     "eval_seconds": 0.1, "peak_allocated_mb": mb, "peak_reserved_mb": mb,
                                     "peak_rss_mb": None}
@@ -106,7 +108,11 @@ def test_report_compares_with_the_papers_table3_on_a_gpu():
         "timings": [row("synth-baby", "mentor (all scope)", 0.5, 1500), row("synth-baby", "lightgcn", 0.1, 100),
                     row("synth-clothing", "mentor (all scope)", 2.0, 5000)],
     }
-    md = gpucheck.markdown(report)
+    return report
+
+
+def test_report_compares_with_the_papers_table3_on_a_gpu():
+    md = gpucheck.markdown(_h200_report())
     assert "### GPU check: NVIDIA H200" in md
     assert "| synth-baby | 6.07 | 7.12 | 0.500 | 1.46 | <= 0.6 s and <= 2.0 GB: met |" in md
     assert "| synth-clothing | 11.39 | 12.99 | 2.000 | 4.88 | <= 4.0 GB: NOT met |" in md
@@ -115,3 +121,26 @@ def test_report_compares_with_the_papers_table3_on_a_gpu():
 def test_a_numbered_cuda_device_gives_a_cuda_config():
     cfg = gpucheck._config("mentor", "all", "cuda:0", "synth-tiny", None, patience=5)
     assert (cfg.device, cfg.infonce_scope, cfg.patience) == ("cuda", "all", 5)
+
+
+def test_the_report_renders_without_pandas(tmp_path):
+    """The GPU node has torch, numpy, pyarrow, pyyaml and pydantic only: the report's tables (Markdown, and plain
+    text for the terminal) are rendered by the one renderer without pandas."""
+    code = f"""
+import builtins, importlib.abc, json, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pandas", "jinja2"):
+            raise ImportError("refused: " + name)
+sys.meta_path.insert(0, Refuse())
+from mentor_ray.benchmarks import gpucheck
+from mentor_ray.report import render
+report = json.loads({json.dumps(json.dumps(_h200_report()))})
+md, text = gpucheck.markdown(report), render.block_text(gpucheck.report_block(report))
+assert "| synth-baby | 6.07 | 7.12 | 0.500 | 1.46 | <= 0.6 s and <= 2.0 GB: met |" in md, md
+assert "<= 0.6 s and <= 2.0 GB: met" in text and "|" not in text, text
+assert not [m for m in sys.modules if m.split(".")[0] in ("pandas", "jinja2")]
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

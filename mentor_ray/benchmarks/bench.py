@@ -1,9 +1,11 @@
 """Benchmarks, written to ``docs/benchmarks.md`` with the command, the machine and the date.
 
 ``bench_graphs``, ``bench_train``, ``bench_ray`` and ``bench_tune`` measure, each step in a fresh
-subprocess; the ``*_markdown`` functions format a result as a block and :func:`upsert_block` replaces
-(or appends) that block in the Markdown file. The ``bench`` command (:mod:`mentor_ray.bench`) runs
-them; how they measure: ``docs/benchmarks.md``.
+subprocess; the ``*_block`` functions make a result a :class:`~mentor_ray.report.render.Block` (its tables
+typed frames, rendered by :mod:`mentor_ray.report.render`), the ``*_markdown`` functions that block as
+Markdown, and :func:`upsert_block` replaces (or appends) it in the Markdown file. The ``bench`` command
+(:mod:`mentor_ray.bench`) runs them, writes the Markdown and prints the block as plain text; how they
+measure: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.io import write_atomic
+from mentor_ray.report.board import LOAD_NOTE, Column, Table
+from mentor_ray.report.render import Block, Bullets, block_md
 
 
 def machine() -> str:
@@ -81,31 +85,27 @@ def bench_graphs(dataset: str, data_root: Path | None, k: int, knn_norm: str, bu
     return {"cold": cold, "cold_wall": cold_wall, "warm": warm, "warm_wall": warm_wall}
 
 
-def graphs_markdown(res: dict, command: str, dataset: str, k: int, knn_norm: str) -> str:
+def graphs_block(res: dict, command: str, dataset: str, k: int, knn_norm: str) -> Block:
     cold, warm = res["cold"], res["warm"]
     parts = ", ".join(f"{name} {sec:.1f}s" for name, sec in cold.get("build_seconds", {}).items())
     edges = ", ".join(f"{m} {n:,}" for m, n in cold["item_edges"].items())
-    return "\n".join(
-        [
-            f"### Graph build: {dataset} (k={k}, knn_norm={knn_norm}, {cold.get('builder', 'dgl')} builder)",
-            "",
-            f"- Command: `{command}`",
-            f"- Machine: {machine()}",
-            f"- Date: {dt.date.today().isoformat()}",
-            f"- Graphs: user-item {cold['ui_edges']:,} directed edges; kNN {edges}",
-            "",
-            "| call | graph stage (s) | process wall (s) | peak RSS (MB) |",
-            "|---|---:|---:|---:|",
-            f"| first (built by {cold.get('builder', 'dgl')}; {parts}) | {cold['graph_seconds']:.2f} "
-            f"| {res['cold_wall']:.1f} "
-            f"| {cold['peak_rss_mb']:,.0f} |",
-            f"| second (cache hit) | {warm['graph_seconds']:.3f} | {res['warm_wall']:.1f} "
-            f"| {warm['peak_rss_mb']:,.0f} |",
-            "",
-            "Process wall time includes Python start-up, imports and loading the dataset "
-            f"({cold['load_seconds']:.1f}s from the Parquet cache and .npy files).",
-        ]
-    )
+    builder = cold.get("builder", "dgl")
+    table = Table.of("bench-graphs", f"Graph build: {dataset}",
+                     [Column("call"), Column("graph stage (s)", "number", 3), Column("process wall (s)", "number", 1),
+                      Column("peak RSS (MB)", "number", 0, thousands=True)],
+                     [[f"first (built by {builder}; {parts})", cold["graph_seconds"], res["cold_wall"],
+                       cold["peak_rss_mb"]],
+                      ["second (cache hit)", warm["graph_seconds"], res["warm_wall"], warm["peak_rss_mb"]]],
+                     note="Process wall time includes Python start-up, imports and loading the dataset "
+                          f"({cold['load_seconds']:.1f}s from the Parquet cache and .npy files). " + LOAD_NOTE)
+    return Block(f"Graph build: {dataset} (k={k}, knn_norm={knn_norm}, {builder} builder)", [
+        Bullets((f"Command: `{command}`", f"Machine: {machine()}", f"Date: {dt.date.today().isoformat()}",
+                 f"Graphs: user-item {cold['ui_edges']:,} directed edges; kNN {edges}")),
+        table])
+
+
+def graphs_markdown(res: dict, command: str, dataset: str, k: int, knn_norm: str) -> str:
+    return block_md(graphs_block(res, command, dataset, k, knn_norm))
 
 
 def bench_train(dataset: str, data_root: Path | None, variant: str, epochs: int, overrides: list[str],
@@ -147,25 +147,23 @@ def bench_train(dataset: str, data_root: Path | None, variant: str, epochs: int,
     return {"graphs": graphs, "summary": summary, "wall": wall}
 
 
-def train_markdown(res: dict, command: str, dataset: str, variant: str, overrides: list[str]) -> str:
+def train_block(res: dict, command: str, dataset: str, variant: str, overrides: list[str]) -> Block:
     s, g = res["summary"], res["graphs"]
-    gpu = f"{s['peak_gpu_mb']:,.0f}" if s.get("peak_gpu_mb") else "-"
     settings = " ".join(overrides) or "paper defaults"
-    return "\n".join(
-        [
-            f"### Training: {dataset} / {variant} ({settings})",
-            "",
-            f"- Command: `{command}`",
-            f"- Machine: {machine()}",
-            f"- Date: {dt.date.today().isoformat()}; device {s['device']}",
-            "",
-            "| graph build (s) | s / epoch (median after the first) | eval (s, one split) | peak RSS (MB) "
-            "| peak GPU (MB) | epochs | valid R@20 after them |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
-            f"| {g['graph_seconds']:.1f} | {s['seconds_per_epoch']:.2f} | {s['eval_seconds']:.2f} "
-            f"| {s['peak_rss_mb']:,.0f} | {gpu} | {s['epochs_run']} | {s['valid']['recall@20']:.4f} |",
-        ]
-    )
+    table = Table.of("bench-train", f"Training: {dataset} / {variant}",
+                     [Column("graph build (s)", "number", 1), Column("s / epoch (median after the first)", "number", 2),
+                      Column("eval (s, one split)", "number", 2), Column("peak RSS (MB)", "number", 0, thousands=True),
+                      Column("peak GPU (MB)", "number", 0, thousands=True), Column("epochs", "number"),
+                      Column("valid R@20 after them", "number", 4)],
+                     [[g["graph_seconds"] if g else None, s["seconds_per_epoch"], s["eval_seconds"], s["peak_rss_mb"],
+                       s.get("peak_gpu_mb") or None, s["epochs_run"], s["valid"]["recall@20"]]], note=LOAD_NOTE)
+    return Block(f"Training: {dataset} / {variant} ({settings})", [
+        Bullets((f"Command: `{command}`", f"Machine: {machine()}",
+                 f"Date: {dt.date.today().isoformat()}; device {s['device']}")), table])
+
+
+def train_markdown(res: dict, command: str, dataset: str, variant: str, overrides: list[str]) -> str:
+    return block_md(train_block(res, command, dataset, variant, overrides))
 
 
 # The MENTOR paper's Table 3 (GPU; memory in GB, seconds per epoch) on the Amazon sets, for the ratios beside ours.
@@ -198,46 +196,50 @@ def bench_models(dataset: str, data_root: Path | None, variants: list[str], epoc
     return {"rows": rows, "threads": threads, "epochs": epochs}
 
 
-def models_markdown(res: dict, command: str, dataset: str, overrides: list[str]) -> str:
-    """Table 3 as Markdown: each model's time and memory, and both as ratios to MENTOR's measured in the same
-    run; beside them the paper's ratios where its Table 3 has the model (the Amazon set of the same shape)."""
+def models_block(res: dict, command: str, dataset: str, overrides: list[str]) -> Block:
+    """Table 3: each model's time and memory, and both as ratios to MENTOR's measured in the same run; beside
+    them the paper's ratios where its Table 3 has the model (the Amazon set of the same shape)."""
     from mentor_ray.common.registry import display_name
 
     rows = {r["variant"]: r for r in res["rows"]}
     ref = rows.get("mentor") if "error" not in rows.get("mentor", {"error": 1}) else None
     paper = PAPER_TABLE3.get(dataset.removeprefix("synth-"), {})
 
-    def ratio(r: dict, key: str) -> str:
-        return f"{r[key] / ref[key]:.2f}" if ref and ref[key] > 0 else "-"
+    def ratio(r: dict, key: str) -> float | None:
+        return r[key] / ref[key] if ref and ref[key] > 0 else None
 
-    def paper_ratio(variant: str, i: int) -> str:
-        return f"{paper[variant][i] / paper['mentor'][i]:.2f}" if variant in paper else "-"
+    def paper_ratio(variant: str, i: int) -> float | None:
+        return paper[variant][i] / paper["mentor"][i] if variant in paper else None
 
-    lines = [
-        f"### Table 3 (efficiency): {dataset} ({' '.join(overrides) or 'each model at its published defaults'})",
-        "",
-        f"- Command: `{command}`",
-        f"- Machine: {machine()}",
-        f"- Date: {dt.date.today().isoformat()}; {res['epochs']} epochs per model, {res['threads']} torch thread(s), "
-        f"one model at a time in its own process",
-        "",
-        "Memory: peak RSS of the training process, and the model's own (peak RSS less the process before the "
-        "model: interpreter, libraries, data). Ratios are to MENTOR in this run; the paper's are its Table 3's "
-        "(GPU memory and time on the Amazon set of this shape).",
-        "",
-        "| model | s / epoch | x MENTOR | paper x MENTOR | peak RSS (MB) | model's own (MB) | x MENTOR "
-        "| paper memory x MENTOR |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    failed = any("error" in r for r in rows.values())
+    body = []
     for variant, r in rows.items():
-        name = display_name(variant)
         if "error" in r:
-            lines.append(f"| {name} | failed: {r['error'][:120]} | | | | | | |")
+            body.append([display_name(variant), *[None] * 7, f"failed: {r['error'][:120]}"])
             continue
-        lines.append(f"| {name} | {r['seconds_per_epoch']:.2f} | {ratio(r, 'seconds_per_epoch')} "
-                     f"| {paper_ratio(variant, 1)} | {r['peak_rss_mb']:,.0f} | {r['model_mb']:,.0f} "
-                     f"| {ratio(r, 'model_mb')} | {paper_ratio(variant, 0)} |")
-    return "\n".join(lines)
+        body.append([display_name(variant), r["seconds_per_epoch"], ratio(r, "seconds_per_epoch"),
+                     paper_ratio(variant, 1), r["peak_rss_mb"], r["model_mb"], ratio(r, "model_mb"),
+                     paper_ratio(variant, 0), *([""] if failed else [])])
+    columns = [Column("model"), Column("s / epoch", "number", 2), Column("x MENTOR", "number", 2),
+               Column("paper x MENTOR", "number", 2), Column("peak RSS (MB)", "number", 0, thousands=True),
+               Column("model's own (MB)", "number", 0, thousands=True), Column("memory x MENTOR", "number", 2),
+               Column("paper memory x MENTOR", "number", 2), *([Column("error", wrap=True)] if failed else [])]
+    table = Table.of("bench-models", f"Table 3 (efficiency): {dataset}", columns,
+                     [row[:len(columns)] for row in body], note=LOAD_NOTE)
+    return Block(
+        f"Table 3 (efficiency): {dataset} ({' '.join(overrides) or 'each model at its published defaults'})", [
+            Bullets((f"Command: `{command}`", f"Machine: {machine()}",
+                     f"Date: {dt.date.today().isoformat()}; {res['epochs']} epochs per model, {res['threads']} torch "
+                     "thread(s), one model at a time in its own process")),
+            "Memory: peak RSS of the training process, and the model's own (peak RSS less the process before the "
+            "model: interpreter, libraries, data). Ratios are to MENTOR in this run; the paper's are its Table 3's "
+            "(GPU memory and time on the Amazon set of this shape).",
+            table])
+
+
+def models_markdown(res: dict, command: str, dataset: str, overrides: list[str]) -> str:
+    """Table 3 as Markdown (:func:`models_block`)."""
+    return block_md(models_block(res, command, dataset, overrides))
 
 
 def gradient_bytes(dataset: str, data_root: Path | None, variant: str, overrides: list[str]) -> tuple[int, int]:
@@ -319,7 +321,7 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
     return {"runs": runs, "params": params, "grad_bytes": grad_bytes, "allreduce_s": allreduce_seconds(params)}
 
 
-def ray_markdown(res: dict, command: str, dataset: str, variant: str, cpus: int, overrides: list[str]) -> str:
+def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, overrides: list[str]) -> Block:
     from mentor_ray.datasets.dataset import load_dataset
 
     first = res["runs"][0]["summary"]
@@ -329,28 +331,25 @@ def ray_markdown(res: dict, command: str, dataset: str, variant: str, cpus: int,
     rows = []
     for r in res["runs"]:
         s = r["summary"]
-        step_ms = 1000 * s["seconds_per_epoch"] / steps
-        rows.append(f"| {r['workers']} | {cpus / r['workers']:g} | {s['seconds_per_epoch']:.2f} | {step_ms:.0f} "
-                    f"| {s['eval_seconds']:.2f} | {r['wall']:.0f} | {s['epochs_run']} "
-                    f"| {s['valid']['recall@20']:.4f} |")
-    return "\n".join(
-        [
-            f"### Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpus} CPUs",
-            "",
-            f"- Command: `{command}`",
-            f"- Machine: {machine()}",
-            f"- Date: {dt.date.today().isoformat()}; {steps} steps per epoch (global batch {cfg['batch_size']}); "
-            f"gloo on CPU",
-            f"- Per step, DDP all-reduces the dense gradient of {res['params']:,} parameters = "
-            f"{res['grad_bytes'] / 2**20:.1f} MiB; one gloo all-reduce of that size between 2 local processes "
-            f"takes {1000 * res['allreduce_s']:.1f} ms here.",
-            "",
-            "| workers | CPUs each | s / epoch (median after the first) | ms / step | eval (s) | process wall (s, "
-            "incl. Ray start) | epochs | valid R@20 |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
-            *rows,
-        ]
-    )
+        rows.append([r["workers"], cpus / r["workers"], s["seconds_per_epoch"], 1000 * s["seconds_per_epoch"] / steps,
+                     s["eval_seconds"], r["wall"], s["epochs_run"], s["valid"]["recall@20"]])
+    table = Table.of("bench-ray", f"Ray Train: {dataset} / {variant}",
+                     [Column("workers", "number"), Column("CPUs each", "number", 2),
+                      Column("s / epoch (median after the first)", "number", 2), Column("ms / step", "number", 0),
+                      Column("eval (s)", "number", 2), Column("process wall (s, incl. Ray start)", "number", 0),
+                      Column("epochs", "number"), Column("valid R@20", "number", 4)], rows, note=LOAD_NOTE)
+    return Block(f"Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpus} CPUs", [
+        Bullets((f"Command: `{command}`", f"Machine: {machine()}",
+                 f"Date: {dt.date.today().isoformat()}; {steps} steps per epoch (global batch {cfg['batch_size']}); "
+                 "gloo on CPU",
+                 f"Per step, DDP all-reduces the dense gradient of {res['params']:,} parameters = "
+                 f"{res['grad_bytes'] / 2**20:.1f} MiB; one gloo all-reduce of that size between 2 local processes "
+                 f"takes {1000 * res['allreduce_s']:.1f} ms here.")),
+        table])
+
+
+def ray_markdown(res: dict, command: str, dataset: str, variant: str, cpus: int, overrides: list[str]) -> str:
+    return block_md(ray_block(res, command, dataset, variant, cpus, overrides))
 
 
 def bench_tune(dataset: str, data_root: Path | None, trials: int, epochs: int, workers: list[int],
@@ -392,21 +391,22 @@ def bench_tune(dataset: str, data_root: Path | None, trials: int, epochs: int, w
     return {"rows": out, "epochs": epochs}
 
 
+def tune_block(res: dict, command: str, dataset: str) -> Block:
+    rows = [[r["workers"], r["trials"], r["first"], r["gap"], r["run"], r["epoch"], r["wall"]] for r in res["rows"]]
+    table = Table.of("bench-tune", f"Sweep start-up per trial: {dataset}",
+                     [Column("workers per trial", "number"), Column("trials", "number"),
+                      Column("first trial starts after (s, incl. Ray start, data, graphs)", "number", 1),
+                      Column("start-up per further trial (s, median)", "number", 1),
+                      Column("run (s, median)", "number", 1), Column("s / epoch", "number", 2),
+                      Column("sweep wall (s)", "number", 0)], rows, note=LOAD_NOTE)
+    return Block(f"Sweep start-up per trial: {dataset}", [
+        Bullets((f"Command: `{command}`", f"Machine: {machine()}",
+                 f"Date: {dt.date.today().isoformat()}; trials one at a time, {res['epochs']} epoch(s) each")),
+        table])
+
+
 def tune_markdown(res: dict, command: str, dataset: str) -> str:
-    rows = [f"| {r['workers']} | {r['trials']} | {r['first']:.1f} | {r['gap']:.1f} | {r['run']:.1f} | {r['epoch']:.2f} "
-            f"| {r['wall']:.0f} |" for r in res["rows"]]
-    return "\n".join([
-        f"### Sweep start-up per trial: {dataset}",
-        "",
-        f"- Command: `{command}`",
-        f"- Machine: {machine()}",
-        f"- Date: {dt.date.today().isoformat()}; trials one at a time, {res['epochs']} epoch(s) each",
-        "",
-        "| workers per trial | trials | first trial starts after (s, incl. Ray start, data, graphs) "
-        "| start-up per further trial (s, median) | run (s, median) | s / epoch | sweep wall (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
-    ])
+    return block_md(tune_block(res, command, dataset))
 
 
 def upsert_block(path: Path, block_id: str, body: str) -> None:

@@ -33,6 +33,8 @@ from typing import Any
 
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.runtime import KILL_AT_ENV, KILL_MARKER_ENV
+from mentor_ray.report.board import Column, Table
+from mentor_ray.report.render import Block, Bullets, block_md
 
 SWEEP = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "8", "--seeds", "1", "--ablation",
          "--grace-period", "4", "--quiet"]  # the whole 8-point grid, no ASHA stop: a deterministic sweep
@@ -230,29 +232,28 @@ KILLED_AT = {
 }
 
 
-def faults_markdown(res: dict, command: str) -> str:
+def faults_block(res: dict, command: str) -> Block:
     from mentor_ray.benchmarks.bench import machine
 
     rows = []
     for r in res["rows"]:
         ok = r["identical"] and not (r["duplicated"] or r["missing"] or r["extra"] or r["left_after"])
-        rows.append(f"| {r['case']} | {KILLED_AT[r['case']]} | {r['runs']} / {r['reference_runs']} | "
-                    f"{r['duplicated']} | {r['missing']} | {'yes' if r['identical'] else 'NO'} | "
-                    f"{r['left_before']} → {r['left_after']} | {r['wall']:.0f} | {'pass' if ok else 'FAIL'} | "
-                    f"{r['note']} |")
-    return "\n".join([
-        "### Fault campaign: SIGKILL at chosen moments, against uninterrupted runs",
-        "",
-        f"- Command: `{command}`",
-        f"- Machine: {machine()}",
-        f"- Date: {dt.date.today().isoformat()}",
-        f"- Sweep: `mentor-ray tune {' '.join(SWEEP)}` (8 search trials, 1 final, 9 ablation runs); training: "
-        f"`mentor-ray train {' '.join(TRAIN)}`. Metrics are compared bit for bit (valid and test, every K).",
-        "- Left processes: those the killed driver had started (its local Ray instance) that were alive before "
-        "the next driver started → after it took the store over.",
-        "",
-        "| case | killed | runs (after / reference) | duplicated | missing | metrics identical | "
-        "killed driver's processes left | wall (s) | result | note |",
-        "|---|---|---:|---:|---:|---|---|---:|---|---|",
-        *rows,
-    ])
+        rows.append([r["case"], KILLED_AT[r["case"]], (r["runs"], r["reference_runs"]), r["duplicated"], r["missing"],
+                     "yes" if r["identical"] else "NO", f"{r['left_before']} -> {r['left_after']}", r["wall"],
+                     "pass" if ok else "FAIL", r["note"]])
+    table = Table.of("bench-faults", "Fault campaign", [
+        Column("case"), Column("killed", wrap=True, inline=True), Column("runs (after / reference)", "fraction"),
+        Column("duplicated", "number"), Column("missing", "number"), Column("metrics identical"),
+        Column("killed driver's processes left", "number"), Column("wall (s)", "number"), Column("result"),
+        Column("note", wrap=True)], rows)
+    return Block("Fault campaign: SIGKILL at chosen moments, against uninterrupted runs", [
+        Bullets((f"Command: `{command}`", f"Machine: {machine()}", f"Date: {dt.date.today().isoformat()}",
+                 f"Sweep: `mentor-ray tune {' '.join(SWEEP)}` (8 search trials, 1 final, 9 ablation runs); training: "
+                 f"`mentor-ray train {' '.join(TRAIN)}`. Metrics are compared bit for bit (valid and test, every K).",
+                 "Left processes: those the killed driver had started (its local Ray instance) that were alive before "
+                 "the next driver started -> after it took the store over.")),
+        table])
+
+
+def faults_markdown(res: dict, command: str) -> str:
+    return block_md(faults_block(res, command))

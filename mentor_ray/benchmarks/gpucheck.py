@@ -353,45 +353,37 @@ def environment(device: str) -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d")}
 
 
-def markdown(report: dict[str, Any]) -> str:
+def report_block(report: dict[str, Any]):
+    """The report as a :class:`~mentor_ray.report.render.Block`: its three parts' tables (rendered as Markdown
+    and plain text, which need no pandas)."""
+    from mentor_ray.report.board import LOAD_NOTE, Column, Table
+    from mentor_ray.report.render import Block, Bullets, Heading
+
     env = report["environment"]
-    lines = [
-        f"### GPU check: {env['gpu']}" if env["gpu"] else "### GPU check, run on the CPU",
-        "",
-        f"- Command: `{report['command']}`",
-        f"- Device: {env['gpu'] or 'CPU'} ({env['device']}); {env['cpu_cores']} CPU cores; Python {env['python']}, "
-        f"torch {env['torch']} (CUDA {env['cuda'] or '-'}), numpy {env['numpy']}",
-        f"- Date: {env['date']}; wall {report['wall_seconds']:.0f} s",
-        "",
-        f"#### (a) {env['device']} against CPU, synth-tiny, seed 0, one batch (tolerance {RTOL:g} relative)",
-        "",
-        "| model | loss terms | worst term error | worst gradient error | worst metric difference | ok |",
-        "|---|---|---:|---:|---:|---|",
+    agreement = Table.of("gpu-agreement", f"{env['device']} against CPU", [
+        Column("model"), Column("loss terms", wrap=True), Column("worst term error", "sci", 1),
+        Column("worst gradient error", "sci", 1), Column("worst metric difference", "sci", 1), Column("ok")],
+        [[r["model"], ", ".join(r["terms"]), r["worst_term_rel_err"], r["worst_grad_rel_err"],
+          r["worst_metric_abs_err"], "yes" if r["ok"] else "NO"] for r in report["agreement"]])
+    timings = Table.of("gpu-timings", "Seconds per training epoch and peak memory", [
+        Column("dataset"), Column("users", "number", thousands=True), Column("items", "number", thousands=True),
+        Column("model"), Column("s / epoch", "number", 3), Column("eval (s)", "number", 2),
+        *(Column(f"peak {what} (MB)", "number", 0, thousands=True) for what in ("allocated", "reserved", "RSS"))],
+        [[r["dataset"], r["users"], r["items"], r["model"], r["seconds_per_epoch"], r["eval_seconds"],
+          r["peak_allocated_mb"], r["peak_reserved_mb"], r["peak_rss_mb"]] for r in report["timings"]], note=LOAD_NOTE)
+    items: list = [
+        Bullets((f"Command: `{report['command']}`",
+                 f"Device: {env['gpu'] or 'CPU'} ({env['device']}); {env['cpu_cores']} CPU cores; Python "
+                 f"{env['python']}, torch {env['torch']} (CUDA {env['cuda'] or '-'}), numpy {env['numpy']}",
+                 f"Date: {env['date']}; wall {report['wall_seconds']:.0f} s")),
+        Heading(f"(a) {env['device']} against CPU, synth-tiny, seed 0, one batch (tolerance {RTOL:g} relative)"),
+        agreement,
+        Heading(f"(b) Seconds per training epoch (median of {report['epochs']} after {report['warmup']} warm-up) "
+                "and peak memory"),
+        timings,
     ]
-    for r in report["agreement"]:
-        lines.append(f"| {r['model']} | {', '.join(r['terms'])} | {r['worst_term_rel_err']:.1e} "
-                     f"| {r['worst_grad_rel_err']:.1e} | {r['worst_metric_abs_err']:.1e} "
-                     f"| {'yes' if r['ok'] else 'NO'} |")
-    lines += [
-        "",
-        f"#### (b) Seconds per training epoch (median of {report['epochs']} after {report['warmup']} warm-up) "
-        "and peak memory",
-        "",
-        "| dataset | users | items | model | s / epoch | eval (s) | peak allocated (MB) | peak reserved (MB) "
-        "| peak RSS (MB) |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
-    ]
-    fmt = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
-    for r in report["timings"]:
-        lines.append(f"| {r['dataset']} | {r['users']:,} | {r['items']:,} | {r['model']} "
-                     f"| {r['seconds_per_epoch']:.3f} "
-                     f"| {r['eval_seconds']:.2f} | {fmt(r['peak_allocated_mb'])} | {fmt(r['peak_reserved_mb'])} "
-                     f"| {fmt(r['peak_rss_mb'])} |")
     if env["gpu"]:
-        lines += ["", "Against the paper's Table 3 (full MENTOR on the authors' GPU) and this project's targets "
-                  "(all scope, peak allocated):", "",
-                  "| dataset | paper s / epoch | paper GB | ours s / epoch | ours GB | target |",
-                  "|---|---:|---:|---:|---:|---|"]
+        rows = []
         for r in report["timings"]:
             if r["model"] != "mentor (all scope)" or r["dataset"] not in PAPER_TABLE3:
                 continue
@@ -400,19 +392,26 @@ def markdown(report: dict[str, Any]) -> str:
             t_s, t_gb = TARGETS[r["dataset"]]
             met = (t_s is None or r["seconds_per_epoch"] <= t_s) and gb <= t_gb
             want = " and ".join(([f"<= {t_s} s"] if t_s else []) + [f"<= {t_gb} GB"])
-            lines.append(f"| {r['dataset']} | {paper_s} | {paper_gb} | {r['seconds_per_epoch']:.3f} | {gb:.2f} "
-                         f"| {want}: {'met' if met else 'NOT met'} |")
+            rows.append([r["dataset"], paper_s, paper_gb, r["seconds_per_epoch"], gb,
+                         f"{want}: {'met' if met else 'NOT met'}"])
+        items += ["Against the paper's Table 3 (full MENTOR on the authors' GPU) and this project's targets "
+                  "(all scope, peak allocated):",
+                  Table.of("gpu-paper", "Against the paper's Table 3", [
+                      Column("dataset"), Column("paper s / epoch", "number", 2), Column("paper GB", "number", 2),
+                      Column("ours s / epoch", "number", 3), Column("ours GB", "number", 2), Column("target")], rows)]
     d = report["ddp"]
-    lines += [
-        "",
-        f"#### (c) DDP, world size 1, {d['backend']}",
-        "",
-        f"One epoch of `mentor` (batch scope) on synth-tiny through `DistributedDataParallel`: loss "
-        f"{d['loss_ddp']:.6f} against {d['loss_plain']:.6f} without (relative {d['loss_rel_err']:.1e}); "
-        f"parameters after the epoch differ by {d['param_rel_err']:.1e} relative; "
-        f"{'ok' if d['ok'] else 'FAILED'}.",
-    ]
-    return "\n".join(lines) + "\n"
+    items += [Heading(f"(c) DDP, world size 1, {d['backend']}"),
+              f"One epoch of `mentor` (batch scope) on synth-tiny through `DistributedDataParallel`: loss "
+              f"{d['loss_ddp']:.6f} against {d['loss_plain']:.6f} without (relative {d['loss_rel_err']:.1e}); "
+              f"parameters after the epoch differ by {d['param_rel_err']:.1e} relative; "
+              f"{'ok' if d['ok'] else 'FAILED'}."]
+    return Block(f"GPU check: {env['gpu']}" if env["gpu"] else "GPU check, run on the CPU", items)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    from mentor_ray.report.render import block_md
+
+    return block_md(report_block(report)) + "\n"
 
 
 def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, epochs: int, warmup: int,
@@ -442,9 +441,12 @@ def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, 
     from mentor_ray.common.io import write_json_atomic
 
     write_json_atomic(out / "gpu_check.json", report)
-    md = markdown(report)
+    from mentor_ray.report.render import block_md, block_text
+
+    block = report_block(report)
+    md = block_md(block) + "\n"
     (out / "gpu_check.md").write_text(md)
-    print(md)
+    print(block_text(block))  # the terminal gets plain text, no Markdown
     if write is not None:
         from mentor_ray.benchmarks.bench import upsert_block
 

@@ -43,6 +43,8 @@ from typing import Any
 from mentor_ray.common.errors import ConfigError
 from mentor_ray.common.io import write_json_atomic
 from mentor_ray.common.names import REPORTED_METRIC
+from mentor_ray.report.board import LOAD_NOTE, Cell, Column, Table
+from mentor_ray.report.render import Block, Bullets, block_md
 
 SPACE = "search_bench"
 FRACTIONS = (0.05, 0.10, 0.25, 0.50)  # of the grid's epochs: where each searcher's best so far is read
@@ -312,47 +314,51 @@ def _row(searcher: Searcher, per_seed: list[list[tuple[int, float, float]]], gri
     return row
 
 
-def _mean_std(values: list[float], fmt: str = ".4f") -> str:
+def _mean_std(values: list[float]) -> Cell:
+    """Mean ± std over seeds (the seeds without a value left out, and counted in the cell's note)."""
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
-        return "–"
-    mean = statistics.fmean(vals)
+        return Cell(None)
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    missing = f" ({len(values) - len(vals)} none)" if len(vals) < len(values) else ""
-    return f"{mean:{fmt}} ± {std:{fmt}}{missing}"
+    none = len(values) - len(vals)
+    return Cell(statistics.fmean(vals), std, note=f"({none} none)" if none else "")
 
 
-def search_markdown(res: dict[str, Any], command: str) -> str:
+def search_block(res: dict[str, Any], command: str) -> Block:
     g = res["grid"]
     n = len(res["seeds"])
-    head = ["Searcher", *(f"Best valid R@20 at {f:.0%}" for f in FRACTIONS),
-            f"Seconds at {TARGET_FRACTION:.0%}", f"Seeds within {TARGET_GAP:.0%} at {TARGET_FRACTION:.0%}",
-            f"Compute to within {TARGET_GAP:.0%} (median)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    columns = [Column("Searcher"), *(Column(f"Best valid R@20 at {f:.0%}", "metric", 4) for f in FRACTIONS),
+               Column(f"Seconds at {TARGET_FRACTION:.0%}", "metric", 0),
+               Column(f"Seeds within {TARGET_GAP:.0%} at {TARGET_FRACTION:.0%}", "fraction"),
+               Column(f"Compute to within {TARGET_GAP:.0%} (median)", "percent", 0)]
+    rows = []
     for r in res["rows"]:
         # a seed that never came within the gap counts as beyond the replay's budget
         middle = statistics.median([math.inf if math.isnan(v) else v for v in r["reach_fraction"]])
-        median = f"> {res['max_fraction']:.0%}" if math.isinf(middle) else f"{middle:.0%}"
-        lines.append("| " + " | ".join([
-            f"`{r['searcher']}`", *(_mean_std(r[f"best@{f:g}"]) for f in FRACTIONS),
-            _mean_std(r[f"seconds@{TARGET_FRACTION:g}"], ".0f"), f"{r['target_met']}/{n}", median]) + " |")
+        median = f"> {res['max_fraction']:.0%}" if math.isinf(middle) else 100 * middle
+        rows.append([r["searcher"], *(_mean_std(r[f"best@{f:g}"]) for f in FRACTIONS),
+                     _mean_std(r[f"seconds@{TARGET_FRACTION:g}"]), (r["target_met"], n), median])
     best_point = ", ".join(f"{k}={v}" for k, v in g["best_point"].items())
-    return "\n".join([
-        f"### Search efficiency: {res['space']} on {res['dataset']} ({g['points']} points)",
-        "",
-        f"- Command: `{command}`",
-        f"- Machine: {res['machine']}; date {res['date']}",
-        f"- The grid: {g['points']} points trained to their own early stop (1 thread each, {res['processes']} at "
-        f"once): {g['epochs']:,} epochs, {g['seconds']:,.0f} s of training and "
-        f"evaluation (median {g['epochs_per_point']:g} epochs per point); best valid R@20 **{g['best']:.4f}** "
-        f"at {best_point}.",
-        f"- Each searcher replayed through Ray Tune as the sweep builds it, over searcher seeds "
-        f"{', '.join(map(str, res['seeds']))}; at most {res['max_fraction']:.0%} of the grid's epochs each "
-        f"(the epoch-budget stopper), {res['concurrency']} trials at once. Columns: the best validation "
-        f"Recall@20 found once that share of the grid's epochs is spent (mean ± std over seeds); the seconds "
-        f"those epochs took; seeds within {TARGET_GAP:.0%} of the grid's best at {TARGET_FRACTION:.0%} of its "
-        "epochs (the target); the share of the grid's epochs spent when a seed first came within "
-        f"{TARGET_GAP:.0%} (median over seeds).",
-        "",
-        *lines,
-    ])
+    table = Table.of("bench-search", f"Search efficiency: {res['space']} on {res['dataset']}", columns, rows,
+                     note=LOAD_NOTE.replace("(one model after another", "(one searcher after another").replace(
+                         ", as `mentor-ray bench models` does", ""))
+    return Block(f"Search efficiency: {res['space']} on {res['dataset']} ({g['points']} points)", [
+        Bullets((
+            f"Command: `{command}`",
+            f"Machine: {res['machine']}; date {res['date']}",
+            f"The grid: {g['points']} points trained to their own early stop (1 thread each, {res['processes']} at "
+            f"once): {g['epochs']:,} epochs, {g['seconds']:,.0f} s of training and "
+            f"evaluation (median {g['epochs_per_point']:g} epochs per point); best valid R@20 **{g['best']:.4f}** "
+            f"at {best_point}.",
+            f"Each searcher replayed through Ray Tune as the sweep builds it, over searcher seeds "
+            f"{', '.join(map(str, res['seeds']))}; at most {res['max_fraction']:.0%} of the grid's epochs each "
+            f"(the epoch-budget stopper), {res['concurrency']} trials at once. Columns: the best validation "
+            f"Recall@20 found once that share of the grid's epochs is spent (mean ± std over seeds); the seconds "
+            f"those epochs took; seeds within {TARGET_GAP:.0%} of the grid's best at {TARGET_FRACTION:.0%} of its "
+            "epochs (the target); the share of the grid's epochs spent when a seed first came within "
+            f"{TARGET_GAP:.0%} (median over seeds).")),
+        table])
+
+
+def search_markdown(res: dict[str, Any], command: str) -> str:
+    return block_md(search_block(res, command))

@@ -29,17 +29,18 @@ from mentor_ray.common.runtime import kill_point
 from mentor_ray.report import paired
 from mentor_ray.report.board import (
     DIGITS,
+    LOAD_NOTE,
     SECTIONS,
     Board,
     Cell,
+    Column,
+    Percent,
     Table,
     metric_cell,
     missing,
-    number_cell,
-    text_cell,
 )
 from mentor_ray.report.plots import write_plots
-from mentor_ray.report.render import render_html, render_markdown, render_tex
+from mentor_ray.report.render import render_board
 from mentor_ray.report.results import HPARAMS, ROLES, selection_key
 from mentor_ray.report.select import (
     ABLATIONS,
@@ -332,6 +333,15 @@ def _stat_cell(row: pd.Series | None, key: str, star: bool = False) -> Cell:
     return metric_cell(row[f"{key}_mean"], row[f"{key}_std"], star=star)
 
 
+def _text(value: object) -> str | None:
+    """A frame value as a text cell: None (the dash) when missing, empty text included."""
+    return None if missing(value) else str(value)
+
+
+def _metric_columns(group: str = "") -> list[Column]:
+    return [Column(label, "metric", DIGITS, group=group) for label in COLUMNS.values()]
+
+
 def overall_table(metrics: pd.DataFrame, improv: pd.DataFrame, labels: dict[str, str]) -> Table:
     """Table 2: a row per model, test columns per dataset, marks per column, then Improv. if any."""
     datasets = list(dict.fromkeys(metrics["dataset"]))
@@ -340,17 +350,13 @@ def overall_table(metrics: pd.DataFrame, improv: pd.DataFrame, labels: dict[str,
     stars = {(r.dataset, r.column) for r in improv.itertuples() if r.significant}
     columns = [_marked([_stat_cell(rows.get((d, v)), key, v == "mentor" and (d, key) in stars) for v in variants])
                for d in datasets for key in COLUMNS]
-    body: list[list[str | Cell]] = [[display(v), *(c[i] for c in columns)] for i, v in enumerate(variants)]
+    body: list[list[object]] = [[display(v), *(c[i] for c in columns)] for i, v in enumerate(variants)]
     if not improv.empty:
         pct = {(r.dataset, r.column): r.improvement_pct for r in improv.itertuples()}
-        body.append(["Improv.", *(_pct(pct.get((d, key))) for d in datasets for key in COLUMNS)])
-    return Table(SECTIONS[0], "overall", "Overall performance: test Recall (R) and NDCG (N) at K",
-                 ["Model", *(COLUMNS[k] for _ in datasets for k in COLUMNS)], body,
-                 [(labels[d], len(COLUMNS)) for d in datasets])
-
-
-def _pct(value: float | None) -> str | Cell:
-    return number_cell(value, ".2f", "%")
+        body.append(["Improv.", *(Percent(pct.get((d, key))) for d in datasets for key in COLUMNS)])
+    return Table.of("overall", "Overall performance: test Recall (R) and NDCG (N) at K",
+                    [Column("Model"), *(c for d in datasets for c in _metric_columns(labels[d]))], body,
+                    section=SECTIONS[0])
 
 
 SIGNIFICANCE_NOTE = (
@@ -374,23 +380,21 @@ def significance_table(improv: pd.DataFrame, labels: dict[str, str], every: bool
     rows = []
     for r in improv.itertuples():
         kept = r.users > 0
-        ci = kept and not (missing(r.user_ci_low) or missing(r.user_ci_high))
         rows.append([labels.get(r.dataset, r.dataset), r.label, display(r.best_baseline),
                      metric_cell(r.mentor_mean - r.baseline_mean, star=bool(r.significant)),
-                     f"[{r.user_ci_low:+.4f}, {r.user_ci_high:+.4f}]" if ci else Cell(None),
-                     number_cell(r.wilcoxon_p, ".2g") if kept else Cell(None),
-                     f"{r.users:,} ({r.user_seeds})" if kept else Cell(None),
-                     number_cell(r.p_value, ".2g"), str(r.pairs)])
+                     (r.user_ci_low, r.user_ci_high) if kept else None, r.wilcoxon_p if kept else None,
+                     f"{r.users:,} ({r.user_seeds})" if kept else None, r.p_value, r.pairs])
+    columns = [Column("Dataset"), Column("Metric"), Column("Baseline" if every else "Best baseline"),
+               Column("MENTOR − baseline", "metric", DIGITS),
+               Column(f"{paired.CONFIDENCE:.0%} CI over users (bootstrap)", "interval", DIGITS),
+               Column("Wilcoxon p (users)", "pvalue", 3), Column("Users (seeds)", "number"),
+               Column("t-test p (seeds)", "pvalue", 3), Column("Seeds", "number")]
     if every:
-        return Table(SECTIONS[0], "versus", "MENTOR against each baseline: paired tests over users and seeds",
-                     ["Dataset", "Metric", "Baseline", "MENTOR − baseline",
-                      f"{paired.CONFIDENCE:.0%} CI over users (bootstrap)", "Wilcoxon p (users)", "Users (seeds)",
-                      "t-test p (seeds)", "Seeds"], rows, note=SIGNIFICANCE_NOTE.replace("the column's best baseline",
-                                                                                         "the row's baseline"))
-    return Table(SECTIONS[0], "significance", "MENTOR against the best baseline: paired tests over users and seeds",
-                 ["Dataset", "Metric", "Best baseline", "MENTOR − baseline",
-                  f"{paired.CONFIDENCE:.0%} CI over users (bootstrap)", "Wilcoxon p (users)", "Users (seeds)",
-                  "t-test p (seeds)", "Seeds"], rows, note=SIGNIFICANCE_NOTE)
+        return Table.of("versus", "MENTOR against each baseline: paired tests over users and seeds", columns, rows,
+                        section=SECTIONS[0], keys=3,
+                        note=SIGNIFICANCE_NOTE.replace("the column's best baseline", "the row's baseline"))
+    return Table.of("significance", "MENTOR against the best baseline: paired tests over users and seeds", columns,
+                    rows, section=SECTIONS[0], keys=3, note=SIGNIFICANCE_NOTE)
 
 
 def ablation_table(metrics: pd.DataFrame, dataset: str, kind: str, label: str) -> Table | None:
@@ -402,8 +406,8 @@ def ablation_table(metrics: pd.DataFrame, dataset: str, kind: str, label: str) -
         return None
     columns = [_marked([_stat_cell(rows.get(v), key) for v in variants]) for key in COLUMNS]
     names = [f"{display(v)} (full)" if v == "mentor" else display(v) for v in variants]
-    return Table(SECTIONS[1], kind, f"{label}: {title}", ["Model", *COLUMNS.values()],
-                 [[n, *(c[i] for c in columns)] for i, n in enumerate(names)])
+    return Table.of(kind, f"{label}: {title}", [Column("Model"), *_metric_columns()],
+                    [[n, *(c[i] for c in columns)] for i, n in enumerate(names)], section=SECTIONS[1])
 
 
 GPU_MEMORY, CPU_MEMORY, NA = "Peak GPU memory (MB)", "Peak RSS increase (MB, CPU)", "n/a"
@@ -415,14 +419,19 @@ EFFICIENCY_NOTE = (
     "the run minus its resident memory when the run started, with the data loaded and before the model was "
     "built (`peak_rss_mb - rss_start_mb`): the model's and training's own memory, without the interpreter, "
     "libraries and data that every model shares. n/a: runs stored without `rss_start_mb` (older stores), "
-    "whose raw process RSS is not shown. A dash (–): no run of that model on that device.")
+    "whose raw process RSS is not shown. A dash (–): no run of that model on that device. " + LOAD_NOTE)
 SWEEP_NOTE = (
     "Configs: distinct configurations the search ran (role search). Stopped early: by ASHA, or by the "
-    "budget running out. Search epochs: epochs its trials trained, as their checkpoints hold them (Tune keeps "
+    "budget running out. Best valid R@20, Best config: the search's best run by the sweep's own rule (ASHA-stopped "
+    "trials by their best epoch), and the values of the keys the search varied.")
+SPEND_NOTE = (
+    "Search epochs: epochs its trials trained, as their checkpoints hold them (Tune keeps "
     "none of an epoch it stops a trial after). Search device time: the trials' run time times their workers. "
     "Budget: `--budget`, in trial-epochs, when the search had one. Coverage: distinct points of the space "
-    "tried, against its grid size; Values tried per axis: for each searched key, the values tried against "
-    "those the space offers. Search wall: wall-clock time of the "
+    "tried, against its grid size (Points tried); Values tried per axis: for each searched key, the values tried "
+    "against those the space offers.")
+TIME_NOTE = (
+    "Search wall: wall-clock time of the "
     "search, from its first trial's start (`started_at`) to its last trial's end (`finished_at`). Search run "
     "time (sum): the trials' own durations (`wall_seconds`) added up, larger than the wall when trials ran in "
     "parallel, and without the time Ray and Tune spend between trials. Sweep wall and Sweep run time (sum): "
@@ -432,76 +441,68 @@ SWEEP_NOTE = (
 
 
 def efficiency_table(eff: pd.DataFrame, labels: dict[str, str]) -> Table:
-    variants = variant_order(eff["variant"])
-    body: list[list[str | Cell]] = []
+    """Table 3: a row per dataset and model; a memory column per device some run used."""
+    gpu, cpu = bool(eff["gpu_runs"].sum()), bool(eff["cpu_runs"].sum())
+    columns = [Column("Dataset"), Column("Model"), Column("Time (s/epoch)", "number", 2),
+               *([Column(GPU_MEMORY, "number", 0, thousands=True)] if gpu else []),
+               *([Column(CPU_MEMORY, "number", 0, thousands=True)] if cpu else []), Column("Device")]
+    body: list[list[object]] = []
     for dataset in dict.fromkeys(eff["dataset"]):
-        d = eff[eff["dataset"] == dataset]
-        rows = {r["variant"]: r for _, r in d.iterrows()}
-        metrics = ["Time (s/epoch)", *([GPU_MEMORY] if d["gpu_runs"].sum() else []),
-                   *([CPU_MEMORY] if d["cpu_runs"].sum() else []), "Device"]
-        for i, metric in enumerate(metrics):
-            body.append([labels[dataset] if i == 0 else "", metric,
-                         *(_efficiency_cell(rows.get(v), metric) for v in variants)])
-    return Table(SECTIONS[2], "efficiency", "Efficiency: median over seeds of seconds per epoch and of the "
-                 "run's own peak memory", ["Dataset", "Metric", *map(display, variants)], body, note=EFFICIENCY_NOTE)
+        rows = {r["variant"]: r for _, r in eff[eff["dataset"] == dataset].iterrows()}
+        for i, variant in enumerate(variant_order(pd.Series(list(rows)))):
+            r = rows[variant]
+            workers = r["world_size"]
+            several = not missing(workers) and workers > 1
+            device = None if missing(r["device"]) else f"{r['device']}{f' ({workers} workers)' if several else ''}"
+            body.append([labels[dataset] if i == 0 else "", display(variant),
+                         r["seconds_per_epoch_median"] if r["epochs_run_median"] > 0 else None,  # MostPop: no epoch
+                         *([_memory(r["gpu_runs"], r["peak_gpu_mb_median"])] if gpu else []),
+                         *([_memory(r["cpu_runs"], r["rss_increase_mb_median"])] if cpu else []), device])
+    return Table.of("efficiency", "Efficiency: median over seeds of seconds per epoch and of the run's own peak "
+                    "memory", columns, body, section=SECTIONS[2], note=EFFICIENCY_NOTE, keys=2)
 
 
-def _efficiency_cell(row: pd.Series | None, metric: str) -> str | Cell:
-    if row is None:
-        return Cell(None)
-    if metric == "Device":
-        workers = row["world_size"]
-        several = not missing(workers) and workers > 1
-        return Cell(None) if missing(row["device"]) else f"{row['device']}{f' ({workers} workers)' if several else ''}"
-    if metric == "Time (s/epoch)":  # MostPop trains no epoch: no time per epoch
-        return number_cell(row["seconds_per_epoch_median"], ".2f") if row["epochs_run_median"] > 0 else Cell(None)
-    runs, mem = (row["gpu_runs"], row["peak_gpu_mb_median"]) if metric == GPU_MEMORY else \
-        (row["cpu_runs"], row["rss_increase_mb_median"])
+def _memory(runs: int, mb: float) -> object:
     if not runs:
-        return Cell(None)  # no run of this model on this device
-    return NA if missing(mem) else number_cell(mem, ".0f")
+        return None  # no run of this model on this device
+    return NA if missing(mb) else mb
 
 
-def sweep_table(sweeps: pd.DataFrame, labels: dict[str, str]) -> Table:
-    body = [[labels[r["dataset"]], text_cell(r["space"]), text_cell(r["model"]), str(r["trials"]),
-             str(r["completed"]),
-             str(r["stopped_early"]), str(r["failed"]), _number(r["best_valid_recall@20"]), _best_config(r),
-             number_cell(r["search_epochs"], ","), _duration(r["search_device_seconds"]),
-             number_cell(r["budget_epochs"], ",.0f", " epochs"),
-             _coverage(r), text_cell(r["axis_coverage"]),
-             *(_duration(r[c]) for c in ("search_wall_seconds", "search_run_seconds_sum", "sweep_wall_seconds",
-                                         "sweep_run_seconds_sum"))] for _, r in sweeps.iterrows()]
-    # A point the searcher proposes twice runs twice but is one run in the store (same config and seed:
-    # the same run id, and the same result), so this counts distinct configurations.
-    return Table(SECTIONS[3], "sweep", "Search per dataset and space (role search), and time of the whole sweep",
-                 ["Dataset", "Space", "Model", "Configs", "Completed", "Stopped early (ASHA or budget)", "Failed",
-                  "Best valid R@20", "Best config", "Search epochs", "Search device time", "Budget", "Coverage",
-                  "Values tried per axis", "Search wall", "Search run time (sum)", "Sweep wall",
-                  "Sweep run time (sum)"], body, note=SWEEP_NOTE)
-
-
-def _coverage(row: pd.Series) -> str | Cell:
-    if missing(row["grid_size"]) or missing(row["points"]) or not row["grid_size"]:
-        return Cell(None)
-    points, grid = int(row["points"]), int(row["grid_size"])
-    share = 100 * points / grid  # two significant digits, never in exponent form (100%, 62%, 0.0012%)
-    return f"{points:,} / {grid:,} ({float(f'{share:.2g}'):g}%)"
-
-
-def _number(value) -> str | Cell:
-    return number_cell(value, f".{DIGITS}f")
-
-
-def _best_config(row: pd.Series) -> str | Cell:
-    return Cell(None) if missing(row["best_run_id"]) else text_cell(row["best_config"])
-
-
-def _duration(seconds: float) -> str | Cell:
-    if missing(seconds) or math.isinf(seconds):
-        return Cell(None)
-    s = int(round(seconds))
-    return f"{seconds:.1f}s" if seconds < 60 else f"{s // 60}m {s % 60:02d}s" if s < 3600 else \
-        f"{s // 3600}h {s % 3600 // 60:02d}m"
+def sweep_tables(sweeps: pd.DataFrame, labels: dict[str, str]) -> list[Table]:
+    """The sweep summary as three tables of one row per dataset and space (18 columns fit no page): the search's
+    trials and best point, what it spent and covered, and the wall and run times of the search and the sweep."""
+    keys = [Column("Dataset"), Column("Space")]
+    outcome, spend, times = [], [], []
+    for _, r in sweeps.iterrows():
+        key = [labels[r["dataset"]], _text(r["space"])]
+        best = None if missing(r["best_run_id"]) else _text(r["best_config"])
+        # A point the searcher proposes twice runs twice but is one run in the store (same config and seed:
+        # the same run id, and the same result), so Configs counts distinct configurations.
+        outcome.append([*key, _text(r["model"]), r["trials"], r["completed"], r["stopped_early"], r["failed"],
+                        r["best_valid_recall@20"], best])
+        grid, points = r["grid_size"], r["points"]
+        known = not (missing(grid) or missing(points)) and grid
+        spend.append([*key, r["search_epochs"], r["search_device_seconds"], r["budget_epochs"],
+                      (points, grid) if known else None, 100 * points / grid if known else None,
+                      _text(r["axis_coverage"])])
+        times.append([*key, *(r[c] for c in ("search_wall_seconds", "search_run_seconds_sum", "sweep_wall_seconds",
+                                             "sweep_run_seconds_sum"))])
+    count = lambda header: Column(header, "number", thousands=True)  # noqa: E731
+    duration = lambda header: Column(header, "duration")  # noqa: E731
+    return [
+        Table.of("sweep", "Search per dataset and space (role search): trials and the best point on validation",
+                 [*keys, Column("Model"), count("Configs"), count("Completed"), count("Stopped early"),
+                  count("Failed"), Column("Best valid R@20", "number", DIGITS), Column("Best config", wrap=True)],
+                 outcome, section=SECTIONS[3], note=SWEEP_NOTE, keys=2),
+        Table.of("sweep_spend", "What each search spent and how much of its space it tried",
+                 [*keys, count("Search epochs"), duration("Search device time"),
+                  Column("Budget", "number", thousands=True, suffix=" epochs"), Column("Points tried", "fraction"),
+                  Column("Coverage", "percent", 1), Column("Values tried per axis", wrap=True)],
+                 spend, section=SECTIONS[3], note=SPEND_NOTE, keys=2),
+        Table.of("sweep_time", "Wall-clock and run time of each search and of the whole sweep",
+                 [*keys, duration("Search wall"), duration("Search run time (sum)"), duration("Sweep wall"),
+                  duration("Sweep run time (sum)")], times, section=SECTIONS[3], note=TIME_NOTE, keys=2),
+    ]
 
 
 # --------------------------------------------------------------------------- the board
@@ -522,10 +523,10 @@ def build_board(runs: pd.DataFrame, source: str) -> Board:
     frames = {"overall": metrics, "improvement": improv, "versus": versus}
     for kind in ABLATIONS:
         found = [t for d in dict.fromkeys(metrics["dataset"]) if (t := ablation_table(metrics, d, kind, labels[d]))]
-        tables += found
+        tables += [dataclasses.replace(t, key=f"{t.key}-{i + 1}") if i else t for i, t in enumerate(found)]
         frames[kind] = metrics[metrics["variant"].isin(ABLATIONS[kind][1])].reset_index(drop=True)
     tables += [efficiency_table(eff, labels)] if len(eff) else []
-    tables.append(sweep_table(sweeps, labels))
+    tables += sweep_tables(sweeps, labels)
     frames.update(efficiency=eff, sweep=sweeps)
     return Board(_intro(runs, source), tables, frames, _notes(runs, chosen, metrics, improv, labels))
 
@@ -542,10 +543,10 @@ def _intro(runs: pd.DataFrame, source: str) -> list[str]:
         f"code {', '.join(versions[:3])}{' …' if len(versions) > 3 else ''}.",
         "Metric tables: test split at each run's best validation epoch, runs of role final/ablation only, one "
         "config per dataset and model chosen on mean validation Recall@20; mean ± sample std over seeds (one "
-        "seed: the mean only). Per column: best **bold**, second <u>underlined</u> (at 4 decimals; ties share "
-        "the mark). Improv.: MENTOR against the column's best baseline; * = MENTOR ahead with a paired t-test over "
-        f"seeds (two-sided, p < {ALPHA}) and, where the runs kept per-user values, a {paired.CONFIDENCE:.0%} "
-        "paired bootstrap interval over test users above 0 (the table after Table 2 gives both tests).",
+        "seed: the mean only). Improv.: MENTOR against the column's best baseline; * = MENTOR ahead with a paired "
+        f"t-test over seeds (two-sided, p < {ALPHA}) and, where the runs kept per-user values, a "
+        f"{paired.CONFIDENCE:.0%} paired bootstrap interval over test users above 0 (the table after Table 2 gives "
+        "both tests).",
     ]
 
 
@@ -600,8 +601,9 @@ def parse_formats(value: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
-                      formats: str | Sequence[str] = FORMATS) -> str:
-    """Read the store under ``results_dir``, write the leaderboard under ``out_dir``; its Markdown."""
+                      formats: str | Sequence[str] = FORMATS, *, returns: str = "md") -> str:
+    """Read the store under ``results_dir``, write the leaderboard under ``out_dir``; its Markdown (``returns``
+    ``"text"``: as plain text, for a terminal)."""
     chosen_formats = parse_formats(formats)
     runs = load_runs(results_dir)
     out = Path(out_dir)
@@ -616,9 +618,7 @@ def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
     try:
         board.plots, plot_notes = write_plots(runs, out)
         board.notes += plot_notes
-        markdown = render_markdown(board)
-        rendered = {fmt: markdown if fmt == "md" else render_tex(board) if fmt == "tex" else render_html(board)
-                    for fmt in chosen_formats if fmt != "csv"}
+        rendered = {fmt: render_board(board, fmt) for fmt in {*chosen_formats, "md", returns} - {"csv"}}
         for fmt in chosen_formats:
             if fmt == "csv":
                 for name, frame in board.frames.items():
@@ -631,4 +631,4 @@ def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
             shutil.rmtree(created[-1], ignore_errors=True)
         raise
     log.info("leaderboard (%s) and %d plot(s) written under %s", ", ".join(chosen_formats), len(board.plots), out)
-    return markdown
+    return rendered[returns]

@@ -1,16 +1,40 @@
-"""The leaderboard's plots (matplotlib): sensitivity heatmaps (Fig. 7), the λ_align line (Fig. 5), curves."""
+"""The leaderboard's plots (matplotlib): sensitivity heatmaps (Fig. 7), the λ_align plot (Fig. 5), validation curves.
+
+Every plot is computed as data first (:func:`cell_frame`, :func:`align_frame`, :func:`curve_frame`), then drawn;
+the data functions are the tested part. The rules that keep a figure honest:
+
+- each figure and caption says what it shows: runs, configurations and seeds, the metric and split, and which
+  searched axes a value is the best over (a heatmap cell is the best configuration of the axes not shown);
+- seed noise: σ is the standard deviation over seeds of validation Recall@20 of MENTOR's final runs of the
+  dataset (:func:`seed_noise`; :data:`DEFAULT_NOISE` with fewer than 2 seeds, and the caption says which). A
+  heatmap's colour scale spans at least :data:`SPAN_WIDTHS` σ below the best cell, and the cells within
+  :data:`NOISE_WIDTHS` σ of the best are outlined as not distinguishable from it; the λ_align plot shades
+  that band and its y axis spans at least :data:`SPAN_WIDTHS` σ;
+- a line joins only points that differ in the plotted axis alone (every other setting equal: one line per
+  fixed configuration), each point the mean over its runs with a min-max bar where there are several;
+- runs stopped early (ASHA or the search budget; status ``stopped_early``) are shown as stopped (hatched
+  cell or hollow point: the epoch they stopped at and their best value so far), never blank and never
+  mixed with completed runs' values;
+- the same store gives the same figures: runs are de-duplicated by run id (the newest, as the store keeps)
+  and sorted by run id before any grouping, and PNGs are written without a software or date stamp.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import math
 import re
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
+from mentor_ray.common.config import BASELINES, result_settings
 from mentor_ray.common.io import write_atomic
 from mentor_ray.report.board import Plot, missing
 from mentor_ray.report.select import (
@@ -20,139 +44,507 @@ from mentor_ray.report.select import (
     dataset_labels,
     dataset_order,
     display,
+    parse_json,
     searched_keys,
     select_final,
+    variant_order,
 )
+
+COMPLETED = "completed"  # a run trained to its own early stopping or its epoch budget (not stopped by ASHA)
+METRIC = "validation Recall@20"  # what every plot shows (the valid split; never test)
+DEFAULT_NOISE = 0.005  # σ assumed when fewer than 2 final seeds measure it
+NOISE_WIDTHS = 2.0  # a gap to the best within this many σ is not told apart from the best
+SPAN_WIDTHS = 6.0  # a colour scale (a y axis) spans at least this many σ
+MAX_LINES = 8  # configurations of the λ_align plot with their own colour and legend entry; the rest grey
+PNG_METADATA = {"Software": None}  # no matplotlib version in the file: same inputs, same bytes
+PLOT_NOTE = (
+    "Plots: every value is validation Recall@20 (the valid split, never test). Sensitivity heatmaps (Fig. 7): "
+    "MENTOR's search runs; a cell is the best configuration of the searched axes not shown (each configuration "
+    "the mean over its completed runs), with its value and run count n; cells whose runs were all stopped early "
+    "(ASHA or the budget) are hatched with the epoch they stopped at and their best value so far. Colour scales "
+    f"span at least {SPAN_WIDTHS:g} sigma below the best cell, and cells within {NOISE_WIDTHS:g} sigma of the best "
+    "are outlined (not distinguishable from it); sigma is the std over seeds of MENTOR's final runs of the "
+    f"dataset, or {DEFAULT_NOISE:g} when fewer than 2 seeds ran (each caption says which). lambda_align (Fig. 5): "
+    "one line per configuration of the other settings, so a line joins only runs that differ in lambda_align; "
+    "bars are min-max over runs; hollow points are stopped runs. Validation curves: MENTOR and the best baseline "
+    "(by mean validation Recall@20 of the chosen final runs), mean over seeds with a min-max band.")
+
+
+# --------------------------------------------------------------------------- the runs a plot uses
+
+
+def once_per_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with one row per run id, sorted by run id: what every plot groups, whatever the order its rows
+    (or the store's files) came in. The store keeps the newest copy of a run written twice (a trial resumed
+    in a second attempt); here too: the latest ``finished_at``, ties broken by the row's content."""
+    if runs.empty or "run_id" not in runs:
+        return runs.reset_index(drop=True)
+    order = [c for c in ("run_id", "finished_at", "status", VALID, "epochs_run", "config_json") if c in runs]
+    ranked = runs.sort_values(order, kind="mergesort", na_position="first")
+    return ranked.drop_duplicates("run_id", keep="last").reset_index(drop=True)
 
 
 def search_scores(runs: pd.DataFrame, dataset: str, axes: Sequence[str] = ()) -> pd.DataFrame:
-    """The dataset's MENTOR search runs that have a validation Recall@20 (completed or stopped by ASHA: the
-    plots take the completed ones and mark the cells that only ASHA-stopped ones reach); a baseline's own
-    search (its grid has other axes) is left out of MENTOR's sensitivity plots.
+    """The dataset's MENTOR search runs with a validation Recall@20, completed or stopped early (a failed run
+    has none), one row per run id in run id order; a baseline's own search (its grid has other axes) is left
+    out of MENTOR's plots.
 
-    With ``axes``, only the runs of sweeps that varied every one of them: a later stage that searched
-    other settings (e.g. ``mentor_lr_reg`` at a first sweep's best point) would otherwise add its trials,
-    trained at other learning rates, to one cell of the plot."""
-    s = runs[(runs["dataset"] == dataset) & (runs["role"] == "search") & (runs["status"] != "failed")
-             & (runs["variant"] == "mentor")]
+    With ``axes``, only the runs of sweeps that varied every one of them: a later stage that searched other
+    settings (e.g. ``mentor_lr_reg`` at a first sweep's best point) would otherwise add its trials, trained
+    at other learning rates, to one cell of the plot."""
+    s = once_per_run(runs)
+    s = s[(s["dataset"] == dataset) & (s["role"] == "search") & (s["status"] != "failed") & (s["variant"] == "mentor")]
     s = s[s[VALID].notna()]
     if axes and len(s):
-        keep = [g for _, g in s.groupby("sweep", dropna=False) if set(axes) <= set(searched_keys(g))]
-        s = pd.concat(keep) if keep else s.iloc[:0]
-    return s
+        keep = [g for _, g in s.groupby("sweep", dropna=False, sort=True) if set(axes) <= set(searched_keys(g))]
+        s = pd.concat(keep).sort_values("run_id", kind="mergesort") if keep else s.iloc[:0]
+    return s.reset_index(drop=True)
 
 
-COMPLETED = "completed"  # a run trained to its own early stopping or its epoch budget (not stopped by ASHA)
-HIDDEN = "best validation Recall@20 over the other settings, completed runs only"  # what a cell or point is
-PLOT_NOTE = ("Sensitivity heatmaps (Fig. 7) and the lambda_align line (Fig. 5): MENTOR search runs that "
-             "completed (trained to their own early stopping or the epoch budget) only, never those ASHA stopped "
-             "at an early rung; each cell (point) is the maximum validation Recall@20 over the completed trials "
-             "at that value, i.e. the best over the settings not on the axes (the other searched "
-             "hyperparameters). A cell (value) whose trials were all stopped by ASHA is left blank and marked "
-             "'ASHA'.")
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    """σ of one run's validation Recall@20: measured over ``seeds`` final runs, or :data:`DEFAULT_NOISE`."""
+
+    std: float
+    seeds: int
+    measured: bool
+
+    def describe(self) -> str:
+        if self.measured:
+            return f"sigma = {self.std:.4f}: std over the {self.seeds} seeds of MENTOR's final runs"
+        return (f"sigma = {self.std:.4f}: a default, not measured ({self.seeds} final MENTOR seed"
+                f"{'' if self.seeds == 1 else 's'}, fewer than 2)")
+
+
+def seed_noise(runs: pd.DataFrame, dataset: str, variant: str = "mentor") -> Noise:
+    """The spread between seeds of validation Recall@20 at one configuration: the sample std over the seeds of
+    ``variant``'s final runs on ``dataset`` (the configuration the leaderboard chose, :func:`select_final`);
+    :data:`DEFAULT_NOISE` when fewer than 2 seeds ran."""
+    chosen = select_final(once_per_run(runs))
+    finals = chosen[(chosen["dataset"] == dataset) & (chosen["variant"] == variant) & (chosen["role"] == "final")]
+    values = finals.sort_values("seed")[VALID].astype(float).to_numpy()
+    if len(values) < 2:
+        return Noise(DEFAULT_NOISE, len(values), False)
+    return Noise(float(np.std(values, ddof=1)), len(values), True)
+
+
+def _seeds_text(frame: pd.DataFrame) -> str:
+    seeds = sorted(int(s) for s in frame["seed"].dropna().unique())
+    if not seeds:
+        return "no seed"
+    shown = ", ".join(map(str, seeds[:6])) + (", ..." if len(seeds) > 6 else "")
+    return f"seed{'s' if len(seeds) > 1 else ''} {shown}"
+
+
+def _runs_text(scored: pd.DataFrame) -> str:
+    done = int((scored["status"] == COMPLETED).sum())
+    stopped = len(scored) - done
+    configs = scored["config_hash"].nunique()
+    return (f"{len(scored)} search run{'s' if len(scored) != 1 else ''} ({done} completed, {stopped} stopped early), "
+            f"{configs} configuration{'s' if configs != 1 else ''}, {_seeds_text(scored)}")
+
+
+def _stopped_best(stopped: pd.DataFrame) -> tuple[float, float]:
+    """(best validation Recall@20 so far, epoch it stopped at) of the best of ``stopped``; NaN when none."""
+    if stopped.empty:
+        return math.nan, math.nan
+    best = stopped.sort_values([VALID, "run_id"], ascending=[False, True], kind="mergesort").iloc[0]
+    epochs = best.get("epochs_run")
+    return float(best[VALID]), math.nan if missing(epochs) else float(epochs)
+
+
+# --------------------------------------------------------------------------- sensitivity heatmaps
+
+
+def cell_frame(scored: pd.DataFrame, x: str, y: str, noise: Noise | None = None) -> pd.DataFrame:
+    """What a sensitivity heatmap draws: one row per (y, x) cell over every value a scored run has, y then x
+    ascending. ``value``: the best configuration of the other axes, each configuration the mean of its
+    completed runs (NaN where none completed); ``runs`` and ``configs``: the completed runs and configurations
+    in the cell; ``stopped``: its runs stopped early, ``stopped_best`` / ``stopped_epoch`` the best of them (its
+    best value so far, the epoch it stopped at); ``gap``: the best cell's value minus this one's;
+    ``within_noise``: ``gap`` within :data:`NOISE_WIDTHS` σ (``noise``; default :data:`DEFAULT_NOISE`)."""
+    noise = noise or Noise(DEFAULT_NOISE, 0, False)
+    scored = scored.sort_values("run_id", kind="mergesort")
+    xs, ys = sorted(scored[x].dropna().unique()), sorted(scored[y].dropna().unique())
+    rows = []
+    for yv in ys:
+        for xv in xs:
+            cell = scored[(scored[y] == yv) & (scored[x] == xv)]
+            done = cell[cell["status"] == COMPLETED]
+            means = done.groupby("config_hash", sort=True)[VALID].mean()
+            stopped = cell[cell["status"] != COMPLETED]
+            best, epoch = _stopped_best(stopped)
+            rows.append({y: float(yv), x: float(xv), "value": float(means.max()) if len(means) else math.nan,
+                         "runs": len(done), "configs": len(means), "stopped": len(stopped),
+                         "stopped_best": best, "stopped_epoch": epoch})
+    frame = pd.DataFrame(rows, columns=[y, x, "value", "runs", "configs", "stopped", "stopped_best", "stopped_epoch"])
+    top = frame["value"].max()
+    frame["gap"] = top - frame["value"]
+    frame["within_noise"] = frame["gap"] <= NOISE_WIDTHS * noise.std + 1e-12  # NaN gap: False
+    return frame
 
 
 def sensitivity_grid(scored: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Best validation Recall@20 of the completed trials per (y, x) cell (the maximum over the axes not
-    shown); rows y, columns x, over every value a scored trial has; NaN where no trial completed (see
-    :func:`stopped_only_cells`): a trial ASHA stopped at an early rung never counts."""
-    done = scored[scored["status"] == COMPLETED]
-    grid = done.pivot_table(index=y, columns=x, values=VALID, aggfunc="max")
-    return grid.reindex(index=sorted(scored[y].dropna().unique()), columns=sorted(scored[x].dropna().unique()))
+    """:func:`cell_frame`'s values as a grid: rows y, columns x; NaN where no run completed."""
+    cells = cell_frame(scored, x, y)
+    grid = cells.pivot(index=y, columns=x, values="value")
+    return grid.reindex(index=sorted(cells[y].unique()), columns=sorted(cells[x].unique()))
 
 
 def stopped_only_cells(scored: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """True where a cell of :func:`sensitivity_grid` has trials, all of them stopped early by ASHA."""
-    grid = sensitivity_grid(scored, x, y)
-    tried = scored.pivot_table(index=y, columns=x, values=VALID, aggfunc="size").reindex_like(grid)
-    return tried.notna() & grid.isna()
+    """True where a cell of :func:`sensitivity_grid` has runs, all of them stopped early."""
+    cells = cell_frame(scored, x, y).assign(only=lambda c: (c["runs"] == 0) & (c["stopped"] > 0))
+    return cells.pivot(index=y, columns=x, values="only").reindex_like(sensitivity_grid(scored, x, y)).astype(bool)
+
+
+def colour_range(values: Sequence[float] | np.ndarray, noise: Noise) -> tuple[float, float]:
+    """(vmin, vmax) of a heatmap: from the best value down by its range, and by at least :data:`SPAN_WIDTHS` σ,
+    so that cells within seed noise of each other never span the colour map."""
+    finite = np.asarray(values, float)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return 0.0, 1.0
+    best = float(finite.max())
+    span = max(best - float(finite.min()), SPAN_WIDTHS * noise.std)
+    return best - (span if span > 0 else 1e-4), best
+
+
+def _hidden(scored: pd.DataFrame, shown: Sequence[str]) -> list[str]:
+    return [k for k in searched_keys(scored) if k not in shown]
+
+
+def heatmap_caption(scored: pd.DataFrame, x: str, y: str, noise: Noise) -> list[str]:
+    """What a sensitivity heatmap shows, as sentences (:func:`caption_text`, :func:`subtitle_text`)."""
+    hidden = _hidden(scored, (x, y))
+    over = (f"the best over {', '.join(hidden)} (each configuration: the mean of its completed runs)" if hidden
+            else "the mean of its completed runs (no other axis was searched)")
+    return [f"each cell: {METRIC} (valid split), {over}; n = completed runs in the cell",
+            _runs_text(scored),
+            f"colours span at least {SPAN_WIDTHS:g} sigma below the best cell; dashed outline: within "
+            f"{NOISE_WIDTHS:g} sigma of the best (not distinguishable from it by seed noise)",
+            noise.describe(),
+            "hatched: every run of the cell stopped early (ASHA or the budget), with the epoch it stopped at and "
+            "its best value so far"]
+
+
+def heatmap_figure(cells: pd.DataFrame, x: str, y: str, title: str, subtitle: str, noise: Noise):
+    """:func:`cell_frame` ``cells`` as a heatmap (``title`` and ``subtitle`` drawn as given)."""
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    xs, ys = sorted(cells[x].unique()), sorted(cells[y].unique())
+    data = cells.pivot(index=y, columns=x, values="value").reindex(index=ys, columns=xs).to_numpy(float)
+    vmin, vmax = colour_range(data.ravel(), noise)
+    fig = Figure(figsize=(max(6.2, 1.25 * len(xs) + 2.6), max(4.2, 0.9 * len(ys) + 2.6)))
+    ax = fig.subplots()
+    norm = Normalize(vmin=vmin, vmax=vmax)
+    im = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", norm=norm, origin="lower", aspect="auto")
+    ax.set_facecolor("white")
+    ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs])
+    ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    ax.set_ylim(-0.5, len(ys) - 0.5)
+    top = np.nanmax(data) if np.isfinite(data).any() else math.nan
+    for r in cells.itertuples(index=False):
+        c = cells.columns.get_loc
+        i, j = ys.index(r[c(y)]), xs.index(r[c(x)])
+        if not math.isnan(r.value):
+            dark = norm(r.value) > 0.6
+            extra = f"\n+{r.stopped} stopped" if r.stopped else ""
+            ax.text(j, i, f"{r.value:.4f}\nn={r.runs}{extra}", ha="center", va="center", fontsize=8,
+                    color="black" if dark else "white", fontweight="bold" if r.value == top else "normal")
+            if r.within_noise:
+                ax.add_patch(Rectangle((j - 0.46, i - 0.46), 0.92, 0.92, fill=False, edgecolor="crimson",
+                                       linewidth=2, linestyle="--"))
+        elif r.stopped:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.9", edgecolor="0.6", hatch="///",
+                                   linewidth=0))
+            epoch = "" if math.isnan(r.stopped_epoch) else f" at epoch {int(r.stopped_epoch)}"
+            ax.text(j, i, f"stopped{epoch}\nbest so far\n{r.stopped_best:.4f}\n({r.stopped} run"
+                    f"{'s' if r.stopped > 1 else ''})", ha="center", va="center", fontsize=7, color="0.15",
+                    bbox={"facecolor": "0.9", "edgecolor": "none", "pad": 1.5})
+        else:
+            ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="0.45", style="italic")
+    ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=AXIS_LABELS.get(y, y))
+    _titles(ax, title, subtitle)
+    bar = fig.colorbar(im, ax=ax, label=f"{METRIC} (completed runs)")
+    if np.isfinite(top):
+        band = NOISE_WIDTHS * noise.std
+        bar.ax.axhspan(max(top - band, vmin), top, facecolor="none", edgecolor="crimson", hatch="..", linewidth=1)
+        bar.ax.text(1.1, 1.0, f"{NOISE_WIDTHS:g}σ", transform=bar.ax.transAxes, fontsize=7, color="crimson",
+                    va="bottom", ha="left")
+    return fig
+
+
+# --------------------------------------------------------------------------- the λ_align plot
+
+
+def _fixed_key(text: object, config_hash: str, axis: str) -> str:
+    """Every result setting of a run but ``axis``, as text: the runs that share it differ in ``axis`` alone.
+    A run without a readable config is its own configuration (joined with no other)."""
+    config = parse_json(text, dict)
+    if config is None:
+        return f"config_hash={config_hash}"
+    return json.dumps({k: v for k, v in result_settings(config).items() if k != axis}, sort_keys=True, default=str)
+
+
+def align_frame(scored: pd.DataFrame, axis: str = "lambda_align") -> pd.DataFrame:
+    """What the λ_align plot draws: one row per (fixed configuration, ``axis`` value), every setting but ``axis``
+    equal within a configuration (``fixed``; ``label`` names it by the other searched axes). ``mean``,
+    ``low``, ``high``, ``runs``: over the completed runs of that point (NaN where none); ``stopped``,
+    ``stopped_best``, ``stopped_epoch``: its runs stopped early. ``line``: whether the point is on its
+    configuration's line (completed, and the configuration has at least 2 completed values of ``axis``).
+    Configurations are ordered by their best mean (then label), points by ``axis``."""
+    cols = ["fixed", "label", axis, "mean", "low", "high", "runs", "stopped", "stopped_best", "stopped_epoch", "line"]
+    scored = scored[scored[axis].notna()].sort_values("run_id", kind="mergesort")
+    if scored.empty:
+        return pd.DataFrame(columns=cols)
+    fixed = [_fixed_key(t, h, axis) for t, h in zip(scored["config_json"], scored["config_hash"])]
+    scored = scored.assign(_fixed=fixed)
+    others = _hidden(scored, (axis,))
+    labels: dict[str, str] = {}
+    for key, g in scored.groupby("_fixed", sort=True):
+        first = g.iloc[0]
+        labels[key] = ", ".join(f"{k}={_number(first.get(k), parse_json(first['config_json'], dict), k)}"
+                                for k in others) or "the other settings fixed"
+    if len(set(labels.values())) < len(labels):  # two configurations alike on the searched axes: tell them apart
+        labels = {k: f"{v} [{g['config_hash'].iloc[0][:6]}]" for (k, g), v in
+                  zip(scored.groupby("_fixed", sort=True), labels.values())}
+    rows = []
+    for (key, value), g in scored.groupby(["_fixed", axis], sort=True):
+        done = g[g["status"] == COMPLETED][VALID].astype(float)
+        stopped = g[g["status"] != COMPLETED]
+        best, epoch = _stopped_best(stopped)
+        rows.append({"fixed": key, "label": labels[key], axis: float(value),
+                     "mean": float(done.mean()) if len(done) else math.nan,
+                     "low": float(done.min()) if len(done) else math.nan,
+                     "high": float(done.max()) if len(done) else math.nan, "runs": len(done),
+                     "stopped": len(stopped), "stopped_best": best, "stopped_epoch": epoch})
+    frame = pd.DataFrame(rows)
+    completed = frame[frame["runs"] > 0].groupby("fixed")[axis].nunique()
+    frame["line"] = (frame["runs"] > 0) & frame["fixed"].map(lambda k: completed.get(k, 0) >= 2)
+    best = frame.groupby("fixed")["mean"].max().fillna(-math.inf)
+    rank = frame.assign(_best=frame["fixed"].map(best)).sort_values(["_best", "label", "fixed", axis],
+                                                                     ascending=[False, True, True, True],
+                                                                     kind="mergesort")
+    return rank[cols].reset_index(drop=True)
+
+
+def _number(value: object, config: dict | None, key: str) -> str:
+    """A setting's value of a run: its column, else its config."""
+    if missing(value) and config is not None:
+        value = config.get(key)
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def align_points(scored: pd.DataFrame) -> tuple[pd.Series, list[float]]:
-    """Best validation Recall@20 of the completed trials per lambda_align, and the values whose trials
-    were all stopped early by ASHA."""
-    done = scored[scored["status"] == COMPLETED]
-    series = done.groupby("lambda_align")[VALID].max().sort_index()
-    return series, sorted(set(scored["lambda_align"].dropna()) - set(series.index))
+    """The best completed configuration's mean per lambda_align value, and the values only stopped runs
+    reached (a summary for tests; the plot draws :func:`align_frame`)."""
+    frame = align_frame(scored)
+    done = frame[frame["runs"] > 0]
+    series = done.groupby("lambda_align")["mean"].max().sort_index()
+    return series, sorted(set(frame["lambda_align"]) - set(series.index))
 
 
-def _too_few(scored: pd.DataFrame, axes: Sequence[str]) -> str | None:
-    if scored.empty:
-        return f"no MENTOR search with a validation Recall@20 varied {' and '.join(axes)}"
-    if not (scored["status"] == COMPLETED).any():
-        return (f"no completed MENTOR search run varied {' and '.join(axes)} ({len(scored)} stopped early by "
-                "ASHA); the plot uses completed runs only")
-    for axis in axes:
-        n = scored[axis].nunique()
-        if n < 2:
-            return f"{n} distinct value of {axis} among {len(scored)} scored search run(s); need at least 2"
-    return None
+def align_caption(scored: pd.DataFrame, frame: pd.DataFrame, noise: Noise, axis: str = "lambda_align") -> list[str]:
+    """What the λ_align plot shows, as sentences (:func:`caption_text`, :func:`subtitle_text`)."""
+    others = _hidden(scored, (axis,))
+    configs = frame["fixed"].nunique()
+    lines = frame.loc[frame["line"], "fixed"].nunique()
+    per = (f"one line per configuration of {', '.join(others)}: a line joins runs that differ in {axis} only, "
+           "nothing is maximised over" if others else f"the runs differ in {axis} only")
+    return [f"{METRIC} (valid split) against {axis}; {per}",
+            f"{lines} of {configs} configuration{'s' if configs != 1 else ''} have 2 or more completed values to "
+            "join, the others are single points",
+            _runs_text(scored),
+            "points: the mean of the completed runs, bars min-max where n > 1; hollow: stopped early (ASHA or the "
+            "budget), at its best value so far",
+            f"shaded: within {NOISE_WIDTHS:g} sigma of the best point; the y axis spans at least {SPAN_WIDTHS:g} "
+            f"sigma; {noise.describe()}"]
 
 
-def heatmap_figure(grid: pd.DataFrame, x: str, y: str, title: str, stopped: pd.DataFrame | None = None):
-    """``grid`` as a heatmap; cells where ``stopped`` is True (only ASHA-stopped trials) are marked 'ASHA'."""
-    import numpy as np
+def align_figure(frame: pd.DataFrame, title: str, subtitle: str, noise: Noise, axis: str = "lambda_align"):
+    """:func:`align_frame` ``frame`` as points and lines; every line's ``gid`` is its configuration's key."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    data = grid.to_numpy(float)
-    only_stopped = np.zeros(data.shape, bool) if stopped is None else stopped.to_numpy(bool)
-    fig = Figure(figsize=(max(4.5, 0.95 * data.shape[1] + 2.2), max(3.2, 0.55 * data.shape[0] + 1.8)))
+    fig = Figure(figsize=(7.4, 4.4))
     ax = fig.subplots()
-    im = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", origin="lower", aspect="auto")
-    ax.set_xticks(range(data.shape[1]), [f"{v:g}" for v in grid.columns])
-    ax.set_yticks(range(data.shape[0]), [f"{v:g}" for v in grid.index])
-    for (i, j), v in np.ndenumerate(data):
-        if not math.isnan(v):
-            ax.text(j, i, f"{v:.4f}", ha="center", va="center", fontsize=8,
-                    color="black" if im.norm(v) > 0.6 else "white")
-        elif only_stopped[i, j]:
-            ax.text(j, i, "ASHA", ha="center", va="center", fontsize=7, color="0.45", style="italic")
-    ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=AXIS_LABELS.get(y, y))
-    ax.set_title(f"{title}\n{HIDDEN}", fontsize=9)
-    fig.colorbar(im, ax=ax, label="best validation Recall@20 (completed runs)")
-    return fig
-
-
-def align_figure(series: pd.Series, stopped: Sequence[float], title: str):
-    """The best completed trial per lambda_align; ``stopped`` values (only ASHA-stopped trials) marked 'ASHA'."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.8, 3.6))
-    ax = fig.subplots()
-    ax.plot(series.index, series.values, marker="o")
-    for xv, yv in series.items():
-        ax.annotate(f"{yv:.4f}", (xv, yv), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    for xv in stopped:
-        ax.axvline(xv, color="0.7", linestyle=":")
-        ax.annotate("ASHA", (xv, 0.02), xycoords=("data", "axes fraction"), ha="center", fontsize=7, color="0.45",
-                    style="italic")
-    ticks = sorted({*series.index, *stopped})
+    keys = list(dict.fromkeys(frame["fixed"]))
+    lows, highs, handles = [], [], []
+    epochs = set(frame.loc[frame["stopped"] > 0, "stopped_epoch"].dropna().astype(int))
+    one_epoch = next(iter(epochs)) if len(epochs) == 1 else None  # then said once, in the legend
+    for n, key in enumerate(keys):
+        pts = frame[frame["fixed"] == key]
+        colour = f"C{n % 10}" if n < MAX_LINES else "0.6"
+        done = pts[pts["runs"] > 0]
+        on = done[done["line"]]
+        if len(on) >= 2:
+            ax.plot(on[axis], on["mean"], "-", color=colour, linewidth=1.4, gid=key, zorder=2)
+        if n < MAX_LINES or n == MAX_LINES:
+            label = (drawn_text(pts["label"].iloc[0]) if n < MAX_LINES else
+                     f"{len(keys) - MAX_LINES} other configuration{'s' if len(keys) - MAX_LINES > 1 else ''}")
+            handles.append(Line2D([], [], color=colour, marker="o", markersize=5, label=label,
+                                  linestyle="-" if len(on) >= 2 or n >= MAX_LINES else "none"))
+        ax.plot(done[axis], done["mean"], "o", color=colour, markersize=5, linestyle="none", zorder=3)
+        several = done[done["runs"] > 1]
+        if len(several):
+            err = np.vstack([several["mean"] - several["low"], several["high"] - several["mean"]])
+            ax.errorbar(several[axis], several["mean"], yerr=err, fmt="none", ecolor=colour, capsize=3, zorder=3)
+            for r in several.itertuples(index=False):
+                ax.annotate(f"n={r.runs}", (getattr(r, axis), r.mean), textcoords="offset points", xytext=(5, 4),
+                            fontsize=7, color=colour)
+        lows += list(done["low"])
+        highs += list(done["high"])
+        stopped = pts[pts["stopped"] > 0]
+        if len(stopped):
+            ax.plot(stopped[axis], stopped["stopped_best"], "o", markerfacecolor="white", markeredgecolor=colour,
+                    markersize=6, linestyle="none", zorder=3)
+            lows += list(stopped["stopped_best"])
+            highs += list(stopped["stopped_best"])
+            for r in stopped.itertuples(index=False) if one_epoch is None else ():
+                epoch = "" if math.isnan(r.stopped_epoch) else f" ep {int(r.stopped_epoch)}"
+                ax.annotate(f"stopped{epoch}", (getattr(r, axis), r.stopped_best), textcoords="offset points",
+                            xytext=(6, 2), fontsize=7, color="0.35", style="italic")
+    if (frame["stopped"] > 0).any():
+        when = "" if one_epoch is None else f" at epoch {one_epoch}"
+        handles.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="0.3", linestyle="none",
+                              markersize=6, label=f"stopped early{when}: best so far"))
+    done = frame[frame["runs"] > 0]
+    if len(done):
+        top = float(done["mean"].max())
+        ax.axhspan(top - NOISE_WIDTHS * noise.std, top, color="0.5", alpha=0.15, linewidth=0, zorder=1)
+        handles.append(Patch(color="0.5", alpha=0.15, label=f"within {NOISE_WIDTHS:g}σ of the best"))
+        lows.append(top - NOISE_WIDTHS * noise.std)
+    lo, hi = (min(lows), max(highs)) if lows and highs else (0.0, 1.0)
+    span = max(hi - lo, SPAN_WIDTHS * noise.std)
+    pad = 0.12 * span
+    mid = (lo + hi) / 2
+    ax.set_ylim(mid - span / 2 - pad, mid + span / 2 + pad)
+    ticks = sorted(frame[axis].unique())
+    if len(ticks) > 2 and min(ticks) > 0 and max(ticks) / min(ticks) >= 100:
+        ax.set_xscale("log")
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
-    ax.set(xlabel=AXIS_LABELS["lambda_align"], ylabel="best validation Recall@20 (completed runs)")
-    ax.set_title(f"{title}\n{HIDDEN}", fontsize=9)
-    ax.margins(y=0.2)
+    ax.minorticks_off()
+    if len(ticks) > 1 and ax.get_xscale() == "log":
+        ratio = (max(ticks) / min(ticks)) ** 0.15
+        ax.set_xlim(min(ticks) / ratio, max(ticks) * ratio)
+    elif len(ticks) > 1:
+        width = max(ticks) - min(ticks)
+        ax.set_xlim(min(ticks) - 0.15 * width, max(ticks) + 0.15 * width)
+    ax.set(xlabel=AXIS_LABELS.get(axis, axis), ylabel=f"{METRIC}")
+    _titles(ax, title, subtitle)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return fig
 
 
-def curves_figure(finals: pd.DataFrame, title: str):
+# --------------------------------------------------------------------------- validation curves
+
+
+def best_baseline(chosen: pd.DataFrame, dataset: str) -> str | None:
+    """The dataset's best baseline as the leaderboard chooses runs (:func:`select_final`): the highest mean
+    validation Recall@20 over its chosen runs' seeds (validation only), ties to the table's row order."""
+    rows = chosen[(chosen["dataset"] == dataset) & chosen["variant"].isin(BASELINES)]
+    if rows.empty:
+        return None
+    score = rows.groupby("variant")[VALID].mean()
+    order = variant_order(score.index)
+    return max(order, key=lambda v: (score[v], -order.index(v)))
+
+
+def curve_runs(chosen: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The chosen final runs the curves plot draws: MENTOR's and the best baseline's, with a validation curve,
+    MENTOR first, then by seed."""
+    base = best_baseline(chosen, dataset)
+    shown = ["mentor"] + ([base] if base else [])
+    rows = chosen[(chosen["dataset"] == dataset) & chosen["variant"].isin(shown)]
+    rows = rows.loc[rows["valid_curve"].map(_has_curve).astype(bool)]
+    rows = rows.assign(_order=rows["variant"].map(shown.index))
+    rows = rows.sort_values(["_order", "seed", "run_id"], kind="mergesort")
+    return rows.drop(columns="_order").reset_index(drop=True)
+
+
+def _has_curve(curve: object) -> bool:
+    """Whether a ``valid_curve`` value holds a value (None, NaN or an empty list: not)."""
+    try:
+        return curve is not None and len(curve) > 0
+    except TypeError:  # NaN, where a frame holds no list
+        return False
+
+
+def curve_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per variant of ``runs`` (:func:`curve_runs`) and epoch (from 1): the mean, min and max of the validation
+    curve over the seeds that trained that epoch (``seeds``) and ``all_seeds``, the variant's seed count."""
+    rows = []
+    for variant in dict.fromkeys(runs["variant"]):
+        curves = [np.asarray(c, float) for c in runs.loc[runs["variant"] == variant, "valid_curve"]]
+        for epoch in range(max(len(c) for c in curves)):
+            vals = np.array([c[epoch] for c in curves if len(c) > epoch])
+            rows.append({"variant": variant, "epoch": epoch + 1, "mean": float(vals.mean()), "low": float(vals.min()),
+                         "high": float(vals.max()), "seeds": len(vals), "all_seeds": len(curves)})
+    return pd.DataFrame(rows, columns=["variant", "epoch", "mean", "low", "high", "seeds", "all_seeds"])
+
+
+def best_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's best epoch (from 1) and value on its curve; runs without a usable ``best_epoch`` left out."""
+    rows = []
+    for r in runs.itertuples(index=False):
+        curve, best = list(r.valid_curve), r.best_epoch
+        if not missing(best) and 0 <= int(best) < len(curve):
+            rows.append({"variant": r.variant, "seed": int(r.seed), "epoch": int(best) + 1, "value": curve[int(best)]})
+    return pd.DataFrame(rows, columns=["variant", "seed", "epoch", "value"])
+
+
+def curves_caption(runs: pd.DataFrame, base: str | None) -> list[str]:
+    """What the curves plot shows, as sentences (:func:`caption_text`, :func:`subtitle_text`)."""
+    counts = runs.groupby("variant", sort=False)["seed"].nunique()
+    parts = [f"{display(v)}{' (best baseline by mean validation Recall@20)' if v == base else ''}: "
+             f"{counts[v]} seed{'s' if counts[v] != 1 else ''}" for v in counts.index]
+    missing_ = [] if "mentor" in counts else ["MENTOR: no final run with a curve"]
+    if base is None:
+        missing_.append("no baseline run on this dataset")
+    elif base not in counts:
+        missing_.append(f"best baseline {display(base)}: no recorded curve")
+    return [f"{METRIC} (valid split) after each epoch (from 1) of the chosen final runs",
+            "; ".join(parts + missing_),
+            "line: the mean over the seeds still training at that epoch (dotted once some have stopped); band: "
+            "min-max over them; dots: each seed's best epoch"]
+
+
+def curves_figure(runs: pd.DataFrame, title: str, subtitle: str):
+    """:func:`curve_frame` of ``runs`` as mean lines with min-max bands and each seed's best epoch."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(5.6, 3.6))
+    frame, best = curve_frame(runs), best_points(runs)
+    fig = Figure(figsize=(7.0, 4.2))
     ax = fig.subplots()
-    several = finals["variant"].nunique() > 1
-    for _, r in finals.sort_values(["variant", "seed"]).iterrows():
-        curve = list(r["valid_curve"])
-        name = f"{drawn_text(display(r['variant']))} seed {r['seed']}" if several else f"seed {r['seed']}"
-        (line,) = ax.plot(range(len(curve)), curve, label=name)  # epochs 0-based, as best_epoch
-        best = r["best_epoch"]  # null in a hand-edited run file: the curve without its dot
-        if not missing(best) and 0 <= best < len(curve):
-            best = int(best)
-            ax.plot([best], [curve[best]], "o", color=line.get_color(), markersize=4)
+    for n, variant in enumerate(dict.fromkeys(frame["variant"])):
+        f = frame[frame["variant"] == variant]
+        colour = f"C{n}"
+        name = drawn_text(display(variant)) + ("" if variant == "mentor" else " (best baseline)")
+        seeds = int(f["all_seeds"].iloc[0])
+        full = f[f["seeds"] == seeds]
+        ax.plot(full["epoch"], full["mean"], "-", color=colour, linewidth=1.6,
+                label=f"{name}: mean of {seeds} seed{'s' if seeds != 1 else ''}")
+        rest = f[f["epoch"] >= (full["epoch"].max() if len(full) else 0)]
+        if len(rest) > 1:
+            ax.plot(rest["epoch"], rest["mean"], ":", color=colour, linewidth=1.4)
+        if seeds > 1:
+            ax.fill_between(f["epoch"], f["low"], f["high"], color=colour, alpha=0.18, linewidth=0,
+                            label=f"{name}: min-max over seeds")
+        b = best[best["variant"] == variant]
+        ax.plot(b["epoch"], b["value"], "o", color=colour, markersize=4, linestyle="none")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch (dot: best_epoch)", ylabel="validation Recall@20", title=title)
-    ax.legend(fontsize=8)
+    ax.set(xlabel="epoch", ylabel=METRIC)
+    _titles(ax, title, subtitle)
+    ax.legend(fontsize=7, loc="lower right")
     return fig
+
+
+# --------------------------------------------------------------------------- writing
 
 
 def drawn_text(text: object, limit: int = 80) -> str:
@@ -163,28 +555,70 @@ def drawn_text(text: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}…"
 
 
+def caption_text(title: str, sentences: Sequence[str]) -> str:
+    """A plot's caption in the leaderboard: its title, then what it shows, as one paragraph."""
+    return ". ".join([title, *(s[:1].upper() + s[1:] for s in sentences)]) + "."
+
+
+def subtitle_text(sentences: Sequence[str], width: int = 105) -> str:
+    """What a plot shows, drawn under its title: a sentence a line (wrapped), ``$`` escaped, sigma as σ."""
+    lines = []
+    for sentence in sentences:
+        text = drawn_text(sentence, limit=10_000)
+        text = re.sub(r"(\d) sigma\b", r"\1σ", text[:1].upper() + text[1:])
+        lines += textwrap.wrap(re.sub(r"\b[Ss]igma\b", "σ", text), width)
+    return "\n".join(lines)
+
+
+def _titles(ax, title: str, subtitle: str) -> None:
+    """``title`` above ``subtitle`` (smaller) above the plot, both left-aligned; the subtitle's ``gid`` is
+    ``subtitle``."""
+    lines = subtitle.count("\n") + 1 if subtitle else 0
+    ax.set_title(title, fontsize=10, loc="left", pad=6 + lines * 7.5 * 1.3)
+    if subtitle:
+        ax.text(0, 1, subtitle, transform=ax.transAxes, fontsize=7.5, va="bottom", ha="left", color="0.2",
+                gid="subtitle", linespacing=1.3).set_in_layout(True)
+
+
 def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
               label: str) -> list[tuple[str, str, str, Callable]]:
     """(file stem, title, caption, builder) per plot of a dataset; a builder returns a Figure or why it cannot.
-    A sensitivity plot's caption says what its cells are (:data:`HIDDEN`)."""
+    The caption starts with the title and says what the plot shows (runs, seeds, what is maximised over)."""
     drawn = drawn_text(label)  # on the figure; the captions keep the label, each renderer escapes it
-    finals = chosen[(chosen["dataset"] == dataset) & (chosen["role"] == "final")]
-    finals = finals[finals["valid_curve"].map(lambda c: c is not None and len(c) > 0)]
+    noise = seed_noise(runs, dataset)
     jobs = []
     for x, y in SENSITIVITY:
         title = f"{label}: sensitivity to ({x}, {y})"
         scored = search_scores(runs, dataset, (x, y))
-        jobs.append((f"sens_{x}_{y}", title, f"{title}: {HIDDEN}",
-                     lambda s=scored, x=x, y=y, t=f"{drawn}: sensitivity to ({x}, {y})": _too_few(s, (x, y)) or
-                     heatmap_figure(sensitivity_grid(s, x, y), x, y, t, stopped_only_cells(s, x, y))))
+        reason = _too_few(scored, (x, y))
+        said = heatmap_caption(scored, x, y, noise) if reason is None else []
+        jobs.append((f"sens_{x}_{y}", title, caption_text(title, said),
+                     lambda s=scored, x=x, y=y, r=reason, c=said, t=f"{drawn}: sensitivity to ({x}, {y})": r or
+                     heatmap_figure(cell_frame(s, x, y, noise), x, y, t, subtitle_text(c, 95), noise)))
     title = f"{label}: effect of lambda_align"
     scored = search_scores(runs, dataset, ("lambda_align",))
-    jobs.append(("lambda_align", title, f"{title}: {HIDDEN}", lambda s=scored: _too_few(s, ("lambda_align",)) or
-                 align_figure(*align_points(s), f"{drawn}: effect of lambda_align")))
+    reason = _too_few(scored, ("lambda_align",))
+    frame = align_frame(scored) if reason is None else None
+    said = align_caption(scored, frame, noise) if frame is not None else []
+    jobs.append(("lambda_align", title, caption_text(title, said), lambda r=reason, f=frame, c=said: r or
+                 align_figure(f, f"{drawn}: effect of lambda_align", subtitle_text(c), noise)))
     curves = f"{label}: validation curves of the final runs"
-    jobs.append(("valid_curves", curves, curves, lambda: "no final run with a recorded validation curve"
-                 if finals.empty else curves_figure(finals, f"{drawn}: validation curves of the final runs")))
+    drawn_runs = curve_runs(chosen, dataset)
+    said = curves_caption(drawn_runs, best_baseline(chosen, dataset)) if len(drawn_runs) else []
+    jobs.append(("valid_curves", curves, caption_text(curves, said),
+                 lambda: "no final run with a recorded validation curve" if drawn_runs.empty else
+                 curves_figure(drawn_runs, f"{drawn}: validation curves of the final runs", subtitle_text(said))))
     return jobs
+
+
+def _too_few(scored: pd.DataFrame, axes: Sequence[str]) -> str | None:
+    if scored.empty:
+        return f"no MENTOR search with a validation Recall@20 varied {' and '.join(axes)}"
+    for axis in axes:
+        n = scored[axis].nunique()
+        if n < 2:
+            return f"{n} distinct value of {axis} among {len(scored)} scored search run(s); need at least 2"
+    return None
 
 
 def file_stem(dataset: str) -> str:
@@ -204,9 +638,17 @@ def file_stem(dataset: str) -> str:
         return f"{safe}-{hashlib.sha256(str(dataset).encode()).hexdigest()[:8]}"
 
 
+def png_bytes(fig) -> bytes:
+    """``fig`` as PNG bytes without a software stamp: the same figure, the same bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
+    return buf.getvalue()
+
+
 def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str]]:
-    """Every plot as ``out_dir/plots/<dataset>-<plot>.png``; the skipped ones as notes, and what the
-    sensitivity plots show (:data:`PLOT_NOTE`) when there is one."""
+    """Every plot as ``out_dir/plots/<dataset>-<plot>.png``; the skipped ones as notes, and what the plots
+    show (:data:`PLOT_NOTE`) when there is one beside the curves."""
+    runs = once_per_run(runs)
     chosen, labels = select_final(runs), dataset_labels(runs)
     plots, notes = [], []
     for dataset in dataset_order(runs):
@@ -219,9 +661,8 @@ def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str
                     notes.append(f"plot '{title}' skipped: {fig}")
                     continue
                 rel = f"plots/{slug}-{stem}.png"
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-            write_atomic(out_dir / rel, buf.getvalue())
+                data = png_bytes(fig)
+            write_atomic(out_dir / rel, data)
             plots.append(Plot(rel, caption))
     if any(not p.path.endswith("-valid_curves.png") for p in plots):
         notes.insert(0, PLOT_NOTE)

@@ -791,7 +791,7 @@ def write_sweep_leaderboard(args: SweepOptions, failed: dict[str, BaseException]
         print(f"[mentor_ray] no leaderboard: no run reached the results store {args.results}", flush=True)
         return
     try:
-        print(write_leaderboard(args.results, out), flush=True)
+        print(write_leaderboard(args.results, out, returns="text"), flush=True)  # plain text: no markup on a terminal
     except Exception as exc:  # noqa: BLE001 - the sweep's results are in the store; say so and go on
         if not failed:
             raise
