@@ -713,3 +713,23 @@ def test_a_missing_value_renders_as_the_dash_whatever_its_type():
     assert render.format_cell(2, board.Column("p", "percent", 1), "md") == "2.0%"
     assert board.metric_cell(nan) == board.Cell(None) and board.metric_cell(0.5, nan) == board.Cell(0.5)
     assert lb.marks([nan, 0.2, None, 0.1, 0.2]) == [0, 1, 0, 2, 1]
+
+
+def test_the_run_count_counts_the_finals_recorded_as_the_ablations_mentor_once():
+    """The plan, the progress lines and the leaderboard's header agree: the ablation's MENTOR row is the final
+    runs recorded again (same settings, seed and start), not runs of their own."""
+    import pandas as pd
+
+    from mentor_ray.report.leaderboard import _intro, recorded_again
+
+    row = {"dataset": "d", "variant": "mentor", "config_hash": "h", "code_version": "0.4.0"}
+    runs = pd.DataFrame([{**row, "role": "search", "seed": 0, "started_at": "t0"},
+                         {**row, "role": "final", "seed": 0, "started_at": "t1"},
+                         {**row, "role": "final", "seed": 1, "started_at": "t2"},
+                         {**row, "role": "ablation", "seed": 0, "started_at": "t1"},  # final seed 0 again
+                         {**row, "role": "ablation", "seed": 1, "started_at": "t2"},
+                         {**row, "role": "ablation", "seed": 0, "started_at": "t9", "variant": "mentor_fg"},
+                         {**row, "role": "ablation", "seed": 2, "started_at": "t1"}])  # another seed: its own run
+    assert recorded_again(runs).tolist() == [False, False, False, True, True, False, False]
+    intro = _intro(runs, "store")[0]
+    assert intro.startswith("Results: `store`: 5 runs (2 final, 2 ablation, 1 search; the 2 final runs of MENTOR")

@@ -70,7 +70,12 @@ def test_resume_without_a_matching_experiment_names_the_sibling(tmp_path, capsys
     assert "no experiment search-tiktok-paper_grid-12345678" in out
     assert "search-tiktok-paper_grid-0badc0de there was started with other settings" in out
     tune._warn_no_experiment(tmp_path, "search-tiktok-lightgcn_grid-12345678")
-    assert "other settings" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no experiment search-tiktok-lightgcn_grid-12345678" in out and "other settings" not in out
+    tune._warn_no_experiment(tmp_path / "fresh", "search-tiktok-paper_grid-12345678")  # a first run with --resume
+    (tmp_path / "empty").mkdir()
+    tune._warn_no_experiment(tmp_path / "empty", "search-tiktok-paper_grid-12345678")
+    assert capsys.readouterr().out == ""
 
 
 def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys):

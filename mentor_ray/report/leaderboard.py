@@ -531,15 +531,31 @@ def build_board(runs: pd.DataFrame, source: str) -> Board:
     return Board(_intro(runs, source), tables, frames, _notes(runs, chosen, metrics, improv, labels))
 
 
+def recorded_again(runs: pd.DataFrame) -> pd.Series:
+    """Which runs are another role's run recorded again rather than trained: the ablation's MENTOR row is the
+    final runs at the chosen point (the sweep records them under both roles). Such a row has a final run's
+    dataset, variant, settings, seed and start time."""
+    if not len(runs) or "started_at" not in runs:
+        return pd.Series(False, index=runs.index)
+    key = ["dataset", "variant", "config_hash", "seed", "started_at"]
+    finals = runs[runs["role"] == "final"][key].dropna().drop_duplicates()
+    marked = runs[key].merge(finals.assign(_final=True), on=key, how="left")["_final"].fillna(False).to_numpy()
+    return pd.Series(marked.astype(bool), index=runs.index) & (runs["role"] != "final")
+
+
 def _intro(runs: pd.DataFrame, source: str) -> list[str]:
-    roles = runs["role"].value_counts()
+    again = recorded_again(runs)
+    trained = runs[~again]
+    roles = trained["role"].value_counts()
     # the intro is Markdown as written (each renderer escapes it its own way but Markdown's): the store's text in
     # it keeps a version's characters only, and the path no backtick that would end its code span
     versions = sorted({re.sub(r"[^\w.+-]", "?", str(v))[:60] for v in runs["code_version"].dropna()})
     source = source.replace("`", "'")
+    also = (f"; the {int(again.sum())} final run{'' if again.sum() == 1 else 's'} of MENTOR at the chosen point "
+            f"also stand{'s' if again.sum() == 1 else ''} as the ablation's MENTOR row" if again.any() else "")
     return [
-        f"Results: `{source}`: {len(runs)} run{'' if len(runs) == 1 else 's'} "
-        f"({', '.join(f'{n} {r}' for r, n in roles.items())}); "
+        f"Results: `{source}`: {len(trained)} run{'' if len(trained) == 1 else 's'} "
+        f"({', '.join(f'{n} {r}' for r, n in roles.items())}{also}); "
         f"code {', '.join(versions[:3])}{' …' if len(versions) > 3 else ''}.",
         "Metric tables: test split at each run's best validation epoch, runs of role final/ablation only, one "
         "config per dataset and model chosen on mean validation Recall@20; mean ± sample std over seeds (one "

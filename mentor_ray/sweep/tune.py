@@ -145,6 +145,9 @@ def _warn_no_experiment(storage: Path, name: str) -> None:
     only in settings (a changed flag or override gives a new name, so the sweep starts over)."""
     stem = name.rsplit("-", 1)[0]
     others = sorted(p.name for p in storage.glob(f"{stem}-*") if p.is_dir()) if storage.is_dir() else []
+    if not others and not any(p.is_dir() for phase in ("search", "final", "ablation")
+                              for p in (storage.glob(f"{phase}-*") if storage.is_dir() else ())):
+        return  # a storage with no experiment yet: a first run with --resume (scripts/run.sh), nothing to say
     hint = (f"; {', '.join(others)} there was started with other settings (flags, key=value overrides or "
             f"--data-root): repeat that sweep's exact command to continue it") if others else ""
     print(f"[mentor_ray] --resume: no experiment {name} under {storage}, starting it{hint}", flush=True)
