@@ -140,7 +140,7 @@ def _title(fig) -> str:
 
 def test_captions_say_runs_seeds_metric_and_the_axes_maximised_over(qs_runs, tmp_path):
     written, notes = plots.write_plots(qs_runs, tmp_path)
-    captions = {p.path.rsplit("-", 1)[-1]: p.title for p in written}
+    captions = {p.path.rsplit("-", 1)[-1]: p.caption for p in written}
     assert set(captions) == {"sens_dropout_lambda_f.png", "lambda_align.png", "valid_curves.png"}
     assert any("sensitivity to (tau, lambda_g)' skipped" in n for n in notes)  # the quickstart searches no tau
     sens = captions["sens_dropout_lambda_f.png"]
@@ -176,7 +176,7 @@ def test_without_two_final_seeds_the_noise_is_the_stated_default(tmp_path):
     noise = plots.seed_noise(runs, "synth-a")
     assert (noise.std, noise.seeds, noise.measured) == (plots.DEFAULT_NOISE, 1, False)
     written, _ = plots.write_plots(runs, tmp_path)
-    sens = next(p.title for p in written if "sens_" in p.path)
+    sens = next(p.caption for p in written if "sens_" in p.path)
     assert f"Sigma = {plots.DEFAULT_NOISE:.4f}: a default, not measured (1 final MENTOR seed, fewer than 2)" in sens
 
 
@@ -296,7 +296,7 @@ def test_a_plot_of_only_stopped_runs_is_drawn_with_its_stopped_cells(tmp_path):
         _record(tmp_path, _summary(variant="mentor", dropout=p, lambda_f=lf, stopped=True, epochs=3), "search")
     written, notes = plots.write_plots(select.load_runs(tmp_path), tmp_path / "o")
     assert (tmp_path / "o" / "plots" / "synth-a-sens_dropout_lambda_f.png").is_file()
-    assert "2 search runs (0 completed, 2 stopped early)" in written[0].title and notes[0] == plots.PLOT_NOTE
+    assert "2 search runs (0 completed, 2 stopped early)" in written[0].caption and notes[0] == plots.PLOT_NOTE
     cells = plots.cell_frame(plots.search_scores(select.load_runs(tmp_path), "synth-a"), "dropout", "lambda_f")
     assert cells[["runs", "stopped"]].values.tolist() == [[0, 1], [0, 0], [0, 0], [0, 1]]
     fig = plots.heatmap_figure(cells, "dropout", "lambda_f", "t", "s", plots.Noise(0.005, 0, False))
@@ -327,9 +327,9 @@ def test_sensitivity_cells_use_completed_runs_and_mark_cells_only_stopped_runs_r
 
     written, notes = plots.write_plots(runs, tmp_path / "o")
     said = plots.heatmap_caption(scored, "dropout", "lambda_f", plots.Noise(plots.DEFAULT_NOISE, 0, False))
-    assert written[0] == board.Plot("plots/synth-a-sens_dropout_lambda_f.png",
-                                    plots.caption_text("synth-a (synthetic): sensitivity to (dropout, lambda_f)", said))
-    assert "5 search runs (3 completed, 2 stopped early)" in written[0].title
+    title = "synth-a (synthetic): sensitivity to (dropout, lambda_f)"
+    assert written[0] == board.Plot("plots/synth-a-sens_dropout_lambda_f.png", title, plots.caption_text(title, said))
+    assert "5 search runs (3 completed, 2 stopped early)" in written[0].caption
     assert notes[0] == plots.PLOT_NOTE and "completed runs" in plots.PLOT_NOTE
     assert (tmp_path / "o" / "plots" / "synth-a-sens_dropout_lambda_f.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -425,7 +425,7 @@ def test_shuffled_rows_and_a_stale_attempt_plot_the_same_data(qs_runs, rnd):
 def test_the_same_store_writes_byte_identical_pngs_whatever_the_row_order(qs_runs, tmp_path):
     first, _ = plots.write_plots(qs_runs, tmp_path / "a")
     again, _ = plots.write_plots(qs_runs.sample(frac=1.0, random_state=7).reset_index(drop=True), tmp_path / "b")
-    assert [p.path for p in first] == [p.path for p in again] and [p.title for p in first] == [p.title for p in again]
+    assert [(p.path, p.caption) for p in first] == [(p.path, p.caption) for p in again]
     for p in first:
         png = (tmp_path / "a" / p.path).read_bytes()
         assert png == (tmp_path / "b" / p.path).read_bytes(), p.path

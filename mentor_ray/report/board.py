@@ -175,7 +175,8 @@ class Table:
 @dataclasses.dataclass(frozen=True)
 class Plot:
     path: str  # relative to --out
-    title: str
+    title: str  # one line: what it plots, on which dataset (HTML's figcaption, plain text)
+    caption: str = ""  # the full caption, drawn into the image too (alt text)
 
 
 @dataclasses.dataclass

@@ -663,7 +663,7 @@ def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str
                 rel = f"plots/{slug}-{stem}.png"
                 data = png_bytes(fig)
             write_atomic(out_dir / rel, data)
-            plots.append(Plot(rel, caption))
+            plots.append(Plot(rel, title, caption))
     if any(not p.path.endswith("-valid_curves.png") for p in plots):
         notes.insert(0, PLOT_NOTE)
     return plots, notes

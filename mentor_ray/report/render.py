@@ -494,7 +494,7 @@ def _sections(board: Board) -> list[tuple[str, list[Table]]]:
 
 def _plot_links(board: Board) -> list[str]:
     link = str.maketrans({"[": "\\[", "]": "\\]"})  # a bracket in a caption would end the image's alt text
-    return [f"![{md_escape(p.title).translate(link)}]({p.path})" for p in board.plots]
+    return [f"![{md_escape(p.caption or p.title).translate(link)}]({p.path})" for p in board.plots]
 
 
 def render_markdown(board: Board) -> str:
@@ -544,7 +544,7 @@ def render_html(board: Board) -> str:
     for section, tables in _sections(board):
         out.append(f"<h2>{html.escape(section)}</h2>\n" + "\n".join(table_html(t) for t in tables))
     if board.plots:
-        figs = (f'<figure><img src="{html.escape(p.path)}" alt="{html.escape(p.title)}">'
+        figs = (f'<figure><img src="{html.escape(p.path)}" alt="{html.escape(p.caption or p.title)}">'
                 f"<figcaption>{html.escape(p.title)}</figcaption></figure>" for p in board.plots)
         out.append("<h2>Plots</h2>\n" + "\n".join(figs))
     if board.notes:
