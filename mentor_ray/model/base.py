@@ -66,12 +66,13 @@ class Recommender(nn.Module):
         ``graph("item.<m>")``: the same padded to (N, N) with empty user rows. Each gets its transpose, built
         once, for the backward of :func:`~mentor_ray.model.ops.spmm`; the user-item adjacency is symmetric and
         is its own transpose."""
-        self._graphs = {"ui": ui_adj, "ui.T": ui_adj}
+        graphs = {"ui": ui_adj, "ui.T": ui_adj}
         for m, a in item_adj.items():
-            self._graphs[f"knn.{m}"] = a  # (n_items, n_items), as built
+            graphs[f"knn.{m}"] = a  # (n_items, n_items), as built
             padded = ops.pad_rows_cols(a, ui_adj.shape[0] - a.shape[0])  # (N, N): items after users
-            self._graphs[f"item.{m}"] = padded
-            self._graphs[f"item.{m}.T"] = padded.t().to_sparse_csr()
+            graphs[f"item.{m}"] = padded
+            graphs[f"item.{m}.T"] = padded.t().to_sparse_csr()
+        self._graphs = {**getattr(self, "_graphs", {}), **graphs}  # beside those the model built itself
 
     def graphs_to(self, device: torch.device) -> None:
         """Move the graphs (the trainer's, or those a model built itself into ``_graphs``) to ``device``; the

@@ -123,7 +123,8 @@ class Lattice(Recommender):
                 val = _normalized_laplacian(*_knn_edges(f.detach().float(), idx), n_items)[2]
             self.register_buffer(f"orig_idx_{m}", idx, persistent=False)
             self.register_buffer(f"orig_val_{m}", val.view(n_items, self.k), persistent=False)
-        self._ui = _self_loop_mean_adjacency(train_users, train_items, n_users, n_items)  # (A, A^T), CSR
+        a, a_t = _self_loop_mean_adjacency(train_users, train_items, n_users, n_items)  # (A, A^T), CSR
+        self._graphs = {"lattice.ui": a, "lattice.ui.T": a_t}  # moved with the trainer's (graphs_to)
         self._epoch_graph: tuple[torch.Tensor, torch.Tensor] | None = None  # detached S and S^T, CSR
         self._rebuild = True
 
@@ -158,10 +159,7 @@ class Lattice(Recommender):
         return _cat(parts)
 
     def _ui_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.user_emb.device
-        if self._ui[0].device != device:  # plain attributes (DDP rejects sparse buffers): moved on first use
-            self._ui = tuple(a.to(device) for a in self._ui)
-        return self._ui
+        return self.graph("lattice.ui"), self.graph("lattice.ui.T")
 
     # ------------------------------------------------------------------ forward
 
