@@ -52,7 +52,7 @@ SLOW = pytest.mark.slow  # the evaluation-only paths run in the slow tier
     # baselines, one of each kind of input the trainer hands over: the user-item graph only (LightGCN, LGMRec,
     # stochastic scoring), features without graphs (VBPR), kNN graphs with per-epoch pruning (FREEDOM), an
     # item graph learned per epoch (LATTICE); every model's resume and DDP: test_train.py, test_distributed.py
-    *(pytest.param(m, 2, marks=SLOW) for m in ("lightgcn", "vbpr", "freedom", "lattice", "lgmrec"))])
+    *(pytest.param(m, 2, marks=SLOW) for m in ("lightgcn", "vbpr", "freedom", "lattice", "lgmrec", "slmrec", "bm3"))])
 def test_every_path_gives_the_same_summary(local_ray, tmp_path, variant, max_epochs):
     cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": variant, "max_epochs": max_epochs},
                              overrides=TINY)
