@@ -6,7 +6,6 @@ Expected numbers are computed here independently (statistics.mean/stdev, the pai
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 import statistics
@@ -23,6 +22,7 @@ from mentor_ray.common.errors import MentorRayError
 from mentor_ray.common.names import KS
 from mentor_ray.report import board, plots, render, results, select
 from mentor_ray.report import leaderboard as lb
+from tests.store_helpers import record
 
 COLS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # the table's test columns, in order
 
@@ -50,15 +50,7 @@ def _summary(dataset="synth-a", variant="mentor", seed=0, test=(0.01, 0.02, 0.00
     return summary
 
 
-def _record(root, summary, role="final", sweep="smoke", finished=None):
-    """results.record without its git call (fast), optionally with a fixed finished_at (unix seconds)."""
-    table = results.rows_from_summary(summary, role, sweep, version="test")
-    if finished is not None:
-        field = results.SCHEMA.field("finished_at")
-        stamp = dt.datetime.fromtimestamp(finished, dt.timezone.utc)
-        table = table.set_column(table.schema.get_field_index("finished_at"), field,
-                                 pa.array([stamp] * table.num_rows, type=field.type))
-    return results.write_run(root, table)
+_record = record  # tests.store_helpers
 
 
 # Table-2 fixture, 3 seeds. MENTOR vs LightGCN differences per seed: R@10 (.010, .010, .013) and R@20
@@ -452,8 +444,8 @@ def test_every_format_is_written_and_parseable_with_plots_and_skip_notes(tmp_pat
     assert "plot 'synth-c (synthetic): validation curves of the final runs' skipped: no final run with a recorded" in md
 
     csvs = {p.stem: pd.read_csv(p) for p in (out / "csv").glob("*.csv")}
-    assert set(csvs) == {"overall", "improvement", "versus", "ablation_alignment", "ablation_features", "efficiency",
-                         "sweep"}
+    assert set(csvs) == {"overall", "improvement", "versus", "sparsity", "ablation_alignment", "ablation_features",
+                         "efficiency", "sweep"}
     assert set(csvs["overall"].dataset) == {"synth-a", "synth-c"} and len(csvs["sweep"]) == 2
     assert pd.api.types.is_float_dtype(csvs["overall"]["test_recall@20_mean"])
 

@@ -8,7 +8,6 @@ expected values are computed here from the numbers put in, never with the module
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import statistics
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 from mentor_ray.common.config import make_config
 from mentor_ray.common.names import KS
 from mentor_ray.report import board, plots, results, select
+from tests.store_helpers import record
 
 # --------------------------------------------------------------------------- fixtures (as test_leaderboard.py's)
 
@@ -44,15 +44,7 @@ def _summary(dataset="synth-a", variant="mentor", seed=0, test=(0.01, 0.02, 0.00
     return summary
 
 
-def _record(root, summary, role="final", sweep="smoke", finished=None):
-    """results.record without its git call (fast), optionally with a fixed finished_at (unix seconds)."""
-    table = results.rows_from_summary(summary, role, sweep, version="test")
-    if finished is not None:
-        field = results.SCHEMA.field("finished_at")
-        stamp = dt.datetime.fromtimestamp(finished, dt.timezone.utc)
-        table = table.set_column(table.schema.get_field_index("finished_at"), field,
-                                 pa.array([stamp] * table.num_rows, type=field.type))
-    return results.write_run(root, table)
+_record = record  # tests.store_helpers
 
 
 # --------------------------------------------------------------------------- a quickstart-like store

@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from mentor_ray.common.config import BASELINES, read_keys
@@ -39,14 +38,19 @@ from mentor_ray.report.board import (
     metric_cell,
     missing,
 )
-from mentor_ray.report.plots import write_plots
+from mentor_ray.report.plots import (
+    SPARSITY_RULE,
+    frame_models,
+    sparsity_of,
+    training_counts_of,
+    write_plots,
+)
 from mentor_ray.report.render import render_board
 from mentor_ray.report.results import HPARAMS, ROLES, selection_key
 from mentor_ray.report.select import (
     ABLATIONS,
     ALPHA,
     COLUMNS,
-    USER_COLUMNS,
     VALID,
     dataset_labels,
     dataset_order,
@@ -55,6 +59,7 @@ from mentor_ray.report.select import (
     parse_json,
     searched_keys,
     select_final,
+    user_values,
     variant_order,
 )
 
@@ -103,21 +108,6 @@ def paired_t(a: dict[int, float], b: dict[int, float]) -> tuple[int, float, floa
         warnings.simplefilter("ignore")
         res = ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
     return len(seeds), float(res.statistic), float(res.pvalue)
-
-
-def user_values(chosen: pd.DataFrame, dataset: str, variant: str,
-                key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """A model's per-user test values of column ``key``, averaged over its seeds that kept them (users
-    held by every such seed): (user ids, values, seeds); None when no seed kept any."""
-    g = chosen[(chosen["dataset"] == dataset) & (chosen["variant"] == variant)]
-    kept = [v for v in g[USER_COLUMNS[key]] if v is not None] if USER_COLUMNS.get(key) in g else []
-    if not kept:
-        return None
-    users = kept[0][0]
-    for ids, _ in kept[1:]:
-        users = np.intersect1d(users, ids)
-    values = np.mean([vals[np.searchsorted(ids, users)] for ids, vals in kept], axis=0)
-    return users, values, len(kept)
 
 
 def improvement_frame(chosen: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -505,11 +495,62 @@ def sweep_tables(sweeps: pd.DataFrame, labels: dict[str, str]) -> list[Table]:
     ]
 
 
+SPARSITY_NOTE = (
+    "Test Recall@20 (test split at each run's best validation epoch, the chosen runs of Table 2) per group of test "
+    "users: each user's value averaged over a model's seeds, a cell the mean over the group's users (the test users "
+    "MENTOR and every baseline kept). Groups: " + SPARSITY_RULE + "; each user's training interactions counted in the "
+    "dataset the runs recorded (loaded again: the store keeps no count). Models: the multimodal baselines present "
+    "(the paper's Fig. 6 uses MMSSL, FREEDOM, LGMRec and DiffMM) and the best baseline by mean test Recall@20. "
+    "MENTOR − best: MENTOR minus the group's best baseline (of every baseline that kept per-user values), paired by "
+    f"user, with the {paired.CONFIDENCE:.0%} percentile interval of the mean difference over "
+    f"{paired.BOOTSTRAP_SAMPLES:,} bootstrap resamples of the group's users (seed 0).")
+
+
+def sparsity_table(frame: pd.DataFrame, labels: dict[str, str]) -> Table | None:
+    """Fig. 6 as a table: a row per dataset and user-sparsity group (:func:`~mentor_ray.report.plots.sparsity_frame`,
+    several datasets concatenated): users, each model's mean, and MENTOR against the group's best baseline with its
+    bootstrap interval over the group's users (None when no dataset has one)."""
+    if frame.empty:
+        return None
+    shown = frame_models(frame)
+    rows = []
+    for r in frame.to_dict("records"):
+        cells = [metric_cell(r.get(f"mean_{v}")) for v in shown]  # no marks: the renderers' legend is per column
+        rows.append([labels.get(r["dataset"], r["dataset"]), r["label"], r["users"], *cells,
+                     display(r["best_baseline"]), metric_cell(r["diff"]), (r["ci_low"], r["ci_high"])])
+    columns = [Column("Dataset"), Column("Training interactions"), Column("Users", "number", thousands=True),
+               *(Column(display(v), "metric", DIGITS) for v in shown), Column("Best baseline (group)"),
+               Column("MENTOR − best", "metric", DIGITS),
+               Column(f"{paired.CONFIDENCE:.0%} CI over users (bootstrap)", "interval", DIGITS)]
+    return Table.of("sparsity", "Test Recall@20 per user-sparsity group (Fig. 6): MENTOR against the baselines",
+                    columns, rows, section=SECTIONS[0], note=SPARSITY_NOTE, keys=2)
+
+
+def sparsity_frames(chosen: pd.DataFrame, counts: dict) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Every dataset's :func:`~mentor_ray.report.plots.sparsity_frame`, concatenated, and why each dataset whose
+    MENTOR runs kept per-user values has none."""
+    frames, why = [], {}
+    for dataset in dataset_order(chosen):
+        models, frame = sparsity_of(chosen, dataset, counts)
+        if isinstance(frame, pd.DataFrame):
+            frames.append(frame)
+        elif models is not None:
+            why[dataset] = frame
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "group", "label", "min_train", "max_train", "users"]), why
+    frame = pd.concat(frames, ignore_index=True)
+    models = frame_models(frame)
+    fixed = ["dataset", "group", "label", "min_train", "max_train", "users"]
+    tail = ["best_baseline", "best_baseline_mean", "diff", "ci_low", "ci_high", "counts_from"]
+    return frame[[*fixed, *(f"mean_{v}" for v in models), *(f"seeds_{v}" for v in models), *tail]], why
+
+
 # --------------------------------------------------------------------------- the board
 
 
-def build_board(runs: pd.DataFrame, source: str) -> Board:
-    """Every table, its CSV frame and the notes, from the runs of one store (no plots)."""
+def build_board(runs: pd.DataFrame, source: str, counts: dict | None = None) -> Board:
+    """Every table, its CSV frame and the notes, from the runs of one store (no plots). ``counts``: the training
+    interactions per user of :func:`~mentor_ray.report.plots.training_counts_of` (None: loaded here)."""
     chosen = select_final(runs)
     labels = dataset_labels(runs)
     metrics = metric_frame(chosen)
@@ -518,9 +559,10 @@ def build_board(runs: pd.DataFrame, source: str) -> Board:
     sweeps = sweep_frame(runs)
     tables = [overall_table(metrics, improv, labels)] if len(chosen) else []
     versus = versus_frame(chosen, metrics)
-    tables += [t for t in [significance_table(improv, labels), significance_table(versus, labels, every=True)]
-               if t is not None]
-    frames = {"overall": metrics, "improvement": improv, "versus": versus}
+    sparsity, no_sparsity = sparsity_frames(chosen, training_counts_of(chosen) if counts is None else counts)
+    tables += [t for t in [significance_table(improv, labels), significance_table(versus, labels, every=True),
+                           sparsity_table(sparsity, labels)] if t is not None]
+    frames = {"overall": metrics, "improvement": improv, "versus": versus, "sparsity": sparsity}
     for kind in ABLATIONS:
         found = [t for d in dict.fromkeys(metrics["dataset"]) if (t := ablation_table(metrics, d, kind, labels[d]))]
         tables += [dataclasses.replace(t, key=f"{t.key}-{i + 1}") if i else t for i, t in enumerate(found)]
@@ -528,7 +570,9 @@ def build_board(runs: pd.DataFrame, source: str) -> Board:
     tables += [efficiency_table(eff, labels)] if len(eff) else []
     tables += sweep_tables(sweeps, labels)
     frames.update(efficiency=eff, sweep=sweeps)
-    return Board(_intro(runs, source), tables, frames, _notes(runs, chosen, metrics, improv, labels))
+    notes = _notes(runs, chosen, metrics, improv, labels)
+    notes += [f"{labels[d]}: no user-sparsity table (Fig. 6): {why}" for d, why in no_sparsity.items()]
+    return Board(_intro(runs, source), tables, frames, notes)
 
 
 def recorded_again(runs: pd.DataFrame) -> pd.Series:
@@ -625,14 +669,15 @@ def write_leaderboard(results_dir: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise MentorRayError(f"--out {out}: is a file, not a directory; give a directory (or a new path)")
-    board = build_board(runs, str(results_dir))  # what depends on the store's content, before anything is written
+    counts = training_counts_of(select_final(runs))  # each dataset Fig. 6 needs, loaded once for table and plot
+    board = build_board(runs, str(results_dir), counts)  # what depends on the store's content, before any write
     created = [p for p in (out, *out.parents) if not p.exists()]  # the folders this call makes, outermost last
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
         raise MentorRayError(f"--out {out}: cannot create the output directory ({exc.strerror})") from exc
     try:
-        board.plots, plot_notes = write_plots(runs, out)
+        board.plots, plot_notes = write_plots(runs, out, counts)
         board.notes += plot_notes
         rendered = {fmt: render_board(board, fmt) for fmt in {*chosen_formats, "md", returns} - {"csv"}}
         for fmt in chosen_formats:

@@ -1,7 +1,10 @@
-"""The leaderboard's plots (matplotlib): sensitivity heatmaps (Fig. 7), the λ_align plot (Fig. 5), validation curves.
+"""The leaderboard's plots (matplotlib): sensitivity heatmaps (Fig. 7), the λ_align plot (Fig. 5), validation curves,
+the alignment variants (Fig. 3) and test Recall@20 per user-sparsity group (Fig. 6).
 
-Every plot is computed as data first (:func:`cell_frame`, :func:`align_frame`, :func:`curve_frame`), then drawn;
-the data functions are the tested part. The rules that keep a figure honest:
+Every plot is computed as data first (:func:`cell_frame`, :func:`align_frame`, :func:`curve_frame`,
+:func:`alignment_frame`, :func:`sparsity_frame`), then drawn; the data functions are the tested part. Fig. 3 and
+Fig. 6 show test values of the runs Table 2 uses (as the paper's figures do); every other plot shows validation
+values only. The rules that keep a figure honest:
 
 - each figure and caption says what it shows: runs, configurations and seeds, the metric and split, and which
   searched axes a value is the best over (a heatmap cell is the best configuration of the axes not shown);
@@ -36,29 +39,38 @@ import pandas as pd
 
 from mentor_ray.common.config import BASELINES, result_settings
 from mentor_ray.common.io import write_atomic
+from mentor_ray.common.registry import entry_of
+from mentor_ray.report import paired
 from mentor_ray.report.board import Plot, missing
 from mentor_ray.report.select import (
+    ABLATIONS,
     AXIS_LABELS,
     SENSITIVITY,
     VALID,
+    TrainCounts,
     dataset_labels,
     dataset_order,
     display,
     parse_json,
     searched_keys,
     select_final,
+    training_counts,
+    user_values,
     variant_order,
 )
 
 COMPLETED = "completed"  # a run trained to its own early stopping or its epoch budget (not stopped by ASHA)
-METRIC = "validation Recall@20"  # what every plot shows (the valid split; never test)
+METRIC = "validation Recall@20"  # what the search and curve plots show (the valid split; never test)
 DEFAULT_NOISE = 0.005  # σ assumed when fewer than 2 final seeds measure it
 NOISE_WIDTHS = 2.0  # a gap to the best within this many σ is not told apart from the best
 SPAN_WIDTHS = 6.0  # a colour scale (a y axis) spans at least this many σ
 MAX_LINES = 8  # configurations of the λ_align plot with their own colour and legend entry; the rest grey
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file: same inputs, same bytes
 PLOT_NOTE = (
-    "Plots: every value is validation Recall@20 (the valid split, never test). Sensitivity heatmaps (Fig. 7): "
+    "Plots: the sensitivity heatmaps, the lambda_align plot and the validation curves show validation Recall@20 "
+    "(the valid split, never test); Fig. 3 (alignment variants) and Fig. 6 (user-sparsity groups) show test values "
+    "of the runs Table 2 uses, as the paper's figures do, each caption saying what its bars and whiskers are. "
+    "Sensitivity heatmaps (Fig. 7): "
     "MENTOR's search runs; a cell is the best configuration of the searched axes not shown (each configuration "
     "the mean over its completed runs), with its value and run count n; cells whose runs were all stopped early "
     "(ASHA or the budget) are hatched with the epoch they stopped at and their best value so far. Colour scales "
@@ -544,6 +556,289 @@ def curves_figure(runs: pd.DataFrame, title: str, subtitle: str):
     return fig
 
 
+# --------------------------------------------------------------------------- Fig. 3: multilevel cross-modal alignment
+
+ALIGNMENT = ABLATIONS["ablation_alignment"][1]  # MENTOR_base, MENTOR_L1, MENTOR_L2, MENTOR (the paper's order)
+FIGURE_KEYS = {"test_recall@20": "Recall@20", "test_ndcg@20": "NDCG@20"}  # Fig. 3's metrics (test split)
+TEST = "test split, at each run's best validation epoch"
+
+
+def alignment_frame(chosen: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """What Fig. 3 draws: a row per metric of :data:`FIGURE_KEYS` and variant of :data:`ALIGNMENT` (every one,
+    ``seeds`` 0 where it has no run), over the runs Table 2 and the ablation table use (``chosen``:
+    :func:`select_final`, one configuration per variant chosen on validation): ``mean`` and ``std``, the sample
+    std over seeds (NaN with fewer than 2), and the ``seed_list`` and their ``values``, in seed order."""
+    d = chosen[chosen["dataset"] == dataset].sort_values(["seed", "run_id"], kind="mergesort")
+    rows = []
+    for key, label in FIGURE_KEYS.items():
+        for variant in ALIGNMENT:
+            g = d[(d["variant"] == variant) & d[key].notna()]
+            values = g[key].astype(float).to_numpy()
+            rows.append({"dataset": dataset, "metric": key, "label": label, "variant": variant,
+                         "model": display(variant), "seeds": len(values),
+                         "mean": float(values.mean()) if len(values) else math.nan,
+                         "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+                         "seed_list": tuple(int(s) for s in g["seed"]), "values": tuple(float(v) for v in values)})
+    return pd.DataFrame(rows, columns=["dataset", "metric", "label", "variant", "model", "seeds", "mean", "std",
+                                       "seed_list", "values"])
+
+
+def alignment_missing(frame: pd.DataFrame) -> list[str]:
+    """The variants of :data:`ALIGNMENT` without a run in ``frame`` (:func:`alignment_frame`)."""
+    ran = set(frame.loc[frame["seeds"] > 0, "variant"])
+    return [v for v in ALIGNMENT if v not in ran]
+
+
+def alignment_reason(frame: pd.DataFrame) -> str | None:
+    """Why Fig. 3 is not drawn (fewer than 2 of the 4 variants ran), or None."""
+    gone = alignment_missing(frame)
+    if len(ALIGNMENT) - len(gone) >= 2:
+        return None
+    ran = len(ALIGNMENT) - len(gone)
+    return (f"{ran} of the {len(ALIGNMENT)} alignment variants {'has' if ran == 1 else 'have'} a final or ablation "
+            f"run (missing: {', '.join(display(v) for v in gone)}); need at least 2")
+
+
+def alignment_caption(frame: pd.DataFrame) -> list[str]:
+    """What Fig. 3 shows, as sentences (:func:`caption_text`, :func:`subtitle_text`)."""
+    ran = frame[(frame["metric"] == next(iter(FIGURE_KEYS))) & (frame["seeds"] > 0)]
+    seeds = "; ".join(f"{r.model}: {r.seeds} seed{'s' if r.seeds != 1 else ''} "
+                      f"({', '.join(map(str, r.seed_list[:6]))}{', ...' if r.seeds > 6 else ''})"
+                      for r in ran.itertuples())
+    gone = alignment_missing(frame)
+    return [f"test {' and '.join(FIGURE_KEYS.values())} ({TEST}) of MENTOR without the alignment task (base), with "
+            "level 1 (L1), levels 1-2 (L2) and all three levels (full MENTOR): the runs Table 2 and the ablation "
+            "table use (final/ablation runs, one configuration per model chosen on mean validation Recall@20)",
+            seeds + (f"; not run: {', '.join(display(v) for v in gone)}" if gone else ""),
+            "bar: mean over seeds; whisker: ± sample std over seeds (none with one seed); dots: the seeds; each "
+            "panel's y axis is cut to the values' range (it does not start at 0)"]
+
+
+def alignment_figure(frame: pd.DataFrame, title: str, subtitle: str):
+    """:func:`alignment_frame` as one panel per metric: a bar per variant that ran (mean), ± std whiskers and
+    the seeds as dots."""
+    from matplotlib.figure import Figure
+
+    ran = [v for v in ALIGNMENT if v not in alignment_missing(frame)]
+    fig = Figure(figsize=(max(7.6, 2.0 * len(ran) + 2.0), 4.2))
+    axes = fig.subplots(1, len(FIGURE_KEYS))
+    for ax, (key, label) in zip(axes, FIGURE_KEYS.items()):
+        rows = frame[frame["metric"] == key].set_index("variant")
+        lows, highs = [], []
+        for i, variant in enumerate(ran):
+            r = rows.loc[variant]
+            colour = f"C{ALIGNMENT.index(variant)}"  # a variant keeps its colour whichever others ran
+            ax.bar(i, r["mean"], width=0.62, color=colour, alpha=0.55, edgecolor=colour, zorder=2)
+            spread = 0.0 if missing(r["std"]) else float(r["std"])
+            if spread:
+                ax.errorbar(i, r["mean"], yerr=spread, fmt="none", ecolor="0.15", capsize=4, linewidth=1.2, zorder=3)
+            values = np.asarray(r["values"], float)
+            offsets = np.linspace(-0.16, 0.16, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.plot(i + offsets, values, "o", color="0.1", markersize=3.5, linestyle="none", zorder=4)
+            lows += [r["mean"] - spread, *values]
+            highs += [r["mean"] + spread, *values]
+        lo, hi = min(lows), max(highs)
+        span = max(hi - lo, 1e-3 * max(abs(hi), 1e-6), 1e-6)
+        ax.set_ylim(max(0.0, lo - 0.35 * span), hi + 0.2 * span)
+        ticks = []
+        for v in ran:
+            r = rows.loc[v]
+            spread = "" if missing(r["std"]) else f"\n± {r['std']:.4f}"
+            ticks.append(f"{drawn_text(display(v))}{' (full)' if v == 'mentor' else ''}\n{r['mean']:.4f}{spread}")
+        ax.set_xticks(range(len(ran)), ticks, fontsize=7.5)
+        ax.set_xlim(-0.6, len(ran) - 0.4)
+        ax.set_ylabel(f"test {label}")
+        ax.grid(axis="y", color="0.9", zorder=0)
+    _titles(axes[0], title, subtitle)
+    fig.subplots_adjust(wspace=0.3)
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig. 6: performance per sparsity group
+
+SPARSITY_KEY = "test_recall@20"  # Fig. 6's metric
+GROUPS = 3  # the paper: "three sub-datasets based on users' interacted item numbers in the training set"
+SPARSITY_RULE = (
+    "users split by their number of training interactions into three groups (the paper's Fig. 6 splits into three "
+    "by users' training interactions and gives no thresholds), cut between distinct counts so that users with the "
+    "same count share a group and the groups are as close to equal size (tertiles) as the ties allow (least "
+    "squared deviation from a third of the users)")
+
+
+def sparsity_groups(counts: np.ndarray | Sequence[int], groups: int = GROUPS) -> list[tuple[int, int]]:
+    """(fewest, most) training interactions of each group of users, sparsest first (:data:`SPARSITY_RULE`):
+    ``counts`` holds one count per user; the groups are cut between distinct counts (a count is never split
+    between two groups), choosing the cuts that make the group sizes closest to equal (least sum of squared
+    deviations from ``len(counts) / groups``; ties to the lower cuts). Fewer groups when fewer distinct counts;
+    ``groups`` is 1, 2 or 3."""
+    if not 1 <= groups <= 3:
+        raise ValueError(f"groups must be 1, 2 or 3; got {groups}")
+    values, sizes = np.unique(np.asarray(counts, dtype=np.int64), return_counts=True)
+    if not len(values):
+        return []
+    k = min(groups, len(values))
+    below = np.cumsum(sizes)[:-1].astype(float)  # users with a count <= values[i]: a cut after values[i]
+    n = float(sizes.sum())
+    target = n / k
+    if k == 1:
+        cuts: list[int] = []
+    elif k == 2:
+        cuts = [int(np.argmin((below - target) ** 2 + (n - below - target) ** 2))]
+    else:
+        best, cuts = math.inf, []
+        for i in range(len(below) - 1):
+            rest = below[i + 1:]
+            cost = (below[i] - target) ** 2 + (rest - below[i] - target) ** 2 + (n - rest - target) ** 2
+            j = int(np.argmin(cost))
+            if cost[j] < best:
+                best, cuts = float(cost[j]), [i, i + 1 + j]
+    edges = [-1, *cuts, len(values) - 1]
+    return [(int(values[a + 1]), int(values[b])) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def group_label(low: int, high: int) -> str:
+    """A group's training interactions as text: ``3–4``, or ``5`` when one count."""
+    return str(low) if low == high else f"{low}–{high}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsityModels:
+    """The models of Fig. 6 on a dataset: MENTOR's and every baseline's per-user values (:func:`user_values`:
+    user ids, values averaged over seeds, seeds), the baselines shown (the multimodal ones and the best), and
+    the best baseline (highest mean test Recall@20 over its seeds, as Table 2's Improv.)."""
+
+    mentor: tuple[np.ndarray, np.ndarray, int]
+    baselines: dict[str, tuple[np.ndarray, np.ndarray, int]]  # every baseline that kept per-user values, row order
+    shown: list[str]
+    best: str
+
+
+def sparsity_models(chosen: pd.DataFrame, dataset: str) -> SparsityModels | str:
+    """:class:`SparsityModels` of ``dataset``'s chosen runs, or why Fig. 6 cannot be drawn."""
+    mentor = user_values(chosen, dataset, "mentor", SPARSITY_KEY)
+    if mentor is None:
+        return "MENTOR's chosen runs kept no per-user test values (stored before mentor_ray 0.3, or none ran)"
+    d = chosen[chosen["dataset"] == dataset]
+    present = variant_order(d.loc[d["variant"].isin(BASELINES), "variant"].unique())
+    kept = {v: uv for v in present if (uv := user_values(chosen, dataset, v, SPARSITY_KEY)) is not None}
+    if not kept:
+        return "no baseline's chosen runs kept per-user test values"
+    score = d[d["variant"].isin(list(kept))].groupby("variant")[SPARSITY_KEY].mean()
+    order = list(kept)
+    best = max(order, key=lambda v: (-math.inf if missing(score.get(v)) else score[v], -order.index(v)))
+    shown = [v for v in order if v == best or entry_of(v).group == "multimodal"]
+    return SparsityModels(mentor, kept, shown, best)
+
+
+def sparsity_frame(models: SparsityModels, dataset: str, counts: TrainCounts) -> pd.DataFrame | str:
+    """What Fig. 6 and its table show: a row per group of :func:`sparsity_groups` over the test users every
+    model of ``models`` kept (``users`` in the group, its fewest and most training interactions), with
+    ``mean_<variant>``, the mean over the group's users of each shown model's per-user test Recall@20 (MENTOR
+    last), and MENTOR against the group's best baseline (the highest group mean of every baseline that kept
+    per-user values): ``diff`` and its paired bootstrap interval over the group's users (:mod:`paired`).
+    Why not, as one line, when the users do not fit the dataset or all have one count."""
+    series = {**models.baselines, "mentor": models.mentor}
+    users = models.mentor[0]
+    for ids, _, _ in series.values():
+        users = np.intersect1d(users, ids)
+    if not users.size:
+        return "MENTOR and the baselines share no test user with per-user values"
+    if users.min() < 0 or users.max() >= len(counts.counts):
+        return (f"the runs' test users go up to id {int(users.max())} but the dataset loaded from {counts.source} has "
+                f"{len(counts.counts):,} users: not the dataset the runs used")
+    values = {v: vals[np.searchsorted(ids, users)] for v, (ids, vals, _) in series.items()}
+    per_user = counts.counts[users]
+    groups = sparsity_groups(per_user)
+    if len(groups) < 2:
+        return f"every test user has the same number of training interactions ({int(per_user[0])}): no groups"
+    rows = []
+    for g, (low, high) in enumerate(groups, start=1):
+        mask = (per_user >= low) & (per_user <= high)
+        means = {v: float(vals[mask].mean()) for v, vals in values.items()}
+        best = max(models.baselines, key=lambda v: (means[v], -list(models.baselines).index(v)))
+        diff, ci_low, ci_high = paired.paired_bootstrap(values["mentor"][mask], values[best][mask])
+        rows.append({"dataset": dataset, "group": g, "label": group_label(low, high), "min_train": low,
+                     "max_train": high, "users": int(mask.sum()),
+                     **{f"mean_{v}": means[v] for v in [*models.shown, "mentor"]},
+                     **{f"seeds_{v}": series[v][2] for v in [*models.shown, "mentor"]},
+                     "best_baseline": best, "best_baseline_mean": means[best], "diff": diff, "ci_low": ci_low,
+                     "ci_high": ci_high, "counts_from": counts.source})
+    return pd.DataFrame(rows)
+
+
+def frame_models(frame: pd.DataFrame) -> list[str]:
+    """The models a :func:`sparsity_frame` (or several datasets' frames, concatenated) has a mean of, in column
+    order (MENTOR last among a dataset's)."""
+    found = [c[len("mean_"):] for c in frame.columns if c.startswith("mean_") and frame[c].notna().any()]
+    return variant_order(found)
+
+
+def training_counts_of(chosen: pd.DataFrame) -> dict[str, TrainCounts | str]:
+    """:func:`training_counts` of every dataset whose MENTOR runs kept per-user test values (the only ones Fig. 6
+    needs), each loaded once: the leaderboard's table and figure share them."""
+    return {d: training_counts(chosen, d) for d in dataset_order(chosen)
+            if user_values(chosen, d, "mentor", SPARSITY_KEY) is not None}
+
+
+def sparsity_of(chosen: pd.DataFrame, dataset: str,
+                counts: dict[str, TrainCounts | str] | None = None) -> tuple[SparsityModels | None, pd.DataFrame | str]:
+    """(models, :func:`sparsity_frame`) of ``dataset``, or (models or None, why not); ``counts``: what
+    :func:`training_counts_of` gave (None: loaded here)."""
+    models = sparsity_models(chosen, dataset)
+    if isinstance(models, str):
+        return None, models
+    found = counts.get(dataset) if counts is not None else None
+    found = found if found is not None else training_counts(chosen, dataset)
+    if isinstance(found, str):
+        return models, found
+    return models, sparsity_frame(models, dataset, found)
+
+
+def sparsity_caption(models: SparsityModels, frame: pd.DataFrame) -> list[str]:
+    """What Fig. 6 shows, as sentences (:func:`caption_text`, :func:`subtitle_text`)."""
+    names = []
+    for v in [*models.shown, "mentor"]:
+        seeds = models.mentor[2] if v == "mentor" else models.baselines[v][2]
+        why = (" (best baseline by mean test Recall@20)" if v == models.best
+               else " (multimodal)" if v != "mentor" else "")
+        names.append(f"{display(v)}{why}: {seeds} seed{'s' if seeds != 1 else ''}")
+    return [f"test Recall@20 ({TEST}) per group of test users: each user's value averaged over a model's seeds, "
+            f"a bar the mean over the group's users; {int(frame['users'].sum()):,} test users that MENTOR and every "
+            "baseline kept",
+            SPARSITY_RULE + f"; counts from the dataset at {frame['counts_from'].iloc[0]}",
+            "; ".join(names),
+            f"above each group: MENTOR minus the group's best baseline, with its {paired.CONFIDENCE:.0%} paired "
+            f"bootstrap interval over the group's users ({paired.BOOTSTRAP_SAMPLES:,} resamples)"]
+
+
+def sparsity_figure(frame: pd.DataFrame, title: str, subtitle: str):
+    """:func:`sparsity_frame` as grouped bars: a group of bars per sparsity group, a bar per model."""
+    from matplotlib.figure import Figure
+
+    shown = frame_models(frame)
+    fig = Figure(figsize=(min(12.0, max(7.2, 0.5 * len(frame) * (len(shown) + 1) + 3.0)), 4.6))
+    ax = fig.subplots()
+    width = 0.8 / len(shown)
+    colours = iter(c for c in (f"C{i}" for i in range(10)) if c != "C3")
+    for j, variant in enumerate(shown):
+        colour = "C3" if variant == "mentor" else next(colours)
+        x = np.arange(len(frame)) + (j - (len(shown) - 1) / 2) * width
+        ax.bar(x, frame[f"mean_{variant}"], width=width * 0.92, color=colour, alpha=0.8 if variant == "mentor" else 0.6,
+               label=drawn_text(display(variant)), zorder=2)
+    top = float(np.nanmax(frame[[f"mean_{v}" for v in shown]].to_numpy(float)))
+    for i, r in enumerate(frame.itertuples(index=False)):
+        text = f"MENTOR − {drawn_text(display(r.best_baseline))}:\n{r.diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}]"
+        ax.annotate(text, (i, top), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7, color="0.2")
+    ax.set_ylim(0, top * 1.28 if top > 0 else 1.0)
+    ax.set_xticks(range(len(frame)), [f"{r.label} training interactions\n{r.users:,} users"
+                                      for r in frame.itertuples(index=False)], fontsize=8)
+    ax.set_ylabel("test Recall@20 (mean over users)")
+    ax.grid(axis="y", color="0.9", zorder=0)
+    _titles(ax, title, subtitle)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return fig
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -580,10 +875,11 @@ def _titles(ax, title: str, subtitle: str) -> None:
                 gid="subtitle", linespacing=1.3).set_in_layout(True)
 
 
-def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
-              label: str) -> list[tuple[str, str, str, Callable]]:
+def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str, label: str,
+              counts: dict[str, TrainCounts | str] | None = None) -> list[tuple[str, str, str, Callable]]:
     """(file stem, title, caption, builder) per plot of a dataset; a builder returns a Figure or why it cannot.
-    The caption starts with the title and says what the plot shows (runs, seeds, what is maximised over)."""
+    The caption starts with the title and says what the plot shows (runs, seeds, what is maximised over).
+    ``counts``: the training interactions per user of :func:`training_counts_of` (None: loaded here, if needed)."""
     drawn = drawn_text(label)  # on the figure; the captions keep the label, each renderer escapes it
     noise = seed_noise(runs, dataset)
     jobs = []
@@ -608,6 +904,17 @@ def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str,
     jobs.append(("valid_curves", curves, caption_text(curves, said),
                  lambda: "no final run with a recorded validation curve" if drawn_runs.empty else
                  curves_figure(drawn_runs, f"{drawn}: validation curves of the final runs", subtitle_text(said))))
+    title = f"{label}: multilevel cross-modal alignment (Fig. 3)"
+    frame = alignment_frame(chosen, dataset)
+    reason = alignment_reason(frame)
+    said = alignment_caption(frame) if reason is None else []
+    jobs.append(("alignment", title, caption_text(title, said), lambda r=reason, f=frame, c=said: r or
+                 alignment_figure(f, f"{drawn}: multilevel cross-modal alignment (Fig. 3)", subtitle_text(c))))
+    title = f"{label}: test Recall@20 per user-sparsity group (Fig. 6)"
+    models, frame = sparsity_of(chosen, dataset, counts)
+    said = [] if isinstance(frame, str) else sparsity_caption(models, frame)
+    jobs.append(("sparsity", title, caption_text(title, said), lambda f=frame, c=said: f if isinstance(f, str) else
+                 sparsity_figure(f, f"{drawn}: test Recall@20 per user-sparsity group (Fig. 6)", subtitle_text(c))))
     return jobs
 
 
@@ -645,15 +952,18 @@ def png_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def write_plots(runs: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str]]:
+def write_plots(runs: pd.DataFrame, out_dir: Path,
+                counts: dict[str, TrainCounts | str] | None = None) -> tuple[list[Plot], list[str]]:
     """Every plot as ``out_dir/plots/<dataset>-<plot>.png``; the skipped ones as notes, and what the plots
-    show (:data:`PLOT_NOTE`) when there is one beside the curves."""
+    show (:data:`PLOT_NOTE`) when there is one beside the curves. ``counts``: :func:`training_counts_of` of the
+    store's chosen runs, when the caller has them (None: each dataset Fig. 6 needs is loaded here)."""
     runs = once_per_run(runs)
     chosen, labels = select_final(runs), dataset_labels(runs)
+    counts = training_counts_of(chosen) if counts is None else counts
     plots, notes = [], []
     for dataset in dataset_order(runs):
         slug = file_stem(dataset)
-        for stem, title, caption, build in plot_jobs(runs, chosen, dataset, labels[dataset]):
+        for stem, title, caption, build in plot_jobs(runs, chosen, dataset, labels[dataset], counts):
             with warnings.catch_warnings():  # a name in a script the font lacks is drawn as boxes, not warned about
                 warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
                 fig = build()

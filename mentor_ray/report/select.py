@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -107,6 +108,48 @@ def select_final(runs: pd.DataFrame) -> pd.DataFrame:
     score = ok.groupby(["dataset", "variant", "config_hash"], as_index=False)[VALID].mean()
     best = score.sort_values([VALID, "config_hash"], ascending=[False, True]).drop_duplicates(["dataset", "variant"])
     return ok.merge(best[["dataset", "variant", "config_hash"]], on=["dataset", "variant", "config_hash"])
+
+
+def user_values(chosen: pd.DataFrame, dataset: str, variant: str,
+                key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """A model's per-user test values of column ``key``, averaged over its seeds that kept them (users
+    held by every such seed): (user ids, values, seeds); None when no seed kept any."""
+    g = chosen[(chosen["dataset"] == dataset) & (chosen["variant"] == variant)]
+    kept = [v for v in g[USER_COLUMNS[key]] if v is not None] if USER_COLUMNS.get(key) in g else []
+    if not kept:
+        return None
+    users = kept[0][0]
+    for ids, _ in kept[1:]:
+        users = np.intersect1d(users, ids)
+    values = np.mean([vals[np.searchsorted(ids, users)] for ids, vals in kept], axis=0)
+    return users, values, len(kept)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCounts:
+    """Each user's number of training interactions (``counts[user id]``) of a dataset as loaded from ``source``."""
+
+    counts: np.ndarray
+    source: str
+
+
+def training_counts(chosen: pd.DataFrame, dataset: str) -> TrainCounts | str:
+    """The training interactions per user of ``dataset``, from the dataset itself (the store keeps none):
+    loaded as its runs loaded it (:func:`mentor_ray.datasets.dataset.load_dataset` with the ``data_root`` the
+    first of its chosen runs recorded, in run id order; none: a synthetic preset). Why not, as one line,
+    when it cannot be loaded (moved, another machine, a relative root)."""
+    from mentor_ray.datasets.dataset import load_dataset  # torch: only for a store with per-user values
+
+    rows = chosen[chosen["dataset"] == dataset].sort_values("run_id", kind="mergesort")
+    roots = [c.get("data_root") for c in (parse_json(t, dict) for t in rows["config_json"]) if c]
+    root = next((r for r in roots if isinstance(r, str) and r), None)
+    try:
+        ds = load_dataset(dataset, root)
+    except (MentorRayError, OSError, ValueError) as exc:
+        where = f"data_root {root}" if root else "no data_root recorded"
+        return f"dataset {shown(dataset, 80)} could not be loaded ({where}): {shown(str(exc), 300, quote=False)}"
+    counts = np.bincount(np.asarray(ds.train.users, dtype=np.int64), minlength=ds.n_users)
+    return TrainCounts(counts, str(ds.path))
 
 
 def display(variant: str) -> str:
