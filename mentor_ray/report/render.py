@@ -584,29 +584,26 @@ class Block:
         return [i for i in self.items if isinstance(i, Table)]
 
 
-def block_md(block: Block) -> str:
-    out = [f"{'#' * block.level} {block.title}"]
+def _block(block: Block, fmt: str) -> str:
+    """A benchmark block as Markdown (``md``: for the docs file) or plain text (``text``: for the terminal)."""
+    esc = text_escape if fmt == "text" else (lambda t: t)
+    table = table_text if fmt == "text" else table_md
+    out = [f"{'#' * block.level} {esc(block.title)}"]
     for item in block.items:
         if isinstance(item, Heading):
-            out.append(f"{'#' * item.level} {item.text}")
+            out.append(f"{'#' * item.level} {esc(item.text)}")
         elif isinstance(item, Bullets):
-            out.append("\n".join(f"- {line}" for line in item.lines))
+            out.append("\n".join(f"- {inline(line, fmt)}" for line in item.lines))
         elif isinstance(item, Table):
-            out.append(table_md(item, heading=False))
+            out.append(table(item, heading=False))
         else:
-            out.append(item)
+            out.append(inline(item, fmt))
     return "\n\n".join(out)
+
+
+def block_md(block: Block) -> str:
+    return _block(block, "md")
 
 
 def block_text(block: Block) -> str:
-    out = [f"{'#' * block.level} {text_escape(block.title)}"]
-    for item in block.items:
-        if isinstance(item, Heading):
-            out.append(f"{'#' * item.level} {text_escape(item.text)}")
-        elif isinstance(item, Bullets):
-            out.append("\n".join(f"- {inline(line, 'text')}" for line in item.lines))
-        elif isinstance(item, Table):
-            out.append(table_text(item, heading=False))
-        else:
-            out.append(inline(item, "text"))
-    return "\n\n".join(out)
+    return _block(block, "text")
