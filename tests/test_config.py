@@ -208,3 +208,31 @@ def test_a_bad_preset_file_is_one_line_naming_it(tmp_path, text, expected):
 def test_a_preset_name_is_a_name_not_a_path():
     with pytest.raises(ConfigError, match=r"--preset '\.\./\.\./x': not allowed as a name"):
         config.make_config("../../x")
+
+
+def test_an_unknown_key_is_one_short_line_however_many_keys_the_models_add():
+    """Every model adds settings, so "allowed keys" is cut to the closest ones once the list would not fit an
+    error line (the fuzz contract: at most 700 characters); a near miss is still named first."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mentor_ray.common.config import TrainConfig, check_keys
+    from mentor_ray.common.errors import ALLOWED_CHARS, allowed_keys_text
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.text(max_size=60))
+    def check(key):
+        if key in TrainConfig.model_fields:
+            return
+        with pytest.raises(ConfigError) as err:
+            check_keys([key], "override")
+        line = str(err.value)
+        assert "\n" not in line and len(line) <= 700, line
+
+    check()
+    assert "lambda_f" in str(pytest.raises(ConfigError, check_keys, ["lamda_f"], "override").value).split("(and")[0]
+    short = ["a", "b", "c"]
+    assert allowed_keys_text(short, "x") == "allowed keys: a, b, c"
+    many = [f"key_{i:03d}" for i in range(200)]
+    text = allowed_keys_text(many, "key_150")
+    assert text.startswith("closest allowed keys: key_150") and len(text) < ALLOWED_CHARS + 150

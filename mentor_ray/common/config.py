@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from mentor_ray.common import registry
-from mentor_ray.common.errors import ConfigError, shown
+from mentor_ray.common.errors import ConfigError, allowed_keys_text, shown
 from mentor_ray.common.names import NAME_RULE, check_name
 from mentor_ray.common.yamlio import load_yaml
 
@@ -325,7 +325,7 @@ def check_keys(keys: Sequence[str], source: str) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ConfigError(f"{source}: unknown key {shown(key, 80)}; {hint}allowed keys: {', '.join(allowed)}")
+            raise ConfigError(f"{source}: unknown key {shown(key, 80)}; {hint}{allowed_keys_text(allowed, key)}")
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:

@@ -176,7 +176,7 @@ def pydantic_message(source: str, exc: Exception, model: type | None = None) -> 
     found = first.get("input")
     if first.get("type") == "extra_forbidden":
         allowed = _allowed_keys(model, first.get("loc", ()))
-        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        hint = f"; {allowed_keys_text(allowed, key)}" if allowed else ""
         msg = f"{source}: unknown key '{key}'{hint}"
     else:
         rule = (first.get("ctx") or {}).get("error") if first.get("type") == "value_error" else None
@@ -185,6 +185,29 @@ def pydantic_message(source: str, exc: Exception, model: type | None = None) -> 
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return msg
+
+
+ALLOWED_CHARS = 360  # an "allowed keys" list longer than this is cut to the keys closest to the one given
+
+
+def allowed_keys_text(allowed, key: str) -> str:
+    """``allowed keys: a, b, ...`` for an error line: every key while they fit in :data:`ALLOWED_CHARS`, else the
+    ones closest to ``key`` and how many more there are (every model adds its own keys, so the full list
+    grows past what one error line can carry)."""
+    import difflib
+
+    every = ", ".join(allowed)
+    if len(every) <= ALLOWED_CHARS:
+        return f"allowed keys: {every}"
+    close = difflib.get_close_matches(str(key), list(allowed), n=8, cutoff=0.0)
+    shown_keys, size = [], 0
+    for k in close:
+        if size + len(k) + 2 > ALLOWED_CHARS:
+            break
+        shown_keys.append(k)
+        size += len(k) + 2
+    return (f"closest allowed keys: {', '.join(shown_keys)} (and {len(allowed) - len(shown_keys)} more: "
+            f"the training settings of mentor_ray/common/config.py and each model's own, docs/baselines/)")
 
 
 def _allowed_keys(model: type | None, loc: tuple) -> list[str]:

@@ -8,6 +8,7 @@ line naming the file, the key and what is allowed. The file format: ``docs/archi
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 from pathlib import Path
@@ -101,8 +102,13 @@ def resolve(name_or_path: str | Path) -> Path:
         for candidate in (d / path.name, d / f"{path.name}.yaml"):
             if candidate.is_file():
                 return candidate
-    names = ", ".join(sorted({p.stem for d in dirs for p in d.glob("*.yaml")})) or "none found"
-    raise ConfigError(f"--space {name_or_path}: no such file, nor a space in tune_spaces/ ({names})")
+    stems = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
+    names = ", ".join(stems) or "none found"
+    if len(names) > 360:  # one error line: the closest names, and where the rest are listed
+        close = difflib.get_close_matches(path.stem, stems, n=6, cutoff=0.0)
+        names = f"closest: {', '.join(close)}; all {len(stems)}: `mentor-ray spaces list`"
+    raise ConfigError(f"--space {shown(str(name_or_path), 120, quote=False)}: no such file, nor a space in "
+                      f"tune_spaces/ ({names})")
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
