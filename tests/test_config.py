@@ -51,7 +51,7 @@ def test_baseline_defaults_yield_to_explicit_settings():
 @pytest.mark.parametrize(
     "override, fragment",
     [
-        ("lamda_g=1", "override: unknown key 'lamda_g'; did you mean 'lambda_g'? allowed keys:"),
+        ("lamda_g=1", "override: unknown key 'lamda_g'; did you mean 'lambda_g'? closest allowed keys: lambda_g,"),
         ("infonce_scope=some", "infonce_scope = 'some' is not allowed"),
         ("infonce_scope=some", "allowed: all or batch"),
         ("variant=mentor_x", "mentor_fg, mentor_f, mentor_g"),
