@@ -15,7 +15,8 @@ from mentor_ray.common.runtime import KILL_AT_ENV, KILL_MARKER_ENV, KILL_SIGNAL_
 from mentor_ray.report import leaderboard
 from mentor_ray.report.select import load_runs
 
-# 6 learning rates on synth-tiny, up to 9 epochs, rungs at 1, 3 and 9 epochs: ASHA stops 4 of the 6 (torch 2.2.1; 5 under 2.13)
+# 6 learning rates on synth-tiny, up to 9 epochs, rungs at 1, 3 and 9 epochs: ASHA stops 4 of the 6 (torch 2.2.1)
+# or 5 (torch 2.13)
 SPACE = """name: asha_probe
 search:
   lr: [1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2, 3.0e-2]
