@@ -165,34 +165,40 @@ def _newest_checkpoint(folder: Path) -> tuple[Path, int, dict[str, Any]] | None:
     return best
 
 
+def _keyed_trials(storage: str, name: str) -> Iterator[tuple[Path, str, dict[str, Any]]]:
+    """Every trial folder of the experiment's attempts with its key and settings, read from Tune's
+    ``params.json`` (JSON, checked against the config schema); a folder that is not a trial of ours, or a
+    damaged one, is left out (its trial runs again from the start)."""
+    from pydantic import ValidationError
+
+    from mentor_ray.common.config import TrainConfig
+
+    for attempt in attempts(storage, name):
+        for folder in _trial_folders(attempt):
+            try:
+                cfg = TrainConfig.model_validate(trial_values(_read_small_json(folder / "params.json")))
+            except (ValidationError, KeyError, TypeError, ValueError):
+                continue
+            config = cfg.model_dump()
+            yield folder, trial_key(cfg.variant, config, cfg.seed), config
+
+
 def cut_off_trials(storage: str, name: str, ended: set[str]) -> dict[str, dict[str, Any]]:
     """The trials of the experiment's earlier attempts that neither ended nor are journalled, by key:
     ``{"config": settings, "checkpoint": newest checkpoint folder or None, "epochs": its epochs, "summary":
     the run summary saved with it}``; the newest checkpoint over all attempts wins (a trial may have been cut
     off more than once)."""
-    from pydantic import ValidationError
-
-    from mentor_ray.common.config import TrainConfig
-
     root = Path(storage).resolve() if "://" not in storage else None
     out: dict[str, dict[str, Any]] = {}
-    for attempt in attempts(storage, name):
-        for folder in _trial_folders(attempt):
-            params = _read_small_json(folder / "params.json")
-            try:
-                cfg = TrainConfig.model_validate(trial_values(params))
-            except (ValidationError, KeyError, TypeError, ValueError):
-                continue  # not a trial of ours, or a damaged one: it runs again from the start
-            config = cfg.model_dump()
-            key = trial_key(cfg.variant, config, cfg.seed)
-            if key in ended:
-                continue
-            found = _newest_checkpoint(folder)
-            if found and root is not None and not found[0].resolve().is_relative_to(root):
-                found = None  # only checkpoints inside --storage
-            entry = out.setdefault(key, {"config": config, "checkpoint": None, "epochs": 0, "summary": None})
-            if found and found[1] > entry["epochs"]:
-                entry["checkpoint"], entry["epochs"], entry["summary"] = str(found[0]), found[1], found[2]
+    for folder, key, config in _keyed_trials(storage, name):
+        if key in ended:
+            continue
+        found = _newest_checkpoint(folder)
+        if found and root is not None and not found[0].resolve().is_relative_to(root):
+            found = None  # only checkpoints inside --storage
+        entry = out.setdefault(key, {"config": config, "checkpoint": None, "epochs": 0, "summary": None})
+        if found and found[1] > entry["epochs"]:
+            entry["checkpoint"], entry["epochs"], entry["summary"] = str(found[0]), found[1], found[2]
     return out
 
 
@@ -205,26 +211,17 @@ def prune_ended(storage: str, name: str, ended: set[str]) -> int:
     a local ``--storage``; returns the bytes freed."""
     if "://" in storage or not ended:
         return 0
-    from pydantic import ValidationError
-
-    from mentor_ray.common.config import TrainConfig
-
     root = Path(storage).resolve()
     freed = 0
-    for attempt in attempts(storage, name):
-        for folder in _trial_folders(attempt):
-            try:
-                cfg = TrainConfig.model_validate(trial_values(_read_small_json(folder / "params.json")))
-            except (ValidationError, KeyError, TypeError, ValueError):
-                continue
-            if trial_key(cfg.variant, cfg.model_dump(), cfg.seed) not in ended:
-                continue
-            holders = [folder]
-            reported = _reported_checkpoint(folder)
-            if reported is not None and not reported.is_symlink() and reported.resolve().is_relative_to(root):
-                holders.append(reported.parent)
-            for holder in holders:
-                freed += _keep_summary_only(holder)
+    for folder, key, _ in _keyed_trials(storage, name):
+        if key not in ended:
+            continue
+        holders = [folder]
+        reported = _reported_checkpoint(folder)
+        if reported is not None and not reported.is_symlink() and reported.resolve().is_relative_to(root):
+            holders.append(reported.parent)
+        for holder in holders:
+            freed += _keep_summary_only(holder)
     return freed
 
 
