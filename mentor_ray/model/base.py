@@ -85,10 +85,52 @@ class Recommender(nn.Module):
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
+    # --- auxiliary objectives: parameters trained by their own optimiser (MMSSL's discriminator, DiffMM's
+    # denoisers). The trainer keeps them out of the main optimiser and out of DDP's gradient averaging,
+    # checkpoints their optimisers' state, and steps them where the model says.
+
+    def aux_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Name -> the optimiser of one auxiliary parameter group, built by the model (its own betas, lr,
+        weight decay); its parameters are trained only by :meth:`aux_losses` or inside :meth:`start_epoch`.
+        The same objects on every call: the trainer checkpoints their state under these names."""
+        return {}
+
+    def aux_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per batch, BEFORE the main :meth:`loss`: name (a key of :meth:`aux_optimizers`) -> the scalar
+        loss that group's optimiser steps on (MMSSL's discriminator loss). The trainer zeroes that group's
+        gradients, back-propagates, averages the group's gradients over the DDP ranks (each holds its part of
+        the batch, so a loss that is a batch mean comes out as the global batch's) and steps. A model that
+        trains its auxiliary groups once per epoch (DiffMM's denoisers) does it in :meth:`start_epoch`,
+        with :func:`aux_step`, and returns nothing here."""
+        return {}
+
     @torch.no_grad()
     def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(n_users, D), (n_items, D) such that scores = users @ items.T."""
         raise NotImplementedError
+
+
+def aux_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, world: int = 1) -> float:
+    """One step of an auxiliary optimiser on ``loss``: zero its group's gradients, back-propagate, average the
+    group's gradients over ``world`` DDP ranks (``torch.distributed`` initialised), step. Gradients that
+    ``loss`` leaves on other parameters (the main model's) are not the caller's to keep: the trainer zeroes
+    the main optimiser's before its own step. Returns the loss's value."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    optimizer.zero_grad(set_to_none=False)
+    loss.backward()
+    if world > 1:
+        import torch.distributed as dist
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])  # one all-reduce for the group
+        dist.all_reduce(flat)
+        flat /= world
+        at = 0
+        for p, g in zip(params, grads):
+            p.grad = flat[at:at + g.numel()].view_as(p).clone()
+            at += g.numel()
+    optimizer.step()
+    return float(loss.detach())
 
 
 def xavier(*shape: int) -> nn.Parameter:

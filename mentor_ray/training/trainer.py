@@ -23,6 +23,7 @@ from mentor_ray.common.names import METRICS, USER_METRICS, VALID_METRIC
 from mentor_ray.common.runtime import current_rss_mb, kill_point, peak_rss_mb, reset_peak_memory, tune_allocator
 from mentor_ray.datasets.dataset import Dataset, load_dataset
 from mentor_ray.model import Batch, Recommender, build_model
+from mentor_ray.model.base import aux_step
 from mentor_ray.training import metrics
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,10 @@ class Trainer:
             self.model.set_graphs(graphs.ui_adj, graphs.item_adj)
         self.model.graphs_to(self.device)  # also the graphs a model built itself (MMGCN's)
         self.model.to(self.device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        # auxiliary groups (a discriminator, denoisers) have the model's own optimisers: not the main one's
+        self.aux_optimizers = self.model.aux_optimizers()
+        aux = {id(p) for o in self.aux_optimizers.values() for g in o.param_groups for p in g["params"]}
+        params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in aux]
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr) if params else None
         self.step: torch.nn.Module = _LossStep(self.model)
         # gloo reduces CPU tensors; NCCL needs them on the GPU
@@ -187,6 +191,9 @@ class Trainer:
 
             # Graphs are attributes, not buffers, and the features are identical on every rank.
             ids = [self.device.index] if self.device.type == "cuda" else None
+            if aux:  # averaged by aux_step, once per auxiliary step, not by DDP's hooks on the main backward
+                ignore = [f"model.{n}" for n, p in self.model.named_parameters() if id(p) in aux]
+                DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.step, ignore)
             self.step = DistributedDataParallel(self.step, device_ids=ids, broadcast_buffers=False,
                                                 find_unused_parameters=self.model.ddp_find_unused)
         self.sampler = TripletSampler(self.ds, cfg.seed, check=bool(params))  # MostPop draws no negatives
@@ -225,6 +232,9 @@ class Trainer:
                 on_batch(epoch, k)
             kill_point(f"rank{self.rank}-epoch{epoch}-batch{k}")  # fault campaign: a worker lost mid-epoch
             batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part), world=self.world_size)
+            for name, aux_loss in self.model.aux_losses(batch).items():  # MMSSL's discriminator, before the rest
+                value = aux_step(self.aux_optimizers[name], aux_loss, self.world_size)
+                sums[f"aux.{name}"] = sums.get(f"aux.{name}", 0.0) + value
             self.optimizer.zero_grad(set_to_none=True)
             loss, terms = self.step(batch)  # DDP averages the gradients over the ranks
             loss.backward()
@@ -344,6 +354,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "aux_optimizers": {n: o.state_dict() for n, o in self.aux_optimizers.items()},
             "epoch": self.epoch,
             "best": self.best,
             "bad_epochs": self.bad_epochs,
@@ -363,6 +374,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         if self.optimizer and state["optimizer"]:
             self.optimizer.load_state_dict(state["optimizer"])
+        for name, opt in self.aux_optimizers.items():
+            if name in state.get("aux_optimizers", {}):
+                opt.load_state_dict(state["aux_optimizers"][name])
         self.epoch, self.best, self.bad_epochs = state["epoch"], state["best"], state["bad_epochs"]
         self.history = list(state["history"])
         self.started_at = state["started_at"]
