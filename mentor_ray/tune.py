@@ -16,6 +16,11 @@ On a Ray cluster, every dataset under the data root::
     mentor-ray tune --dataset synth-baby --workers-per-trial 4 --gpus-per-trial 1 ...
     mentor-ray tune ... --resume
 
+The paper's whole experiments section (MENTOR, its ablation, every baseline on its own grid at one budget;
+Table 2, Table 3, Figs. 3-6)::
+
+    mentor-ray tune --dataset tiktok --data-root /data --paper --budget 400 --seeds 5 --results runs/r
+
 MENTOR and every baseline of the paper, each on its own grid at the same search budget, in one command::
 
     mentor-ray tune --dataset tiktok --data-root /data --space paper_grid --baselines all --budget 400 \
@@ -31,7 +36,7 @@ import logging
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run, set_resume_hint, setup_logging
-from mentor_ray.sweep.tune import DEFAULT_SEEDS, GRACE_PERIOD, SweepOptions, run_sweeps
+from mentor_ray.sweep.tune import DEFAULT_SEEDS, GRACE_PERIOD, PAPER_BUDGET, SweepOptions, run_sweeps
 
 _DESCRIPTION = "Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table."
 
@@ -65,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="after --space, sweep each baseline on its own published grid (tune_spaces/NAME_grid.yaml) "
                    "with the same datasets, seeds and --budget; one leaderboard at the end")
     p.add_argument("--ablation", action="store_true", help="also run every variant and baseline at the best point")
+    p.add_argument("--paper", action="store_true",
+                   help="the paper's experiments section: --ablation, --baselines all (or those given) and one "
+                   f"--budget for every model (default {PAPER_BUDGET} trial-epochs); the leaderboard has Table 2, "
+                   "Table 3 and Figs. 3-6")
     p.add_argument("--resume", action="store_true", help="continue the experiments of an interrupted sweep")
     p.add_argument("--optuna-storage", default=None,
                    help="Optuna study database URL (default: SQLite under --storage; needed for a URI --storage)")

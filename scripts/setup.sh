@@ -108,11 +108,11 @@ echo "[setup] upgrading pip, setuptools and wheel"
 pip_install -q --upgrade pip "setuptools<70" wheel
 if [ "$PROFILE" = pinned ]; then
   echo "[setup] installing the pinned profile into $VENV (first time: about 3 minutes; torch 2.2.1 brings ~2.5 GB of CUDA libraries)"
-  pip_install -c "$constraints" -e ".[test,dgl]"
+  pip_install -c "$constraints" -e ".[test,report,dgl]"
   check="import dgl; print('[setup] torch', torch.__version__, '| numpy', numpy.__version__, '| dgl', dgl.__version__, '| ray', ray.__version__)"
 else
   echo "[setup] installing the current profile into $VENV (torch $(sed -n 's/^torch==//p' "$constraints"), numpy 2, no DGL)"
-  pip_install -c "$constraints" -e ".[test]"
+  pip_install -c "$constraints" -e ".[test,report]"
   check="print('[setup] torch', torch.__version__, '| numpy', numpy.__version__, '| ray', ray.__version__, '| graphs: built-in builder')"
 fi
 "$VENV/bin/python" -c "import mentor_ray, numpy, torch, ray, optuna, pyarrow; $check"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -459,3 +460,21 @@ def test_ledger_asha_keeps_its_rungs_for_the_next_driver(tmp_path):
     assert result(second, "c", 2, 0.97) == "CONTINUE"  # rung 3: first value there
     (tmp_path / "rungs.json").write_text("{not json")
     assert scheduler().recorded == {}  # an unreadable ledger: the runs are judged again, never a crash
+
+
+def test_paper_is_the_ablation_and_every_baseline_at_one_budget(tmp_path, capsys):
+    args = tune.SweepOptions(**vars(tune_cmd._parser().parse_args(
+        ["--dataset", "synth-tiny", "--results", str(tmp_path / "r"), "--paper"])))
+    out = tune.paper_options(args)
+    assert (out.ablation, out.baselines, out.budget, out.paper) == (True, "all", tune.PAPER_BUDGET, False)
+    from mentor_ray.common.registry import MODELS
+
+    every = [m for m, e in MODELS.items() if e.group != "mentor" and e.trained]
+    assert tune.baseline_spaces(out.baselines) == [f"{m}_grid" for m in every]
+    assert f"{len(every)} baseline(s)" in capsys.readouterr().out
+    some = tune.paper_options(dataclasses.replace(args, baselines="freedom,lattice", budget=50))
+    assert (some.baselines, some.budget) == ("freedom,lattice", 50)
+    with pytest.raises(ConfigError, match="--paper: the space lightgcn_grid searches lightgcn"):
+        tune.paper_options(dataclasses.replace(args, space="lightgcn_grid"))
+    with pytest.raises(ConfigError, match="--paper: --num-samples 8 counts trials"):
+        tune.paper_options(dataclasses.replace(args, num_samples=8))

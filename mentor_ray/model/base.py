@@ -85,6 +85,13 @@ class Recommender(nn.Module):
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def modality_item_embeddings(self) -> dict[str, torch.Tensor]:
+        """Name -> (n_items, d) item representations per modality, ID included, in one space per modality
+        (Fig. 4's t-SNE of the paper); {} for a model without such a split. The trainer keeps a fixed
+        sample of them at the best epoch of final and ablation runs."""
+        return {}
+
     # --- auxiliary objectives: parameters trained by their own optimiser (MMSSL's discriminator, DiffMM's
     # denoisers). The trainer keeps them out of the main optimiser and out of DDP's gradient averaging,
     # checkpoints their optimisers' state, and steps them where the model says.

@@ -295,6 +295,13 @@ class Mentor(Recommender):
         return sum(parts, reps.fused.new_zeros(()))
 
     @torch.no_grad()
+    def modality_item_embeddings(self) -> dict[str, torch.Tensor]:
+        """The representations the alignment acts on (Eq. 8-13): ID after Eq. 1-3, each feature modality
+        after Eq. 6, item rows."""
+        reps = self(perturb=False)
+        return {"id": reps.ids[self.n_users:], **{m: reps.final[m][self.n_users:] for m in self.modalities}}
+
+    @torch.no_grad()
     def user_item_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         f = self(perturb=False).fused
         return f[: self.n_users], f[self.n_users :]

@@ -1,5 +1,6 @@
 """The leaderboard's plots (matplotlib): sensitivity heatmaps (Fig. 7), the λ_align plot (Fig. 5), validation curves,
-the alignment variants (Fig. 3) and test Recall@20 per user-sparsity group (Fig. 6).
+the alignment variants (Fig. 3), test Recall@20 per user-sparsity group (Fig. 6) and the item embeddings' t-SNE
+maps (Fig. 4, :mod:`mentor_ray.report.embedding_plot`).
 
 Every plot is computed as data first (:func:`cell_frame`, :func:`align_frame`, :func:`curve_frame`,
 :func:`alignment_frame`, :func:`sparsity_frame`), then drawn; the data functions are the tested part. Fig. 3 and
@@ -29,7 +30,6 @@ import io
 import json
 import math
 import re
-import textwrap
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,8 +40,9 @@ import pandas as pd
 from mentor_ray.common.config import BASELINES, result_settings
 from mentor_ray.common.io import write_atomic
 from mentor_ray.common.registry import entry_of
-from mentor_ray.report import paired
+from mentor_ray.report import embedding_plot, paired
 from mentor_ray.report.board import Plot, missing
+from mentor_ray.report.figtext import _titles, caption_text, drawn_text, subtitle_text  # noqa: F401 (re-exported)
 from mentor_ray.report.select import (
     ABLATIONS,
     AXIS_LABELS,
@@ -842,39 +843,6 @@ def sparsity_figure(frame: pd.DataFrame, title: str, subtitle: str):
 # --------------------------------------------------------------------------- writing
 
 
-def drawn_text(text: object, limit: int = 80) -> str:
-    """A dataset or model name from the store as matplotlib draws it literally: printable characters only (a
-    control character has no glyph), ``$`` escaped (matplotlib parses ``$...$`` as a formula, and a malformed
-    one fails the whole figure), cut to ``limit`` characters."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(text)).replace("$", r"\$")
-    return text if len(text) <= limit else f"{text[:limit]}…"
-
-
-def caption_text(title: str, sentences: Sequence[str]) -> str:
-    """A plot's caption in the leaderboard: its title, then what it shows, as one paragraph."""
-    return ". ".join([title, *(s[:1].upper() + s[1:] for s in sentences)]) + "."
-
-
-def subtitle_text(sentences: Sequence[str], width: int = 105) -> str:
-    """What a plot shows, drawn under its title: a sentence a line (wrapped), ``$`` escaped, sigma as σ."""
-    lines = []
-    for sentence in sentences:
-        text = drawn_text(sentence, limit=10_000)
-        text = re.sub(r"(\d) sigma\b", r"\1σ", text[:1].upper() + text[1:])
-        lines += textwrap.wrap(re.sub(r"\b[Ss]igma\b", "σ", text), width)
-    return "\n".join(lines)
-
-
-def _titles(ax, title: str, subtitle: str) -> None:
-    """``title`` above ``subtitle`` (smaller) above the plot, both left-aligned; the subtitle's ``gid`` is
-    ``subtitle``."""
-    lines = subtitle.count("\n") + 1 if subtitle else 0
-    ax.set_title(title, fontsize=10, loc="left", pad=6 + lines * 7.5 * 1.3)
-    if subtitle:
-        ax.text(0, 1, subtitle, transform=ax.transAxes, fontsize=7.5, va="bottom", ha="left", color="0.2",
-                gid="subtitle", linespacing=1.3).set_in_layout(True)
-
-
 def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str, label: str,
               counts: dict[str, TrainCounts | str] | None = None) -> list[tuple[str, str, str, Callable]]:
     """(file stem, title, caption, builder) per plot of a dataset; a builder returns a Figure or why it cannot.
@@ -915,6 +883,7 @@ def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str, label: str
     said = [] if isinstance(frame, str) else sparsity_caption(models, frame)
     jobs.append(("sparsity", title, caption_text(title, said), lambda f=frame, c=said: f if isinstance(f, str) else
                  sparsity_figure(f, f"{drawn}: test Recall@20 per user-sparsity group (Fig. 6)", subtitle_text(c))))
+    jobs.append(embedding_plot.job(chosen, dataset, label, drawn))
     return jobs
 
 

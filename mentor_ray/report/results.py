@@ -82,6 +82,9 @@ SCHEMA = pa.schema(
         # best epoch, in user order (the leaderboard's paired tests over users); null elsewhere
         ("user_ids", pa.list_(pa.int32())),
         ("user_values", pa.list_(pa.float32())),
+        # final and ablation runs of a model with per-modality item embeddings (MENTOR's family), on the run's
+        # first row only: a fixed item sample at the best epoch (mentor_ray.common.embeddings; Fig. 4)
+        ("item_embeddings", pa.string()),
     ]
 )
 
@@ -186,6 +189,8 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
         rows = [{**run, "split": split, "metric": metric, "k": k, "value": float(summary[split][f"{metric}@{k}"]),
                  **per_user(split, f"{metric}@{k}")}
                 for split in ("valid", "test") for metric in METRIC_KINDS for k in KS]
+    kept = summary.get("item_embeddings") if role != "search" else None
+    rows = [{**r, "item_embeddings": kept if i == 0 else None} for i, r in enumerate(rows)]
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 

@@ -34,7 +34,8 @@ AXIS_LABELS = {"dropout": "dropout p", "lambda_f": r"$\lambda_f$", "lambda_g": r
                "lambda_align": r"$\lambda_{align}$"}
 ALPHA = 0.05
 USER_COLUMNS = {f"test_{m}": f"users:test_{m}" for m in USER_METRICS}  # per-user values, where kept
-RUN_COLUMNS = [c for c in SCHEMA.names if c not in ("split", "metric", "k", "value", "user_ids", "user_values")]
+PER_ROW = ("split", "metric", "k", "value", "user_ids", "user_values", "item_embeddings")  # not on every row of a run
+RUN_COLUMNS = [c for c in SCHEMA.names if c not in PER_ROW]
 METRIC_COLUMNS = [f"{s}_{m}@{k}" for s in ("valid", "test") for m in METRIC_KINDS for k in KS]
 
 
@@ -97,6 +98,10 @@ def runs_frame(rows: pd.DataFrame) -> pd.DataFrame:
             if column and r.split == "test":
                 runs.at[r.run_id, column] = (np.asarray(r.user_ids, dtype=np.int64),
                                              np.asarray(r.user_values, dtype=np.float64))
+    runs["item_embeddings"] = None  # Fig. 4's sample (mentor_ray.common.embeddings), on one row of the run
+    if "item_embeddings" in rows:
+        kept = rows[rows["item_embeddings"].notna()].drop_duplicates("run_id")
+        runs.loc[kept["run_id"].to_numpy(), "item_embeddings"] = kept["item_embeddings"].to_numpy()
     return runs.reset_index()
 
 

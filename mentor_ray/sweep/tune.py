@@ -69,6 +69,7 @@ TPE_STARTUP = 5
 # A DDP trial's own process only drives its Ray Train run, whose workers hold the CPUs and GPUs. Tune
 # refuses an all-zero request, and any CPU share would leave W workers of one CPU unplaceable on W CPUs.
 # seeds of the final runs: fewer understate the spread between training runs (docs/results.md)
+PAPER_BUDGET = 400  # --paper's search budget per model and dataset in trial-epochs, without --budget
 DEFAULT_SEEDS = 5
 DEFAULT_SAMPLES = 24  # search trials per dataset without --num-samples or --budget
 DRIVER_RESOURCES = {"cpu": 0, "memory": 64 * 2**20}
@@ -178,6 +179,7 @@ class SweepOptions:
     quiet: bool = False
     budget: int | None = None  # search trial-epochs per dataset
     baselines: str | None = None  # "all" or NAME[,NAME...]: also sweep each baseline's own grid, same budget
+    paper: bool = False  # the paper's experiments section: --ablation, --baselines all, a budget for every model
     overrides: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -735,11 +737,36 @@ def baseline_spaces(text: str | None) -> list[str]:
     return [f"{n}_grid" for n in dict.fromkeys(names)]
 
 
+def paper_options(args: SweepOptions) -> SweepOptions:
+    """``--paper``: the MENTOR paper's experiments section as one sweep. MENTOR's space with its ablation
+    (Table 2's variants, Fig. 3, the MENTOR_base runs Fig. 4 maps), every baseline on its own published grid
+    (``--baselines``, default all: Table 2, Table 3's models, Fig. 6's), all at one search budget in
+    trial-epochs (``--budget``, default :data:`PAPER_BUDGET`; a trial count would favour models with short
+    epochs), then the leaderboard with every table and figure."""
+    space = load_space(args.space)
+    if space.model != "mentor":
+        raise ConfigError(f"--paper: the space {space.name} searches {space.model}; the experiments section tunes "
+                          f"MENTOR first, so give a MENTOR space (e.g. --space paper_grid)")
+    if args.num_samples is not None and args.budget is None:
+        raise ConfigError(f"--paper: --num-samples {args.num_samples} counts trials, and models' epochs differ in "
+                          f"cost and count; give every model the same --budget in trial-epochs instead "
+                          f"(default {PAPER_BUDGET})")
+    out = dataclasses.replace(args, paper=False, ablation=True, baselines=args.baselines or "all",
+                              budget=args.budget or PAPER_BUDGET)
+    models = len(baseline_spaces(out.baselines))
+    print(f"[mentor_ray] --paper: MENTOR ({space.name}) and its ablation, then {models} baseline(s) on their own "
+          f"grids, each searched for {out.budget} trial-epochs per dataset and re-run over {out.seeds} seed(s); the "
+          "leaderboard then has Table 2, Table 3 (measured on this sweep's device) and Figs. 3-6", flush=True)
+    return out
+
+
 def run_sweeps(args: SweepOptions) -> None:
     """``--space`` and then, with ``--baselines``, each baseline's own grid: one sweep per space, one after
     another, with the same datasets, seeds, ``--budget``, results store and storage (so every model is tuned
     at the same compute), and one leaderboard at the end. A space that fails does not stop the others; the
     command then ends with an error naming them (``--resume`` continues each where it stopped)."""
+    if args.paper:
+        args = paper_options(args)
     spaces = list(dict.fromkeys([args.space, *baseline_spaces(args.baselines)]))
     if len(spaces) == 1:
         return run_sweep(dataclasses.replace(args, baselines=None))

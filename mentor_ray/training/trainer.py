@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from mentor_ray.common import embeddings
 from mentor_ray.common.config import TrainConfig
 from mentor_ray.common.errors import ConfigError, DataError, DivergedError
 from mentor_ray.common.names import METRICS, USER_METRICS, VALID_METRIC
@@ -328,6 +329,17 @@ class Trainer:
         return metrics.rank_profile(lambda b: u_emb[b] @ i_emb.T, self.train_csr, self.gt[split], popularity,
                                     batch_size=self.cfg.eval_batch_size)
 
+    @torch.no_grad()
+    def _kept_embeddings(self) -> str | None:
+        """The model's per-modality item embeddings on the dataset's fixed item sample (Fig. 4), packed; None
+        for a model without them. Taken at each new best epoch, as the test metrics are."""
+        self.model.eval()
+        found = self.model.modality_item_embeddings()
+        if not found:
+            return None
+        items = embeddings.sample_items(self.ds.n_items)
+        return embeddings.encode(items, {m: e.float().cpu().numpy() for m, e in found.items()})
+
     def evaluate_test(self) -> dict[str, Any]:
         """The test split at a new best epoch, with its per-user values (the paired tests over users)."""
         return self.evaluate("test", users=True)
@@ -337,7 +349,7 @@ class Trainer:
         """Early-stopping bookkeeping after ``epoch``; evaluates test only when validation improves."""
         improved = self.best["valid"] is None or valid[VALID_METRIC] > self.best["valid"][VALID_METRIC]
         if improved:
-            self.best = {"epoch": epoch, "valid": valid, "test": test_fn()}
+            self.best = {"epoch": epoch, "valid": valid, "test": test_fn(), "embeddings": self._kept_embeddings()}
             if self.rank_profile:
                 self.best["rank_profile"] = self.profile("test")
             self.bad_epochs = 0
@@ -464,6 +476,7 @@ class Trainer:
             "config": self.cfg.model_dump(),
             "dataset_hash": self.ds.content_hash,
             **({"rank_profile": self.best.get("rank_profile")} if self.rank_profile else {}),
+            "item_embeddings": self.best.get("embeddings"),  # Fig. 4's sample at the best epoch (or None)
             # per-user test values at the best epoch: user ids, then each of USER_METRICS (6 decimals)
             **({"test_users": _rounded_users(self.best["test"]["users"])}
                if self.best["test"] and "users" in self.best["test"] else {}),
