@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                    f"--budget for every model (default {PAPER_BUDGET} trial-epochs); the leaderboard has Table 2, "
                    "Table 3 and Figs. 3-6")
     p.add_argument("--resume", action="store_true", help="continue the experiments of an interrupted sweep")
+    p.add_argument("--plan", action="store_true",
+                   help="print the plan (runs, epochs, trials the budget buys, warnings) and exit before Ray starts")
+    p.add_argument("--warm-start-from", default=None, metavar="STORE",
+                   help="a results store: a TPE search also starts from the best point of the same space on each "
+                   "other dataset there (after the model's published defaults and the space's start_points)")
     p.add_argument("--optuna-storage", default=None,
                    help="Optuna study database URL (default: SQLite under --storage; needed for a URI --storage)")
     p.add_argument("--leaderboard", default=None,

@@ -38,6 +38,9 @@ class SearchSpace(BaseModel):
     datasets: dict[str, dict[str, Any]] = {}
     aliases: dict[str, str] = {}
     start_from: str | None = None  # a space whose best point (per dataset, from the results store) this one starts at
+    # known-good points a TPE search evaluates first (after the model's published defaults): each a mapping of
+    # some searched axes to values on their lists; an axis left out takes the model's default
+    start_points: list[dict[str, Any]] = []
     path: str = ""
 
     @field_validator("model")
@@ -72,9 +75,53 @@ class SearchSpace(BaseModel):
         for values in itertools.product(*(self.search[k] for k in keys)):
             yield dict(zip(keys, values))
 
+    def default_point(self) -> tuple[dict[str, Any], list[str]]:
+        """The model's published defaults (its registry entry: the paper's point for MENTOR) on the searched
+        axes, and the axes whose default is not on the axis's list (then there is no default point)."""
+        cfg = validate({"variant": self.model, **self.fixed})
+        point = {k: getattr(cfg, k) for k in self.search}
+        return point, [k for k, v in point.items() if not _on_axis(v, self.search[k])]
+
+    def warm_points(self) -> list[tuple[str, dict[str, Any]]]:
+        """(source, point) of every known point a TPE search evaluates first, in order, without repeats: the
+        model's published defaults (when on the grid), then ``start_points`` (each completed from those
+        defaults)."""
+        default, off = self.default_point()
+        out: list[tuple[str, dict[str, Any]]] = [] if off else [("the model's published defaults", default)]
+        for i, given in enumerate(self.start_points):
+            point = {k: given.get(k, default[k]) for k in self.search}
+            out.append((f"start_points[{i}]", point))
+        return dedupe_points(out)
+
     def settings_for(self, dataset: str) -> dict[str, Any]:
         """The fixed settings for ``dataset``: ``fixed``, then its own entry of ``datasets`` if any."""
         return {**self.fixed, **self.datasets.get(self.aliases.get(dataset, dataset), {})}
+
+
+def _on_axis(value: Any, axis: list[Any]) -> bool:
+    return any(value == v and type(value) is type(v) or (isinstance(value, float) and isinstance(v, (int, float))
+               and not isinstance(v, bool) and math.isclose(value, v, rel_tol=1e-9)) for v in axis)
+
+
+def snap(point: dict[str, Any], search: dict[str, list[Any]]) -> dict[str, Any]:
+    """``point`` with each value replaced by the equal value of its axis's list (``1e-3`` read back from a
+    store as ``0.001``, an int ``1`` as the list's ``1.0``): Optuna's categorical choices compare exactly."""
+    out = {}
+    for k, value in point.items():
+        same = [v for v in search[k] if _on_axis(value, [v])]
+        out[k] = same[0] if same else value
+    return out
+
+
+def dedupe_points(points: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """``points`` without a point seen earlier in the list (the first source names it)."""
+    seen, out = set(), []
+    for source, point in points:
+        key = tuple(sorted((k, repr(v)) for k, v in point.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append((source, point))
+    return out
 
 
 def space_dirs() -> list[Path]:
@@ -150,6 +197,24 @@ def _check(space: SearchSpace, path: Path) -> None:
             resolve(space.start_from)
         except ConfigError as exc:
             raise ConfigError(f"{path}: start_from: {exc}") from None
+    if space.start_points and not space.search:
+        raise ConfigError(f"{path}: start_points: the space searches nothing; remove them or add search axes")
+    default, _ = space.default_point() if space.search else ({}, [])
+    for i, given in enumerate(space.start_points):
+        if not isinstance(given, dict):
+            raise ConfigError(f"{path}: start_points[{i}]: expected a mapping of searched axes to values, found "
+                              f"{type(given).__name__}")
+        for key, value in given.items():
+            if key not in space.search:
+                raise ConfigError(f"{path}: start_points[{i}].{shown(str(key), 60, quote=False)}: not a searched "
+                                  f"axis; allowed: {', '.join(space.search)}")
+            if not _on_axis(value, space.search[key]):
+                raise ConfigError(f"{path}: start_points[{i}].{key}: {shown(value, 60)} is not on the axis; "
+                                  f"allowed: {shown(space.search[key], 200, quote=False)}")
+        left = [k for k in space.search if k not in given and not _on_axis(default[k], space.search[k])]
+        if left:
+            raise ConfigError(f"{path}: start_points[{i}]: give {', '.join(left)} (the model's default "
+                              f"{', '.join(f'{k}={default[k]!r}' for k in left)} is not on the axis)")
     for alias, target in space.aliases.items():
         if target not in space.datasets:
             raise ConfigError(f"{path}: aliases.{shown(alias, 80, quote=False)}: {shown(target, 80)} is not under "

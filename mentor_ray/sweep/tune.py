@@ -38,7 +38,7 @@ from mentor_ray.sweep.resume import (
     prune_ended,
     study_points,
 )
-from mentor_ray.sweep.spaces import SearchSpace, load_space
+from mentor_ray.sweep.spaces import SearchSpace, dedupe_points, load_space, snap
 from mentor_ray.sweep.trials import (
     HEARTBEAT_SECONDS,
     StopFlag,
@@ -180,6 +180,8 @@ class SweepOptions:
     budget: int | None = None  # search trial-epochs per dataset
     baselines: str | None = None  # "all" or NAME[,NAME...]: also sweep each baseline's own grid, same budget
     paper: bool = False  # the paper's experiments section: --ablation, --baselines all, a budget for every model
+    plan: bool = False  # print the plan (and its warnings) and exit before Ray starts
+    warm_start_from: str | None = None  # a results store: the best points of the same space on other datasets
     overrides: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -381,6 +383,43 @@ class Sweep:
                   f"{describe(len(prior.done), len(prior.failed), cut_off)}", flush=True)
         return prior
 
+    def whole_grid(self, dataset: str) -> bool:
+        """Whether the search runs every point of the grid (Optuna's grid sampler), not TPE."""
+        max_epochs = validate(self.base(dataset), source="sweep").max_epochs
+        n_trials = min(self.samples, self.space.grid_size)
+        budget = self.args.budget
+        return n_trials == self.space.grid_size and (budget is None or n_trials * max_epochs <= budget)
+
+    def warm_points(self, dataset: str) -> list[tuple[str, dict[str, Any]]]:
+        """(source, point) of the known points a TPE search on ``dataset`` evaluates first: the model's
+        published defaults and the space's ``start_points`` (:meth:`SearchSpace.warm_points`), then with
+        ``--warm-start-from`` the best search point of this space on each other dataset of that store."""
+        points = self.space.warm_points()
+        store = self.args.warm_start_from
+        if store:
+            from mentor_ray.report import results
+
+            table = results.read_results(store, role="search", sweep=self.space.name)
+            for other in sorted(set(table.column("dataset").to_pylist()) - {dataset, None}):
+                best = results.best_search_run(store, other, self.space.name)
+                if best and all(k in best["config"] for k in self.space.search):
+                    point = snap({k: best["config"][k] for k in self.space.search}, self.space.search)
+                    points.append((f"best on {other} in {store}", point))
+        return dedupe_points(points)
+
+    def search_plan_lines(self, dataset: str) -> list[str]:
+        """:func:`mentor_ray.sweep.plan.plan_lines` of the search on ``dataset`` (none without a budget or a
+        search, or when the whole grid runs)."""
+        if not (self.space.search and self.args.budget) or self.whole_grid(dataset):
+            return []
+        from mentor_ray.sweep.plan import plan_lines, search_plan
+
+        max_epochs = validate(self.base(dataset), source="sweep").max_epochs
+        warm = self.warm_points(dataset)
+        p = search_plan(self.args.budget, max_epochs, self.args.grace_period, ASHA_REDUCTION,
+                        min(self.samples, self.space.grid_size), len(warm), TPE_STARTUP)
+        return plan_lines(dataset, p, [src for src, _ in warm], self.args.grace_period, ASHA_REDUCTION)
+
     def search(self, dataset: str, trainable) -> dict[str, Any]:
         """Phase 1; the best point on validation (the space's settings alone when it searches nothing)."""
         if not self.space.search:
@@ -423,10 +462,16 @@ class Sweep:
         rungs = self.rungs_ledger(name)
         if not self.args.resume:
             rungs.unlink(missing_ok=True)  # a new search (its experiment folders gone): its own rungs only
+        # Known-good points first (Optuna's enqueue_trial, through Tune's points_to_evaluate), counted in the
+        # budget; a resumed search's study already holds those its first driver enqueued.
+        warm = [] if grid or self.args.resume else self.warm_points(dataset)[:max(0, left)]
+        if warm:
+            print(f"[mentor_ray] {dataset}: warm start: {len(warm)} known point(s) first "
+                  f"({'; '.join(src for src, _ in warm)}), then TPE", flush=True)
         searcher, scheduler = search_algorithms(
             self.space.search, seed=self.args.seed, sampler="grid" if grid else "tpe", asha=True,
             max_epochs=max_epochs, grace_period=grace, study_name=name, storage=storage, seen=seen,
-            ledger=rungs, key_of=run_key)
+            ledger=rungs, key_of=run_key, points=[p for _, p in warm])
         base_cfg = trial_config(self.base(dataset), self.space.model, self.args.seed, {}, self.space.model,
                                 self.overrides).model_dump()
         param_space = {"cfg": base_cfg, **self.trial_space(name, prior)}
@@ -563,7 +608,7 @@ class Sweep:
 def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha: bool, max_epochs: int,
                       grace_period: int | None = None, reduction: int | None = None, startup: int | None = None,
                       study_name: str = "optuna", storage=None, seen: Sequence[dict[str, Any]] = (),
-                      ledger: Path | None = None, key_of=None):
+                      ledger: Path | None = None, key_of=None, points: Sequence[dict[str, Any]] = ()):
     """The searcher and scheduler of a search phase: the sweep's, and the search benchmark's
     (:mod:`mentor_ray.benchmarks.search`), so that the benchmark measures what sweeps run.
 
@@ -572,6 +617,7 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
     resumed search finished before). With ``asha``, ASHA on the reported metric, its rungs from ``grace_period``
     epochs by ``reduction`` (:class:`mentor_ray.sweep.asha.LedgerASHA`: its rungs kept in ``ledger``, trials known
     by ``key_of(config)``, so that a resumed search judges trials as an uninterrupted one); else None (FIFO).
+    ``points``: evaluated first, in order (warm starts; they count as TPE's start-up trials).
     Unset settings take the sweep's defaults (:data:`GRACE_PERIOD`, :data:`ASHA_REDUCTION`, :data:`TPE_STARTUP`).
     """
     import optuna
@@ -584,7 +630,8 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
                 "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                 "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup or TPE_STARTUP)}
     searcher = DistinctOptunaSearch(search, seed=seed, metric=METRIC, mode="max", sampler=samplers[sampler](),
-                                    study_name=study_name, storage=storage, seen=seen)
+                                    study_name=study_name, storage=storage, seen=seen,
+                                    points_to_evaluate=[dict(p) for p in points] or None)
     if not asha:
         return searcher, None
     # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
@@ -690,6 +737,11 @@ def run_sweep(args: SweepOptions) -> None:
     if not good:
         raise MentorRayError(f"every dataset of the sweep failed its checks ({', '.join(failed)}); see above")
     print(plan(sweep, good), flush=True)
+    for d in good:
+        for line in sweep.search_plan_lines(d):
+            print(line, flush=True)
+    if args.plan:
+        return
     from mentor_ray.common.lock import DriverLock
     from mentor_ray.training.ray_train import check_resources, driver_ray
 
@@ -782,7 +834,7 @@ def run_sweeps(args: SweepOptions) -> None:
         except MentorRayError as exc:  # Ctrl-C and SIGTERM are BaseExceptions: they end the command
             failed[name] = exc
             print(f"[mentor_ray] space {name} failed: {exc}", flush=True)
-    if args.leaderboard != "none":
+    if args.leaderboard != "none" and not args.plan:
         write_sweep_leaderboard(args, failed)
     if failed:
         raise MentorRayError(f"{len(failed)} of {len(spaces)} spaces failed ({', '.join(failed)}; errors above); the "
