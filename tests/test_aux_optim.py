@@ -131,3 +131,13 @@ def test_two_ranks_step_the_auxiliary_group_as_one_process(tmp_path, monkeypatch
     for name, p in one.model.named_parameters():
         torch.testing.assert_close(torch.tensor(ranks[0]["params"][name]), p.detach(), rtol=1e-4, atol=1e-5,
                                    msg=name)
+
+
+def test_losses_of_groups_trained_in_start_epoch_are_logged():
+    cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": "diffmm"},
+                             overrides=["embedding_dim=8", "max_epochs=1"])
+    t = train.Trainer(cfg)
+    out = t.train_epoch(0)
+    names = {f"aux.denoiser.{m}" for m in t.ds.modalities}
+    assert names <= set(out) and all(out[n] > 0 for n in names)  # DiffMM's denoisers, trained per epoch
+    assert set(t.aux_optimizers) == {n.removeprefix("aux.") for n in names}

@@ -54,9 +54,12 @@ class Recommender(nn.Module):
         trainer calls. A model that needs more than the sizes (features, training interactions) overrides it."""
         return cls(cfg, ds.n_users, ds.n_items)
 
-    def start_epoch(self, epoch: int) -> None:
+    def start_epoch(self, epoch: int) -> dict[str, float] | None:
         """Called by the trainer before each training epoch, after it seeds torch from ``(seed, epoch)`` (the
-        same on every rank): per-epoch sampling such as edge dropout or a rebuilt item graph goes here."""
+        same on every rank): per-epoch sampling such as edge dropout or a rebuilt item graph goes here. A model
+        that trains auxiliary groups here returns their mean losses (name -> value, the same on every rank),
+        logged as ``aux.<name>``."""
+        return None
 
     def set_graphs(self, ui_adj: torch.Tensor, item_adj: dict[str, torch.Tensor]) -> None:
         """Graphs are plain attributes, not buffers: DDP rejects sparse buffers (torch 2.2).

@@ -221,7 +221,9 @@ class Trainer:
         t0 = time.perf_counter()
         self.model.train()
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / noise: per epoch, same on all ranks
-        self.model.start_epoch(epoch)  # per-epoch sampling (edge dropout, a rebuilt item graph), same on all ranks
+        # per-epoch sampling (edge dropout, a rebuilt item graph), same on all ranks; a model that trains auxiliary
+        # groups here (DiffMM's denoisers) returns their mean losses, identical on every rank
+        aux = self.model.start_epoch(epoch) or {}
         sums: dict[str, float] = {}
         batches = self.sampler.batches(epoch, self.cfg.batch_size, self.rank, self.world_size)
         last_note, every = t0, self.progress_seconds
@@ -243,6 +245,7 @@ class Trainer:
             for k, v in {**terms, "loss": float(loss.detach())}.items():
                 sums[k] = sums.get(k, 0.0) + v
         out = {k: v / max(len(batches), 1) / self.world_size for k, v in self._all_reduce(sums).items()}
+        out.update({f"aux.{k}": float(v) for k, v in aux.items()})
         out["seconds"] = time.perf_counter() - t0
         check_finite(out, epoch, self.cfg)  # after the all-reduce: every rank decides alike
         bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
