@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the experiments of an interrupted sweep")
     p.add_argument("--plan", action="store_true",
                    help="print the plan (runs, epochs, trials the budget buys, warnings) and exit before Ray starts")
+    p.add_argument("--no-warm-start", action="store_true",
+                   help="TPE from its random start-up trials alone, without the known points first")
+    p.add_argument("--search-only", action="store_true",
+                   help="run the search alone and print its best point: no final runs, ablation or leaderboard")
     p.add_argument("--warm-start-from", default=None, metavar="STORE",
                    help="a results store: a TPE search also starts from the best point of the same space on each "
                    "other dataset there (after the model's published defaults and the space's start_points)")

@@ -182,6 +182,8 @@ class SweepOptions:
     paper: bool = False  # the paper's experiments section: --ablation, --baselines all, a budget for every model
     plan: bool = False  # print the plan (and its warnings) and exit before Ray starts
     warm_start_from: str | None = None  # a results store: the best points of the same space on other datasets
+    no_warm_start: bool = False  # TPE from its random start-up alone (no known points first)
+    search_only: bool = False  # the search alone: no finals, ablation or leaderboard
     overrides: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -415,7 +417,7 @@ class Sweep:
         from mentor_ray.sweep.plan import plan_lines, search_plan
 
         max_epochs = validate(self.base(dataset), source="sweep").max_epochs
-        warm = self.warm_points(dataset)
+        warm = [] if self.args.no_warm_start else self.warm_points(dataset)
         p = search_plan(self.args.budget, max_epochs, self.args.grace_period, ASHA_REDUCTION,
                         min(self.samples, self.space.grid_size), len(warm), TPE_STARTUP)
         return plan_lines(dataset, p, [src for src, _ in warm], self.args.grace_period, ASHA_REDUCTION)
@@ -464,7 +466,7 @@ class Sweep:
             rungs.unlink(missing_ok=True)  # a new search (its experiment folders gone): its own rungs only
         # Known-good points first (Optuna's enqueue_trial, through Tune's points_to_evaluate), counted in the
         # budget; a resumed search's study already holds those its first driver enqueued.
-        warm = [] if grid or self.args.resume else self.warm_points(dataset)[:max(0, left)]
+        warm = [] if grid or self.args.resume or self.args.no_warm_start else self.warm_points(dataset)[:max(0, left)]
         if warm:
             print(f"[mentor_ray] {dataset}: warm start: {len(warm)} known point(s) first "
                   f"({'; '.join(src for src, _ in warm)}), then TPE", flush=True)
@@ -593,6 +595,9 @@ class Sweep:
 
     def dataset(self, dataset: str, trainable) -> None:
         point = self.search(dataset, trainable)
+        if self.args.search_only:
+            print(f"[mentor_ray] {dataset}: --search-only: no final runs; the best point is {point}", flush=True)
+            return
         finals = self.runs("final", dataset, trainable, [self.space.model], point)
         _print_table(dataset, "final", finals)
         if self.args.ablation:  # `mentor` at the chosen point is the final runs: recorded again, not re-run
@@ -760,7 +765,7 @@ def run_sweep(args: SweepOptions) -> None:
                             what=f"--workers-per-trial {args.workers_per_trial} --cpus-per-trial "
                             f"{args.cpus_per_trial:g} --gpus-per-trial {args.gpus_per_trial:g}")
             failed.update(run_datasets(sweep, good))
-        if args.leaderboard != "none":
+        if args.leaderboard != "none" and not args.search_only:
             write_sweep_leaderboard(args, failed)
     finally:
         lock.release()  # and the folders it created, when nothing was written to them
@@ -834,7 +839,7 @@ def run_sweeps(args: SweepOptions) -> None:
         except MentorRayError as exc:  # Ctrl-C and SIGTERM are BaseExceptions: they end the command
             failed[name] = exc
             print(f"[mentor_ray] space {name} failed: {exc}", flush=True)
-    if args.leaderboard != "none" and not args.plan:
+    if args.leaderboard != "none" and not (args.plan or args.search_only):
         write_sweep_leaderboard(args, failed)
     if failed:
         raise MentorRayError(f"{len(failed)} of {len(spaces)} spaces failed ({', '.join(failed)}; errors above); the "
@@ -846,7 +851,7 @@ def plan(sweep: Sweep, datasets: list[str]) -> str:
     args = sweep.args
     search = min(sweep.samples, sweep.space.grid_size) if sweep.space.search else 0
     ablation = args.seeds * (len(sweep.ablation_variants()) - 1) if args.ablation else 0
-    later = args.seeds + ablation
+    later = 0 if args.search_only else args.seeds + ablation
     epochs = {d: int(sweep.base(d).get("max_epochs", TrainConfig.model_fields["max_epochs"].default))
               for d in datasets}
     # a search with a budget spends at most that (plus the epochs under way when it runs out)
@@ -855,7 +860,8 @@ def plan(sweep: Sweep, datasets: list[str]) -> str:
     budgeted = bool(args.budget and search and any(search_epochs[d] < search * e for d, e in epochs.items()))
     parts = ([f"search trials for {args.budget:,} trial-epochs" if budgeted else f"{search:,} search trials"]
              if search else [])
-    parts += [f"{args.seeds} final runs"] + ([f"{ablation} ablation runs"] if ablation else [])
+    if not args.search_only:
+        parts += [f"{args.seeds} final runs"] + ([f"{ablation} ablation runs"] if ablation else [])
     runs = "" if budgeted else f" = {(search + later) * len(datasets):,} runs"
     per = ", ".join(f"{d} {e}" for d, e in epochs.items())
     return (f"[mentor_ray] plan: {len(datasets)} dataset(s) x ({' + '.join(parts)}){runs}, "
