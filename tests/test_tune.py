@@ -478,3 +478,54 @@ def test_paper_is_the_ablation_and_every_baseline_at_one_budget(tmp_path, capsys
         tune.paper_options(dataclasses.replace(args, space="lightgcn_grid"))
     with pytest.raises(ConfigError, match="--paper: --num-samples 8 counts trials"):
         tune.paper_options(dataclasses.replace(args, num_samples=8))
+
+
+class _Timed:
+    """A trial for the progress printer: an id, a status and its epochs so far."""
+
+    def __init__(self, trial_id):
+        self.trial_id, self.status, self.last_result, self.config = trial_id, "RUNNING", {}, {"cfg": {}}
+
+
+def _play(printer, runs, set_up, epoch, clock):
+    """Drive ``printer`` as Tune would with one trial at a time: each run's set-up, then its epochs, each
+    reported as it ends; returns the wall the phase took."""
+    for i, epochs in enumerate(runs):
+        t = _Timed(f"t{i}")
+        clock[0] += set_up
+        for e in range(epochs):
+            clock[0] += epoch
+            t.last_result = {"training_iteration": e + 1}
+            printer.on_trial_result(0, [t], t, {"epoch": e})
+        t.status = "TERMINATED"
+    return clock[0]
+
+
+def test_the_estimate_leaves_out_the_set_up_and_holds_against_the_wall(capsys):
+    from mentor_ray.sweep import plan
+
+    # a budgeted search: 15 s set-up and 2 s epochs; ASHA's pattern at 60 trial-epochs, cap 20, rungs 5 and 15
+    clock = [0.0]
+    expected = plan.search_plan(60, 20, 5, 3, grid=100, warm=0, startup=5).expected
+    printer = trials.progress_printer("d search", 100, 20, 1, budget=60, clock=lambda: clock[0],
+                                      expected_trials=expected)
+    wall = _play(printer, [20, 5, 15, 5, 15], set_up=15.0, epoch=2.0, clock=clock)  # 60 epochs, 5 trials
+    line = next(x for x in capsys.readouterr().out.splitlines() if "an epoch" in x)
+    assert "set-up 15s and 2.0s an epoch" in line  # measured from the first trial's first two epochs
+    estimate = expected * 15.0 + 60 * 2.0
+    assert f"over ~{expected:.1f} trials" in line and trials._duration(estimate) in line
+    assert abs(estimate - wall) / wall < 0.15  # ~5 trials expected, 5 ran: 195 s; the old rule said 60 x 17 s
+    # finals: at most every run to the cap; early stopping ends them sooner, so the bound holds
+    clock[0] = 0.0
+    finals = trials.progress_printer("d final", 3, 20, 1, clock=lambda: clock[0])
+    wall = _play(finals, [12, 9, 14], set_up=15.0, epoch=2.0, clock=clock)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "an epoch" in x)
+    bound = 3 * (15.0 + 20 * 2.0)
+    assert "3 runs x up to 20 epochs, 1 at once: at most ~" + trials._duration(bound) in line and bound >= wall
+
+
+def test_the_final_phase_says_the_time_left():
+    ts = [_Trial("TERMINATED", 20, 0.25), _Trial("RUNNING", 10, 0.1)]
+    line = trials.phase_status(ts, total=4, budget=None, elapsed=60, max_epochs=50)
+    # 30 epochs in 60 s; left at most: 40 of the running run + 2 runs not started x 50 = 140 epochs = 280 s
+    assert line.startswith("30 epochs, at most ~4m40s left; 1/4 ended, 1 running;")

@@ -231,9 +231,10 @@ def interrupt_stopper(event):
     return StopOnInterrupt()
 
 
-def phase_status(trials, total: int, budget: int | None, elapsed: float) -> str:
+def phase_status(trials, total: int, budget: int | None, elapsed: float, max_epochs: int | None = None) -> str:
     """Where a phase stands: epochs trained (against the ``budget`` of trial-epochs, with the time left at
-    the rate so far), trials ended and running, and the best validation value reported so far."""
+    the rate so far; without a budget, against ``total`` runs of up to ``max_epochs``, the time left at most),
+    trials ended and running, and the best validation value reported so far."""
     epochs = sum(int((t.last_result or {}).get("training_iteration", 0)) for t in trials)
     ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     running = sum(t.status == "RUNNING" for t in trials)
@@ -242,7 +243,12 @@ def phase_status(trials, total: int, budget: int | None, elapsed: float) -> str:
         parts = [f"{epochs:,} of {budget:,} trial-epochs ({min(100, round(100 * epochs / budget))}%){left}",
                  f"{ended} ended, {running} running"]
     else:
-        parts = [f"{epochs:,} epochs", f"{ended}/{total:,} ended, {running} running"]
+        # the runs not ended yet may each train to the cap: an upper bound (early stopping ends most sooner)
+        most = sum(max(0, max_epochs - int((t.last_result or {}).get("training_iteration", 0)))
+                   for t in trials if t.status not in ("TERMINATED", "ERROR")) if max_epochs else 0
+        most += max(0, total - len(trials)) * (max_epochs or 0)
+        left = f", at most ~{_duration(elapsed / epochs * most)} left" if epochs and max_epochs else ""
+        parts = [f"{epochs:,} epochs{left}", f"{ended}/{total:,} ended, {running} running"]
     best = [t.last_result[REPORTED_METRIC] for t in trials
             if t.last_result and t.last_result.get(REPORTED_METRIC) is not None]
     if best:
@@ -250,12 +256,28 @@ def phase_status(trials, total: int, budget: int | None, elapsed: float) -> str:
     return "; ".join(parts) + f"; {_duration(elapsed)} so far"
 
 
+def phase_estimate(set_up: float, epoch: float, total: int, max_epochs: int, concurrent: int,
+                   budget: int | None = None, expected_trials: float | None = None) -> tuple[float, str]:
+    """Seconds a phase should take, and what the figure assumes: each run's ``set_up`` seconds (process,
+    data, graphs, model, up to its first epoch) and ``epoch`` seconds per epoch (training and evaluation, set-up
+    excluded), ``concurrent`` runs side by side. A budgeted search trains ``budget`` trial-epochs over
+    ``expected_trials`` runs (:func:`mentor_ray.sweep.plan.search_plan`; each a set-up); otherwise ``total`` runs
+    of up to ``max_epochs`` (an upper bound: early stopping ends most sooner)."""
+    lanes = max(1, concurrent)
+    if budget and budget < total * max_epochs:
+        runs = min(total, max(1.0, expected_trials or budget / max_epochs))
+        return (runs * set_up + budget * epoch) / lanes, (
+            f"a budget of {budget:,} trial-epochs over ~{runs:.1f} trials, {concurrent} at once: ~")
+    return total * (set_up + max_epochs * epoch) / lanes, (
+        f"{total:,} runs x up to {max_epochs} epochs, {concurrent} at once: at most ~")
+
+
 def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, budget: int | None = None,
-                     heartbeat: float | None = None, clock=None):
-    """A Tune callback printing mentor_ray's own progress lines: once the first epoch is measured, an
-    estimate of the phase's time (from ``total`` runs of up to ``max_epochs`` epochs, or a ``budget`` of
-    trial-epochs); then a line per trial as it ends; and with ``heartbeat`` (seconds), at most that often,
-    where the phase stands (:func:`phase_status`). (Quiet mode shows these instead of Tune's status tables.)
+                     heartbeat: float | None = None, clock=None, expected_trials: float | None = None):
+    """A Tune callback printing mentor_ray's own progress lines: once a trial's second epoch is reported (its
+    first includes the set-up), an estimate of the phase's time (:func:`phase_estimate`); then a line per trial
+    as it ends; and with ``heartbeat`` (seconds), at most that often, where the phase stands
+    (:func:`phase_status`, with the time left). (Quiet mode shows these instead of Tune's status tables.)
     ``clock`` (monotonic seconds) is for tests."""
     import time
 
@@ -269,24 +291,30 @@ def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, b
         def __init__(self):
             self.started, self.done, self.estimated, self.results = now(), 0, False, 0
             self.beat = self.started
+            self.first: dict[object, float] = {}  # trial id -> when its first epoch was reported
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.results += 1
             kill_point(f"driver-{label.split()[-1]}-result{self.results}")  # tests: interrupted mid-phase
             if heartbeat and now() - self.beat >= heartbeat:
                 self.beat = now()
-                print(f"[mentor_ray] {label}: {phase_status(trials, total, budget, self.beat - self.started)}",
-                      flush=True)
+                print(f"[mentor_ray] {label}: "
+                      f"{phase_status(trials, total, budget, self.beat - self.started, max_epochs)}", flush=True)
             if self.estimated or "epoch" not in result:
                 return
+            key = getattr(trial, "trial_id", id(trial))
+            if key not in self.first:
+                self.first[key] = now()
+                if max_epochs > 1:
+                    return  # the next epoch of this trial gives the epoch time without the set-up
+                epoch, set_up = now() - self.started, 0.0
+            else:
+                epoch = now() - self.first[key]
+                set_up = max(0.0, self.first[key] - self.started - epoch)
             self.estimated = True
-            first = now() - self.started
-            epochs = min(total * max_epochs, budget) if budget else total * max_epochs
-            upper = first * epochs / max(1, concurrent)
-            work = (f"a budget of {budget:,} trial-epochs" if budget and budget < total * max_epochs
-                    else f"{total:,} runs x up to {max_epochs} epochs")
-            print(f"[mentor_ray] {label}: first epoch after {_duration(first)}; {work}, {concurrent} at once: at "
-                  f"most ~{_duration(upper)} (early stopping and ASHA end most runs sooner)", flush=True)
+            seconds, what = phase_estimate(set_up, epoch, total, max_epochs, concurrent, budget, expected_trials)
+            print(f"[mentor_ray] {label}: set-up {_seconds(set_up)} and {_seconds(epoch)} an epoch; {what}"
+                  f"{_duration(seconds)} in all", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._line(trial, "done")
@@ -362,6 +390,11 @@ def spent_epochs(ledger: Path) -> int:
         return sum(int(v) for v in json.loads(ledger.read_text()).values())
     except (OSError, ValueError):
         return 0
+
+
+def _seconds(seconds: float) -> str:
+    """A short time with a decimal below 10 s (an epoch of 1.4 s is not "1s")."""
+    return f"{seconds:.1f}s" if seconds < 9.95 else _duration(seconds)
 
 
 def _duration(seconds: float) -> str:

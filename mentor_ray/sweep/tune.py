@@ -480,9 +480,15 @@ class Sweep:
         tune_config = tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                       num_samples=max(1, left),
                                       max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
+        expected = None
+        if budget and not grid:
+            from mentor_ray.sweep.plan import search_plan
+
+            expected = search_plan(budget, max_epochs, grace, ASHA_REDUCTION, max(1, left), len(warm),
+                                   TPE_STARTUP).expected
         summaries = self.experiment(prior, dataset, "search", trainable, param_space, tune_config,
                                     axes, total=left, max_epochs=max_epochs,
-                                    stop=stopper, extra=extra, budget=budget)
+                                    stop=stopper, extra=extra, budget=budget, expected_trials=expected)
         ok = [s for s in summaries if s["status"] != "failed"]
         if not ok:
             raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
@@ -519,7 +525,8 @@ class Sweep:
 
     def experiment(self, prior: Prior, dataset: str, role: str, trainable, param_space: dict, tune_config,
                    columns: Sequence[str], total: int, max_epochs: int, stop=None,
-                   extra: dict[str, Any] | None = None, budget: int | None = None) -> list[dict[str, Any]]:
+                   extra: dict[str, Any] | None = None, budget: int | None = None,
+                   expected_trials: float | None = None) -> list[dict[str, Any]]:
         """Run one attempt of a phase's Tune experiment (none when ``total`` is 0: everything ended before);
         every trial's summary, the earlier attempts' included. A callback records each trial in the results
         store and the journal as it ends; one whose row is missing afterwards (the driver was killed between
@@ -537,7 +544,8 @@ class Sweep:
             recorder = results_recorder(self.results, role, self.space.name, synthetic, self.storage, extra,
                                         journal=prior.journal, interrupted=self.interrupted)
             progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget,
-                                        heartbeat=HEARTBEAT_SECONDS if self.args.quiet else None)
+                                        heartbeat=HEARTBEAT_SECONDS if self.args.quiet else None,
+                                        expected_trials=expected_trials)
             halt = interrupt_stopper(self.interrupted)
             grid = _run_experiment(prior.attempt, self.storage, trainable, param_space, tune_config, columns,
                                    callbacks=[recorder, progress], quiet=self.args.quiet,
