@@ -331,7 +331,8 @@ class Sweep:
     def name(self, phase: str, dataset: str, extra: Any = None) -> str:
         from mentor_ray.common.io import sha256_json
 
-        space = self.space.model_dump(exclude={"path"})
+        # a field added to spaces later enters the name only when set: older sweeps keep their names (--resume)
+        space = self.space.model_dump(exclude={"path"} | ({"start_points"} if not self.space.start_points else set()))
         base = {k: v for k, v in self.base(dataset).items() if role_of(k) != "runtime"}
         key = {"space": space, "base": base,
                "samples": self.samples, "seeds": self.args.seeds, "extra": extra}
