@@ -327,7 +327,8 @@ def test_failed_runs_are_counted_in_the_sweep_but_never_in_tables(tmp_path):
     assert sweep.search_run_seconds_sum == pytest.approx(100 + 190 + 130)  # the failed one ran 0 s
     assert sweep.sweep_run_seconds_sum == pytest.approx(420)  # the final and the ablation record no wall_seconds
     # the best config names the setting the search varied (dropout), at the best run's value
-    assert "| synth-a (synthetic) | smoke | MENTOR | 4 | 2 | 1 | 1 | 0.1500 | dropout=0.7 |" in _table(md, SWEEP)
+    # #28: the stopped trial's reason (no --budget: only ASHA stops a recorded trial early)
+    assert "| synth-a (synthetic) | smoke | MENTOR | 4 | 2 | 1 (ASHA) | 1 | 0.1500 | dropout=0.7 |" in _table(md, SWEEP)
     assert "| synth-a (synthetic) | smoke | 5m 00s | 7m 00s | 8m 20s | 7m 00s |" in _table(md, TIME)
     assert "synth-a (synthetic): failed runs (1 search, 1 ablation) left out of the metric tables" in md
     assert "first error: RuntimeError: CUDA out of memory" in md
@@ -350,6 +351,23 @@ def test_a_baselines_own_search_is_its_own_sweep_row_and_stays_out_of_mentors_pl
     assert sweep.loc["lightgcn_grid", "best_lr"] == 0.005
     scored = plots.search_scores(select.load_runs(root), "synth-a")
     assert set(scored.variant) == {"mentor"}
+
+
+def test_the_best_config_shows_every_searched_axis_even_one_tried_at_one_value(tmp_path):
+    """#28: two trials that share lambda_f and tau: the best config still names them (the point can be rebuilt from
+    the table); a store without the space (older) names the axes that differ, as before."""
+    root = tmp_path / "r"
+    axes = {"tau": [0.2, 0.5], "dropout": [0.3, 0.5], "lambda_f": [1.0, 1.5]}
+    for dropout, r20 in [(0.3, 0.10), (0.5, 0.12)]:
+        s = _summary(variant="mentor", valid=r20, dropout=dropout, lambda_f=1.0, tau=0.5)
+        _record(root, {**s, "space_axes": axes}, "search")
+        _record(root, _summary(variant="mentor", valid=r20, dropout=dropout, lambda_f=1.0, tau=0.5), "search",
+                sweep="old")
+    md = _board(root, tmp_path / "o")
+    sweep = pd.read_csv(tmp_path / "o" / "csv" / "sweep.csv").set_index("space")
+    assert sweep.loc["smoke", "best_config"] == "dropout=0.5, lambda_f=1, tau=0.5"  # the model's key order
+    assert sweep.loc["old", "best_config"] == "dropout=0.5"
+    assert "| 0.1200 | dropout=0.5, lambda_f=1, tau=0.5 |" in _table(md, SWEEP)
 
 
 def test_a_later_stage_over_other_axes_stays_out_of_the_first_stages_plots(tmp_path):

@@ -266,14 +266,15 @@ def test_stopped_runs_are_shown_as_stopped_never_blank(qs_runs):
     assert math.isnan(only.value) and (only.runs, only.stopped) == (0, 2)
     assert (only.stopped_best, only.stopped_epoch) == (pytest.approx(0.3702), STOPPED_AT)
     fig = plots.heatmap_figure(cells, "dropout", "lambda_f", "t", "s", noise)
-    assert f"stopped at epoch {STOPPED_AT}\nbest so far\n0.3702\n(2 runs)" in _texts(fig)
+    # no budget in this search: only ASHA can have stopped them (label changed by #28: was "stopped at epoch 6")
+    assert f"stopped by ASHA\nat epoch {STOPPED_AT}\nbest so far\n0.3702\n(2 runs)" in _texts(fig)
     assert [p.get_hatch() for p in fig.axes[0].patches].count("///") == 1
     assert len(_texts(fig)) == 4  # a text in every cell
 
     frame = plots.align_frame(plots.search_scores(qs_runs, "synth-a", ("lambda_align",)))
     fig = plots.align_figure(frame, "t", "s", noise)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert f"stopped early at epoch {STOPPED_AT}: best so far" in legend  # all at one rung: said once
+    assert f"stopped by ASHA at epoch {STOPPED_AT}: best so far" in legend  # all at one rung: said once
     hollow = [ln for ln in fig.axes[0].get_lines() if ln.get_markerfacecolor() == "white"]
     assert sorted(y for ln in hollow for y in ln.get_ydata()) == pytest.approx([0.3688, 0.3702, 0.3712])
     mixed = frame.assign(stopped_epoch=[float(e) for e in range(len(frame))])  # stopped at different epochs
@@ -283,17 +284,21 @@ def test_stopped_runs_are_shown_as_stopped_never_blank(qs_runs):
     assert plots.align_points(plots.search_scores(qs_runs, "synth-a", ("lambda_align",)))[1] == []
 
 
-def test_a_plot_of_only_stopped_runs_is_drawn_with_its_stopped_cells(tmp_path):
+def test_a_plot_of_only_stopped_runs_is_a_note_and_its_cells_say_they_stopped(tmp_path):
+    """No completed run: nothing to compare, so no heatmap (#28 changed this: it was drawn from the stopped
+    cells alone); the cells themselves still show the stopped runs as stopped."""
     for p, lf in [(0.3, 1.0), (0.5, 1.5)]:
         _record(tmp_path, _summary(variant="mentor", dropout=p, lambda_f=lf, stopped=True, epochs=3), "search")
     written, notes = plots.write_plots(select.load_runs(tmp_path), tmp_path / "o")
-    assert (tmp_path / "o" / "plots" / "synth-a-sens_dropout_lambda_f.png").is_file()
-    assert "2 search runs (0 completed, 2 stopped early)" in written[0].caption and notes[0] == plots.PLOT_NOTE
+    assert not (tmp_path / "o" / "plots" / "synth-a-sens_dropout_lambda_f.png").exists() and not written
+    assert ("plot 'synth-a (synthetic): sensitivity to (dropout, lambda_f)' skipped: no completed runs (2 stopped "
+            "early): too few to draw a heatmap; need completed runs at 2 or more values of dropout and "
+            "lambda_f") in notes
     cells = plots.cell_frame(plots.search_scores(select.load_runs(tmp_path), "synth-a"), "dropout", "lambda_f")
     assert cells[["runs", "stopped"]].values.tolist() == [[0, 1], [0, 0], [0, 0], [0, 1]]
     fig = plots.heatmap_figure(cells, "dropout", "lambda_f", "t", "s", plots.Noise(0.005, 0, False))
     assert _texts(fig).count("not run") == 2
-    assert _texts(fig).count("stopped at epoch 3\nbest so far\n0.1000\n(1 run)") == 2
+    assert _texts(fig).count("stopped by ASHA\nat epoch 3\nbest so far\n0.1000\n(1 run)") == 2
 
 
 def test_sensitivity_cells_use_completed_runs_and_mark_cells_only_stopped_runs_reach(tmp_path):
@@ -324,6 +329,67 @@ def test_sensitivity_cells_use_completed_runs_and_mark_cells_only_stopped_runs_r
     assert "5 search runs (3 completed, 2 stopped early)" in written[0].caption
     assert notes[0] == plots.PLOT_NOTE and "completed runs" in plots.PLOT_NOTE
     assert (tmp_path / "o" / "plots" / "synth-a-sens_dropout_lambda_f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+AXES = {"dropout": [0.3, 0.5], "lambda_f": [1.0, 1.5], "lambda_align": [0.1, 0.3]}  # the space the trials record
+
+
+def _skips(runs, tmp_path) -> dict[str, str]:
+    """Why each plot of synth-a was skipped, by the plot's name."""
+    _, notes = plots.write_plots(runs, tmp_path)
+    found = [n.split("synth-a (synthetic): ", 1)[1] for n in notes if n.startswith("plot 'synth-a")]
+    return dict(n.split("' skipped: ", 1) for n in found)
+
+
+def test_a_sensitivity_plot_is_not_drawn_from_fewer_than_two_completed_points(tmp_path):
+    """#28: one completed run beside stopped ones is no heatmap and no line: the note says how many completed."""
+    trials = [(0.3, 1.0, 0.1, False), (0.5, 1.5, 0.3, True), (0.5, 1.0, 0.3, True)]
+    runs = runs_in_memory([({**_run(seed=0, valid=0.1 + i / 100, stopped=stop, epochs=6 if stop else 25, dropout=p,
+                                    lambda_f=lf, lambda_align=la), "space_axes": AXES}, "search", "grid")
+                           for i, (p, lf, la, stop) in enumerate(trials)])
+    skips = _skips(runs, tmp_path)
+    assert skips["sensitivity to (dropout, lambda_f)"] == (
+        "1 completed run (2 stopped early): too few to draw a heatmap; need completed runs at 2 or more values of "
+        "dropout and lambda_f")
+    assert skips["effect of lambda_align"] == (
+        "1 completed run (2 stopped early): too few to draw a line; need completed runs at 2 or more values of "
+        "lambda_align")
+    assert not list((tmp_path / "plots").glob("synth-a-sens_*.png"))
+
+
+def test_completed_runs_at_one_value_of_an_axis_are_said_so(tmp_path):
+    """Three completed runs, all at dropout 0.3 (the space searched 0.3 and 0.5; the 0.5 trial was stopped): the
+    sweep searched dropout, so the plot is not silently dropped; it says what the completed runs cover."""
+    trials = [(0.3, 1.0, 0.1, False), (0.3, 1.5, 0.1, False), (0.3, 1.5, 0.3, False), (0.5, 1.0, 0.3, True)]
+    runs = runs_in_memory([({**_run(seed=0, valid=0.1 + i / 100, stopped=stop, epochs=6 if stop else 25, dropout=p,
+                                    lambda_f=lf, lambda_align=la), "space_axes": AXES}, "search", "grid")
+                           for i, (p, lf, la, stop) in enumerate(trials)])
+    skips = _skips(runs, tmp_path)
+    assert skips["sensitivity to (dropout, lambda_f)"] == (
+        "3 completed runs (1 stopped early), one distinct value of dropout (0.3); need completed runs at 2 or more "
+        "values of it")
+    assert "effect of lambda_align" not in skips  # 2 completed values of lambda_align: drawn
+    assert plots._too_few(plots.search_scores(runs, "synth-a", ("dropout",)).iloc[:0], ("dropout",)).startswith(
+        "no MENTOR search")
+
+
+def test_runs_stopped_in_a_budgeted_search_are_labelled_asha_or_budget(tmp_path):
+    """With --budget the store cannot tell ASHA's stops from the budget's: every label says both, never ASHA."""
+    budgeted = [({**s, "budget_epochs": 60}, role, sweep) for s, role, sweep in quickstart_summaries()]
+    runs = runs_in_memory(budgeted)
+    noise = plots.seed_noise(runs, "synth-a")
+    scored = plots.search_scores(runs, "synth-a", ("dropout", "lambda_f"))
+    fig = plots.heatmap_figure(plots.cell_frame(scored, "dropout", "lambda_f", noise), "dropout", "lambda_f", "t",
+                               "s", noise)
+    assert f"stopped by ASHA\nor budget\nat epoch {STOPPED_AT}\nbest so far\n0.3702\n(2 runs)" in _texts(fig)
+    said = " ".join(plots.heatmap_caption(scored, "dropout", "lambda_f", noise))
+    assert ("hatched: every run of the cell stopped early by ASHA or by the search budget (the results store does "
+            "not record which)") in said
+    frame = plots.align_frame(plots.search_scores(runs, "synth-a", ("lambda_align",)))
+    legend = [t.get_text() for t in plots.align_figure(frame, "t", "s", noise).axes[0].get_legend().get_texts()]
+    assert f"stopped by ASHA or budget at epoch {STOPPED_AT}: best so far" in legend
+    written, _ = plots.write_plots(runs, tmp_path)
+    assert not any("ASHA)" in p.caption or "by ASHA," in p.caption for p in written)
 
 
 def test_sensitivity_grid_takes_the_best_configuration_per_cell(tmp_path):

@@ -37,6 +37,7 @@ from mentor_ray.report.board import (
     Table,
     metric_cell,
     missing,
+    real,
 )
 from mentor_ray.report.plots import (
     SPARSITY_RULE,
@@ -51,14 +52,21 @@ from mentor_ray.report.select import (
     ABLATIONS,
     ALPHA,
     COLUMNS,
+    STOPPED_UNKNOWN,
+    UNDERTRAINED_MARK,
     VALID,
     dataset_labels,
     dataset_order,
     display,
     load_runs,
     parse_json,
+    run_limits,
     searched_keys,
     select_final,
+    space_axes,
+    stop_reasons,
+    stopped_by,
+    undertrained,
     user_values,
     variant_order,
 )
@@ -74,17 +82,21 @@ MIN_SEEDS = 5  # below this, a note says the ± may understate the spread betwee
 
 def metric_frame(chosen: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset x variant present anywhere (``seeds`` 0 where none ran): mean and sample std
-    (NaN with one seed) over seeds of the test columns and of validation Recall@20."""
+    (NaN with one seed) over seeds of the test columns and of validation Recall@20; ``undertrained``: how many
+    of its seeds' runs the epoch cap cut off still improving (:func:`~mentor_ray.report.select.is_undertrained`),
+    ``max_epochs`` the largest cap among them."""
     rows = [_metric_row(chosen, d, v) for d in dataset_order(chosen) for v in variant_order(chosen["variant"])]
     stats = [f"{key}_{s}" for key in (*COLUMNS, VALID) for s in ("mean", "std")]
-    return pd.DataFrame(rows, columns=["dataset", "synthetic", "variant", "model", "config_hash", "seeds", *stats])
+    return pd.DataFrame(rows, columns=["dataset", "synthetic", "variant", "model", "config_hash", "seeds",
+                                       "undertrained", "max_epochs", *stats])
 
 
 def _metric_row(chosen: pd.DataFrame, dataset: str, variant: str) -> dict:
     g = chosen[(chosen["dataset"] == dataset) & (chosen["variant"] == variant)]
     row = {"dataset": dataset, "synthetic": bool(chosen.loc[chosen["dataset"] == dataset, "synthetic"].any()),
            "variant": variant, "model": display(variant), "seeds": len(g),
-           "config_hash": g["config_hash"].iloc[0] if len(g) else None}
+           "config_hash": g["config_hash"].iloc[0] if len(g) else None, "undertrained": int(undertrained(g).sum()),
+           "max_epochs": run_limits(g)["max_epochs"].max() if len(g) else math.nan}
     for key in (*COLUMNS, VALID):
         row[f"{key}_mean"] = float(g[key].mean()) if len(g) else math.nan
         row[f"{key}_std"] = float(g[key].std(ddof=1)) if len(g) > 1 else math.nan
@@ -218,15 +230,18 @@ def run_time_sum(runs: pd.DataFrame) -> float:
 
 
 def sweep_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and sweep (search space): the search's trials by status, its best point on validation
-    (the values of the keys the search varied), and wall times."""
+    """Per dataset and sweep (search space): the search's trials by status (``stopped_by``: what stopped those
+    stopped early, :func:`~mentor_ray.report.select.stopped_by`; ``undertrained``: completed trials the epoch cap
+    cut off still improving), its best point on validation (``best_config``: the value of every axis the search
+    searched, ``best_undertrained``: whether that trial was cut off so), and wall times."""
     rows = [_sweep_row(group) for d in dataset_order(runs)
             for _, group in runs[runs["dataset"] == d].groupby("sweep", dropna=False, sort=True)]
     best = [f"best_{h}" for h in HPARAMS]
     return pd.DataFrame(rows, columns=["dataset", "synthetic", "space", "model", "trials", "completed",
-                                       "stopped_early", "failed", "best_run_id", "best_valid_recall@20",
-                                       "best_config", *best, "search_epochs", "search_device_seconds",
-                                       "budget_epochs", "points", "grid_size", "axis_coverage",
+                                       "stopped_early", "failed", "undertrained", "stopped_by", "best_run_id",
+                                       "best_valid_recall@20", "best_undertrained", "best_config", *best,
+                                       "search_epochs", "search_device_seconds", "budget_epochs", "points",
+                                       "grid_size", "axis_coverage",
                                        "search_wall_seconds", "search_run_seconds_sum",
                                        "sweep_wall_seconds", "sweep_run_seconds_sum"])
 
@@ -246,8 +261,10 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
     best = scored.loc[[_search_best(scored)]] if len(scored) else scored
     pick = (lambda c: best[c].iloc[0]) if len(best) else (lambda c: None)
     variants = set(scored["variant"])
-    keys = searched_keys(scored) or (list(entry_of(variants.pop()).hparams) if len(variants) == 1 else [])
     config = (parse_json(pick("config_json"), dict) or {}) if len(best) else {}
+    keys = (space_keys(search, config) or searched_keys(scored)
+            or (list(entry_of(variants.pop()).hparams) if len(variants) == 1 else []))
+    reasons = stop_reasons(search)
     # a run's config holds every model's keys at their defaults: only those its model reads are its values
     reads = set(read_keys(best["variant"].iloc[0])) if len(best) else set()
     return {"dataset": sweep_runs["dataset"].iloc[0], "synthetic": bool(sweep_runs["synthetic"].any()),
@@ -255,12 +272,27 @@ def _sweep_row(sweep_runs: pd.DataFrame) -> dict:
             "model": ", ".join(display(v) for v in variant_order(search["variant"].unique())),
             "trials": int(search["run_id"].nunique()), **{s: int(status.get(s, 0)) for s in
                                                            ("completed", "stopped_early", "failed")},
+            "undertrained": int(undertrained(search[search["status"] == "completed"]).sum()),
+            "stopped_by": stopped_by(reasons[search["status"] == "stopped_early"])
+            if (search["status"] == "stopped_early").any() else None,
             "best_run_id": pick("run_id"), "best_valid_recall@20": pick(VALID),
+            "best_undertrained": bool(undertrained(best).iloc[0]) if len(best) else None,
             "best_config": ", ".join(f"{k}={_fmt(config[k])}" for k in keys if k in config) or None,
             **{f"best_{h}": pick(h) if h in reads else None for h in HPARAMS}, **search_spend(search),
             "search_wall_seconds": wall_time(search),
             "search_run_seconds_sum": run_time_sum(search), "sweep_wall_seconds": wall_time(sweep_runs),
             "sweep_run_seconds_sum": run_time_sum(sweep_runs)}
+
+
+def space_keys(search: pd.DataFrame, config: dict) -> list[str]:
+    """Every axis the search's space searched (its trials' ``space_axes``), also those every trial tried at one
+    value, in the order of the best run's settings (``config``, as :func:`~mentor_ray.report.select.searched_keys`
+    orders them), so that the best point can be rebuilt from the table; empty for runs stored without their space."""
+    axes = space_axes(search)
+    if not axes:
+        return []
+    order = [k for k in read_keys(str(config.get("variant", "mentor"))) if k in axes]
+    return order + sorted(k for k in axes if k not in order)
 
 
 def search_spend(search: pd.DataFrame) -> dict:
@@ -332,21 +364,86 @@ def _metric_columns(group: str = "") -> list[Column]:
     return [Column(label, "metric", DIGITS, group=group) for label in COLUMNS.values()]
 
 
+def _flagged(cells: list[Cell], rows: Sequence[pd.Series | None]) -> list[Cell]:
+    """``cells`` with :data:`~mentor_ray.report.select.UNDERTRAINED_MARK` on those whose row (a
+    :func:`metric_frame` row) has under-trained runs."""
+    return [dataclasses.replace(c, note=UNDERTRAINED_MARK) if c.mean is not None and r is not None
+            and r["undertrained"] > 0 else c for c, r in zip(cells, rows)]
+
+
+def _higher_cap(caps: Sequence[float]) -> str:
+    """The suggestion of a higher ``--max-epochs`` for runs cut off at ``caps``: twice the largest."""
+    known = [int(c) for c in caps if real(c) is not None]
+    return f"--max-epochs {2 * max(known)}" if known else "a higher --max-epochs"
+
+
+def _caps(caps: Sequence[float]) -> str:
+    known = sorted({int(c) for c in caps if real(c) is not None})
+    return f"max_epochs {', '.join(map(str, known))}" if known else "max_epochs"
+
+
+def undertrained_note(metrics: pd.DataFrame, labels: dict[str, str], by_dataset: bool) -> str:
+    """The legend of :data:`~mentor_ray.report.select.UNDERTRAINED_MARK` under a metric table whose rows are
+    ``metrics`` (:func:`metric_frame` rows with runs): which models' runs the epoch cap cut off still improving,
+    how many of the table's runs, and a higher cap to re-run with; "" when none was."""
+    cut = metrics[metrics["undertrained"] > 0]
+    if cut.empty:
+        return ""
+    which = "; ".join(f"{r.model}{f' on {labels.get(r.dataset, r.dataset)}' if by_dataset else ''} "
+                      f"{int(r.undertrained)} of {int(r.seeds)}" for r in cut.itertuples())
+    n, total = int(metrics["undertrained"].sum()), int(metrics["seeds"].sum())
+    return (f"{UNDERTRAINED_MARK} under-trained: {n} of the {total} runs behind this table ({which}) had their best "
+            f"validation epoch within `patience` epochs of the epoch cap ({_caps(cut['max_epochs'])}): the cap "
+            "stopped them while they were still improving, so their values understate the model. Re-run with "
+            f"`{_higher_cap(cut['max_epochs'])}` or more.")
+
+
+def undertrained_warning(runs: pd.DataFrame) -> str | None:
+    """What a sweep prints at its end (and the leaderboard notes) when the epoch cap cut runs off still improving
+    (:func:`~mentor_ray.report.select.is_undertrained`): how many of the runs that did not fail, per role (and per
+    dataset when there are several), the caps, and a higher ``--max-epochs`` to re-run with; None when none was.
+    ``runs``: a runs frame (:func:`~mentor_ray.report.select.load_runs`), one row per run; a final run the sweep
+    recorded again as the ablation's MENTOR row counts once (as a final), as the metric tables count it."""
+    if runs.empty:
+        return None
+    ran = runs[runs["status"] != "failed"]
+    ran = ran.assign(_later=ran["role"] == "ablation").sort_values(["_later", "run_id"], kind="mergesort")
+    trained = ran[ran["role"] != "search"].drop_duplicates(["dataset", "variant", "config_hash", "seed"])
+    ran = pd.concat([ran[ran["role"] == "search"], trained]).drop(columns="_later")
+    cut = undertrained(ran)
+    if not cut.any():
+        return None
+    roles = ", ".join(f"{r} {int(cut[ran['role'] == r].sum())} of {int((ran['role'] == r).sum())}"
+                      for r in ROLES if (ran["role"] == r).any())
+    datasets = list(dict.fromkeys(ran.loc[cut, "dataset"]))
+    where = ""
+    if ran["dataset"].nunique() > 1:
+        where = "; " + ", ".join(f"{d} {int(cut[ran['dataset'] == d].sum())} of {int((ran['dataset'] == d).sum())}"
+                                 for d in sorted(datasets))
+    caps = run_limits(ran[cut])["max_epochs"]
+    return (f"{int(cut.sum())} of {len(ran)} runs were cut off under-trained ({roles}{where}): their best "
+            f"validation epoch was within patience epochs of the epoch cap ({_caps(caps)}), so the cap stopped them "
+            f"while they were still improving and their numbers understate the models; re-run with "
+            f"{_higher_cap(caps)} or more")
+
+
 def overall_table(metrics: pd.DataFrame, improv: pd.DataFrame, labels: dict[str, str]) -> Table:
     """Table 2: a row per model, test columns per dataset, marks per column, then Improv. if any."""
     datasets = list(dict.fromkeys(metrics["dataset"]))
     variants = variant_order(metrics.loc[metrics["seeds"] > 0, "variant"])
     rows = {(r["dataset"], r["variant"]): r for _, r in metrics.iterrows()}
     stars = {(r.dataset, r.column) for r in improv.itertuples() if r.significant}
-    columns = [_marked([_stat_cell(rows.get((d, v)), key, v == "mentor" and (d, key) in stars) for v in variants])
+    columns = [_flagged(_marked([_stat_cell(rows.get((d, v)), key, v == "mentor" and (d, key) in stars)
+                                 for v in variants]), [rows.get((d, v)) for v in variants])
                for d in datasets for key in COLUMNS]
     body: list[list[object]] = [[display(v), *(c[i] for c in columns)] for i, v in enumerate(variants)]
     if not improv.empty:
         pct = {(r.dataset, r.column): r.improvement_pct for r in improv.itertuples()}
         body.append(["Improv.", *(Percent(pct.get((d, key))) for d in datasets for key in COLUMNS)])
+    shown = metrics[metrics["seeds"] > 0]
     return Table.of("overall", "Overall performance: test Recall (R) and NDCG (N) at K",
                     [Column("Model"), *(c for d in datasets for c in _metric_columns(labels[d]))], body,
-                    section=SECTIONS[0])
+                    section=SECTIONS[0], note=undertrained_note(shown, labels, len(datasets) > 1))
 
 
 SIGNIFICANCE_NOTE = (
@@ -394,10 +491,12 @@ def ablation_table(metrics: pd.DataFrame, dataset: str, kind: str, label: str) -
     rows = {r["variant"]: r for _, r in m.iterrows()}
     if not set(rows) - {"mentor"}:
         return None
-    columns = [_marked([_stat_cell(rows.get(v), key) for v in variants]) for key in COLUMNS]
+    columns = [_flagged(_marked([_stat_cell(rows.get(v), key) for v in variants]), [rows.get(v) for v in variants])
+               for key in COLUMNS]
     names = [f"{display(v)} (full)" if v == "mentor" else display(v) for v in variants]
     return Table.of(kind, f"{label}: {title}", [Column("Model"), *_metric_columns()],
-                    [[n, *(c[i] for c in columns)] for i, n in enumerate(names)], section=SECTIONS[1])
+                    [[n, *(c[i] for c in columns)] for i, n in enumerate(names)], section=SECTIONS[1],
+                    note=undertrained_note(m, {dataset: label}, False))
 
 
 GPU_MEMORY, CPU_MEMORY, NA = "Peak GPU memory (MB)", "Peak RSS increase (MB, CPU)", "n/a"
@@ -411,9 +510,13 @@ EFFICIENCY_NOTE = (
     "libraries and data that every model shares. n/a: runs stored without `rss_start_mb` (older stores), "
     "whose raw process RSS is not shown. A dash (–): no run of that model on that device. " + LOAD_NOTE)
 SWEEP_NOTE = (
-    "Configs: distinct configurations the search ran (role search). Stopped early: by ASHA, or by the "
-    "budget running out. Best valid R@20, Best config: the search's best run by the sweep's own rule (ASHA-stopped "
-    "trials by their best epoch), and the values of the keys the search varied.")
+    "Configs: distinct configurations the search ran (role search). Completed: ended by their own rule, early "
+    f"stopping or the epoch cap (`max_epochs`); (n {UNDERTRAINED_MARK}): n of them under-trained, stopped by the cap "
+    "while still improving (best validation epoch within `patience` epochs of `max_epochs`), which a higher "
+    "`--max-epochs` would have trained on. Stopped early: by ASHA where the search had no `--budget`; by ASHA or the "
+    "budget running out where it had one (the results store does not record which). Best valid R@20, Best config: "
+    "the search's best run by the sweep's own rule (trials stopped early counted by their best epoch so far; "
+    f"{UNDERTRAINED_MARK}: that trial was under-trained), and its value of every axis the search searched.")
 SPEND_NOTE = (
     "Search epochs: epochs its trials trained, as their checkpoints hold them (Tune keeps "
     "none of an epoch it stops a trial after). Search device time: the trials' run time times their workers. "
@@ -468,8 +571,14 @@ def sweep_tables(sweeps: pd.DataFrame, labels: dict[str, str]) -> list[Table]:
         best = None if missing(r["best_run_id"]) else _text(r["best_config"])
         # A point the searcher proposes twice runs twice but is one run in the store (same config and seed:
         # the same run id, and the same result), so Configs counts distinct configurations.
-        outcome.append([*key, _text(r["model"]), r["trials"], r["completed"], r["stopped_early"], r["failed"],
-                        r["best_valid_recall@20"], best])
+        stopped = r["stopped_early"]
+        stopped = f"{stopped:,} ({_text(r['stopped_by']) or STOPPED_UNKNOWN})" if stopped else stopped
+        score = metric_cell(r["best_valid_recall@20"])
+        if not missing(r["best_undertrained"]) and bool(r["best_undertrained"]):
+            score = dataclasses.replace(score, note=UNDERTRAINED_MARK)
+        done, cut = r["completed"], r["undertrained"]
+        done = f"{done:,} ({cut:,} {UNDERTRAINED_MARK})" if not missing(cut) and cut else done
+        outcome.append([*key, _text(r["model"]), r["trials"], done, stopped, r["failed"], score, best])
         grid, points = r["grid_size"], r["points"]
         known = not (missing(grid) or missing(points)) and grid
         spend.append([*key, r["search_epochs"], r["search_device_seconds"], r["budget_epochs"],
@@ -571,6 +680,8 @@ def build_board(runs: pd.DataFrame, source: str, counts: dict | None = None) -> 
     tables += sweep_tables(sweeps, labels)
     frames.update(efficiency=eff, sweep=sweeps)
     notes = _notes(runs, chosen, metrics, improv, labels)
+    warning = undertrained_warning(runs)
+    notes += [f"under-trained runs: {warning}"] if warning else []
     notes += [f"{labels[d]}: no user-sparsity table (Fig. 6): {why}" for d, why in no_sparsity.items()]
     return Board(_intro(runs, source), tables, frames, notes)
 

@@ -16,9 +16,12 @@ values only. The rules that keep a figure honest:
   that band and its y axis spans at least :data:`SPAN_WIDTHS` σ;
 - a line joins only points that differ in the plotted axis alone (every other setting equal: one line per
   fixed configuration), each point the mean over its runs with a min-max bar where there are several;
-- runs stopped early (ASHA or the search budget; status ``stopped_early``) are shown as stopped (hatched
-  cell or hollow point: the epoch they stopped at and their best value so far), never blank and never
-  mixed with completed runs' values;
+- runs stopped early (status ``stopped_early``) are shown as stopped (hatched cell or hollow point: what
+  stopped them, the epoch they stopped at and their best value so far), never blank and never mixed with
+  completed runs' values; what stopped them is :func:`~mentor_ray.report.select.stopped_by`: ASHA where their
+  search had no budget, else "ASHA or budget" (the store does not record which);
+- a sensitivity plot is drawn only from at least 2 completed runs at 2 or more values of each plotted axis
+  (:func:`_too_few`); otherwise a note says how many completed runs there are;
 - the same store gives the same figures: runs are de-duplicated by run id (the newest, as the store keeps)
   and sorted by run id before any grouping, and PNGs are written without a software or date stamp.
 """
@@ -55,7 +58,11 @@ from mentor_ray.report.select import (
     parse_json,
     searched_keys,
     select_final,
+    space_axes,
+    stop_reasons,
+    stopped_by,
     training_counts,
+    undertrained,
     user_values,
     variant_order,
 )
@@ -74,7 +81,9 @@ PLOT_NOTE = (
     "Sensitivity heatmaps (Fig. 7): "
     "MENTOR's search runs; a cell is the best configuration of the searched axes not shown (each configuration "
     "the mean over its completed runs), with its value and run count n; cells whose runs were all stopped early "
-    "(ASHA or the budget) are hatched with the epoch they stopped at and their best value so far. Colour scales "
+    "are hatched with what stopped them (ASHA where the search had no budget, else ASHA or the budget: the results "
+    "store does not record which), the epoch they stopped at and their best value so far; a plot needs completed "
+    "runs at 2 or more values of each of its axes, else a note says how many there are. Colour scales "
     f"span at least {SPAN_WIDTHS:g} sigma below the best cell, and cells within {NOISE_WIDTHS:g} sigma of the best "
     "are outlined (not distinguishable from it); sigma is the std over seeds of MENTOR's final runs of the "
     f"dataset, or {DEFAULT_NOISE:g} when fewer than 2 seeds ran (each caption says which). lambda_align (Fig. 5): "
@@ -102,14 +111,17 @@ def search_scores(runs: pd.DataFrame, dataset: str, axes: Sequence[str] = ()) ->
     has none), one row per run id in run id order; a baseline's own search (its grid has other axes) is left
     out of MENTOR's plots.
 
-    With ``axes``, only the runs of sweeps that varied every one of them: a later stage that searched other
-    settings (e.g. ``mentor_lr_reg`` at a first sweep's best point) would otherwise add its trials, trained
-    at other learning rates, to one cell of the plot."""
+    With ``axes``, only the runs of sweeps that searched every one of them (their space's axes, ``space_axes``;
+    for runs stored without it, the settings that differ between the sweep's runs): a later stage that searched
+    other settings (e.g. ``mentor_lr_reg`` at a first sweep's best point) would otherwise add its trials, trained
+    at other learning rates, to one cell of the plot. A sweep that searched an axis but tried one value of it is
+    kept, so that the plot can say so (:func:`_too_few`)."""
     s = once_per_run(runs)
     s = s[(s["dataset"] == dataset) & (s["role"] == "search") & (s["status"] != "failed") & (s["variant"] == "mentor")]
     s = s[s[VALID].notna()]
     if axes and len(s):
-        keep = [g for _, g in s.groupby("sweep", dropna=False, sort=True) if set(axes) <= set(searched_keys(g))]
+        keep = [g for _, g in s.groupby("sweep", dropna=False, sort=True)
+                if set(axes) <= set(space_axes(g) or searched_keys(g))]
         s = pd.concat(keep).sort_values("run_id", kind="mergesort") if keep else s.iloc[:0]
     return s.reset_index(drop=True)
 
@@ -153,8 +165,25 @@ def _runs_text(scored: pd.DataFrame) -> str:
     done = int((scored["status"] == COMPLETED).sum())
     stopped = len(scored) - done
     configs = scored["config_hash"].nunique()
-    return (f"{len(scored)} search run{'s' if len(scored) != 1 else ''} ({done} completed, {stopped} stopped early), "
-            f"{configs} configuration{'s' if configs != 1 else ''}, {_seeds_text(scored)}")
+    cut = int(undertrained(scored).sum())
+    capped = f" ({cut} of them under-trained: stopped by the epoch cap while still improving)" if cut else ""
+    return (f"{len(scored)} search run{'s' if len(scored) != 1 else ''} ({done} completed{capped}, {stopped} stopped "
+            f"early), {configs} configuration{'s' if configs != 1 else ''}, {_seeds_text(scored)}")
+
+
+def _stopped_label(stopped: pd.DataFrame) -> str:
+    """What stopped these runs stopped early (:func:`~mentor_ray.report.select.stopped_by`); "" when none."""
+    return stopped_by(stop_reasons(stopped)) if len(stopped) else ""
+
+
+def _stopped_text(scored: pd.DataFrame) -> str:
+    """Who stopped the runs of a plot that stopped early, as a caption's words."""
+    label = _stopped_label(scored[scored["status"] != COMPLETED])
+    if label == "ASHA":
+        return "stopped early by ASHA"
+    if label == "ASHA or budget":
+        return "stopped early by ASHA or by the search budget (the results store does not record which)"
+    return "stopped early"
 
 
 def _stopped_best(stopped: pd.DataFrame) -> tuple[float, float]:
@@ -174,7 +203,8 @@ def cell_frame(scored: pd.DataFrame, x: str, y: str, noise: Noise | None = None)
     ascending. ``value``: the best configuration of the other axes, each configuration the mean of its
     completed runs (NaN where none completed); ``runs`` and ``configs``: the completed runs and configurations
     in the cell; ``stopped``: its runs stopped early, ``stopped_best`` / ``stopped_epoch`` the best of them (its
-    best value so far, the epoch it stopped at); ``gap``: the best cell's value minus this one's;
+    best value so far, the epoch it stopped at), ``stopped_by`` what stopped them (:func:`_stopped_label`, "" for
+    none); ``gap``: the best cell's value minus this one's;
     ``within_noise``: ``gap`` within :data:`NOISE_WIDTHS` σ (``noise``; default :data:`DEFAULT_NOISE`)."""
     noise = noise or Noise(DEFAULT_NOISE, 0, False)
     scored = scored.sort_values("run_id", kind="mergesort")
@@ -189,8 +219,9 @@ def cell_frame(scored: pd.DataFrame, x: str, y: str, noise: Noise | None = None)
             best, epoch = _stopped_best(stopped)
             rows.append({y: float(yv), x: float(xv), "value": float(means.max()) if len(means) else math.nan,
                          "runs": len(done), "configs": len(means), "stopped": len(stopped),
-                         "stopped_best": best, "stopped_epoch": epoch})
-    frame = pd.DataFrame(rows, columns=[y, x, "value", "runs", "configs", "stopped", "stopped_best", "stopped_epoch"])
+                         "stopped_best": best, "stopped_epoch": epoch, "stopped_by": _stopped_label(stopped)})
+    frame = pd.DataFrame(rows, columns=[y, x, "value", "runs", "configs", "stopped", "stopped_best", "stopped_epoch",
+                                        "stopped_by"])
     top = frame["value"].max()
     frame["gap"] = top - frame["value"]
     frame["within_noise"] = frame["gap"] <= NOISE_WIDTHS * noise.std + 1e-12  # NaN gap: False
@@ -236,8 +267,8 @@ def heatmap_caption(scored: pd.DataFrame, x: str, y: str, noise: Noise) -> list[
             f"colours span at least {SPAN_WIDTHS:g} sigma below the best cell; dashed outline: within "
             f"{NOISE_WIDTHS:g} sigma of the best (not distinguishable from it by seed noise)",
             noise.describe(),
-            "hatched: every run of the cell stopped early (ASHA or the budget), with the epoch it stopped at and "
-            "its best value so far"]
+            f"hatched: every run of the cell {_stopped_text(scored)}, with the epoch it stopped at and its best "
+            "value so far"]
 
 
 def heatmap_figure(cells: pd.DataFrame, x: str, y: str, title: str, subtitle: str, noise: Noise):
@@ -273,8 +304,9 @@ def heatmap_figure(cells: pd.DataFrame, x: str, y: str, title: str, subtitle: st
         elif r.stopped:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.9", edgecolor="0.6", hatch="///",
                                    linewidth=0))
-            epoch = "" if math.isnan(r.stopped_epoch) else f" at epoch {int(r.stopped_epoch)}"
-            ax.text(j, i, f"stopped{epoch}\nbest so far\n{r.stopped_best:.4f}\n({r.stopped} run"
+            epoch = "" if math.isnan(r.stopped_epoch) else f"\nat epoch {int(r.stopped_epoch)}"
+            who = "" if r.stopped_by in ("", "stopped early") else f" by {r.stopped_by}".replace(" or ", "\nor ")
+            ax.text(j, i, f"stopped{who}{epoch}\nbest so far\n{r.stopped_best:.4f}\n({r.stopped} run"
                     f"{'s' if r.stopped > 1 else ''})", ha="center", va="center", fontsize=7, color="0.15",
                     bbox={"facecolor": "0.9", "edgecolor": "none", "pad": 1.5})
         else:
@@ -306,10 +338,11 @@ def align_frame(scored: pd.DataFrame, axis: str = "lambda_align") -> pd.DataFram
     """What the λ_align plot draws: one row per (fixed configuration, ``axis`` value), every setting but ``axis``
     equal within a configuration (``fixed``; ``label`` names it by the other searched axes). ``mean``,
     ``low``, ``high``, ``runs``: over the completed runs of that point (NaN where none); ``stopped``,
-    ``stopped_best``, ``stopped_epoch``: its runs stopped early. ``line``: whether the point is on its
-    configuration's line (completed, and the configuration has at least 2 completed values of ``axis``).
-    Configurations are ordered by their best mean (then label), points by ``axis``."""
-    cols = ["fixed", "label", axis, "mean", "low", "high", "runs", "stopped", "stopped_best", "stopped_epoch", "line"]
+    ``stopped_best``, ``stopped_epoch``, ``stopped_by``: its runs stopped early (as in :func:`cell_frame`).
+    ``line``: whether the point is on its configuration's line (completed, and the configuration has at least 2
+    completed values of ``axis``). Configurations are ordered by their best mean (then label), points by ``axis``."""
+    cols = ["fixed", "label", axis, "mean", "low", "high", "runs", "stopped", "stopped_best", "stopped_epoch",
+            "stopped_by", "line"]
     scored = scored[scored[axis].notna()].sort_values("run_id", kind="mergesort")
     if scored.empty:
         return pd.DataFrame(columns=cols)
@@ -333,7 +366,8 @@ def align_frame(scored: pd.DataFrame, axis: str = "lambda_align") -> pd.DataFram
                      "mean": float(done.mean()) if len(done) else math.nan,
                      "low": float(done.min()) if len(done) else math.nan,
                      "high": float(done.max()) if len(done) else math.nan, "runs": len(done),
-                     "stopped": len(stopped), "stopped_best": best, "stopped_epoch": epoch})
+                     "stopped": len(stopped), "stopped_best": best, "stopped_epoch": epoch,
+                     "stopped_by": _stopped_label(stopped)})
     frame = pd.DataFrame(rows)
     completed = frame[frame["runs"] > 0].groupby("fixed")[axis].nunique()
     frame["line"] = (frame["runs"] > 0) & frame["fixed"].map(lambda k: completed.get(k, 0) >= 2)
@@ -371,8 +405,8 @@ def align_caption(scored: pd.DataFrame, frame: pd.DataFrame, noise: Noise, axis:
             f"{lines} of {configs} configuration{'s' if configs != 1 else ''} have 2 or more completed values to "
             "join, the others are single points",
             _runs_text(scored),
-            "points: the mean of the completed runs, bars min-max where n > 1; hollow: stopped early (ASHA or the "
-            "budget), at its best value so far",
+            f"points: the mean of the completed runs, bars min-max where n > 1; hollow: {_stopped_text(scored)}, "
+            "at its best value so far",
             f"shaded: within {NOISE_WIDTHS:g} sigma of the best point; the y axis spans at least {SPAN_WIDTHS:g} "
             f"sigma; {noise.describe()}"]
 
@@ -423,8 +457,11 @@ def align_figure(frame: pd.DataFrame, title: str, subtitle: str, noise: Noise, a
                             xytext=(6, 2), fontsize=7, color="0.35", style="italic")
     if (frame["stopped"] > 0).any():
         when = "" if one_epoch is None else f" at epoch {one_epoch}"
+        labels = frame.loc[frame["stopped"] > 0, "stopped_by"] if "stopped_by" in frame else pd.Series(dtype=object)
+        who = stopped_by(labels)
+        who = "stopped early" if who == "stopped early" else f"stopped by {who}"
         handles.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="0.3", linestyle="none",
-                              markersize=6, label=f"stopped early{when}: best so far"))
+                              markersize=6, label=f"{who}{when}: best so far"))
     done = frame[frame["runs"] > 0]
     if len(done):
         top = float(done["mean"].max())
@@ -888,12 +925,24 @@ def plot_jobs(runs: pd.DataFrame, chosen: pd.DataFrame, dataset: str, label: str
 
 
 def _too_few(scored: pd.DataFrame, axes: Sequence[str]) -> str | None:
+    """Why a sensitivity plot over ``axes`` is not drawn from ``scored`` (:func:`search_scores`), or None: it needs
+    at least 2 completed runs, at 2 or more values of each axis (runs stopped early are shown beside completed
+    ones, never in their place, so they do not count)."""
     if scored.empty:
         return f"no MENTOR search with a validation Recall@20 varied {' and '.join(axes)}"
+    done = scored[scored["status"] == COMPLETED]
+    stopped = len(scored) - len(done)
+    besides = f" ({stopped} stopped early)" if stopped else ""
+    if len(done) < 2:
+        what = "a heatmap" if len(axes) > 1 else "a line"
+        return (f"{len(done) or 'no'} completed run{'' if len(done) == 1 else 's'}{besides}: too few to draw "
+                f"{what}; need completed runs at 2 or more values of {' and '.join(axes)}")
     for axis in axes:
-        n = scored[axis].nunique()
-        if n < 2:
-            return f"{n} distinct value of {axis} among {len(scored)} scored search run(s); need at least 2"
+        values = done[axis].dropna().unique()
+        if len(values) < 2:
+            one = f" ({_number(values[0], None, axis)})" if len(values) else ""
+            return (f"{len(done)} completed runs{besides}, {'one distinct value' if len(values) else 'no value'} of "
+                    f"{axis}{one}; need completed runs at 2 or more values of it")
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -15,6 +16,7 @@ from mentor_ray.common.config import result_settings
 from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.names import KS, METRIC_KINDS, USER_METRICS, VALID_METRIC
 from mentor_ray.common.registry import VARIANT_MODELS, display_name
+from mentor_ray.report.board import missing
 from mentor_ray.report.results import SCHEMA, read_results
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,126 @@ def parse_json(text: object, kind: type) -> object | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, kind) else None
+
+
+# --------------------------------------------------------------------------- how each run ended
+
+UNDERTRAINED_MARK = "†"  # beside a cell (or a count) whose runs the epoch cap cut off still improving
+# a run's stop reason as the leaderboard and plots name it (:func:`stop_reasons`)
+EARLY_STOPPING, MAX_EPOCHS, ASHA, ASHA_OR_BUDGET, FAILED = (
+    "early stopping", "max epochs", "ASHA", "ASHA or budget", "failed")
+EVALUATED, COMPLETED_UNKNOWN, STOPPED_UNKNOWN = "evaluated only", "completed", "stopped early"
+
+
+def is_undertrained(best_epoch: object, epochs_run: object, max_epochs: object, patience: object,
+                    status: object = "completed") -> bool:
+    """Whether one run was cut off under-trained: the epoch cap stopped it while it was still improving.
+
+    Epochs count as the trainer counts them (:meth:`mentor_ray.training.trainer.Trainer.end_epoch`):
+    ``best_epoch`` is 0-based (the first trained epoch is epoch 0; shown from 1 it is ``best_epoch + 1``),
+    ``epochs_run`` is the number of epochs trained, ``max_epochs`` the cap and ``patience`` the epochs without a
+    better validation Recall@20 after which early stopping ends a run. The rule: the run did not fail, trained
+    at least one epoch and up to its cap (``epochs_run >= max_epochs >= 1``), and its best epoch is within
+    ``patience`` epochs of the cap::
+
+        best_epoch >= max_epochs - patience        (1-based: best_epoch + 1 > max_epochs - patience)
+
+    that is, fewer than ``patience`` epochs without improvement followed its best epoch, so early stopping had
+    not fired when the cap ended the run. For a completed run this is exactly the trainer's stop reason
+    ``max_epochs`` (a run whose early stopping fires at the cap itself, ``best_epoch == max_epochs - 1 -
+    patience``, stopped early by its own rule and is not flagged). A run that trained no epoch (MostPop,
+    ``max_epochs=0``) was evaluated, not cut off; a run missing any of the values (an older or hand-edited
+    file) is not flagged."""
+    if status == "failed":
+        return False
+    values = []
+    for v in (best_epoch, epochs_run, max_epochs, patience):
+        if missing(v) or isinstance(v, bool):
+            return False
+        try:
+            values.append(int(v))
+        except (TypeError, ValueError, OverflowError):
+            return False
+    best, run, cap, wait = values
+    return run >= cap >= 1 and best >= cap - wait
+
+
+def run_limits(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's ``max_epochs`` and ``patience`` as its ``config_json`` records them (NaN where it does not)."""
+    configs = [parse_json(t, dict) or {} for t in runs["config_json"]] if "config_json" in runs else [{}] * len(runs)
+
+    def whole(value: object) -> float:  # a hand-edited file may hold anything: a number or NaN
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return math.nan
+        try:
+            value = float(value)
+        except OverflowError:
+            return math.nan
+        return value if math.isfinite(value) else math.nan
+
+    return pd.DataFrame({"max_epochs": [whole(c.get("max_epochs")) for c in configs],
+                         "patience": [whole(c.get("patience")) for c in configs]}, index=runs.index)
+
+
+def undertrained(runs: pd.DataFrame) -> pd.Series:
+    """:func:`is_undertrained` of every run of a runs frame (:func:`runs_frame`), from what the store keeps:
+    ``best_epoch``, ``epochs_run``, ``status`` and the ``max_epochs`` and ``patience`` of ``config_json``."""
+    if runs.empty:
+        return pd.Series(False, index=runs.index, dtype=bool)
+    limits = run_limits(runs)
+    flags = [is_undertrained(b, e, m, p, s) for b, e, m, p, s in
+             zip(runs["best_epoch"], runs["epochs_run"], limits["max_epochs"], limits["patience"], runs["status"])]
+    return pd.Series(flags, index=runs.index, dtype=bool)
+
+
+def stop_reasons(runs: pd.DataFrame) -> pd.Series:
+    """Why each run ended, as far as the store can tell: ``failed``; a completed run's ``early stopping`` (at
+    least ``patience`` epochs without improvement after its best), ``max epochs`` (:func:`is_undertrained`) or
+    ``evaluated only`` (no epoch trained); a search trial stopped early (status ``stopped_early``) by ``ASHA``
+    when its search had no budget (``budget_epochs`` null: nothing else stops a recorded trial early, and
+    interrupted trials are not recorded), else ``ASHA or budget``: the store keeps no record of which of the
+    two stopped it. ``completed`` / ``stopped early`` where a run's record lacks what would tell."""
+    if runs.empty:
+        return pd.Series(dtype=object, index=runs.index)
+    limits, cut = run_limits(runs), undertrained(runs)
+    budgets = runs["budget_epochs"] if "budget_epochs" in runs else pd.Series(math.nan, index=runs.index)
+    out = []
+    for status, role, best, epochs, wait, budget, capped in zip(runs["status"], runs["role"], runs["best_epoch"],
+                                                                 runs["epochs_run"], limits["patience"], budgets, cut):
+        if status == "failed":
+            out.append(FAILED)
+        elif status == "stopped_early":
+            out.append(STOPPED_UNKNOWN if role != "search" else ASHA if missing(budget) else ASHA_OR_BUDGET)
+        elif capped:
+            out.append(MAX_EPOCHS)
+        elif not missing(epochs) and int(epochs) == 0:
+            out.append(EVALUATED)
+        elif not (missing(best) or missing(epochs) or missing(wait)) and int(epochs) - 1 - int(best) >= int(wait):
+            out.append(EARLY_STOPPING)
+        else:
+            out.append(COMPLETED_UNKNOWN)
+    return pd.Series(out, index=runs.index, dtype=object)
+
+
+def stopped_by(reasons: Iterable[str]) -> str:
+    """One label for what stopped a group of runs stopped early (:func:`stop_reasons` of each): ``ASHA`` when
+    every one was ASHA's, ``ASHA or budget`` when some could have been the budget's, else ``stopped early``."""
+    found = set(reasons)
+    if found and found <= {ASHA}:
+        return ASHA
+    return ASHA_OR_BUDGET if found and found <= {ASHA, ASHA_OR_BUDGET} else STOPPED_UNKNOWN
+
+
+def space_axes(search: pd.DataFrame) -> dict[str, list] | None:
+    """The space a search's trials recorded (``space_axes``: each searched key and its values, also a key every
+    trial tried at one value), from the first of its runs whose record is readable; None for runs stored without
+    it (before the column, or unreadable)."""
+    texts = search["space_axes"].dropna() if "space_axes" in search else ()
+    for text in texts:
+        axes = parse_json(text, dict)
+        if axes and all(isinstance(v, list) and v for v in axes.values()):
+            return axes
+    return None
 
 
 def searched_keys(search: pd.DataFrame) -> list[str]:

@@ -897,6 +897,24 @@ def write_sweep_leaderboard(args: SweepOptions, failed: dict[str, BaseException]
                   type(exc).__name__, exc, args.results, args.results)
         return
     print(f"[mentor_ray] leaderboard written to {out}", flush=True)
+    warn_undertrained(args)
+
+
+def warn_undertrained(args: SweepOptions) -> None:
+    """The sweep's last line when the epoch cap cut runs of its datasets off while they were still improving
+    (:func:`mentor_ray.report.leaderboard.undertrained_warning`); runs of other datasets in the store are not
+    this sweep's."""
+    from mentor_ray.report.leaderboard import undertrained_warning
+    from mentor_ray.report.select import load_runs
+
+    try:
+        runs = load_runs(args.results)
+        swept = datasets_for(args.dataset, args.data_root)
+    except MentorRayError:
+        return  # nothing recorded (or nothing to find): nothing to warn about
+    warning = undertrained_warning(runs[runs["dataset"].isin(swept)])
+    if warning:
+        print(f"[mentor_ray] warning: {warning}", flush=True)
 
 
 def run_datasets(sweep: Sweep, datasets: list[str]) -> dict[str, BaseException]:
