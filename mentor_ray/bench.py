@@ -13,6 +13,8 @@
     mentor-ray bench models --dataset synth-baby --epochs 3 --threads 1 --write docs/benchmarks.md   # Table 3
     mentor-ray bench faults --write docs/benchmarks.md      # the fault campaign (about 15 minutes)
     mentor-ray bench search --write docs/benchmarks.md      # grid, random, TPE, TPE + ASHA (about 40 minutes)
+    mentor-ray bench warmstart --dataset tiktok --data-root ../shared/datasets --budget 150 \\
+        --overrides mentor_joint=infonce_scope=batch --best-known lightgcn_grid=0.1104,mentor_joint=0.1088
 
 The GPU check (:mod:`mentor_ray.benchmarks.gpucheck`; TikTok optional: a data root holding ``tiktok/``)::
 
@@ -135,6 +137,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     se.add_argument("--time-scale", type=float, default=0.02,
                     help="a replayed epoch sleeps its recorded seconds times this (default 0.02)")
     se.add_argument("--write", type=Path, default=None, metavar="MD")
+    ws = sub.add_parser("warmstart", help="what warm starts buy at a small budget: real searches with and without "
+                        "the known points (mentor_ray/benchmarks/warmstart.py)")
+    ws.add_argument("--dataset", default="tiktok")
+    ws.add_argument("--data-root", default=None)
+    ws.add_argument("--spaces", default="lightgcn_grid,mentor_joint", help="comma-separated search spaces")
+    ws.add_argument("--budget", type=int, default=150, help="trial-epochs per search (default 150)")
+    ws.add_argument("--max-epochs", type=int, default=100, help="epoch cap per trial (default 100)")
+    ws.add_argument("--overrides", default="", metavar="SPACE=key=value[;...]",
+                    help="settings for one space's trials, e.g. mentor_joint=infonce_scope=batch")
+    ws.add_argument("--best-known", default="", metavar="SPACE=R20[,...]",
+                    help="the best validation Recall@20 known for each space's model on the dataset")
+    ws.add_argument("--work", type=Path, default=Path("runs/warm"), help="the searches' stores (reused)")
+    ws.add_argument("--write", type=Path, default=None, metavar="MD")
     args = p.parse_args(argv)
     setup_logging()
     words = argv if argv is not None else sys.argv[1:]
@@ -180,6 +195,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                            args.concurrency, args.max_fraction, args.time_scale)
         result = search_block(res, command)
         block = f"search:{args.space}:{args.dataset}"
+    elif args.cmd == "warmstart":
+        from mentor_ray.benchmarks.warmstart import bench_warmstart, warmstart_block
+
+        overrides: dict[str, list[str]] = {}
+        for item in (w for w in args.overrides.split(";") if w.strip()):
+            space, _, setting = item.partition("=")
+            if not setting:
+                raise MentorRayError(f"--overrides {args.overrides!r}: expected SPACE=key=value, found {item!r}")
+            overrides.setdefault(space.strip(), []).append(setting.strip())
+        known: dict[str, float] = {}
+        for item in (w for w in args.best_known.split(",") if w.strip()):
+            space, _, value = item.partition("=")
+            try:
+                known[space.strip()] = float(value)
+            except ValueError:
+                raise MentorRayError(f"--best-known {args.best_known!r}: expected SPACE=R20, found {item!r}") from None
+        spaces = [w.strip() for w in args.spaces.split(",") if w.strip()]
+        res = bench_warmstart(spaces, args.dataset, args.data_root, args.budget, args.max_epochs, overrides, known,
+                              args.work)
+        result = warmstart_block(res, command)
+        block = f"warmstart:{args.dataset}:{args.budget}"
     elif args.cmd == "tune":
         workers = _int_list(args.workers_per_trial, "--workers-per-trial")
         res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)
