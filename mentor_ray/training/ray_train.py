@@ -227,7 +227,10 @@ def check_resources(cpus: float, gpus: float, what: str, count: int = 1) -> None
 # Loggers whose lines a quiet command leaves out: Ray's notice that token authentication is on (a WARNING at
 # every start, with nothing for the user to do), Tune's INFO lines, and Optuna's line per study.
 QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR, "ray": logging.WARNING,
-                 "ray.tune": logging.WARNING, "optuna": logging.WARNING}
+                 "ray.tune": logging.WARNING, "optuna": logging.WARNING,
+                 # a trial the search budget stopped before its first result has no metrics to fetch: the sweep's
+                 # own lines count it, Tune's warning (and its file path) says nothing more
+                 "ray.tune.analysis.experiment_analysis": logging.ERROR}
 
 
 def quiet_ray_logs() -> None:
