@@ -276,3 +276,20 @@ def test_no_per_user_values_no_fig6_and_no_dataset_load(tmp_path, monkeypatch):
     assert board.frames["sparsity"].empty and not [t for t in board.tables if t.key == "sparsity"]
     _, why = plots.sparsity_of(select.select_final(runs), "synth-a")
     assert why.startswith("MENTOR's chosen runs kept no per-user test values")
+
+
+def test_fig6_draws_every_baseline_of_the_paper_each_in_its_own_colour():
+    from mentor_ray.common.registry import MODELS
+
+    baselines = [m for m, e in MODELS.items() if e.group == "multimodal"] + ["lightgcn"]
+    assert len(baselines) >= 11
+    groups = [("1–2", 10), ("3–4", 10), ("5+", 10)]
+    frame = pd.DataFrame([{"label": label, "users": users, "best_baseline": "lightgcn", "diff": 0.01, "ci_low": 0.0,
+                           "ci_high": 0.02, **{f"mean_{v}": 0.1 + 0.01 * i for i, v in enumerate([*baselines, "mentor"])}}
+                          for label, users in groups])
+    import itertools
+
+    colours = list(itertools.islice(plots.baseline_colours(), len(baselines)))
+    assert len(set(map(str, colours))) == len(baselines) and "C3" not in colours  # distinct, never MENTOR's red
+    fig = plots.sparsity_figure(frame, "t", "s")  # 13 baselines and MENTOR: it ran out of colours at 10
+    assert len(fig.axes[0].patches) == 3 * (len(baselines) + 1)

@@ -849,6 +849,17 @@ def sparsity_caption(models: SparsityModels, frame: pd.DataFrame) -> list[str]:
             f"bootstrap interval over the group's users ({paired.BOOTSTRAP_SAMPLES:,} resamples)"]
 
 
+def baseline_colours():
+    """Colours for the baselines of a bar chart, none of them MENTOR's red (``C3``): tab10's nine others, then
+    tab20's lighter shades, then again from the start (the paper has 13 baselines)."""
+    import itertools
+
+    from matplotlib import colormaps
+
+    light = [colormaps["tab20"](i) for i in range(1, 20, 2) if i != 7]  # tab20's odd entries: lighter tab10
+    return itertools.cycle([f"C{i}" for i in range(10) if i != 3] + light)
+
+
 def sparsity_figure(frame: pd.DataFrame, title: str, subtitle: str):
     """:func:`sparsity_frame` as grouped bars: a group of bars per sparsity group, a bar per model."""
     from matplotlib.figure import Figure
@@ -857,7 +868,7 @@ def sparsity_figure(frame: pd.DataFrame, title: str, subtitle: str):
     fig = Figure(figsize=(min(12.0, max(7.2, 0.5 * len(frame) * (len(shown) + 1) + 3.0)), 4.6))
     ax = fig.subplots()
     width = 0.8 / len(shown)
-    colours = iter(c for c in (f"C{i}" for i in range(10)) if c != "C3")
+    colours = baseline_colours()
     for j, variant in enumerate(shown):
         colour = "C3" if variant == "mentor" else next(colours)
         x = np.arange(len(frame)) + (j - (len(shown) - 1) / 2) * width
