@@ -284,9 +284,9 @@ def test_fig6_draws_every_baseline_of_the_paper_each_in_its_own_colour():
     baselines = [m for m, e in MODELS.items() if e.group == "multimodal"] + ["lightgcn"]
     assert len(baselines) >= 11
     groups = [("1–2", 10), ("3–4", 10), ("5+", 10)]
+    means = {f"mean_{v}": 0.1 + 0.01 * i for i, v in enumerate([*baselines, "mentor"])}
     frame = pd.DataFrame([{"label": label, "users": users, "best_baseline": "lightgcn", "diff": 0.01, "ci_low": 0.0,
-                           "ci_high": 0.02, **{f"mean_{v}": 0.1 + 0.01 * i for i, v in enumerate([*baselines, "mentor"])}}
-                          for label, users in groups])
+                           "ci_high": 0.02, **means} for label, users in groups])
     import itertools
 
     colours = list(itertools.islice(plots.baseline_colours(), len(baselines)))
