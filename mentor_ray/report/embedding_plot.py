@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mentor_ray.common import embeddings
-from mentor_ray.report.figtext import _titles, caption_text, drawn_text, subtitle_text
+from mentor_ray.report.figtext import caption_text, drawn_text, subtitle_text
 from mentor_ray.report.select import display
 
 MODELS = ("mentor_base", "mentor")  # the paper's two panels: without and with the alignment task
@@ -132,8 +132,17 @@ def figure(chosen: pd.DataFrame, dataset: str, summary: pd.DataFrame, title: str
     from matplotlib.figure import Figure
 
     shown = [v for v in MODELS if not kept_runs(chosen, dataset, v).empty]
-    fig = Figure(figsize=(5.2 * len(shown) + 0.6, 5.4))
+    # the title and the caption above both panels, in a band of their own (sized to the caption's lines)
+    lines = subtitle.count("\n") + 1 if subtitle else 0
+    head = 0.45 + 0.14 * lines  # inches
+    height = 5.0 + head
+    fig = Figure(figsize=(5.2 * len(shown) + 0.6, height))
     axes = np.atleast_1d(fig.subplots(1, len(shown)))
+    fig.subplots_adjust(top=1 - (head + 0.45) / height, bottom=0.03, left=0.03, right=0.98, wspace=0.08)
+    fig.text(0.01, 1 - 0.12 / height, drawn_text(title, 200), fontsize=10, va="top", ha="left")
+    if subtitle:
+        fig.text(0.01, 1 - 0.42 / height, subtitle, fontsize=7.5, va="top", ha="left", color="0.2", gid="subtitle",
+                 linespacing=1.3)
     for ax, variant in zip(axes, shown):
         run = kept_runs(chosen, dataset, variant).iloc[0]
         _, found = embeddings.decode(run["item_embeddings"])
@@ -150,8 +159,6 @@ def figure(chosen: pd.DataFrame, dataset: str, summary: pd.DataFrame, title: str
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(loc="best", fontsize=7.5, markerscale=2.5, frameon=False)
-    fig.suptitle(drawn_text(title, 200), fontsize=10, x=0.01, ha="left")
-    _titles(axes[0], "", subtitle)
     return fig
 
 
