@@ -247,7 +247,8 @@ def phase_status(trials, total: int, budget: int | None, elapsed: float, max_epo
         most = sum(max(0, max_epochs - int((t.last_result or {}).get("training_iteration", 0)))
                    for t in trials if t.status not in ("TERMINATED", "ERROR")) if max_epochs else 0
         most += max(0, total - len(trials)) * (max_epochs or 0)
-        left = f", at most ~{_duration(elapsed / epochs * most)} left" if epochs and max_epochs else ""
+        left = (f", ~{_duration(elapsed / epochs * most)} left if every run trains to the cap"
+                if epochs and max_epochs else "")
         parts = [f"{epochs:,} epochs{left}", f"{ended}/{total:,} ended, {running} running"]
     best = [t.last_result[REPORTED_METRIC] for t in trials
             if t.last_result and t.last_result.get(REPORTED_METRIC) is not None]
@@ -262,14 +263,15 @@ def phase_estimate(set_up: float, epoch: float, total: int, max_epochs: int, con
     data, graphs, model, up to its first epoch) and ``epoch`` seconds per epoch (training and evaluation, set-up
     excluded), ``concurrent`` runs side by side. A budgeted search trains ``budget`` trial-epochs over
     ``expected_trials`` runs (:func:`mentor_ray.sweep.plan.search_plan`; each a set-up); otherwise ``total`` runs
-    of up to ``max_epochs`` (an upper bound: early stopping ends most sooner)."""
+    of up to ``max_epochs`` (each to the cap: early stopping ends most sooner, but set-up times vary from run to
+    run, so it is an estimate, not a bound)."""
     lanes = max(1, concurrent)
     if budget and budget < total * max_epochs:
         runs = min(total, max(1.0, expected_trials or budget / max_epochs))
         return (runs * set_up + budget * epoch) / lanes, (
             f"a budget of {budget:,} trial-epochs over ~{runs:.1f} trials, {concurrent} at once: ~")
     return total * (set_up + max_epochs * epoch) / lanes, (
-        f"{total:,} runs x up to {max_epochs} epochs, {concurrent} at once: at most ~")
+        f"{total:,} runs x up to {max_epochs} epochs, {concurrent} at once, if every run trains to the cap: ~")
 
 
 def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, budget: int | None = None,
