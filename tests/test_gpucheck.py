@@ -16,6 +16,7 @@ from mentor_ray.model import ops
 from tests.conftest import REPO
 
 
+@pytest.mark.slow  # four parts, two of them spawning 2 ranks: ~100 s on the shared 2 cores
 def test_gpu_check_runs_on_cpu_and_writes_its_report(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "MENTOR_RAY_CACHE": str(tmp_path / "cache")}
@@ -36,9 +37,19 @@ def test_gpu_check_runs_on_cpu_and_writes_its_report(tmp_path):
     assert {"lattice", "freedom", "mmgcn", "lgmrec"} <= {r["model"] for r in report["timings"]}  # Table 3's
     assert all(r["seconds_per_epoch"] > 0 and r["peak_rss_mb"] > 0 and len(r["epoch_seconds"]) == 1
                for r in report["timings"])
-    assert report["ddp"]["ok"] and report["ddp"]["backend"] == "gloo"
+    assert report["ddp"]["ok"] and report["ddp"]["backend"] == "gloo" and report["ddp"]["watchdog"] == "exited"
+    # (d): the world size 2 path with gloo on the CPU, as NCCL runs it on two GPUs
+    scaling = report["scaling"]
+    assert scaling["ok"] and scaling["backend"] == "gloo" and report["complete"]
+    assert [r["model"] for r in scaling["rows"]] == ["mentor (all scope)", "mentor (batch scope)"]
+    for r in scaling["rows"]:
+        assert r["speedup"] > 0 and r["watchdog"] == {"1": "exited", "2": "exited"}, r
+        assert {"propagation", "batch terms", "backward", "optimizer"} <= set(r["world1"]["step_parts"])
+        assert "all-reduce" in r["world2"]["step_parts"] and "all-reduce" not in r["world1"]["step_parts"]
+    assert scaling["rows"][0]["loss_rel_err"] <= 1e-4 and "infonce" in scaling["rows"][0]["world2"]["step_parts"]
     md = (out / "gpu_check.md").read_text()
     assert "#### (a)" in md and "#### (b)" in md and "#### (c)" in md and "| synth-tiny | 60 |" in md
+    assert "#### (d)" in md and "| synth-tiny | mentor (all scope) |" in md
     assert "|:---|---:|---:|:---|---:|" in md  # dataset, users, items, model, s / epoch: text left, numbers right
     assert "#### (a)" in proc.stdout and "|" not in proc.stdout and "`" not in proc.stdout  # plain text printed
 

@@ -292,7 +292,11 @@ def allreduce_seconds(numel: int, world: int = 2, reps: int = 10) -> float:
 
 def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, workers: list[int], cpus: int,
               overrides: list[str]) -> dict:
-    """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers."""
+    """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers.
+
+    With ``MENTOR_RAY_STEP_TIMER=1`` in the environment the workers also time their steps part by part
+    (:class:`mentor_ray.model.ops.StepTimer`; the gradient all-reduce is then waited for inside the backward
+    pass, so that it can be timed), and :func:`ray_block` adds the per-part table."""
     import tempfile
 
     runs = []
@@ -329,23 +333,52 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
     n_train = len(load_dataset(cfg["dataset"], cfg["data_root"]).train)
     steps = -(-n_train // cfg["batch_size"])
     rows = []
+    base = first["seconds_per_epoch"]
     for r in res["runs"]:
         s = r["summary"]
         rows.append([r["workers"], cpus / r["workers"], s["seconds_per_epoch"], 1000 * s["seconds_per_epoch"] / steps,
+                     base / s["seconds_per_epoch"] if s["seconds_per_epoch"] else None,
                      s["eval_seconds"], r["wall"], s["epochs_run"], s["valid"]["recall@20"]])
     table = Table.of("bench-ray", f"Ray Train: {dataset} / {variant}",
                      [Column("workers", "number"), Column("CPUs each", "number", 2),
                       Column("s / epoch (median after the first)", "number", 2), Column("ms / step", "number", 0),
+                      Column(f"speed-up over {res['runs'][0]['workers']} worker(s)", "number", 2),
                       Column("eval (s)", "number", 2), Column("process wall (s, incl. Ray start)", "number", 0),
                       Column("epochs", "number"), Column("valid R@20", "number", 4)], rows, note=LOAD_NOTE)
-    return Block(f"Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpus} CPUs", [
+    items = [
         Bullets((f"Command: `{command}`", f"Machine: {machine()}",
                  f"Date: {dt.date.today().isoformat()}; {steps} steps per epoch (global batch {cfg['batch_size']}); "
                  "gloo on CPU",
                  f"Per step, DDP all-reduces the dense gradient of {res['params']:,} parameters = "
                  f"{res['grad_bytes'] / 2**20:.1f} MiB; one gloo all-reduce of that size between 2 local processes "
                  f"takes {1000 * res['allreduce_s']:.1f} ms here.")),
-        table])
+        table]
+    parts = step_parts_table(res["runs"], f"Ray Train per-part step times: {dataset} / {variant}")
+    if parts is not None:
+        items += ["Per step, ms, on rank 0 (`MENTOR_RAY_STEP_TIMER=1`: each part exclusive of the parts inside it, "
+                  "the median over the epochs after the first; `forward` is the loss besides MENTOR's marked parts, "
+                  "`backward` excludes the gradient all-reduce, which is then waited for and timed apart). "
+                  "Replicated on every worker: propagation and backward.", parts]
+    return Block(f"Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpus} CPUs", items)
+
+
+def step_parts_table(runs: list[dict], title: str) -> Table | None:
+    """Per worker count, each timed part's ms per step, the step and the replicated share; None when no run's
+    summary has ``step_parts`` (the timer was off)."""
+    from mentor_ray.model.ops import STEP_PARTS, replicated_share
+
+    rows = []
+    for r in runs:
+        step = r["summary"].get("step_parts")
+        if step:
+            rows.append([r["workers"], *(1000 * step.get(k, 0.0) for k in STEP_PARTS), 1000 * sum(step.values()),
+                         replicated_share(step)])
+    if not rows:
+        return None
+    return Table.of("bench-ray-parts", title, [Column("workers", "number"),
+                                               *(Column(k, "number", 1) for k in STEP_PARTS),
+                                               Column("step", "number", 1), Column("replicated share", "number", 2)],
+                    rows)
 
 
 def ray_markdown(res: dict, command: str, dataset: str, variant: str, cpus: int, overrides: list[str]) -> str:

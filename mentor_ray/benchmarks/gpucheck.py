@@ -1,4 +1,5 @@
-"""One-call GPU check: CUDA against CPU, seconds per epoch and peak memory, and a DDP step on NCCL.
+"""One-call GPU check: CUDA against CPU, seconds per epoch and peak memory, a DDP step on NCCL, and MENTOR at
+world size 1 against 2 on a node with 2+ GPUs (the split of Eq. 21: its speed-up and per-part step times).
 
 Made for a CUDA machine that has torch (>= 2.2) but no package index, no Ray and no DGL: it needs
 only torch, numpy, pyarrow, pyyaml and pydantic, and reads pydantic (and its few dependencies) from
@@ -13,6 +14,12 @@ wheels placed beforehand in ``.whl/`` of the checkout when it is not installed::
 Then, on the GPU node, from the checkout, ``python -m mentor_ray.bench gpu --out gpu-check/`` (more in
 :mod:`mentor_ray.bench`) calls :func:`run_check`, which writes ``gpu_check.md`` and ``gpu_check.json``.
 What it checks, its exit status and its expected wall time: ``docs/benchmarks.md`` (*GPU check*).
+
+It cannot hang: the parts that start a process group, (c) and (d), run in child processes under a watchdog
+(:func:`run_ranks`) that keeps what they wrote and kills them if their teardown hangs (the gloo deadlock of
+pytorch#56297 / #75097: ``Trainer.release_ddp``) or if they pass ``MENTOR_RAY_GPU_PART_TIMEOUT`` seconds
+(default 1800); the report is rewritten after every part, so a run cut short keeps what it measured.
+With ``--device cpu``, (d) runs the same code with gloo, each rank with half the cores.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import socket
 import statistics
 import sys
 import time
@@ -244,8 +250,10 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: int, warmup: int) -> list[dict]:
-    """(b): median seconds per training epoch after ``warmup`` epochs, evaluation seconds, peak memory."""
+def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: int, warmup: int,
+                  on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """(b): median seconds per training epoch after ``warmup`` epochs, evaluation seconds, peak memory;
+    ``on_row(row)`` after each model (the report is saved as it grows)."""
     from mentor_ray.datasets.dataset import load_dataset
     from mentor_ray.datasets.graphs import build_graphs
     from mentor_ray.training.trainer import Trainer
@@ -288,21 +296,153 @@ def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: i
             mem = row["peak_allocated_mb"] if dev.type == "cuda" else row["peak_rss_mb"]
             log(f"(b) {name} / {label}: {row['seconds_per_epoch']:.3f} s/epoch, peak {mem:,.0f} MB")
             rows.append(row)
+            if on_row:
+                on_row(row)
             del trainer
     return rows
+
+
+# --------------------------------------------------------------------------- child processes under a watchdog
+
+PART_TIMEOUT_ENV = "MENTOR_RAY_GPU_PART_TIMEOUT"  # seconds one DDP run of (c) or (d) may take (default 1800)
+TEARDOWN_GRACE_S = 30.0  # after its result is written, how long a child may take to exit before it is killed
+
+
+def _part_timeout() -> float:
+    return float(os.environ.get(PART_TIMEOUT_ENV, "1800"))
+
+
+def _child(fn: Callable, rank: int, world: int, result: str, args: tuple) -> None:
+    """A child process of :func:`run_ranks`: ``fn(rank, world, result, *args)``; a failure's traceback goes to
+    ``result + ".error.<rank>"``. It ends with ``os._exit``: nothing runs at interpreter exit, where freeing a
+    leftover DDP reducer could still deadlock (``Trainer.release_ddp``)."""
+    import traceback
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # local ranks: gloo on loopback (no hostname lookup)
+    code = 1
+    try:
+        fn(rank, world, result, *args)
+        code = 0
+    except BaseException:  # noqa: BLE001 - reported to the parent through the file
+        Path(f"{result}.error.{rank}").write_text(traceback.format_exc())
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_ranks(fn: Callable, world: int, result: Path, args: tuple = (), timeout: float | None = None,
+              grace: float = TEARDOWN_GRACE_S) -> dict[str, Any]:
+    """Run ``fn(rank, world, result, *args)`` in ``world`` spawned processes under a watchdog; what came back.
+
+    ``fn``'s rank 0 writes its findings to ``result`` (JSON, whole, as they grow) and sets ``"done": true``
+    at the end of the measured work, before tearing the process group down. The watchdog never waits
+    forever: once ``done`` is there, the children get ``grace`` seconds to exit, and after ``timeout``
+    seconds in all they are killed. Either way the findings written so far are returned, with ``"watchdog"``
+    saying what happened: ``exited``, ``killed after its result (teardown hung)``, ``timed out`` or ``failed``
+    (with the first error's last line)."""
+    import multiprocessing
+
+    timeout = _part_timeout() if timeout is None else timeout
+    rendezvous = Path(f"{result}.pg")  # the process group's file store: a stale one would mislead a new group
+    for old in [result, rendezvous, *result.parent.glob(result.name + ".error.*")]:
+        old.unlink(missing_ok=True)
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked; a fresh interpreter per rank
+    # daemonic: a parent that stops (Ctrl-C, an error) takes them along instead of waiting for them at exit
+    procs = [ctx.Process(target=_child, args=(fn, r, world, str(result), args), daemon=True) for r in range(world)]
+    t0 = time.monotonic()
+    done_at, status = None, "exited"
+    try:
+        for proc in procs:
+            proc.start()
+        while any(proc.is_alive() for proc in procs):
+            now = time.monotonic()
+            found = _read_result(result)
+            if done_at is None and found and found.get("done"):
+                done_at = now
+            if done_at is not None and now - done_at > grace:
+                status = "killed after its result (teardown hung)"
+                break
+            if now - t0 > timeout:
+                status = "timed out"
+                break
+            if any(proc.exitcode not in (None, 0) for proc in procs):
+                status = "failed"  # a rank died: the others may wait for it in a collective forever
+                break
+            time.sleep(0.1)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+        for proc in procs:
+            if proc.pid is not None:
+                proc.join(10)
+    rendezvous.unlink(missing_ok=True)
+    errors = sorted(result.parent.glob(result.name + ".error.*"))
+    found = _read_result(result) or {}
+    if errors or (status == "exited" and any(proc.exitcode != 0 for proc in procs)):
+        status = "failed"
+    if errors:
+        last = errors[0].read_text().strip().splitlines() or ["no traceback"]
+        found["error"] = last[-1]
+    if status == "timed out" or (status == "failed" and "error" not in found):
+        found.setdefault("error", f"{status} after {time.monotonic() - t0:.0f} s (exit codes "
+                                  f"{[proc.exitcode for proc in procs]})")
+    found["watchdog"] = status
+    found["wall_seconds"] = time.monotonic() - t0
+    if status not in ("exited", "killed after its result (teardown hung)") or not found.get("done"):
+        log(f"watchdog: {fn.__name__} at world size {world}: {status}" + (f": {found.get('error')}"
+                                                                        if found.get("error") else ""))
+    elif status != "exited":
+        log(f"watchdog: {fn.__name__} at world size {world}: {status}; its result is kept")
+    return found
+
+
+def _init_group(rank: int, world: int, result: str, device: str) -> torch.device:
+    """This rank's device and its process group: NCCL on CUDA (rank r on GPU r), gloo on the CPU."""
+    import torch.distributed as dist
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", rank)
+        torch.cuda.set_device(dev)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method=f"file://{result}.pg", rank=rank, world_size=world)
+    return dev
+
+
+def _teardown(*trainers) -> None:
+    """The order that cannot deadlock: every DDP wrapper released (``Trainer.release_ddp``: barrier, freed,
+    collected, barrier), then the process group destroyed."""
+    import torch.distributed as dist
+
+    for trainer in trainers:
+        trainer.release_ddp()
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _write(result: str, value: dict[str, Any]) -> None:
+    from mentor_ray.common.io import write_json_atomic
+
+    write_json_atomic(Path(result), value)
 
 
 # --------------------------------------------------------------------------- (c) DDP
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def check_ddp(device: str, dataset: str = "synth-tiny") -> dict[str, Any]:
-    """(c): one training epoch through DDP (world size 1; NCCL on CUDA, gloo on CPU) against none."""
+def _ddp_rank(rank: int, world: int, result: str, device: str, dataset: str) -> None:
+    """(c) in its child process: one epoch with and without DDP at world size 1."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
@@ -310,34 +450,139 @@ def check_ddp(device: str, dataset: str = "synth-tiny") -> dict[str, Any]:
     from mentor_ray.datasets.graphs import build_graphs
     from mentor_ray.training.trainer import Trainer
 
-    dev = torch.device(device)
-    backend = "nccl" if dev.type == "cuda" else "gloo"
-    log(f"(c) DDP, world size 1, backend {backend}")
+    dev = _init_group(rank, world, result, device)
     ds = load_dataset(dataset)
-    cfg = _config("mentor", "batch", device, dataset, None)
+    cfg = _config("mentor", "batch", str(dev), dataset, None)
     graphs = build_graphs(ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
-    try:
-        plain = Trainer(cfg, ds, device=dev, graphs=graphs)
-        wrapped = Trainer(cfg, ds, device=dev, graphs=graphs)
-        ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
-        wrapped.step = DistributedDataParallel(wrapped.step, device_ids=ids, broadcast_buffers=False)
-        a, b = plain.train_epoch(0), wrapped.train_epoch(0)
-        reduced = torch.ones(4, device=wrapped.comm_device)
-        dist.all_reduce(reduced)
-        with torch.no_grad():
-            param_err = max(float((p - q).abs().max() / q.abs().max().clamp_min(1e-30))
-                            for p, q in zip(wrapped.model.parameters(), plain.model.parameters()))
-    finally:
-        dist.destroy_process_group()
+    plain = Trainer(cfg, ds, device=dev, graphs=graphs)
+    wrapped = Trainer(cfg, ds, device=dev, graphs=graphs)
+    ids = [dev.index] if dev.type == "cuda" else None
+    wrapped.step = DistributedDataParallel(wrapped.step, device_ids=ids, broadcast_buffers=False)
+    a, b = plain.train_epoch(0), wrapped.train_epoch(0)
+    reduced = torch.ones(4, device=wrapped.comm_device)
+    dist.all_reduce(reduced)
+    with torch.no_grad():
+        param_err = max(float((p - q).abs().max() / q.abs().max().clamp_min(1e-30))
+                        for p, q in zip(wrapped.model.parameters(), plain.model.parameters()))
     loss_err = _rel(b["loss"], a["loss"])
     ok = loss_err <= RTOL and param_err <= RTOL and reduced.tolist() == [1.0] * 4
-    log(f"(c) epoch loss {b['loss']:.6f} with DDP, {a['loss']:.6f} without; parameters {param_err:.2e} "
-        f"-> {'ok' if ok else 'FAILED'}")
-    return {"backend": backend, "world_size": 1, "loss_ddp": b["loss"], "loss_plain": a["loss"],
-            "loss_rel_err": loss_err, "param_rel_err": param_err, "ok": ok}
+    _write(result, {"backend": dist.get_backend(), "world_size": world, "loss_ddp": b["loss"],
+                    "loss_plain": a["loss"], "loss_rel_err": loss_err, "param_rel_err": param_err, "ok": ok,
+                    "done": True})
+    _teardown(wrapped, plain)
+
+
+def check_ddp(device: str, work: Path, dataset: str = "synth-tiny") -> dict[str, Any]:
+    """(c): one training epoch through DDP (world size 1; NCCL on CUDA, gloo on CPU) against none, in a child
+    process under the watchdog (:func:`run_ranks`)."""
+    backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+    log(f"(c) DDP, world size 1, backend {backend} (a child process)")
+    found = run_ranks(_ddp_rank, 1, work / "ddp.json", (device, dataset))
+    out = {"backend": backend, "world_size": 1, "loss_ddp": float("nan"), "loss_plain": float("nan"),
+           "loss_rel_err": float("nan"), "param_rel_err": float("nan"), "ok": False, **found}
+    out["ok"] = bool(out["ok"]) and "error" not in found
+    log(f"(c) epoch loss {out['loss_ddp']:.6f} with DDP, {out['loss_plain']:.6f} without; parameters "
+        f"{out['param_rel_err']:.2e} -> {'ok' if out['ok'] else 'FAILED'}")
+    return out
+
+
+# --------------------------------------------------------------------------- (d) world size 1 against 2
+
+SCALING_WORLDS = (1, 2)
+SCALING_SCOPES = ("all", "batch")
+
+
+def _scaling_rank(rank: int, world: int, result: str, device: str, dataset: str, root: str | None, epochs: int,
+                  warmup: int, threads: int) -> None:
+    """(d) in its child processes: MENTOR at both InfoNCE scopes, ``warmup`` + ``epochs`` epochs timed, then
+    one epoch with the per-part step timer. Rank 0 writes after each scope."""
+    import statistics
+
+    from mentor_ray.datasets.dataset import load_dataset
+    from mentor_ray.datasets.graphs import build_graphs
+    from mentor_ray.training.trainer import STEP_TIMER_ENV, Trainer
+
+    os.environ[STEP_TIMER_ENV] = "1"  # the DDP comm hook that times the all-reduce; epochs below untimed but one
+    torch.set_num_threads(threads)
+    dev = _init_group(rank, world, result, device) if world > 1 else (
+        torch.device("cuda", 0) if torch.device(device).type == "cuda" else torch.device("cpu"))
+    ds = load_dataset(dataset, root)
+    found: dict[str, Any] = {"dataset": dataset, "world_size": world, "threads": threads, "scopes": {}}
+    trainers = []
+    for scope in SCALING_SCOPES:
+        cfg = _config("mentor", scope, str(dev), dataset, root, patience=epochs + warmup + 2)
+        graphs = build_graphs(ds, k=cfg.knn_k, knn_norm=cfg.knn_norm)
+        trainer = Trainer(cfg, ds, rank=rank, world_size=world, device=dev, graphs=graphs)
+        trainer.progress_seconds = None
+        trainer.step_timer = False
+        seconds, losses = [], []
+        for e in range(warmup + epochs):
+            _sync(dev)
+            t0 = time.perf_counter()
+            out = trainer.train_epoch(e)
+            _sync(dev)
+            if e >= warmup:
+                seconds.append(time.perf_counter() - t0)
+            losses.append(out["loss"])
+        trainer.step_timer = True  # one more epoch, its steps timed part by part
+        trainer.train_epoch(warmup + epochs)
+        found["scopes"][scope] = {"seconds_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
+                                  "losses": losses, "step_parts": trainer.step_parts[-1],
+                                  "batches_per_epoch": -(-len(ds.train) // cfg.batch_size)}
+        if rank == 0:
+            _write(result, found)
+        trainers.append(trainer)
+    if rank == 0:
+        _write(result, {**found, "done": True})
+    if world > 1:
+        _teardown(*trainers)
+
+
+def check_scaling(device: str, datasets: list[tuple[str, str | None]], epochs: int, warmup: int,
+                  work: Path) -> dict[str, Any]:
+    """(d): MENTOR's seconds per epoch at world size 1 and 2 (NCCL, one GPU per rank; on the CPU gloo, each
+    rank with half the cores), both InfoNCE scopes, the speed-up, the per-part step times, and the first
+    epoch's loss at world size 2 against 1 (the split of Eq. 21 keeps the single-process maths). Needs 2 GPUs
+    on CUDA; skipped with a note otherwise."""
+    from mentor_ray.datasets.dataset import load_dataset
+    from mentor_ray.datasets.graphs import build_graphs
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.device_count() < 2:
+        note = f"skipped: {torch.cuda.device_count()} GPU visible, world size 2 needs 2"
+        log(f"(d) {note}")
+        return {"skipped": note, "rows": []}
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    threads = 1 if dev.type == "cuda" else max(1, (os.cpu_count() or 2) // 2)
+    rows, ok = [], True
+    for name, root in datasets:
+        ds = load_dataset(name, root)  # generated and graphs cached here, before the children read them
+        build_graphs(ds, k=_config("mentor", "all", "cpu", name, root).knn_k)
+        runs = {}
+        for world in SCALING_WORLDS:
+            log(f"(d) {name}: mentor, both scopes, world size {world} ({backend})")
+            runs[world] = run_ranks(_scaling_rank, world, work / f"scaling-{name}-{world}.json",
+                                    (device, name, root, epochs, warmup, threads))
+        for scope in SCALING_SCOPES:
+            one, two = (runs[w].get("scopes", {}).get(scope) for w in SCALING_WORLDS)
+            row = {"dataset": name, "model": _label("mentor", scope), "users": ds.n_users, "items": ds.n_items,
+                   "world1": one, "world2": two,
+                   "error": runs[1].get("error") or runs[2].get("error"),
+                   "watchdog": {w: runs[w]["watchdog"] for w in SCALING_WORLDS}}
+            if one and two:
+                row["speedup"] = one["seconds_per_epoch"] / two["seconds_per_epoch"]
+                row["loss_rel_err"] = _rel(two["losses"][0], one["losses"][0])
+                # the batch scope's InfoNCE contrasts each rank's part of the batch: not the single-process loss
+                row["ok"] = row["loss_rel_err"] <= RTOL if scope == "all" else True
+                log(f"(d) {name} / {row['model']}: {one['seconds_per_epoch']:.3f} s/epoch at world size 1, "
+                    f"{two['seconds_per_epoch']:.3f} at 2 (x{row['speedup']:.2f}); first epoch's loss "
+                    f"{row['loss_rel_err']:.1e} relative -> {'ok' if row['ok'] else 'FAILED'}")
+            else:
+                row["ok"] = False
+                log(f"(d) {name} / {row['model']}: FAILED ({row['error']})")
+            ok = ok and row["ok"]
+            rows.append(row)
+    return {"backend": backend, "threads_per_rank": threads, "rows": rows, "ok": ok}
 
 
 # --------------------------------------------------------------------------- report
@@ -353,36 +598,81 @@ def environment(device: str) -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d")}
 
 
+def _scaling_items(scaling: dict[str, Any]) -> list:
+    """(d) as report items: the speed-up table and the per-part table, or the note that it was skipped."""
+    from mentor_ray.model.ops import STEP_PARTS, replicated_share
+    from mentor_ray.report.board import Column, Table
+
+    if scaling.get("skipped"):
+        return [f"{scaling['skipped']}."]
+    rows, parts = [], []
+    for r in scaling["rows"]:
+        one, two = r.get("world1"), r.get("world2")
+        verdict = "yes" if r["ok"] else f"NO ({r.get('error') or 'loss differs'})"
+        if r["ok"] and "all scope" not in r["model"]:
+            verdict = "not compared"
+        rows.append([r["dataset"], r["model"], one and one["seconds_per_epoch"], two and two["seconds_per_epoch"],
+                     r.get("speedup"), r.get("loss_rel_err"), verdict])
+        for world, found in ((1, one), (2, two)):
+            if not found:
+                continue
+            step = found["step_parts"]
+            parts.append([r["dataset"], r["model"], world, *(1000 * step.get(k, 0.0) for k in STEP_PARTS),
+                          1000 * sum(step.values()), replicated_share(step)])
+    items: list = [
+        "Each rank holds half of every global batch and, with InfoNCE over all users and items, half of Eq. 21's "
+        "rows; the first epoch's loss at world size 2 must be that of world size 1 (1e-4 relative). The batch "
+        "scope's InfoNCE contrasts each rank's own part of the batch, so its loss is not compared.",
+        Table.of("gpu-scaling", "MENTOR at world size 1 and 2", [
+            Column("dataset"), Column("model"), Column("s / epoch, world 1", "number", 3),
+            Column("s / epoch, world 2", "number", 3), Column("speed-up", "number", 2),
+            Column("first epoch's loss, 2 against 1", "sci", 1), Column("ok")], rows),
+        "Per step, ms, rank 0, one epoch timed part by part after the timed ones (exclusive times; `forward` is "
+        "the loss besides MENTOR's marked parts; `backward` excludes the gradient all-reduce, which is waited "
+        "for and timed apart). Replicated: propagation and backward (the feature MLPs' and the propagation's "
+        "transposes run on every rank in full).",
+        Table.of("gpu-parts", "Per-part step times", [
+            Column("dataset"), Column("model"), Column("world", "number"),
+            *(Column(k, "number", 2) for k in STEP_PARTS), Column("step", "number", 2),
+            Column("replicated share", "number", 2)], parts),
+    ]
+    return items
+
+
 def report_block(report: dict[str, Any]):
-    """The report as a :class:`~mentor_ray.report.render.Block`: its three parts' tables (rendered as Markdown
-    and plain text, which need no pandas)."""
+    """The report as a :class:`~mentor_ray.report.render.Block`: its parts' tables (rendered as Markdown and
+    plain text, which need no pandas). A report cut short (``complete`` false) shows the parts it has."""
     from mentor_ray.report.board import LOAD_NOTE, Column, Table
     from mentor_ray.report.render import Block, Bullets, Heading
 
     env = report["environment"]
-    agreement = Table.of("gpu-agreement", f"{env['device']} against CPU", [
-        Column("model"), Column("loss terms", wrap=True), Column("worst term error", "sci", 1),
-        Column("worst gradient error", "sci", 1), Column("worst metric difference", "sci", 1), Column("ok")],
-        [[r["model"], ", ".join(r["terms"]), r["worst_term_rel_err"], r["worst_grad_rel_err"],
-          r["worst_metric_abs_err"], "yes" if r["ok"] else "NO"] for r in report["agreement"]])
-    timings = Table.of("gpu-timings", "Seconds per training epoch and peak memory", [
-        Column("dataset"), Column("users", "number", thousands=True), Column("items", "number", thousands=True),
-        Column("model"), Column("s / epoch", "number", 3), Column("eval (s)", "number", 2),
-        *(Column(f"peak {what} (MB)", "number", 0, thousands=True) for what in ("allocated", "reserved", "RSS"))],
-        [[r["dataset"], r["users"], r["items"], r["model"], r["seconds_per_epoch"], r["eval_seconds"],
-          r["peak_allocated_mb"], r["peak_reserved_mb"], r["peak_rss_mb"]] for r in report["timings"]], note=LOAD_NOTE)
     items: list = [
         Bullets((f"Command: `{report['command']}`",
                  f"Device: {env['gpu'] or 'CPU'} ({env['device']}); {env['cpu_cores']} CPU cores; Python "
                  f"{env['python']}, torch {env['torch']} (CUDA {env['cuda'] or '-'}), numpy {env['numpy']}",
                  f"Date: {env['date']}; wall {report['wall_seconds']:.0f} s")),
-        Heading(f"(a) {env['device']} against CPU, synth-tiny, seed 0, one batch (tolerance {RTOL:g} relative)"),
-        agreement,
-        Heading(f"(b) Seconds per training epoch (median of {report['epochs']} after {report['warmup']} warm-up) "
-                "and peak memory"),
-        timings,
     ]
-    if env["gpu"]:
+    if not report.get("complete", True):
+        items.append("Incomplete: the parts below are those that had finished when this was written.")
+    if "agreement" in report:
+        agreement = Table.of("gpu-agreement", f"{env['device']} against CPU", [
+            Column("model"), Column("loss terms", wrap=True), Column("worst term error", "sci", 1),
+            Column("worst gradient error", "sci", 1), Column("worst metric difference", "sci", 1), Column("ok")],
+            [[r["model"], ", ".join(r["terms"]), r["worst_term_rel_err"], r["worst_grad_rel_err"],
+              r["worst_metric_abs_err"], "yes" if r["ok"] else "NO"] for r in report["agreement"]])
+        items += [Heading(f"(a) {env['device']} against CPU, synth-tiny, seed 0, one batch (tolerance {RTOL:g} "
+                          "relative)"), agreement]
+    if report.get("timings"):
+        timings = Table.of("gpu-timings", "Seconds per training epoch and peak memory", [
+            Column("dataset"), Column("users", "number", thousands=True), Column("items", "number", thousands=True),
+            Column("model"), Column("s / epoch", "number", 3), Column("eval (s)", "number", 2),
+            *(Column(f"peak {what} (MB)", "number", 0, thousands=True) for what in ("allocated", "reserved", "RSS"))],
+            [[r["dataset"], r["users"], r["items"], r["model"], r["seconds_per_epoch"], r["eval_seconds"],
+              r["peak_allocated_mb"], r["peak_reserved_mb"], r["peak_rss_mb"]] for r in report["timings"]],
+            note=LOAD_NOTE)
+        items += [Heading(f"(b) Seconds per training epoch (median of {report['epochs']} after {report['warmup']} "
+                          "warm-up) and peak memory"), timings]
+    if env["gpu"] and report.get("timings"):
         rows = []
         for r in report["timings"]:
             if r["model"] != "mentor (all scope)" or r["dataset"] not in PAPER_TABLE3:
@@ -399,12 +689,22 @@ def report_block(report: dict[str, Any]):
                   Table.of("gpu-paper", "Against the paper's Table 3", [
                       Column("dataset"), Column("paper s / epoch", "number", 2), Column("paper GB", "number", 2),
                       Column("ours s / epoch", "number", 3), Column("ours GB", "number", 2), Column("target")], rows)]
-    d = report["ddp"]
-    items += [Heading(f"(c) DDP, world size 1, {d['backend']}"),
-              f"One epoch of `mentor` (batch scope) on synth-tiny through `DistributedDataParallel`: loss "
-              f"{d['loss_ddp']:.6f} against {d['loss_plain']:.6f} without (relative {d['loss_rel_err']:.1e}); "
-              f"parameters after the epoch differ by {d['param_rel_err']:.1e} relative; "
-              f"{'ok' if d['ok'] else 'FAILED'}."]
+    if "ddp" in report:
+        d = report["ddp"]
+        items.append(Heading(f"(c) DDP, world size 1, {d['backend']}"))
+        if d.get("error"):
+            items.append(f"FAILED: {d['error']} (watchdog: {d.get('watchdog', '-')}).")
+        else:
+            items.append(
+                f"One epoch of `mentor` (batch scope) on synth-tiny through `DistributedDataParallel`: loss "
+                f"{d['loss_ddp']:.6f} against {d['loss_plain']:.6f} without (relative {d['loss_rel_err']:.1e}); "
+                f"parameters after the epoch differ by {d['param_rel_err']:.1e} relative; "
+                f"{'ok' if d['ok'] else 'FAILED'}.")
+    if "scaling" in report:
+        sc = report["scaling"]
+        backend = sc.get("backend", "nccl")
+        items.append(Heading(f"(d) MENTOR at world size 1 and 2, {backend} (Eq. 21 split across the ranks)"))
+        items += _scaling_items(sc)
     return Block(f"GPU check: {env['gpu']}" if env["gpu"] else "GPU check, run on the CPU", items)
 
 
@@ -414,9 +714,18 @@ def markdown(report: dict[str, Any]) -> str:
     return block_md(report_block(report)) + "\n"
 
 
+def _save(out: Path, report: dict[str, Any]) -> None:
+    """``gpu_check.json`` and ``gpu_check.md`` of what has finished so far (rewritten after every part)."""
+    from mentor_ray.common.io import write_atomic, write_json_atomic
+
+    write_json_atomic(out / "gpu_check.json", report)
+    write_atomic(out / "gpu_check.md", markdown(report))
+
+
 def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, epochs: int, warmup: int,
               command: str, write: Path | None = None) -> int:
-    """All three parts; writes ``gpu_check.md`` and ``gpu_check.json`` into ``out``; 0 if (a) and (c) hold."""
+    """All four parts; writes ``gpu_check.md`` and ``gpu_check.json`` into ``out`` after each of them, so that
+    a run cut short keeps what it measured; 0 if (a), (c) and (d) hold."""
     from mentor_ray.common.errors import ConfigError
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -429,28 +738,39 @@ def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, 
     if device == "cuda":
         device = f"cuda:{torch.cuda.current_device()}"
     out.mkdir(parents=True, exist_ok=True)
+    work = out / ".work"  # the children's result files and rendezvous files
+    work.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     log(f"device {device}; torch {torch.__version__}")
-    agreement = check_agreement(device)
-    sets = [(d, None) for d in datasets] + ([("tiktok", str(tiktok))] if tiktok is not None else [])
-    timings = time_training(device, sets, epochs, warmup)
-    ddp = check_ddp(device)
-    report = {"command": command, "environment": environment(device), "epochs": epochs, "warmup": warmup,
-              "agreement": agreement, "timings": timings, "ddp": ddp, "wall_seconds": time.perf_counter() - t0}
-    report["ok"] = all(r["ok"] for r in agreement) and ddp["ok"]
-    from mentor_ray.common.io import write_json_atomic
+    report: dict[str, Any] = {"command": command, "environment": environment(device), "epochs": epochs,
+                              "warmup": warmup, "complete": False}
 
-    write_json_atomic(out / "gpu_check.json", report)
-    from mentor_ray.report.render import block_md, block_text
+    def save(**parts: Any) -> None:
+        report.update(parts, wall_seconds=time.perf_counter() - t0)
+        _save(out, report)
+
+    save(agreement=check_agreement(device))
+    sets = [(d, None) for d in datasets] + ([("tiktok", str(tiktok))] if tiktok is not None else [])
+    timings: list[dict] = []
+
+    def timed(row: dict) -> None:
+        timings.append(row)
+        save(timings=timings)
+
+    time_training(device, sets, epochs, warmup, on_row=timed)
+    save(timings=timings, ddp=check_ddp(device, work))
+    save(scaling=check_scaling(device, sets, epochs, warmup, work))
+    report["ok"] = (all(r["ok"] for r in report["agreement"]) and report["ddp"]["ok"]
+                    and report["scaling"].get("ok", True))
+    save(complete=True)
+    from mentor_ray.report.render import block_text
 
     block = report_block(report)
-    md = block_md(block) + "\n"
-    (out / "gpu_check.md").write_text(md)
     print(block_text(block))  # the terminal gets plain text, no Markdown
     if write is not None:
         from mentor_ray.benchmarks.bench import upsert_block
 
-        upsert_block(write, f"gpu:{device.split(':')[0]}", md.rstrip("\n"))
+        upsert_block(write, f"gpu:{device.split(':')[0]}", markdown(report).rstrip("\n"))
         log(f"written to {write}")
     verdict = "all checks hold" if report["ok"] else "A CHECK FAILED"
     log(f"written {out / 'gpu_check.md'} and {out / 'gpu_check.json'}; {verdict}")

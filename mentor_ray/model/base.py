@@ -20,6 +20,9 @@ class Batch:
     # some of MMRec's are) is multiplied by it: DDP averages the ranks' gradients and the trainer their terms,
     # so the global batch's sum comes out, as in one process. A term that is a mean needs nothing.
     world: int = 1
+    # This rank's index among them (0 in one process). A model that splits full-graph work over the ranks by
+    # rows (MENTOR's all-scope InfoNCE: each rank its share of the users and items) reads it.
+    rank: int = 0
 
     def global_sum(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` summed over the ranks sharing the global batch, differentiably (``x`` itself in one process).

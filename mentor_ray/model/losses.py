@@ -8,6 +8,11 @@ with the MMRec implementation's means, keeps its meaning; see ``docs/paper_notes
 - Feature masking (Eq. 17): 1 - cosine, averaged over users and over items.
 - InfoNCE (Eq. 21): averaged over users and over items, on L2-normalised views (cosine / τ).
 - L2 (Eq. 24): squared norms summed over the batch's embedding rows, divided by the batch size.
+
+Sharded over DDP ranks (``docs/paper_notes.md``, *Eq. 21 across ranks*): the terms that are means over
+nodes take a ``count`` (the global number of rows) and a part of the rows, and return that part's SUM
+divided by ``count``, so that the parts of all ranks add up to the mean. Without it, the code is the
+single-process one, operation for operation.
 """
 
 from __future__ import annotations
@@ -53,31 +58,36 @@ def moments_to_stats(
     return mean, (mean_sq - mean.square()).clamp_min(0.0)
 
 
-def stat_gap(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """|mu_a - mu_b| + |sigma_a - sigma_b|, averaged over nodes   (the summand of Eq. 9-16)."""
-    return (a[0] - b[0]).abs().mean() + (a[1] - b[1]).abs().mean()
+def stat_gap(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor],
+             count: int | None = None) -> torch.Tensor:
+    """|mu_a - mu_b| + |sigma_a - sigma_b|, averaged over nodes   (the summand of Eq. 9-16).
+
+    ``count``: the stats hold a part of the nodes (one rank's rows); their sum divided by ``count``."""
+    if count is None:
+        return (a[0] - b[0]).abs().mean() + (a[1] - b[1]).abs().mean()
+    return ((a[0] - b[0]).abs().sum() + (a[1] - b[1]).abs().sum()) / count
 
 
 def alignment_loss(
-    stats: dict[str, tuple[torch.Tensor, torch.Tensor]], modalities: list[str], levels: int
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]], modalities: list[str], levels: int, count: int | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_L1 + L_L2 + L_L3 up to ``levels`` (Eq. 9-16), for any number of feature modalities.
 
     ``stats`` maps each feature modality, ``"id"`` and ``"fused"`` to its (mean, variance) (Eq. 8).
     Level 1 aligns every pair of feature modalities (v-t, Eq. 9); level 2 each feature modality
     with ID (Eq. 10-12); level 3 the fused modality with each feature modality and with ID
-    (Eq. 13-16). Returns the sum and the per-level terms.
+    (Eq. 13-16). Returns the sum and the per-level terms. ``count``: per-node stats of a part of the
+    nodes, summed and divided by ``count`` (:func:`stat_gap`).
     """
     zero = stats["id"][0].new_zeros(())
     parts: dict[str, torch.Tensor] = {}
+    gap = stat_gap if count is None else (lambda a, b: stat_gap(a, b, count))
     if levels >= 1:
-        parts["l1"] = sum((stat_gap(stats[a], stats[b]) for a, b in itertools.combinations(modalities, 2)), zero)
+        parts["l1"] = sum((gap(stats[a], stats[b]) for a, b in itertools.combinations(modalities, 2)), zero)
     if levels >= 2:
-        parts["l2"] = sum((stat_gap(stats["id"], stats[m]) for m in modalities), zero)
+        parts["l2"] = sum((gap(stats["id"], stats[m]) for m in modalities), zero)
     if levels >= 3:
-        parts["l3"] = sum((stat_gap(stats["fused"], stats[m]) for m in modalities), zero) + stat_gap(
-            stats["fused"], stats["id"]
-        )
+        parts["l3"] = sum((gap(stats["fused"], stats[m]) for m in modalities), zero) + gap(stats["fused"], stats["id"])
     return sum(parts.values(), zero), parts
 
 
@@ -85,7 +95,8 @@ def alignment_loss(
 
 
 def feature_masking_loss(
-    users: torch.Tensor, items: torch.Tensor, predictor: Callable[[torch.Tensor], torch.Tensor], p: float
+    users: torch.Tensor, items: torch.Tensor, predictor: Callable[[torch.Tensor], torch.Tensor], p: float,
+    rows: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> torch.Tensor:
     """(1 - Sim(E_u W + b, sg(drop_p(E_u)))) + (1 - Sim(E_i W + b, sg(drop_p(E_i))))   (Eq. 17).
 
@@ -93,21 +104,35 @@ def feature_masking_loss(
     gradient; the other passes the representation through the linear ``predictor``. Gradients
     reach the encoder and the predictor through the second view only (the BM3 construction the
     paper's wording describes). Cosine similarity is averaged over users and over items.
+
+    ``rows``: ((start, end) of the users, (start, end) of the items) one rank computes: the sum of
+    1 - cosine over those rows, divided by the number of users (items). The dropout mask is drawn for
+    every row all the same, so that every rank's random generator stays in step with one process's.
     """
     terms = []
-    for x in (users, items):
-        target = F.dropout(x.detach(), p=p, training=True)
-        terms.append(1.0 - F.cosine_similarity(predictor(x), target, dim=1).mean())
+    for k, x in enumerate((users, items)):
+        target = F.dropout(x.detach(), p=p, training=True)  # every row's mask, on every rank
+        if rows is None:
+            terms.append(1.0 - F.cosine_similarity(predictor(x), target, dim=1).mean())
+        else:
+            s, e = rows[k]
+            terms.append((1.0 - F.cosine_similarity(predictor(x[s:e]), target[s:e], dim=1)).sum() / x.shape[0])
     return terms[0] + terms[1]
 
 
 # --------------------------------------------------------------------------- InfoNCE (Eq. 21)
 
 
-def info_nce_chunked(view1: torch.Tensor, view2: torch.Tensor, tau: float, chunk: int = 1024) -> torch.Tensor:
+def info_nce_chunked(view1: torch.Tensor, view2: torch.Tensor, tau: float, chunk: int = 1024, start: int = 0,
+                     count: int | None = None) -> torch.Tensor:
     """mean_i -log( exp(z1_i.z2_i / τ) / sum_j exp(z1_i.z2_j / τ) ), z = L2-normalised views (Eq. 21).
 
     The InfoNCE of training (either scope), in O(N * chunk) memory.
+
+    A part of the rows (one DDP rank's): ``view1`` holds rows ``start .. start + len(view1)`` of the first
+    view, ``view2`` every row (all columns, the negatives); the result is those rows' terms SUMMED and
+    divided by ``count``, the number of rows of the whole loss, so that the parts add up to the mean.
+    By default ``view1`` is the whole first view and ``count`` its rows: the plain mean.
 
     Rows are processed ``chunk`` at a time: similarities, a log-sum-exp per row, and, when a gradient
     is wanted, that chunk's share of the gradient, all in one pass with reused buffers. The gradient
@@ -115,8 +140,10 @@ def info_nce_chunked(view1: torch.Tensor, view2: torch.Tensor, tau: float, chunk
     similarities are computed once (3 matrix products per chunk instead of the 4 of a
     forward-then-recompute scheme).
     """
+    if count is None and (start or view1.shape[0] != view2.shape[0]):
+        raise ValueError("info_nce_chunked: a part of the rows needs the whole loss's row count")
     z1, z2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    return _ChunkedInfoNCE.apply(z1, z2, float(tau), int(chunk))
+    return _ChunkedInfoNCE.apply(z1, z2, float(tau), int(chunk), int(start), int(count or view1.shape[0]))
 
 
 class _ChunkedInfoNCE(torch.autograd.Function):
@@ -128,14 +155,16 @@ class _ChunkedInfoNCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z1: torch.Tensor, z2: torch.Tensor, tau: float, chunk: int) -> torch.Tensor:
-        n = z1.shape[0]
+    def forward(ctx, z1: torch.Tensor, z2: torch.Tensor, tau: float, chunk: int, start: int, count: int
+                ) -> torch.Tensor:
+        # z1: rows start .. start + n of the first view (all of them in one process); z2: all n2 rows
+        n, n2 = z1.shape[0], z2.shape[0]
         want_grad = any(ctx.needs_input_grad[:2])
         # |z1_i . z2_j| <= 1, so 1/τ bounds every logit: subtracting it keeps exp() <= 1, and
         # exp(-2/τ) cannot underflow for τ > 0.03. For smaller τ, subtract each row's max instead.
         const_shift = tau > 0.03
         z1s = z1 / tau
-        block = z1.new_empty((n, min(chunk, n)))
+        block = z1.new_empty((n2, min(chunk, n)))
         g1 = torch.empty_like(z1) if want_grad else None
         g2 = torch.zeros_like(z2) if want_grad else None
         neg_shift = z1.new_full((1, 1), -1.0 / tau)
@@ -158,12 +187,19 @@ class _ChunkedInfoNCE(torch.autograd.Function):
                 torch.mm(b.T, z2, out=g1[s:e])  # sum_j exp_ij z2_j
                 g1[s:e].mul_(w)  # d lse_i / d z1_i = τ^-1 sum_j P_ij z2_j (τ applied below)
                 g2.addmm_(b, z1[s:e] * w)  # d sum_i lse_i / d z2_j = τ^-1 sum_i P_ij z1_i
-        pos = (z1s * z2).sum()
+        if n == n2:  # every row (the single-process loss)
+            pos = (z1s * z2).sum()
+            if want_grad:
+                ctx.save_for_backward((g1 - z2) / (tau * count), (g2 - z1) / (tau * count))
+            return (lse_sum - pos) / count
+        partners = z2[start : start + n]  # the positives of this part's rows
+        pos = (z1s * partners).sum()
         if want_grad:
-            ctx.save_for_backward((g1 - z2) / (tau * n), (g2 - z1) / (tau * n))
-        return (lse_sum - pos) / n
+            g2[start : start + n].sub_(z1)
+            ctx.save_for_backward((g1 - partners) / (tau * count), g2.div_(tau * count))
+        return (lse_sum - pos) / count
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         g1, g2 = ctx.saved_tensors
-        return grad_out * g1, grad_out * g2, None, None
+        return grad_out * g1, grad_out * g2, None, None, None, None

@@ -42,6 +42,12 @@ class Reps:
         return self.ui[m] + self.noise_block(v, m)
 
 
+def share(n: int, batch: Batch) -> tuple[int, int]:
+    """(start, end): rank ``batch.rank``'s contiguous share of ``n`` rows among ``batch.world`` ranks, sizes
+    differing by at most one (``(0, n)`` in one process)."""
+    return n * batch.rank // batch.world, n * (batch.rank + 1) // batch.world
+
+
 class Mentor(Recommender):
     r"""MENTOR: a multimodal graph recommender trained with multi-level self-supervision.
 
@@ -133,6 +139,33 @@ class Mentor(Recommender):
     - Eq. 23: BPR averaged over the batch, not summed.
     - Eq. 24: λ_E on the squared norms of the batch's layer-0 feature rows divided by the batch size, not
       on the whole parameter matrices.
+
+    Data parallelism (``batch.world`` > 1 ranks, ``batch.rank`` this one; ``docs/paper_notes.md``, *Eq. 21
+    across ranks*). DDP averages the ranks' gradients. The batch terms (``bpr``, ``reg``, the batch-scope
+    InfoNCE) are means over each rank's part of the batch, as ever. The full-graph terms that are means
+    over nodes are split by rows: each rank takes a contiguous range of the users and one of the items
+    (of all nodes, for the alignment), computes only those rows' terms, sums them and divides by the
+    global row count, times ``world`` (DDP divides by it), so that the average over ranks is the single
+    process's value and gradient; the trainer averages the reported terms alike. Split:
+
+    - ``perturb_g`` with ``infonce_scope=all`` (Eq. 21): a rank's user (item) rows against ALL user (item)
+      columns, the chunked InfoNCE of its rows only: the step's largest cost, divided by ``world``.
+    - ``mask_f`` (Eq. 17): the predictor and the cosine of a rank's rows only. Its dropout mask is drawn
+      for every row on every rank, so that the global generator stays in step with one process's.
+    - ``align`` with ``align_stats=node`` (Eq. 8-16, per-node gaps averaged over nodes): the moments and
+      gaps of a rank's node rows only (cheap, O(N d), but it costs nothing to split).
+
+    Replicated on every rank (each computes the same value; the average of identical gradients is that
+    gradient, so these need no scaling):
+
+    - the feature MLPs, the propagation of every modality (Eq. 1-3, 6) and the fusion (Eq. 7): every
+      split term's rows depend on every node's layer 0 through the graph, and the InfoNCE's columns are
+      every node; splitting them needs a graph partition with halo exchange (not done).
+    - the perturbation noise (Eq. 18-20): drawn in full from torch's global generator, seeded per epoch
+      on every rank alike, and propagated over the whole graph (the InfoNCE's columns need every row).
+    - ``align`` with ``align_stats=matrix``: gaps between whole-matrix means and variances, |mean_a -
+      mean_b|, which is not a sum over nodes; splitting it needs an all-reduce of the moments inside the
+      forward pass for an O(N d) term.
     """
 
     def __init__(self, cfg: ModelConfig, n_users: int, n_items: int, features: dict[str, torch.Tensor],
@@ -218,7 +251,7 @@ class Mentor(Recommender):
         for _ in range(self.cfg.n_layers):
             prop = None if c is None else ops.spmm(adj, c)  # A c_(l-1)
             if self.cfg.perturb_noise == "uniform":
-                c = ops.uniform(n, width, device=x0.device).mul_(self.cfg.perturb_eps)
+                c = ops.uniform(n, width, device=x0.device).to(x0.dtype).mul_(self.cfg.perturb_eps)  # float32: as is
             else:
                 h = ops.spmm(adj, h)  # clean layer l, both views
                 c = self._simgcl_noise(h if prop is None else h + prop)  # sign of A h'_(l-1)
@@ -230,7 +263,7 @@ class Mentor(Recommender):
     def _simgcl_noise(self, pre: torch.Tensor) -> torch.Tensor:
         """The authors' noise: eps * sign(h) * normalize(U(0,1)^d), per node and modality block."""
         d = self.cfg.embedding_dim
-        u = ops.uniform(*pre.shape, device=pre.device)
+        u = ops.uniform(*pre.shape, device=pre.device).to(pre.dtype)
         u = F.normalize(u.view(pre.shape[0], -1, d), dim=2).view_as(pre)
         return self.cfg.perturb_eps * torch.sign(pre) * u
 
@@ -238,31 +271,47 @@ class Mentor(Recommender):
         """The objective (Eq. 22-24) on ``batch``: the total, and each weighted term as a float under
         its key (``bpr``, ``reg``, and ``align``, ``mask_f``, ``perturb_g`` as the variant has them)."""
         cfg, spec = self.cfg, self.spec
-        reps = self(perturb=spec.graph_perturbation)
+        with ops.part("propagation"):  # feature MLPs, Eq. 1-3, 6, 7 and the views' noise: every rank in full
+            reps = self(perturb=spec.graph_perturbation)
         n_u, d, b = self.n_users, cfg.embedding_dim, len(batch.users)
-        rows = torch.cat([batch.users, n_u + batch.pos, n_u + batch.neg])  # one gather per tensor
-        u, p, n = reps.fused[rows].split(b)
-        terms = {"bpr": losses.bpr_loss((u * p).sum(1), (u * n).sum(1))}  # Eq. 23
-        terms["reg"] = cfg.reg_weight * losses.l2_reg([reps.raw0[rows][:, d:]], b)  # Eq. 24: E_v, E_t rows
-        if spec.align_levels:
-            stats = self.distribution_stats(reps)
-            terms["align"] = cfg.lambda_align * losses.alignment_loss(stats, self.modalities, spec.align_levels)[0]
-        if spec.feature_masking:
-            f = reps.fused
-            terms["mask_f"] = cfg.lambda_f * losses.feature_masking_loss(
-                f[:n_u], f[n_u:], self.predictor, cfg.dropout
-            )  # Eq. 17
+        world = batch.world
+        with ops.part("batch terms"):
+            rows = torch.cat([batch.users, n_u + batch.pos, n_u + batch.neg])  # one gather per tensor
+            u, p, n = reps.fused[rows].split(b)
+            terms = {"bpr": losses.bpr_loss((u * p).sum(1), (u * n).sum(1))}  # Eq. 23
+            terms["reg"] = cfg.reg_weight * losses.l2_reg([reps.raw0[rows][:, d:]], b)  # Eq. 24: E_v, E_t rows
+        with ops.part("align, mask"):
+            if spec.align_levels:
+                terms["align"] = cfg.lambda_align * self._alignment_loss(reps, batch)  # Eq. 8-16
+            if spec.feature_masking:
+                f = reps.fused
+                shares = None if world == 1 else (share(n_u, batch), share(self.n_items, batch))
+                mask = losses.feature_masking_loss(f[:n_u], f[n_u:], self.predictor, cfg.dropout, shares)  # Eq. 17
+                terms["mask_f"] = cfg.lambda_f * (mask if shares is None else mask * world)
         if spec.graph_perturbation:
-            terms["perturb_g"] = cfg.lambda_g * self._perturbation_loss(reps, batch)  # Eq. 21
+            with ops.part("infonce"):
+                terms["perturb_g"] = cfg.lambda_g * self._perturbation_loss(reps, batch)  # Eq. 21
         total = sum(terms.values())
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
-    def distribution_stats(self, reps: Reps) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _alignment_loss(self, reps: Reps, batch: Batch) -> torch.Tensor:
+        """Eq. 8-16, unweighted; per-node stats over this rank's share of the nodes when distributed."""
+        levels = self.spec.align_levels
+        if batch.world == 1 or self.cfg.align_stats == "matrix":  # whole-matrix stats: not a sum over nodes
+            return losses.alignment_loss(self.distribution_stats(reps), self.modalities, levels)[0]
+        n = self.n_users + self.n_items
+        s, e = share(n, batch)
+        stats = self.distribution_stats(reps, slice(s, e))
+        return losses.alignment_loss(stats, self.modalities, levels, count=n)[0] * batch.world
+
+    def distribution_stats(self, reps: Reps, rows: slice | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Eq. 8 for ID, every feature modality and the fused modality: (mean, variance) per node
-        (``align_stats=node``) or over the whole matrix (``matrix``), from first and second moments."""
+        (``align_stats=node``) or over the whole matrix (``matrix``), from first and second moments.
+        ``rows``: only these nodes (one rank's share; per-node stats only)."""
         d = self.cfg.embedding_dim
-        moments = {m: losses.block_moments(x, d) for m, x in reps.final.items()}  # (N, 1) each
-        moments["id"] = losses.block_moments(reps.ids, d)
+        pick = (lambda x: x) if rows is None else (lambda x: x[rows])
+        moments = {m: losses.block_moments(pick(x), d) for m, x in reps.final.items()}  # (N, 1) each
+        moments["id"] = losses.block_moments(pick(reps.ids), d)
         w, n_mod = reps.weights, len(self.modalities)
         moments["fused"] = (  # fused = [w_k E_k]: its moments follow from the modalities'
             sum(w[k] * moments[m][0] for k, m in enumerate(self.modalities)) / n_mod,
@@ -272,27 +321,43 @@ class Mentor(Recommender):
         return {name: losses.moments_to_stats(mu, sq, whole_matrix=whole) for name, (mu, sq) in moments.items()}
 
     def _perturbation_loss(self, reps: Reps, batch: Batch) -> torch.Tensor:
-        """Eq. 21 summed over feature modalities: InfoNCE of users and of items between the views."""
-        cfg, n_u = self.cfg, self.n_users
-        pairs = []
+        """Eq. 21 summed over feature modalities: InfoNCE of users and of items between the views.
+
+        All scope with ``batch.world`` > 1: this rank's share of the user rows and of the item rows,
+        against every column, each part's sum over its rows / the row count, times ``world`` (the class
+        docstring, *Data parallelism*)."""
+        cfg, n_u, world = self.cfg, self.n_users, batch.world
+        pairs = []  # (rows of view 1, all rows of view 2, first row, row count): one InfoNCE each
         if cfg.infonce_scope == "batch":  # as SimGCL: the batch's unique users and positive items
             users, items = torch.unique(batch.users), n_u + torch.unique(batch.pos)
             rows = torch.cat([users, items])
             for m in self.modalities:
                 clean = reps.ui[m][rows]  # one gather; both views add their noise to it
                 v0, v1 = (clean + reps.noise_block(v, m)[rows] for v in (0, 1))
-                pairs += [(v0[: len(users)], v1[: len(users)]), (v0[len(users) :], v1[len(users) :])]
-        else:
+                pairs += [(v0[: len(users)], v1[: len(users)], 0, None), (v0[len(users) :], v1[len(users) :], 0, None)]
+        elif world == 1:
             for m in self.modalities:
                 v0, v1 = reps.view(0, m), reps.view(1, m)
-                pairs += [(v0[:n_u], v1[:n_u]), (v0[n_u:], v1[n_u:])]
-        nce = lambda pair: losses.info_nce_chunked(pair[0], pair[1], cfg.tau, self.infonce_chunk)  # noqa: E731
-        # Side-by-side blocks pay off only for large blocks, and never beyond torch's thread budget
-        # (a Ray worker with one CPU gets one thread; oversubscribed cores stall OpenMP regions).
-        big = max(a.shape[0] for a, _ in pairs) >= ops.PARALLEL_INFONCE_MIN_ROWS
+                pairs += [(v0[:n_u], v1[:n_u], 0, None), (v0[n_u:], v1[n_u:], 0, None)]
+        else:  # this rank's rows of view 1 against every row of view 2, users and items apart
+            for m in self.modalities:
+                v1 = reps.view(1, m)
+                for lo, hi in ((0, n_u), (n_u, n_u + self.n_items)):
+                    s, e = share(hi - lo, batch)
+                    v0 = reps.ui[m][lo + s : lo + e] + reps.noise_block(0, m)[lo + s : lo + e]
+                    pairs.append((v0, v1[lo:hi], s, hi - lo))
+
+        def nce(pair):
+            v0, v1, start, count = pair
+            return losses.info_nce_chunked(v0, v1, cfg.tau, self.infonce_chunk, start, count)
+
+        # Side-by-side blocks pay off only for large blocks (all columns x a chunk), and never beyond torch's
+        # thread budget (a Ray worker with one CPU gets one thread; oversubscribed cores stall OpenMP regions).
+        big = max(pair[1].shape[0] for pair in pairs) >= ops.PARALLEL_INFONCE_MIN_ROWS
         workers = min(self.infonce_threads, torch.get_num_threads()) if big else 1
         parts = ops.parallel_cpu(nce, pairs, workers) if reps.fused.device.type == "cpu" else map(nce, pairs)
-        return sum(parts, reps.fused.new_zeros(()))
+        total = sum(parts, reps.fused.new_zeros(()))
+        return total * world if world > 1 and cfg.infonce_scope == "all" else total
 
     @torch.no_grad()
     def modality_item_embeddings(self) -> dict[str, torch.Tensor]:

@@ -1,9 +1,14 @@
 """Kernels of the models: sparse propagation with precomputed transposes, block normalisation, fast
 uniform noise, and a CPU thread pool for independent InfoNCE blocks, each checked against plain torch
-(``tests/test_model.py``); and the degree-sensitive edge pruning of FREEDOM and LayerGCN, checked against
-MMRec (``tests/test_parity_freedom.py``, ``tests/test_parity_layergcn.py``)."""
+(``tests/test_model.py``); the degree-sensitive edge pruning of FREEDOM and LayerGCN, checked against
+MMRec (``tests/test_parity_freedom.py``, ``tests/test_parity_layergcn.py``); and the opt-in per-part
+timer of a training step (:func:`part`, :func:`step_timer`)."""
 
 from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -180,3 +185,96 @@ def pruned_graph(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items
     idx = torch.stack([torch.cat([users, i]), torch.cat([i, users])])
     adj = torch.sparse_coo_tensor(idx, torch.cat([w, w]), (n, n), check_invariants=False).coalesce()
     return adj.to_sparse_csr()
+
+
+# --------------------------------------------------------------------------- per-part step timer (opt-in)
+
+
+class StepTimer:
+    """Wall-clock seconds of the named parts of training steps, each EXCLUSIVE of the parts nested in it.
+
+    The trainer marks ``forward`` (the loss), ``backward`` and ``optimizer``; MENTOR's loss marks
+    ``propagation`` (feature MLPs, Eq. 1-3, 6, 7 and the views' noise: replicated on every rank),
+    ``batch terms`` (BPR, L2), ``align, mask`` (Eq. 8-17) and ``infonce`` (Eq. 21); the DDP comm hook
+    :func:`timed_allreduce_hook` marks ``all-reduce`` inside ``backward``. So ``forward`` is what the loss
+    costs besides MENTOR's parts, ``backward`` the backward pass without the gradient all-reduce. On CUDA
+    every boundary synchronises the device (the numbers are the kernels' time, and the step is slower).
+    """
+
+    def __init__(self, device: torch.device | str | None = None):
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._cuda = device is not None and torch.device(device).type == "cuda"
+        self._stack: list[list] = []  # [start, seconds of the parts nested in it]
+
+    def _sync(self) -> None:
+        if self._cuda:
+            torch.cuda.synchronize()
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        self._sync()
+        frame = [time.perf_counter(), 0.0]
+        self._stack.append(frame)
+        try:
+            yield
+        finally:
+            self._sync()
+            elapsed = time.perf_counter() - frame[0]
+            self._stack.pop()
+            if self._stack:
+                self._stack[-1][1] += elapsed
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - frame[1]
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+
+# The parts, in the order of a step; "propagation" and "backward" (mostly the transposes of the feature MLPs and
+# of the propagation) run in full on every DDP rank, the others are divided among the ranks (or are the
+# all-reduce and the optimiser step).
+STEP_PARTS = ("propagation", "infonce", "align, mask", "batch terms", "forward", "backward", "all-reduce",
+              "optimizer")
+REPLICATED_PARTS = ("propagation", "backward")
+
+
+def replicated_share(seconds: dict[str, float]) -> float:
+    """The share of a timed step spent in :data:`REPLICATED_PARTS` (0 for an empty record)."""
+    total = sum(seconds.values())
+    return sum(seconds.get(k, 0.0) for k in REPLICATED_PARTS) / total if total > 0 else 0.0
+
+
+_TIMER: StepTimer | None = None
+_OFF = contextlib.nullcontext()  # reusable: what part() hands out while no timer runs
+
+
+def part(name: str):
+    """``with part(name):`` times the block into the running :class:`StepTimer`; without one (the default)
+    a shared no-op context, so the marks cost nothing measurable."""
+    timer = _TIMER
+    return _OFF if timer is None else timer.part(name)
+
+
+@contextlib.contextmanager
+def step_timer(device: torch.device | str | None = None) -> Iterator[StepTimer]:
+    """Times every :func:`part` inside the block (this process, every thread) into a new :class:`StepTimer`."""
+    global _TIMER
+    before, _TIMER = _TIMER, StepTimer(device)
+    try:
+        yield _TIMER
+    finally:
+        _TIMER = before
+
+
+def timed_allreduce_hook(group, bucket):
+    """A DDP comm hook that is DDP's default all-reduce (divide by the world size, sum over the ranks); while a
+    :class:`StepTimer` runs, it waits for it inside the hook, timed as part ``all-reduce``: waiting serialises
+    the communication with the rest of the backward pass, so that the two can be told apart. The trainer
+    registers it only when asked to time its steps (``MENTOR_RAY_STEP_TIMER=1``)."""
+    import torch.distributed as dist
+
+    tensor = bucket.buffer().div_(dist.get_world_size(group))
+    if _TIMER is None:  # no timer running: DDP's default, overlapped with the rest of the backward pass
+        return dist.all_reduce(tensor, group=group, async_op=True).get_future().then(lambda fut: fut.value()[0])
+    with part("all-reduce"):
+        work = dist.all_reduce(tensor, group=group, async_op=True)
+        work.wait()
+    return work.get_future().then(lambda fut: fut.value()[0])

@@ -30,7 +30,7 @@ from mentor_ray.common.io import (
     write_json_atomic,
 )
 from mentor_ray.common.names import CHECKSUM_FILE, REPORTED_METRIC, STATE_FILE, SUMMARY_FILE, check_name
-from mentor_ray.training.trainer import Trainer, format_epoch
+from mentor_ray.training.trainer import STEP_TIMER_ENV, Trainer, format_epoch
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ def fit_with_ray(
             "batch_hook": batch_hook,
             "quiet": quiet,
             "start_from": str(start_from) if start_from else None,
+            # MENTOR_RAY_STEP_TIMER=1 on the driver: the workers time their steps part by part (bench ray)
+            "step_timer": os.environ.get(STEP_TIMER_ENV) == "1",
         },
         scaling_config=ScalingConfig(
             num_workers=workers,
@@ -629,6 +631,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
     from mentor_ray.datasets.graphs import from_arrays
 
     torch.set_num_threads(config["threads"])
+    if config.get("step_timer"):
+        os.environ[STEP_TIMER_ENV] = "1"  # read by the Trainer: its steps timed, its summary's "step_parts"
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     cfg = TrainConfig.model_validate(config["cfg"])
@@ -657,6 +661,10 @@ def _worker_loop(config: dict[str, Any]) -> None:
 
     hook = config.get("batch_hook")
     trainer.fit(on_epoch=report, on_batch=(lambda epoch, batch: hook(rank, epoch, batch)) if hook else None)
+    # Ray's backend destroys the process group once this returns (world size > 1). Freeing the DDP reducer in
+    # that teardown can deadlock gloo (Trainer.release_ddp); release it now, in the safe order, with every rank
+    # here (they stop at the same epoch: the stop rule reads all-reduced numbers).
+    trainer.release_ddp()
 
 
 def ray_address_hint() -> str:

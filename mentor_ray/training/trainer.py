@@ -8,8 +8,11 @@ trials. The protocol and how the loop is sharded over ranks: ``docs/architecture
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
+import os
 import statistics
 import time
 from typing import Any, Callable
@@ -23,7 +26,7 @@ from mentor_ray.common.errors import ConfigError, DataError, DivergedError
 from mentor_ray.common.names import METRICS, USER_METRICS, VALID_METRIC
 from mentor_ray.common.runtime import current_rss_mb, kill_point, peak_rss_mb, reset_peak_memory, tune_allocator
 from mentor_ray.datasets.dataset import Dataset, load_dataset
-from mentor_ray.model import Batch, Recommender, build_model
+from mentor_ray.model import Batch, Recommender, build_model, ops
 from mentor_ray.model.base import aux_step
 from mentor_ray.training import metrics
 
@@ -105,6 +108,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 PROGRESS_SECONDS = 10.0  # an epoch longer than this gets progress lines, this far apart
+# "1": time the parts of every training step (ops.StepTimer); the run summary gets "step_parts" (benchmarks)
+STEP_TIMER_ENV = "MENTOR_RAY_STEP_TIMER"
 SLOW_EPOCH_SECONDS = 60.0  # an all-scope CPU epoch longer than this gets the infonce_scope hint
 
 
@@ -185,6 +190,9 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in aux]
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr) if params else None
         self.step: torch.nn.Module = _LossStep(self.model)
+        # per-part step times (ops.StepTimer), opt-in: one dict of seconds per step per part for each epoch
+        self.step_timer = os.environ.get(STEP_TIMER_ENV) == "1"
+        self.step_parts: list[dict[str, float]] = []
         # gloo reduces CPU tensors; NCCL needs them on the GPU
         self.comm_device = self.device if self.device.type == "cuda" else torch.device("cpu")
         if world_size > 1 and params:
@@ -197,6 +205,8 @@ class Trainer:
                 DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.step, ignore)
             self.step = DistributedDataParallel(self.step, device_ids=ids, broadcast_buffers=False,
                                                 find_unused_parameters=self.model.ddp_find_unused)
+            if self.step_timer:  # the gradient all-reduce timed apart (waited for in the hook)
+                self.step.register_comm_hook(None, ops.timed_allreduce_hook)
         self.sampler = TripletSampler(self.ds, cfg.seed, check=bool(params))  # MostPop draws no negatives
         self.train_csr = self.ds.train_csr
         self.gt = {s: self.ds.csr(s) for s in ("valid", "test")}
@@ -226,24 +236,11 @@ class Trainer:
         aux = self.model.start_epoch(epoch) or {}
         sums: dict[str, float] = {}
         batches = self.sampler.batches(epoch, self.cfg.batch_size, self.rank, self.world_size)
-        last_note, every = t0, self.progress_seconds
-        for k, part in enumerate(batches):
-            if self.rank == 0 and every is not None and time.perf_counter() - last_note >= every:
-                last_note = time.perf_counter()
-                self._note_progress(epoch, k, len(batches), last_note - t0)
-            if on_batch:
-                on_batch(epoch, k)
-            kill_point(f"rank{self.rank}-epoch{epoch}-batch{k}")  # fault campaign: a worker lost mid-epoch
-            batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part), world=self.world_size)
-            for name, aux_loss in self.model.aux_losses(batch).items():  # MMSSL's discriminator, before the rest
-                value = aux_step(self.aux_optimizers[name], aux_loss, self.world_size)
-                sums[f"aux.{name}"] = sums.get(f"aux.{name}", 0.0) + value
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, terms = self.step(batch)  # DDP averages the gradients over the ranks
-            loss.backward()
-            self.optimizer.step()
-            for k, v in {**terms, "loss": float(loss.detach())}.items():
-                sums[k] = sums.get(k, 0.0) + v
+        timing = ops.step_timer(self.device) if self.step_timer else contextlib.nullcontext()
+        with timing as timer:
+            self._train_steps(epoch, batches, sums, t0, on_batch)
+        if timer is not None:
+            self.step_parts.append({k: v / max(len(batches), 1) for k, v in timer.seconds.items()})
         out = {k: v / max(len(batches), 1) / self.world_size for k, v in self._all_reduce(sums).items()}
         out.update({f"aux.{k}": float(v) for k, v in aux.items()})
         out["seconds"] = time.perf_counter() - t0
@@ -255,6 +252,55 @@ class Trainer:
                 f"({len(bad)} of {len(list(self.model.parameters()))} tensors); lower lr (now {self.cfg.lr:g})"
             )
         return out
+
+    def _train_steps(self, epoch: int, batches: list, sums: dict[str, float], t0: float,
+                     on_batch: Callable[[int, int], None] | None) -> None:
+        """The epoch's steps, one per batch; the loss terms added into ``sums``."""
+        last_note, every = t0, self.progress_seconds
+        for k, part in enumerate(batches):
+            if self.rank == 0 and every is not None and time.perf_counter() - last_note >= every:
+                last_note = time.perf_counter()
+                self._note_progress(epoch, k, len(batches), last_note - t0)
+            if on_batch:
+                on_batch(epoch, k)
+            kill_point(f"rank{self.rank}-epoch{epoch}-batch{k}")  # fault campaign: a worker lost mid-epoch
+            batch = Batch(*(torch.from_numpy(a).to(self.device) for a in part), world=self.world_size,
+                          rank=self.rank)
+            for name, aux_loss in self.model.aux_losses(batch).items():  # MMSSL's discriminator, before the rest
+                value = aux_step(self.aux_optimizers[name], aux_loss, self.world_size)
+                sums[f"aux.{name}"] = sums.get(f"aux.{name}", 0.0) + value
+            self.optimizer.zero_grad(set_to_none=True)
+            with ops.part("forward"):
+                loss, terms = self.step(batch)  # DDP averages the gradients over the ranks
+            with ops.part("backward"):
+                loss.backward()
+            with ops.part("optimizer"):
+                self.optimizer.step()
+            for k, v in {**terms, "loss": float(loss.detach())}.items():
+                sums[k] = sums.get(k, 0.0) + v
+
+    def release_ddp(self) -> None:
+        """Drop the DDP wrapper in an order that cannot deadlock, before the process group is destroyed.
+
+        Freeing DDP's reducer while it holds the last reference to a gloo process group runs
+        ``~ProcessGroupGloo`` with the GIL held, which joins gloo's worker threads; one that is freeing a
+        tensor waits for the GIL: a deadlock (pytorch#56297, #75097; seen after ``bench gpu``'s DDP part).
+        So: a barrier (every rank's collectives have ended: gloo's barrier waits for the pending work), the
+        wrapper dropped and collected while the process group is still registered (the reducer is freed, not
+        the group), and a second barrier, whose wait releases the GIL so that gloo's threads finish freeing
+        what they hold. ``torch.distributed.destroy_process_group()`` is then safe. A no-op without DDP."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not isinstance(self.step, DistributedDataParallel):
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+        self.step = _LossStep(self.model)
+        gc.collect()
+        if dist.is_initialized():
+            dist.barrier()
 
     def _note_progress(self, epoch: int, done: int, total: int, elapsed: float) -> None:
         """A progress line inside a long epoch, with an ETA; once, where it applies, how to go faster."""
@@ -479,11 +525,19 @@ class Trainer:
             "config": self.cfg.model_dump(),
             "dataset_hash": self.ds.content_hash,
             **({"rank_profile": self.best.get("rank_profile")} if self.rank_profile else {}),
+            # MENTOR_RAY_STEP_TIMER=1: seconds per step of each part, median over the epochs after the first
+            **({"step_parts": step_parts_median(self.step_parts)} if self.step_parts else {}),
             "item_embeddings": self.best.get("embeddings"),  # Fig. 4's sample at the best epoch (or None)
             # per-user test values at the best epoch: user ids, then each of USER_METRICS (6 decimals)
             **({"test_users": _rounded_users(self.best["test"]["users"])}
                if self.best["test"] and "users" in self.best["test"] else {}),
         }
+
+
+def step_parts_median(epochs: list[dict[str, float]]) -> dict[str, float]:
+    """Seconds per step of each timed part, the median over the epochs after the first (all of them if one)."""
+    kept = epochs[1:] or epochs
+    return {k: statistics.median(e.get(k, 0.0) for e in kept) for k in sorted({k for e in kept for k in e})}
 
 
 def _rounded_users(users: dict[str, list]) -> dict[str, list]:

@@ -1,0 +1,73 @@
+"""The opt-in per-part step timer (ops.StepTimer): nothing when off, exclusive part times when on, the same
+numbers either way, and what `bench ray` prints from it."""
+
+from __future__ import annotations
+
+import time
+
+from mentor_ray.model import ops
+
+
+def test_marks_are_a_shared_no_op_while_no_timer_runs():
+    assert ops.part("propagation") is ops.part("infonce") is ops._OFF
+    with ops.part("anything"):
+        pass
+
+
+def test_nested_parts_are_timed_exclusively():
+    with ops.step_timer() as timer:
+        for _ in range(2):
+            with ops.part("outer"):
+                time.sleep(0.02)
+                with ops.part("inner"):
+                    time.sleep(0.05)
+    assert ops.part("x") is ops._OFF  # uninstalled on leaving
+    assert timer.calls == {"outer": 2, "inner": 2}
+    assert 0.09 <= timer.seconds["inner"] < 0.5
+    assert 0.03 <= timer.seconds["outer"] < timer.seconds["inner"]  # the inner sleeps are not counted twice
+    assert ops.replicated_share({"propagation": 1.0, "backward": 1.0, "infonce": 2.0}) == 0.5
+    assert ops.replicated_share({}) == 0.0
+
+
+def _fit(monkeypatch, timed: bool):
+    from mentor_ray.common.config import make_config
+    from mentor_ray.training.trainer import STEP_TIMER_ENV, Trainer
+
+    if timed:
+        monkeypatch.setenv(STEP_TIMER_ENV, "1")
+    else:
+        monkeypatch.delenv(STEP_TIMER_ENV, raising=False)
+    cfg = make_config(flags={"dataset": "synth-tiny", "variant": "mentor"},
+                      overrides=["embedding_dim=8", "max_epochs=2", "batch_size=256"])
+    trainer = Trainer(cfg)
+    return trainer, trainer.fit()
+
+
+def test_the_trainer_times_mentors_parts_on_request_and_trains_the_same(monkeypatch):
+    plain, summary = _fit(monkeypatch, timed=False)
+    assert "step_parts" not in summary and plain.step_parts == []
+    timed, timed_summary = _fit(monkeypatch, timed=True)
+    parts = timed_summary["step_parts"]
+    assert set(parts) == {"propagation", "batch terms", "align, mask", "infonce", "forward", "backward", "optimizer"}
+    assert set(parts) <= set(ops.STEP_PARTS) and all(v >= 0 for v in parts.values())
+    assert len(timed.step_parts) == 2  # one record per epoch; the summary's is the median after the first
+    assert [h["train"]["loss"] for h in timed.history] == [h["train"]["loss"] for h in plain.history]
+    assert timed_summary["valid"] == summary["valid"]
+
+
+def test_bench_ray_prints_the_parts_when_the_runs_have_them():
+    from mentor_ray.benchmarks import bench
+    from mentor_ray.report import render
+    from tests.test_bench import sample_results
+
+    res = sample_results()["ray"]
+    md = render.block_md(bench.ray_block(res, "cmd", "synth-tiny", "mentor", 2, []))
+    assert "speed-up over 1 worker(s)" in md and "per-part" not in md.lower()
+    assert "| 2 | 1.00 | 0.80 |" in md and "| 1.54 |" in md  # 1.234 s against 0.8 s per epoch
+    for run, infonce in zip(res["runs"], (0.02, 0.01)):
+        run["summary"] = {**run["summary"], "step_parts": {"propagation": 0.01, "infonce": infonce, "backward": 0.01,
+                                                           "optimizer": 0.0}}
+    md = render.block_md(bench.ray_block(res, "cmd", "synth-tiny", "mentor", 2, []))
+    assert "Per step, ms, on rank 0 (`MENTOR_RAY_STEP_TIMER=1`" in md
+    assert "| 1 | 10.0 | 20.0 | 0.0 | 0.0 | 0.0 | 10.0 | 0.0 | 0.0 | 40.0 | 0.50 |" in md
+    assert "| 2 | 10.0 | 10.0 | 0.0 | 0.0 | 0.0 | 10.0 | 0.0 | 0.0 | 30.0 | 0.67 |" in md
