@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import traceback
 
 import pytest
 import torch
@@ -21,6 +19,7 @@ from mentor_ray.datasets import dataset as data
 from mentor_ray.model import losses
 from mentor_ray.model.base import Batch, Recommender, aux_step
 from mentor_ray.training import trainer as train
+from tests.gloo import as_rank
 
 SETTINGS = ["embedding_dim=8", "batch_size=64", "eval_batch_size=16", "max_epochs=2", "lr=1e-2"]
 
@@ -98,25 +97,14 @@ def test_checkpoint_keeps_the_auxiliary_optimizer_state(monkeypatch):
 
 
 def _run(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    import torch.distributed as dist
-
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    code = 1
-    try:
+    def body() -> None:
         t = _trainer(rank=rank, world=world)
         out = t.train_epoch(0)
         params = {n: p.detach().tolist() for n, p in t.model.named_parameters()}
         with open(os.path.join(out_dir, f"{rank}.json"), "w") as f:
             json.dump({"train": {k: v for k, v in out.items() if k != "seconds"}, "params": params}, f)
-        dist.barrier()
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)  # no process-group teardown at exit: see test_distributed
+
+    as_rank(body, rank, world, init_file)
 
 
 @pytest.mark.slow

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import traceback
 
 import pytest
 import torch.multiprocessing as mp
@@ -13,6 +11,7 @@ import torch.multiprocessing as mp
 from mentor_ray.common import config, registry
 from mentor_ray.datasets import dataset as data
 from mentor_ray.training import trainer as train
+from tests.gloo import as_rank
 
 SETTINGS = ["embedding_dim=8", "knn_k=5", "batch_size=64", "eval_batch_size=16", "max_epochs=3", "lr=1e-3"]
 
@@ -22,14 +21,7 @@ def _numbers(train_record: dict) -> dict:
 
 
 def _run(rank: int, world: int, init_file: str, out_dir: str, variant: str) -> None:
-    import torch.distributed as dist
-
-    # Loopback: gloo otherwise binds to the address of the machine's hostname, and where that does not
-    # resolve (as on some CI machines) creating the process group hangs.
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    code = 1
-    try:
+    def body() -> None:
         cfg = config.make_config(flags={"dataset": "synth-tiny", "variant": variant}, overrides=SETTINGS)
         trainer = train.Trainer(cfg, rank=rank, world_size=world)
         summary = trainer.fit()
@@ -37,16 +29,8 @@ def _run(rank: int, world: int, init_file: str, out_dir: str, variant: str) -> N
         with open(os.path.join(out_dir, f"{world}-{rank}.json"), "w") as f:
             json.dump({"history": history, "best_epoch": summary["best_epoch"], "test": summary["test"],
                        "test_users": summary["test_users"]}, f)
-        dist.barrier()
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        # Exit without tearing the process group down: torch 2.2's ~ProcessGroupGloo can deadlock with
-        # its worker thread over the GIL when DDP's reducer is freed at interpreter exit (seen here).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+
+    as_rank(body, rank, world, init_file)
 
 
 def _single(variant: str) -> dict:

@@ -9,10 +9,6 @@ in the same state after the step), the loss and every parameter gradient agree t
 
 from __future__ import annotations
 
-import os
-import sys
-import traceback
-
 import numpy as np
 import pytest
 import torch
@@ -24,6 +20,7 @@ from mentor_ray.datasets.graphs import build_graphs, from_arrays, to_arrays
 from mentor_ray.model import Batch, build_model, losses
 from mentor_ray.model.mentor import share
 from mentor_ray.training.trainer import TripletSampler
+from tests.gloo import as_rank
 
 TOL = 1e-10
 NOISE_SEED = 12345  # the step's draws: every rank (and the single process) starts from this generator state
@@ -180,10 +177,7 @@ def test_one_rank_of_several_computes_only_its_rows(ds, monkeypatch):
 def _rank_main(rank: int, world: int, init_file: str, out: str, arrays: str, case: str) -> None:
     import torch.distributed as dist
 
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo on loopback (tests/test_distributed.py)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    code = 1
-    try:
+    def body() -> None:
         ds = data.load_dataset("synth-tiny")
         m = _model(ds, from_arrays(np.load(arrays)), case)
         loss, terms, grads, rng = _step(m, _batch(ds, 64, rank, world))
@@ -205,15 +199,8 @@ def _rank_main(rank: int, world: int, init_file: str, out: str, arrays: str, cas
                 at += grads[n].numel()
             torch.save({"loss": float(values[0]), "terms": dict(zip(keys, values[1:].tolist())), "grads": avg,
                         "rng_equal": all(torch.equal(s, states[0]) for s in states), "rng": states[0]}, out)
-        dist.barrier()
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        # no process-group teardown at exit (its gloo deadlock: tests/test_distributed.py)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+
+    as_rank(body, rank, world, init_file)
 
 
 @pytest.mark.slow  # six gloo processes, each importing torch: ~30 s on 2 cores

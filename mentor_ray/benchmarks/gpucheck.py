@@ -250,6 +250,21 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed_epochs(trainer, dev, warmup: int, epochs: int) -> tuple[list[float], list[float]]:
+    """``warmup + epochs`` training epochs: the seconds of those after the warm-up (the device synchronised
+    around each), and every epoch's mean loss."""
+    seconds, losses = [], []
+    for e in range(warmup + epochs):
+        _sync(dev)
+        t0 = time.perf_counter()
+        out = trainer.train_epoch(e)
+        _sync(dev)
+        if e >= warmup:
+            seconds.append(time.perf_counter() - t0)
+        losses.append(out["loss"])
+    return seconds, losses
+
+
 def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: int, warmup: int,
                   on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """(b): median seconds per training epoch after ``warmup`` epochs, evaluation seconds, peak memory;
@@ -274,15 +289,7 @@ def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: i
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(dev)
             trainer = Trainer(cfg, ds, device=dev, graphs=graphs)
-            seconds, losses = [], []
-            for e in range(warmup + epochs):
-                _sync(dev)
-                t0 = time.perf_counter()
-                out = trainer.train_epoch(e)
-                _sync(dev)
-                if e >= warmup:
-                    seconds.append(time.perf_counter() - t0)
-                losses.append(out["loss"])
+            seconds, losses = _timed_epochs(trainer, dev, warmup, epochs)
             t0 = time.perf_counter()
             valid = trainer.evaluate("valid")
             _sync(dev)
@@ -515,15 +522,7 @@ def _scaling_rank(rank: int, world: int, result: str, device: str, dataset: str,
         trainer = Trainer(cfg, ds, rank=rank, world_size=world, device=dev, graphs=graphs)
         trainer.progress_seconds = None
         trainer.step_timer = False
-        seconds, losses = [], []
-        for e in range(warmup + epochs):
-            _sync(dev)
-            t0 = time.perf_counter()
-            out = trainer.train_epoch(e)
-            _sync(dev)
-            if e >= warmup:
-                seconds.append(time.perf_counter() - t0)
-            losses.append(out["loss"])
+        seconds, losses = _timed_epochs(trainer, dev, warmup, epochs)
         trainer.step_timer = True  # one more epoch, its steps timed part by part
         trainer.train_epoch(warmup + epochs)
         found["scopes"][scope] = {"seconds_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
