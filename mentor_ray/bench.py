@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--epochs", type=int, default=3)
     r.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     r.add_argument("--cpus", type=int, default=2, help="CPUs shared by the workers of a run (default 2)")
+    r.add_argument("--cpus-per-worker", type=float, default=None,
+                   help="CPUs of each worker instead (one worker with one thread stands for one device)")
     r.add_argument("--write", type=Path, default=None, metavar="MD")
     r.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
     tu = sub.add_parser("tune", help="per-trial start-up cost of a sweep, in-process and DDP trials")
@@ -235,9 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         block = f"models:{args.dataset}:{':'.join(sorted(args.overrides))}"
     elif args.cmd == "ray":
         workers = _int_list(args.workers, "--workers")
-        res = bench_ray(args.dataset, args.data_root, args.variant, args.epochs, workers, args.cpus, args.overrides)
+        res = bench_ray(args.dataset, args.data_root, args.variant, args.epochs, workers, args.cpus, args.overrides,
+                        per_worker=args.cpus_per_worker)
         result = ray_block(res, command, args.dataset, args.variant, args.cpus, args.overrides)
-        block = f"ray:{args.dataset}:{args.variant}:{args.cpus}:{':'.join(sorted(args.overrides))}"
+        cpus = str(args.cpus) if args.cpus_per_worker is None else f"{args.cpus_per_worker:g}each"
+        block = f"ray:{args.dataset}:{args.variant}:{cpus}:{':'.join(sorted(args.overrides))}"
     else:
         res = bench_train(args.dataset, args.data_root, args.variant, args.epochs, args.overrides)
         result = train_block(res, command, args.dataset, args.variant, args.overrides)

@@ -291,7 +291,7 @@ def allreduce_seconds(numel: int, world: int = 2, reps: int = 10) -> float:
 
 
 def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, workers: list[int], cpus: int,
-              overrides: list[str]) -> dict:
+              overrides: list[str], per_worker: float | None = None) -> dict:
     """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers.
 
     With ``MENTOR_RAY_STEP_TIMER=1`` in the environment the workers also time their steps part by part
@@ -301,13 +301,14 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
 
     runs = []
     for n in workers:
+        each = per_worker or cpus / n  # per_worker: one worker stands for one device (its own threads)
         args = ["mentor_ray.train", "--dataset", dataset, "--variant", variant, "--max-epochs", str(epochs),
-                "--workers", str(n), "--cpus-per-worker", f"{cpus / n:g}"]
+                "--workers", str(n), "--cpus-per-worker", f"{each:g}"]
         if data_root is not None:
             args += ["--data-root", str(data_root)]
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "summary.json"
-            print(f"[bench] Ray Train: {n} worker(s) x {cpus / n:g} CPU, {epochs} epochs of {variant} on {dataset}",
+            print(f"[bench] Ray Train: {n} worker(s) x {each:g} CPU, {epochs} epochs of {variant} on {dataset}",
                   file=sys.stderr)
             t0 = time.perf_counter()
             proc = subprocess.run(
@@ -319,7 +320,7 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
             if proc.returncode != 0:
                 tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
                 raise MentorRayError(f"benchmark Ray Train run ({n} workers) failed: {tail}")
-            runs.append({"workers": n, "summary": json.loads(out.read_text()), "wall": wall})
+            runs.append({"workers": n, "cpus_each": each, "summary": json.loads(out.read_text()), "wall": wall})
     params, grad_bytes = gradient_bytes(dataset, data_root, variant, overrides)
     print(f"[bench] gloo all-reduce of {grad_bytes / 2**20:.1f} MiB between 2 local processes", file=sys.stderr)
     return {"runs": runs, "params": params, "grad_bytes": grad_bytes, "allreduce_s": allreduce_seconds(params)}
@@ -336,7 +337,8 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
     base = first["seconds_per_epoch"]
     for r in res["runs"]:
         s = r["summary"]
-        rows.append([r["workers"], cpus / r["workers"], s["seconds_per_epoch"], 1000 * s["seconds_per_epoch"] / steps,
+        each = r.get("cpus_each", cpus / r["workers"])
+        rows.append([r["workers"], each, s["seconds_per_epoch"], 1000 * s["seconds_per_epoch"] / steps,
                      base / s["seconds_per_epoch"] if s["seconds_per_epoch"] else None,
                      s["eval_seconds"], r["wall"], s["epochs_run"], s["valid"]["recall@20"]])
     table = Table.of("bench-ray", f"Ray Train: {dataset} / {variant}",
@@ -359,7 +361,9 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
                   "the median over the epochs after the first; `forward` is the loss besides MENTOR's marked parts, "
                   "`backward` excludes the gradient all-reduce, which is then waited for and timed apart). "
                   "Replicated on every worker: propagation and backward.", parts]
-    return Block(f"Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpus} CPUs", items)
+    each = {r.get("cpus_each") for r in res["runs"]}
+    cpu_text = f"{cpus} CPUs" if len(each) > 1 or None in each else f"{each.pop():g} CPU per worker"
+    return Block(f"Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpu_text}", items)
 
 
 def step_parts_table(runs: list[dict], title: str) -> Table | None:
