@@ -341,12 +341,17 @@ def _skips(runs, tmp_path) -> dict[str, str]:
     return dict(n.split("' skipped: ", 1) for n in found)
 
 
+def _search_trials(trials):
+    """Search runs of (dropout, lambda_f, lambda_align, stopped early) each, valid 0.10, 0.11, ... in order."""
+    return runs_in_memory([({**_run(seed=0, valid=0.1 + i / 100, stopped=stop, epochs=6 if stop else 25, dropout=p,
+                                    lambda_f=lf, lambda_align=la), "space_axes": AXES}, "search", "grid")
+                           for i, (p, lf, la, stop) in enumerate(trials)])
+
+
 def test_a_sensitivity_plot_is_not_drawn_from_fewer_than_two_completed_points(tmp_path):
     """#28: one completed run beside stopped ones is no heatmap and no line: the note says how many completed."""
     trials = [(0.3, 1.0, 0.1, False), (0.5, 1.5, 0.3, True), (0.5, 1.0, 0.3, True)]
-    runs = runs_in_memory([({**_run(seed=0, valid=0.1 + i / 100, stopped=stop, epochs=6 if stop else 25, dropout=p,
-                                    lambda_f=lf, lambda_align=la), "space_axes": AXES}, "search", "grid")
-                           for i, (p, lf, la, stop) in enumerate(trials)])
+    runs = _search_trials(trials)
     skips = _skips(runs, tmp_path)
     assert skips["sensitivity to (dropout, lambda_f)"] == (
         "1 completed run (2 stopped early): too few to draw a heatmap; need completed runs at 2 or more values of "
@@ -361,9 +366,7 @@ def test_completed_runs_at_one_value_of_an_axis_are_said_so(tmp_path):
     """Three completed runs, all at dropout 0.3 (the space searched 0.3 and 0.5; the 0.5 trial was stopped): the
     sweep searched dropout, so the plot is not silently dropped; it says what the completed runs cover."""
     trials = [(0.3, 1.0, 0.1, False), (0.3, 1.5, 0.1, False), (0.3, 1.5, 0.3, False), (0.5, 1.0, 0.3, True)]
-    runs = runs_in_memory([({**_run(seed=0, valid=0.1 + i / 100, stopped=stop, epochs=6 if stop else 25, dropout=p,
-                                    lambda_f=lf, lambda_align=la), "space_axes": AXES}, "search", "grid")
-                           for i, (p, lf, la, stop) in enumerate(trials)])
+    runs = _search_trials(trials)
     skips = _skips(runs, tmp_path)
     assert skips["sensitivity to (dropout, lambda_f)"] == (
         "3 completed runs (1 stopped early), one distinct value of dropout (0.3); need completed runs at 2 or more "
