@@ -239,9 +239,7 @@ class MMSSL(Recommender):
             top = torch.topk(s.detach(), k_top, dim=-1).indices  # (B, k)
             rows = torch.cat([pos[:, None], batch.users[:, None], top], 1)
             if batch.world > 1:  # every rank's rows, back in the global batch's order
-                from mentor_ray.model.slmrec import _gather_rows
-
-                rows = _gather_rows(rows)[0]
+                rows = ops.gather_rows(rows)[0]
                 rows = rows[torch.argsort(rows[:, 0])]
             users, top = rows[:, 1], rows[:, 2:]
             # the authors' pairing: the users tiled k times against the row-major top items
@@ -480,10 +478,8 @@ def _contrast(z1: torch.Tensor, z2: torch.Tensor, tau: float, batch: Batch, n: i
     a1, a2 = F.normalize(z1), F.normalize(z2)
     offset = 0
     if batch.world > 1:
-        from mentor_ray.model.slmrec import _gather_rows
-
-        c1, offset, _ = _gather_rows(a1)
-        c2 = _gather_rows(a2)[0]
+        c1, offset, _ = ops.gather_rows(a1)
+        c2 = ops.gather_rows(a2)[0]
     else:
         c1, c2 = a1, a2
     refl, between = a1 @ c1.T / tau, a1 @ c2.T / tau  # (b, n)

@@ -200,46 +200,8 @@ def batch_infonce(rows: torch.Tensor, cols: torch.Tensor, temp: float, batch: Ba
     if batch.world == 1:
         logits = rows @ cols.T / temp
         return F.cross_entropy(logits, torch.arange(rows.shape[0], device=rows.device))
-    cols, offset, n_global = _gather_rows(cols)
+    cols, offset, n_global = ops.gather_rows(cols)
     logits = rows @ cols.T / temp
     labels = torch.arange(rows.shape[0], device=rows.device) + offset
     # DDP averages the ranks' gradients: world x this rank's share of the global sum gives the global mean
     return F.cross_entropy(logits, labels, reduction="sum") * (batch.world / n_global)
-
-
-def _gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-    """Every rank's rows of ``x`` (any count each), in rank order, differentiably; this rank's offset among
-    them; their total."""
-    import torch.distributed as dist
-
-    n = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, n)
-    sizes_ = [int(s) for s in sizes]
-    rank = dist.get_rank()
-    return _GatherRows.apply(x, sizes_, rank), sum(sizes_[:rank]), sum(sizes_)
-
-
-class _GatherRows(torch.autograd.Function):
-    """all_gather of unequal row counts (padded to the largest); the backward sums every rank's gradient
-    of the gathered rows (all_reduce, which every backend has) and keeps this rank's."""
-
-    @staticmethod
-    def forward(ctx, x, sizes, rank):
-        import torch.distributed as dist
-
-        ctx.sizes, ctx.rank = sizes, rank
-        padded = x.new_zeros((max(sizes), *x.shape[1:]))
-        padded[: x.shape[0]] = x
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded)
-        return torch.cat([p[:s] for p, s in zip(parts, sizes)])
-
-    @staticmethod
-    def backward(ctx, grad):
-        import torch.distributed as dist
-
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        start = sum(ctx.sizes[: ctx.rank])
-        return grad[start : start + ctx.sizes[ctx.rank]], None, None
