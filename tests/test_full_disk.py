@@ -110,6 +110,7 @@ def test_the_train_command_says_a_full_disk_in_one_line(small_disk, capsys):
     assert os.listdir(small_disk) == ["filler"]
 
 
+@pytest.mark.driver
 @pytest.mark.slow
 def test_a_torn_train_snapshot_resumes_from_the_newest_intact_checkpoint(local_ray, tmp_path, capsys):
     """A full disk while Ray writes its run snapshot leaves it empty; the newest checkpoint may be cut short too.
@@ -145,6 +146,7 @@ def test_a_torn_train_snapshot_resumes_from_the_newest_intact_checkpoint(local_r
     assert json.loads(summary.read_text())["resumed_at_epochs"] == [1, 4]  # the newest, intact this time
 
 
+@pytest.mark.driver
 @pytest.mark.slow
 def test_a_ray_train_run_whose_storage_fills_up_is_one_line_and_a_rerun_starts_clean(local_ray, small_disk, capsys):
     """The disk fills while Ray copies the first checkpoint to the storage: one line naming the run's folder;

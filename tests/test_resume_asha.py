@@ -40,7 +40,9 @@ def _sweep(tmp_path, store: str, *extra):
 def _search_runs(store):
     runs = load_runs(store)
     search = runs[runs.role == "search"]
-    return sorted(zip(search.config_hash, search.status, search.epochs_run, search["valid_recall@20"].round(6)))
+    # stop_reason: what stopped each (ASHA: no budget here), recorded the same by the driver that ended the trial
+    return sorted(zip(search.config_hash, search.status, search.stop_reason.fillna("?"), search.epochs_run,
+                      search["valid_recall@20"].round(6)))
 
 
 def _sweep_table(store):
@@ -59,8 +61,11 @@ def whole(tmp_path_factory):
     proc = subprocess.run(_sweep(tmp_path, "whole"), env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     store = tmp_path / "whole" / "r"
-    stopped = sum(s == "stopped_early" for _, s, _, _ in _search_runs(store))
+    ended = [(status, why) for _, status, why, _, _ in _search_runs(store)]
+    stopped = sum(status == "stopped_early" for status, _ in ended)
     assert 1 <= stopped <= 5  # ASHA decided something here (4 under torch 2.2.1, 5 under 2.13)
+    assert {why for status, why in ended if status == "stopped_early"} == {"asha"}
+    assert {why for status, why in ended if status == "completed"} <= {"early_stopping", "max_epochs"}
     runs = load_runs(store)
     search = runs[runs.role == "search"].sort_values("started_at")
     return tmp_path, store, [len(c) for c in search.valid_curve]
@@ -83,6 +88,7 @@ def _interrupt_at(epochs: list[int], where: str) -> int:
     return done[later[0] - 1] + 2
 
 
+@pytest.mark.driver
 @pytest.mark.slow  # two sweeps in subprocesses per case, plus the uninterrupted one (~2.5 min in all)
 @pytest.mark.parametrize("where", ["judged", "between"])
 def test_an_interrupted_and_resumed_search_equals_an_uninterrupted_one(whole, where):

@@ -50,6 +50,7 @@ def _assert_quiet(proc) -> None:
     assert not foreign, foreign
 
 
+@pytest.mark.driver
 @pytest.mark.slow  # two sweeps in subprocesses (~50 s)
 def test_a_resume_runs_no_code_planted_in_the_experiment_folders(tmp_path):
     """Every ``*.pkl`` under --storage is swapped for a payload that writes a file when unpickled; the resumed

@@ -83,3 +83,46 @@ def test_an_exhausted_grid_finishes_the_search_without_optunas_study_stop(caplog
             assert len(set(_run(searcher, 8))) == 8
             assert searcher.suggest("t8") == Searcher.FINISHED  # the whole grid ran: nothing new to propose
         assert not [r for r in caplog.records if "Study.stop" in r.getMessage()]
+
+
+def test_a_resumed_grid_search_runs_the_rest_of_the_grid_in_the_uninterrupted_order(tmp_path):
+    """ASHA judges a trial against those before it, so a resumed grid search must run the grid in the same order as
+    one left to run. Optuna's grid sampler gives trial number n the n-th point of its shuffle, and a resumed study's
+    numbers are used up by the first driver's unfinished trials and the re-enqueued cut-off one; the ordered grid
+    proposes the first point of one seeded order not proposed yet, wherever the driver was cut off."""
+    from mentor_ray.sweep.resume import enqueue, study_points
+    from mentor_ray.sweep.searcher import TuneGridSampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def searcher(url, seen=()):
+        return DistinctOptunaSearch(GRID, seed=0, metric="m", mode="max", sampler=TuneGridSampler(GRID, seed=0),
+                                    study_name="s", storage=optuna.storages.RDBStorage(url), seen=seen, ordered=True)
+
+    whole = _run(searcher(f"sqlite:///{tmp_path / 'whole.db'}"), 8)
+    assert len(set(whole)) == 8
+    for cut in range(1, 8):
+        for pending in (0, 1, 2):  # points the first driver had proposed but not started when it was cut off
+            url = f"sqlite:///{tmp_path / f'cut{cut}-{pending}.db'}"
+            first = searcher(url)
+            before = _run(first, cut - 1)
+            running = first.suggest(f"t{cut - 1}")  # the trial the interrupt cut off
+            for i in range(pending):
+                first.suggest(f"p{i}")
+            finished, _ = study_points("s", optuna.storages.RDBStorage(url))
+            enqueue("s", optuna.storages.RDBStorage(url), [running])
+            after = _run(searcher(url, seen=finished), 8 - len(before))
+            assert before + after == whole, (cut, pending)
+
+
+def test_an_interrupt_stops_the_experiment_and_leaves_each_result_to_asha():
+    """The interrupt stopper ends the experiment (``stop_all``) but never a trial on its result: Tune skips the
+    scheduler for a result its stopper stops, so ASHA would not record the rung that result reached, and the
+    resumed trial would be judged one epoch late on another value (a flaky resume-equals-uninterrupted test)."""
+    from mentor_ray.sweep.trials import StopFlag, interrupt_stopper
+
+    flag = StopFlag()
+    stopper = interrupt_stopper(flag)
+    assert not stopper("t0", {"epoch": 0}) and not stopper.stop_all()
+    flag.set()
+    assert stopper.stop_all() and not stopper("t0", {"epoch": 1})

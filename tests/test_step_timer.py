@@ -71,3 +71,22 @@ def test_bench_ray_prints_the_parts_when_the_runs_have_them():
     assert "Per step, ms, on rank 0 (`MENTOR_RAY_STEP_TIMER=1`" in md
     assert "| 1 | 10.0 | 20.0 | 0.0 | 0.0 | 0.0 | 10.0 | 0.0 | 0.0 | 40.0 | 0.50 |" in md
     assert "| 2 | 10.0 | 10.0 | 0.0 | 0.0 | 0.0 | 10.0 | 0.0 | 0.0 | 30.0 | 0.67 |" in md
+
+
+def test_bench_ray_shows_how_far_each_runs_metrics_are_from_the_first():
+    """#29's check that N workers give the single worker's metrics (to 1e-6): the largest gap over every valid and
+    test metric, against the first row's run, in its own column."""
+    from mentor_ray.benchmarks import bench
+    from mentor_ray.report import render
+    from tests.test_bench import sample_results
+
+    res = sample_results()["ray"]
+    one, two = (r["summary"] for r in res["runs"])
+    one["test"] = {"recall@20": 0.3, "ndcg@10": 0.2}
+    two["valid"] = {**one["valid"], "recall@20": one["valid"]["recall@20"] + 3e-7}
+    two["test"] = {**one["test"], "ndcg@10": 0.2 - 2e-6}
+    assert bench.metric_gap(one, one) == 0.0
+    assert abs(bench.metric_gap(two, one) - 2e-6) < 1e-12
+    md = render.block_md(bench.ray_block(res, "cmd", "synth-tiny", "mentor", 2, []))
+    assert "max |Δ metric| vs 1 worker(s)" in md.replace("\\|", "|")
+    assert "2.0e-06" in md

@@ -19,7 +19,7 @@ import pytest
 
 from mentor_ray.report import results
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.driver]
 
 TAG = "MENTOR_RAY_TEST_TAG"  # an environment variable every process the driver starts inherits
 
@@ -30,11 +30,13 @@ def _sigint_default() -> None:
     nohup may run pytest) ignores SIGINT, every child inherits that, and the driver would never see Ctrl-C."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-def _args(tmp_path, *extra):
-    # long trials (no early stopping within 300 epochs) so that the signal finds them running; the search's
-    # budget of 3 trial-epochs ends it quickly, so that the final runs can be caught too
+def _args(tmp_path, *extra, budget: int = 3):
+    # long trials (no early stopping within 300 epochs) so that the signal finds them running; a budget of 3
+    # trial-epochs ends the search quickly, so that the final runs can be caught too (a search to be caught
+    # gets a budget that outlasts the signal)
     return [sys.executable, "-m", "mentor_ray.tune", "--dataset", "synth-tiny", "--space", "smoke",
-            "--num-samples", "2", "--seeds", "2", "--budget", "3", "--max-epochs", "300", "--grace-period", "300",
+            "--num-samples", "2", "--seeds", "2", "--budget", str(budget), "--max-epochs", "300",
+            "--grace-period", "300",
             "--quiet", "--leaderboard", "none", "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "s"),
             *extra, "patience=1000"]
 
@@ -77,7 +79,9 @@ def test_a_signal_stops_the_sweep_within_seconds_and_leaves_nothing_running(tmp_
     tag = uuid.uuid4().hex
     ray_tmp = tempfile.mkdtemp(prefix="mr-sig-", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, TAG: tag, "RAY_TMPDIR": ray_tmp}
-    proc, out = _run_until(_args(tmp_path), env, f"synth-tiny {phase}: first epoch after")
+    # the phase's estimate line comes at a trial's second epoch: trials are running then
+    proc, out = _run_until(_args(tmp_path, budget=3 if phase == "final" else 600), env,
+                           f"synth-tiny {phase}: set-up ")
     try:
         time.sleep(1.0)
         sent = time.monotonic()
@@ -96,7 +100,7 @@ def test_a_signal_stops_the_sweep_within_seconds_and_leaves_nothing_running(tmp_
     assert not [line for line in own if "Traceback" in line], stderr[-3000:]
     assert took < 45, f"{took:.0f} s from the signal to the exit"
     if phase == "search":  # the finals never started
-        assert "final: first epoch" not in "".join(out) + stdout
+        assert "final: set-up " not in "".join(out) + stdout
     deadline = time.monotonic() + 15
     while _tagged(tag) and time.monotonic() < deadline:
         time.sleep(0.5)

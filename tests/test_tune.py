@@ -255,7 +255,11 @@ def test_ddp_trials_run_through_ray_train(local_ray, tmp_path):
     assert tune_cmd.main(args) == 0
     runs = results.read_results(out).to_pandas().drop_duplicates("run_id")
     assert set(runs.role) == {"search", "final"} and set(runs.world_size) == {2}
-    assert set(runs.status) == {"completed"} and all(len(c) == 4 for c in runs.valid_curve)  # smoke: 4 epochs
+    assert set(runs.status) == {"completed"}
+    # smoke: up to 4 epochs, patience 2; every epoch of a 2-worker run reached Tune as one result
+    for curve, best in zip(runs.valid_curve, runs.best_epoch):
+        at_cap, by_patience = len(curve) == 4, len(curve) - 1 - best == 2
+        assert at_cap or by_patience, (list(curve), best)
     assert list((tmp_path / "tune" / "train").iterdir())  # the Train runs' own checkpoints, per experiment
 
 

@@ -23,6 +23,7 @@ def _sweep(tmp_path, *extra):
             "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "s"), *extra]
 
 
+@pytest.mark.driver
 @pytest.mark.slow  # a killed sweep and its resume: the slow tier (.ci/run)
 def test_a_killed_sweep_resumes_without_duplicates_or_gaps(tmp_path):
     """The driver kills itself (SIGKILL, its pid only) once its first ablation run is recorded; the Ray
@@ -53,6 +54,7 @@ def test_a_killed_sweep_resumes_without_duplicates_or_gaps(tmp_path):
     assert runs.started_at.notna().all() and (runs.wall_seconds > 0).all()  # also the runs resumed
 
 
+@pytest.mark.driver
 @pytest.mark.slow  # a killed sweep and its resume: the slow tier (.ci/run)
 def test_a_budget_stops_the_search_and_a_resume_does_not_count_twice(tmp_path):
     """--budget 10 trial-epochs on an 8-point space of 4-epoch trials: TPE (the whole grid would need 32),
@@ -84,6 +86,10 @@ def test_a_budget_stops_the_search_and_a_resume_does_not_count_twice(tmp_path):
     # the store shows what the checkpoints hold: Tune keeps no checkpoint of an epoch it stops a trial after
     assert spent - len(search) <= int(search.epochs_run.sum()) <= spent
     assert set(search.budget_epochs) == {10}
+    # grace period 4 = the cap: ASHA has no rung, so what stopped a trial early is the budget, recorded as such
+    assert set(search[search.status == "stopped_early"].stop_reason) <= {"budget"}
+    assert set(search[search.status == "completed"].stop_reason) <= {"early_stopping", "max_epochs"}
+    assert "stopped by ASHA" not in second.stdout
     axes = json.loads(search.space_axes.iloc[0])
     assert axes == {"dropout": [0.3, 0.5], "lambda_f": [1.0, 1.5], "tau": [0.2, 0.5]}
     assert f"{int(search.epochs_run.sum())} trial-epochs of a budget of 10" in second.stdout

@@ -107,7 +107,7 @@ def test_an_older_store_is_read_too_and_a_run_without_its_limits_is_not_flagged(
     frame = _frame([(_summary(best=9, epochs=10, max_epochs=10, patience=3), "final", "smoke"),
                     (_summary(seed=1, best=9, epochs=10, drop=("max_epochs", "patience")), "final", "smoke")])
     assert select.undertrained(frame).tolist() == [True, False]
-    assert select.stop_reasons(frame).tolist() == ["max epochs", "completed"]
+    assert select.stop_reasons(frame.sort_values("seed")).tolist() == ["max epochs", "completed"]
 
 
 # --------------------------------------------------------------------------- stop reasons
@@ -129,6 +129,53 @@ def test_stop_reasons_say_what_the_store_can_tell():
     assert select.stopped_by(["ASHA", "ASHA"]) == "ASHA"
     assert select.stopped_by(["ASHA", "ASHA or budget"]) == "ASHA or budget"
     assert select.stopped_by(["stopped early"]) == "stopped early"
+
+
+def test_recorded_stop_reasons_are_exact_and_a_reason_its_status_cannot_have_is_not_believed():
+    """Since 0.5.1 the store records why each run ended (results.STOP_REASONS): the trainer's rule for a completed
+    run, the sweep's ``stopped_by`` (ASHA or the budget) for a trial stopped early; read back as recorded, also
+    where the inference from epochs would say otherwise. A reason its status does not allow is not believed."""
+    frame = _frame([
+        # recorded max_epochs though 3 epochs without improvement would read as early stopping: the record wins
+        ({**_summary(seed=0, best=4, epochs=8, max_epochs=8, patience=3), "stop_reason": "max_epochs"}, "final", "s"),
+        ({**_summary(seed=1, best=2, epochs=3, status="stopped_early", budget=100), "stopped_by": "asha"}, "search",
+         "s"),
+        ({**_summary(seed=2, best=2, epochs=3, status="stopped_early", budget=100), "stopped_by": "budget"}, "search",
+         "s"),
+        # not allowed for its status (a completed run's stopped_by, a stopped trial's trainer reason): inferred
+        ({**_summary(seed=3, best=2, epochs=3, status="stopped_early", budget=100), "stop_reason": "max_epochs"},
+         "search", "s"),
+        ({**_summary(seed=4, best=1, epochs=8, max_epochs=10, patience=3), "stopped_by": "asha"}, "final", "s"),
+        ({**_summary(seed=5, status="failed"), "stop_reason": "early_stopping"}, "final", "s"),
+    ])
+    recorded = frame.sort_values("seed")["stop_reason"]
+    assert [r if isinstance(r, str) else None for r in recorded] == [
+        "max_epochs", "asha", "budget", None, None, "failed"]
+    assert select.stop_reasons(frame.sort_values("seed")).tolist() == ["max epochs", "ASHA", "budget", "ASHA or budget",
+                                                   "early stopping", "failed"]
+    assert select.stopped_by(["budget", "budget"]) == "budget"
+    assert select.stopped_by(["ASHA", "budget"]) == "ASHA and budget"
+    assert select.stopped_by(["ASHA and budget", "ASHA"]) == "ASHA and budget"  # a plot's cell labels, grouped
+    assert select.stopped_by(["budget", "ASHA or budget"]) == "ASHA or budget"
+    assert select.stopped_by(["budget", "early stopping"]) == "stopped early"
+
+
+def test_the_sweep_names_what_stopped_a_trial_from_ashas_ledger(tmp_path):
+    """trials.stop_cause: ASHA where its ledger holds a stop for the trial's key at a rung it reached, else the
+    budget (the only other stopper of a recorded trial), None without one."""
+    import json
+
+    from mentor_ray.sweep import trials
+
+    ledger = tmp_path / "rungs.json"
+    stopped, passed = (_summary(seed=s, epochs=e, status="stopped_early") for s, e in ((0, 3), (1, 9)))
+    ledger.write_text(json.dumps({trials.summary_key(stopped): {"3": [0.1, True]},
+                                  trials.summary_key(passed): {"3": [0.2, False], "9": [0.2, False]}}))
+    cause = trials.stop_cause(ledger, budget=50)
+    assert (cause(stopped), cause(passed)) == ("asha", "budget")
+    assert cause({**stopped, "epochs_run": 2}) == "budget"  # stopped before the rung it was to be stopped at
+    assert trials.stop_cause(tmp_path / "none.json", budget=None)(passed) is None
+    assert trials.stop_cause(tmp_path / "none.json", budget=10)(stopped) == "budget"
 
 
 # --------------------------------------------------------------------------- the leaderboard

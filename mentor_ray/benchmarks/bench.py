@@ -340,13 +340,16 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
         each = r.get("cpus_each", cpus / r["workers"])
         rows.append([r["workers"], each, s["seconds_per_epoch"], 1000 * s["seconds_per_epoch"] / steps,
                      base / s["seconds_per_epoch"] if s["seconds_per_epoch"] else None,
-                     s["eval_seconds"], r["wall"], s["epochs_run"], s["valid"]["recall@20"]])
+                     s["eval_seconds"], r["wall"], s["epochs_run"], s["valid"]["recall@20"],
+                     metric_gap(s, first)])
     table = Table.of("bench-ray", f"Ray Train: {dataset} / {variant}",
                      [Column("workers", "number"), Column("CPUs each", "number", 2),
                       Column("s / epoch (median after the first)", "number", 2), Column("ms / step", "number", 0),
                       Column(f"speed-up over {res['runs'][0]['workers']} worker(s)", "number", 2),
                       Column("eval (s)", "number", 2), Column("process wall (s, incl. Ray start)", "number", 0),
-                      Column("epochs", "number"), Column("valid R@20", "number", 4)], rows, note=LOAD_NOTE)
+                      Column("epochs", "number"), Column("valid R@20", "number", 4),
+                      Column(f"max |Δ metric| vs {res['runs'][0]['workers']} worker(s)", "sci", 1)], rows,
+                     note=LOAD_NOTE + " " + GAP_NOTE)
     items = [
         Bullets((f"Command: `{command}`", f"Machine: {machine()}",
                  f"Date: {dt.date.today().isoformat()}; {steps} steps per epoch (global batch {cfg['batch_size']}); "
@@ -364,6 +367,20 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
     each = {r.get("cpus_each") for r in res["runs"]}
     cpu_text = f"{cpus} CPUs" if len(each) > 1 or None in each else f"{each.pop():g} CPU per worker"
     return Block(f"Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpu_text}", items)
+
+
+GAP_NOTE = ("max |Δ metric|: the largest absolute difference, over every validation and test metric (Recall and "
+            "NDCG at 10 and 20, at the best validation epoch), from the first row's run; the runs replay the same "
+            "noise and split Eq. 21 exactly (tests/test_sharded_infonce.py), so it is float rounding of the "
+            "all-reduce alone.")
+
+
+def metric_gap(summary: dict, first: dict) -> float | None:
+    """The largest absolute difference between two runs' validation and test metrics (the keys both have)."""
+    gaps = [abs(float(summary[split][key]) - float(first[split][key]))
+            for split in ("valid", "test") if summary.get(split) and first.get(split)
+            for key in summary[split] if key in first[split]]
+    return max(gaps) if gaps else None
 
 
 def step_parts_table(runs: list[dict], title: str) -> Table | None:

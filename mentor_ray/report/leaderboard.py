@@ -513,8 +513,9 @@ SWEEP_NOTE = (
     "Configs: distinct configurations the search ran (role search). Completed: ended by their own rule, early "
     f"stopping or the epoch cap (`max_epochs`); (n {UNDERTRAINED_MARK}): n of them under-trained, stopped by the cap "
     "while still improving (best validation epoch within `patience` epochs of `max_epochs`), which a higher "
-    "`--max-epochs` would have trained on. Stopped early: by ASHA where the search had no `--budget`; by ASHA or the "
-    "budget running out where it had one (the results store does not record which). Best valid R@20, Best config: "
+    "`--max-epochs` would have trained on. Stopped early: by ASHA, or by the `--budget` running out, as the store "
+    "records it (stores written before 0.5.1 do not: there, by ASHA where the search had no budget, else \"ASHA or "
+    "budget\"). Best valid R@20, Best config: "
     "the search's best run by the sweep's own rule (trials stopped early counted by their best epoch so far; "
     f"{UNDERTRAINED_MARK}: that trial was under-trained), and its value of every axis the search searched.")
 SPEND_NOTE = (

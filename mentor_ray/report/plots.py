@@ -18,8 +18,9 @@ values only. The rules that keep a figure honest:
   fixed configuration), each point the mean over its runs with a min-max bar where there are several;
 - runs stopped early (status ``stopped_early``) are shown as stopped (hatched cell or hollow point: what
   stopped them, the epoch they stopped at and their best value so far), never blank and never mixed with
-  completed runs' values; what stopped them is :func:`~mentor_ray.report.select.stopped_by`: ASHA where their
-  search had no budget, else "ASHA or budget" (the store does not record which);
+  completed runs' values; what stopped them is :func:`~mentor_ray.report.select.stopped_by`: ASHA or the
+  budget, as the store records it (stores before 0.5.1: ASHA where their search had no budget, else "ASHA or
+  budget");
 - a sensitivity plot is drawn only from at least 2 completed runs at 2 or more values of each plotted axis
   (:func:`_too_few`); otherwise a note says how many completed runs there are;
 - the same store gives the same figures: runs are de-duplicated by run id (the newest, as the store keeps)
@@ -48,7 +49,11 @@ from mentor_ray.report.board import Plot, missing
 from mentor_ray.report.figtext import _titles, caption_text, drawn_text, subtitle_text  # noqa: F401 (re-exported)
 from mentor_ray.report.select import (
     ABLATIONS,
+    ASHA,
+    ASHA_AND_BUDGET,
+    ASHA_OR_BUDGET,
     AXIS_LABELS,
+    BUDGET,
     SENSITIVITY,
     VALID,
     TrainCounts,
@@ -81,8 +86,9 @@ PLOT_NOTE = (
     "Sensitivity heatmaps (Fig. 7): "
     "MENTOR's search runs; a cell is the best configuration of the searched axes not shown (each configuration "
     "the mean over its completed runs), with its value and run count n; cells whose runs were all stopped early "
-    "are hatched with what stopped them (ASHA where the search had no budget, else ASHA or the budget: the results "
-    "store does not record which), the epoch they stopped at and their best value so far; a plot needs completed "
+    "are hatched with what stopped them (ASHA or the search budget, as recorded; in a store written before 0.5.1, "
+    "which does not record it: ASHA where the search had no budget, else ASHA or the budget), the epoch they "
+    "stopped at and their best value so far; a plot needs completed "
     "runs at 2 or more values of each of its axes, else a note says how many there are. Colour scales "
     f"span at least {SPAN_WIDTHS:g} sigma below the best cell, and cells within {NOISE_WIDTHS:g} sigma of the best "
     "are outlined (not distinguishable from it); sigma is the std over seeds of MENTOR's final runs of the "
@@ -179,11 +185,10 @@ def _stopped_label(stopped: pd.DataFrame) -> str:
 def _stopped_text(scored: pd.DataFrame) -> str:
     """Who stopped the runs of a plot that stopped early, as a caption's words."""
     label = _stopped_label(scored[scored["status"] != COMPLETED])
-    if label == "ASHA":
-        return "stopped early by ASHA"
-    if label == "ASHA or budget":
-        return "stopped early by ASHA or by the search budget (the results store does not record which)"
-    return "stopped early"
+    return {ASHA: "stopped early by ASHA", BUDGET: "stopped by the search budget running out",
+            ASHA_AND_BUDGET: "stopped early by ASHA or by the search budget (some by each)",
+            ASHA_OR_BUDGET: "stopped early by ASHA or by the search budget (a store written before 0.5.1 does "
+                            "not record which)"}.get(label, "stopped early")
 
 
 def _stopped_best(stopped: pd.DataFrame) -> tuple[float, float]:
@@ -305,7 +310,8 @@ def heatmap_figure(cells: pd.DataFrame, x: str, y: str, title: str, subtitle: st
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.9", edgecolor="0.6", hatch="///",
                                    linewidth=0))
             epoch = "" if math.isnan(r.stopped_epoch) else f"\nat epoch {int(r.stopped_epoch)}"
-            who = "" if r.stopped_by in ("", "stopped early") else f" by {r.stopped_by}".replace(" or ", "\nor ")
+            who = "" if r.stopped_by in ("", "stopped early") else f" by {r.stopped_by}"
+            who = who.replace(" or ", "\nor ").replace(" and ", "\nand ")
             ax.text(j, i, f"stopped{who}{epoch}\nbest so far\n{r.stopped_best:.4f}\n({r.stopped} run"
                     f"{'s' if r.stopped > 1 else ''})", ha="center", va="center", fontsize=7, color="0.15",
                     bbox={"facecolor": "0.9", "edgecolor": "none", "pad": 1.5})

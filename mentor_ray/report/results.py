@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 ROLES = ("search", "final", "ablation")
 HPARAMS = hparams()  # every registered model's published grid axes, as columns (null where a model has none)
 STATUSES = ("completed", "stopped_early", "failed")
+# why a run ended, as recorded (column stop_reason): a completed run's own rule (the trainer's
+# Trainer.stop_reason), the scheduler that stopped a search trial early (the sweep's, from ASHA's ledger and the
+# budget's), or its failure; null in stores written before 0.5.1, whose reason mentor_ray.report.select infers
+STOP_REASONS = {"completed": ("early_stopping", "max_epochs", "evaluation_only"), "stopped_early": ("asha", "budget"),
+                "failed": ("failed",)}
 # a file without these (a run's identity and its measurements, there since the first schema) is not a run file
 REQUIRED = ("run_id", "dataset", "variant", "role", "config_hash", "seed", "split", "metric", "k", "value")
 FIX = "delete it, then re-run the sweep with --resume to redo that run"
@@ -85,6 +90,8 @@ SCHEMA = pa.schema(
         # final and ablation runs of a model with per-modality item embeddings (MENTOR's family), on the run's
         # first row only: a fixed item sample at the best epoch (mentor_ray.common.embeddings; Fig. 4)
         ("item_embeddings", pa.string()),
+        # why the run ended (STOP_REASONS of its status; null where unknown: stores before 0.5.1)
+        ("stop_reason", pa.string()),
     ]
 )
 
@@ -175,6 +182,7 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
         "threads": _int_or_none(summary.get("threads")), "torch_version": summary.get("torch_version"),
         "space_axes": json.dumps(summary["space_axes"], sort_keys=True) if summary.get("space_axes") else None,
         "budget_epochs": _int_or_none(summary.get("budget_epochs")),
+        "stop_reason": stop_reason(summary, status),
     }
     users = summary.get("test_users") if role != "search" else None  # a search's trials would only bloat the store
 
@@ -192,6 +200,13 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
     kept = summary.get("item_embeddings") if role != "search" else None
     rows = [{**r, "item_embeddings": kept if i == 0 else None} for i, r in enumerate(rows)]
     return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def stop_reason(summary: dict[str, Any], status: str) -> str | None:
+    """The ``stop_reason`` column of a run (:data:`STOP_REASONS`): a completed run's ``stop_reason`` (the
+    trainer's), a stopped one's ``stopped_by`` (the sweep's), ``failed``; None where the summary does not say."""
+    found = "failed" if status == "failed" else summary.get("stop_reason" if status == "completed" else "stopped_by")
+    return found if found in STOP_REASONS[status] else None
 
 
 def failure_summary(config: dict[str, Any], error: str, synthetic: bool = False) -> dict[str, Any]:

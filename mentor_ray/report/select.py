@@ -17,7 +17,7 @@ from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.names import KS, METRIC_KINDS, USER_METRICS, VALID_METRIC
 from mentor_ray.common.registry import VARIANT_MODELS, display_name
 from mentor_ray.report.board import missing
-from mentor_ray.report.results import SCHEMA, read_results
+from mentor_ray.report.results import SCHEMA, STOP_REASONS, read_results
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +199,14 @@ def parse_json(text: object, kind: type) -> object | None:
 
 UNDERTRAINED_MARK = "†"  # beside a cell (or a count) whose runs the epoch cap cut off still improving
 # a run's stop reason as the leaderboard and plots name it (:func:`stop_reasons`)
-EARLY_STOPPING, MAX_EPOCHS, ASHA, ASHA_OR_BUDGET, FAILED = (
-    "early stopping", "max epochs", "ASHA", "ASHA or budget", "failed")
+EARLY_STOPPING, MAX_EPOCHS, ASHA, BUDGET, FAILED = "early stopping", "max epochs", "ASHA", "budget", "failed"
 EVALUATED, COMPLETED_UNKNOWN, STOPPED_UNKNOWN = "evaluated only", "completed", "stopped early"
+# a group of search trials stopped early by ASHA and by the budget; and a trial of a store before 0.5.1, which did
+# not record which of the two stopped it
+ASHA_AND_BUDGET, ASHA_OR_BUDGET = "ASHA and budget", "ASHA or budget"
+# the recorded stop_reason column (mentor_ray.report.results.STOP_REASONS) as the leaderboard names it
+RECORDED_REASONS = {"early_stopping": EARLY_STOPPING, "max_epochs": MAX_EPOCHS, "evaluation_only": EVALUATED,
+                    "asha": ASHA, "budget": BUDGET, "failed": FAILED}
 
 
 def is_undertrained(best_epoch: object, epochs_run: object, max_epochs: object, patience: object,
@@ -266,20 +271,26 @@ def undertrained(runs: pd.DataFrame) -> pd.Series:
 
 
 def stop_reasons(runs: pd.DataFrame) -> pd.Series:
-    """Why each run ended, as far as the store can tell: ``failed``; a completed run's ``early stopping`` (at
-    least ``patience`` epochs without improvement after its best), ``max epochs`` (:func:`is_undertrained`) or
-    ``evaluated only`` (no epoch trained); a search trial stopped early (status ``stopped_early``) by ``ASHA``
-    when its search had no budget (``budget_epochs`` null: nothing else stops a recorded trial early, and
-    interrupted trials are not recorded), else ``ASHA or budget``: the store keeps no record of which of the
-    two stopped it. ``completed`` / ``stopped early`` where a run's record lacks what would tell."""
+    """Why each run ended: its recorded ``stop_reason`` (:data:`RECORDED_REASONS`: the trainer's rule for a
+    completed run, ASHA or the budget for a search trial stopped early, as the sweep recorded it) where it is
+    one its status allows; otherwise (stores before 0.5.1) as far as the store can tell: ``failed``; a completed
+    run's ``early stopping`` (at least ``patience`` epochs without improvement after its best), ``max epochs``
+    (:func:`is_undertrained`) or ``evaluated only`` (no epoch trained); a search trial stopped early (status
+    ``stopped_early``) by ``ASHA`` when its search had no budget (``budget_epochs`` null: nothing else stops a
+    recorded trial early, and interrupted trials are not recorded), else ``ASHA or budget``. ``completed`` /
+    ``stopped early`` where a run's record lacks what would tell."""
     if runs.empty:
         return pd.Series(dtype=object, index=runs.index)
     limits, cut = run_limits(runs), undertrained(runs)
     budgets = runs["budget_epochs"] if "budget_epochs" in runs else pd.Series(math.nan, index=runs.index)
+    recorded = runs["stop_reason"] if "stop_reason" in runs else pd.Series(None, index=runs.index, dtype=object)
     out = []
-    for status, role, best, epochs, wait, budget, capped in zip(runs["status"], runs["role"], runs["best_epoch"],
-                                                                 runs["epochs_run"], limits["patience"], budgets, cut):
-        if status == "failed":
+    for status, role, best, epochs, wait, budget, capped, known in zip(
+            runs["status"], runs["role"], runs["best_epoch"], runs["epochs_run"], limits["patience"], budgets, cut,
+            recorded):
+        if isinstance(known, str) and known in STOP_REASONS.get(status, ()):
+            out.append(RECORDED_REASONS[known])
+        elif status == "failed":
             out.append(FAILED)
         elif status == "stopped_early":
             out.append(STOPPED_UNKNOWN if role != "search" else ASHA if missing(budget) else ASHA_OR_BUDGET)
@@ -295,12 +306,18 @@ def stop_reasons(runs: pd.DataFrame) -> pd.Series:
 
 
 def stopped_by(reasons: Iterable[str]) -> str:
-    """One label for what stopped a group of runs stopped early (:func:`stop_reasons` of each): ``ASHA`` when
-    every one was ASHA's, ``ASHA or budget`` when some could have been the budget's, else ``stopped early``."""
+    """One label for what stopped a group of runs stopped early (:func:`stop_reasons` of each): ``ASHA`` or
+    ``budget`` when every one was stopped by it, ``ASHA and budget`` when each stopped some, ``ASHA or budget``
+    when some were recorded without saying which (stores before 0.5.1), else ``stopped early``. Group labels
+    may be passed again (a plot's cells): ``ASHA and budget`` counts as both."""
     found = set(reasons)
-    if found and found <= {ASHA}:
-        return ASHA
-    return ASHA_OR_BUDGET if found and found <= {ASHA, ASHA_OR_BUDGET} else STOPPED_UNKNOWN
+    if ASHA_AND_BUDGET in found:
+        found = (found - {ASHA_AND_BUDGET}) | {ASHA, BUDGET}
+    if not found or not found <= {ASHA, BUDGET, ASHA_OR_BUDGET}:
+        return STOPPED_UNKNOWN
+    if ASHA_OR_BUDGET in found:
+        return ASHA_OR_BUDGET
+    return found.pop() if len(found) == 1 else ASHA_AND_BUDGET
 
 
 def space_axes(search: pd.DataFrame) -> dict[str, list] | None:

@@ -162,14 +162,32 @@ def trial_summaries(grid, synthetic: bool, storage: str) -> list[dict[str, Any]]
     return out
 
 
+def stop_cause(rungs: Path, budget: int | None):
+    """What stopped a search trial early, from its summary: ``asha`` when ASHA's ledger (``rungs``,
+    :mod:`mentor_ray.sweep.asha`) holds a stop decision for its key at a rung it reached, else ``budget`` when
+    the search has one (the only other stopper of a trial that gets recorded: trials an interruption stops are
+    not recorded), else None. The ledger is the scheduler's own record, kept across drivers, so the cause is
+    the same for a trial recorded by a resumed driver."""
+    from mentor_ray.sweep.asha import read_ledger, stopped_at
+
+    def cause(summary: dict[str, Any]) -> str | None:
+        stop = stopped_at(read_ledger(rungs), summary_key(summary))
+        if stop is not None and int(summary.get("epochs_run") or 0) >= stop:
+            return "asha"
+        return "budget" if budget else None
+
+    return cause
+
+
 def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, storage: str,
-                     extra: dict[str, Any] | None = None, journal=None, interrupted=None):
+                     extra: dict[str, Any] | None = None, journal=None, interrupted=None, cause=None):
     """A Tune callback that writes each trial's rows to the results store as the trial ends (completed,
     stopped by the scheduler, or failed), so a sweep killed mid-phase keeps every finished trial, and
     notes it in the phase's ``journal`` (:class:`mentor_ray.sweep.resume.Journal`), from which ``--resume``
     knows it ended. ``extra`` goes into every summary (a search's space axes and budget). Once
     ``interrupted`` (a :class:`StopFlag`) is set, trials that end are being stopped by the interruption,
-    not by early stopping or ASHA: they are neither recorded nor journalled, so a resume continues them."""
+    not by early stopping or ASHA: they are neither recorded nor journalled, so a resume continues them.
+    ``cause`` (:func:`stop_cause`) names what stopped a trial stopped early (its summary's ``stopped_by``)."""
     from ray import tune
 
     from mentor_ray.common.runtime import kill_point
@@ -183,6 +201,8 @@ def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, 
             if interrupted is not None and interrupted.is_set() and summary["status"] == "stopped_early":
                 return
             summary.update(extra or {})
+            if cause is not None and summary["status"] == "stopped_early":
+                summary["stopped_by"] = cause(summary)
             results.record(results_dir, summary, role, sweep)
             if journal is not None:
                 journal.add(summary)
@@ -218,12 +238,18 @@ class StopFlag:
 
 def interrupt_stopper(event):
     """A Tune stopper that ends the whole experiment once ``event`` (a ``threading.Event``) is set: the
-    sweep driver sets it (a :class:`StopFlag`) on SIGINT or SIGTERM, and Tune stops every trial at its next step."""
+    sweep driver sets it (a :class:`StopFlag`) on SIGINT or SIGTERM, and Tune stops every trial at its next step.
+
+    It stops the experiment (``stop_all``), never one trial on its result: Tune asks a trial's stopper before its
+    scheduler and skips the scheduler when the stopper says stop, so a result that arrived after the signal
+    would not reach ASHA. Its rung would then go unrecorded, and the resumed trial, continuing from that
+    epoch's checkpoint, would be judged one epoch late, on another value (and train an epoch the uninterrupted
+    search never ran)."""
     from ray.tune.stopper import Stopper
 
     class StopOnInterrupt(Stopper):
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            return event.is_set()
+            return False
 
         def stop_all(self) -> bool:
             return event.is_set()

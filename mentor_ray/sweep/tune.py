@@ -51,6 +51,7 @@ from mentor_ray.sweep.trials import (
     run_key,
     run_trial,
     spent_epochs,
+    stop_cause,
     summary_key,
     trial_config,
     trial_key,
@@ -139,6 +140,20 @@ class Prior:
 def _already_exists(storage: str, name: str) -> ConfigError:
     return ConfigError(f"--storage {storage}: experiment {name} already exists; add --resume to continue it, "
                        f"or choose another --storage")
+
+
+def _ended_text(summaries: list[dict[str, Any]]) -> str:
+    """How a search's trials ended, exactly (their ``status``, the trainer's ``stop_reason`` and the sweep's
+    ``stopped_by``): ``5 completed (2 at the epoch cap), 3 stopped by ASHA, 1 by the budget, 0 failed``."""
+    from collections import Counter
+
+    status = Counter(s["status"] for s in summaries)
+    capped = sum(s["status"] == "completed" and s.get("stop_reason") == "max_epochs" for s in summaries)
+    by = Counter(s.get("stopped_by") for s in summaries if s["status"] == "stopped_early")
+    parts = [f"{status['completed']} completed" + (f" ({capped} at the epoch cap)" if capped else "")]
+    parts += [f"{by[cause]} {words}" for cause, words in (("asha", "stopped by ASHA"), ("budget", "by the budget"),
+                                                          (None, "stopped early")) if by[cause]]
+    return ", ".join([*parts, f"{status['failed']} failed"])
 
 
 def _warn_no_experiment(storage: Path, name: str) -> None:
@@ -489,17 +504,17 @@ class Sweep:
                                    TPE_STARTUP).expected
         summaries = self.experiment(prior, dataset, "search", trainable, param_space, tune_config,
                                     axes, total=left, max_epochs=max_epochs,
-                                    stop=stopper, extra=extra, budget=budget, expected_trials=expected)
+                                    stop=stopper, extra=extra, budget=budget, expected_trials=expected,
+                                    cause=stop_cause(rungs, budget))
         ok = [s for s in summaries if s["status"] != "failed"]
         if not ok:
             raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
         best = max(ok, key=lambda s: results.selection_key(s["valid"]["recall@20"], s["valid"]["ndcg@20"],
                                                            s["best_epoch"], results.config_hash(s["config"])))
         point = {k: best["config"][k] for k in self.space.search}
-        counts = {st: sum(s["status"] == st for s in summaries) for st in results.STATUSES}
         spent = sum(int(s.get("epochs_run") or 0) for s in summaries)
-        print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({counts['stopped_early']} stopped "
-              f"early by ASHA or the budget, {counts['failed']} failed), {spent:,} trial-epochs"
+        print(f"[mentor_ray] {dataset}: search done, {len(summaries)} trials ({_ended_text(summaries)}), "
+              f"{spent:,} trial-epochs"
               f"{f' of a budget of {budget:,}' if budget else ''}; best valid R@20 "
               f"{best['valid']['recall@20']:.4f} at {point}", flush=True)
         return point
@@ -527,12 +542,13 @@ class Sweep:
     def experiment(self, prior: Prior, dataset: str, role: str, trainable, param_space: dict, tune_config,
                    columns: Sequence[str], total: int, max_epochs: int, stop=None,
                    extra: dict[str, Any] | None = None, budget: int | None = None,
-                   expected_trials: float | None = None) -> list[dict[str, Any]]:
+                   expected_trials: float | None = None, cause=None) -> list[dict[str, Any]]:
         """Run one attempt of a phase's Tune experiment (none when ``total`` is 0: everything ended before);
         every trial's summary, the earlier attempts' included. A callback records each trial in the results
         store and the journal as it ends; one whose row is missing afterwards (the driver was killed between
         the trial's end and its callback) is recorded here, and a failed one is rewritten with the error the
-        finished experiment holds. Raises :class:`SweepStopped` when the driver was interrupted."""
+        finished experiment holds; ``cause`` (:func:`~mentor_ray.sweep.trials.stop_cause`) names what stopped
+        each trial stopped early. Raises :class:`SweepStopped` when the driver was interrupted."""
         from ray.tune.stopper import CombinedStopper
 
         from mentor_ray.report import results
@@ -543,7 +559,7 @@ class Sweep:
         if total > 0:
             synthetic = self.synthetic.get(dataset, False)
             recorder = results_recorder(self.results, role, self.space.name, synthetic, self.storage, extra,
-                                        journal=prior.journal, interrupted=self.interrupted)
+                                        journal=prior.journal, interrupted=self.interrupted, cause=cause)
             progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget,
                                         heartbeat=HEARTBEAT_SECONDS if self.args.quiet else None,
                                         expected_trials=expected_trials)
@@ -556,6 +572,8 @@ class Sweep:
             summaries = trial_summaries(grid, synthetic, self.storage)
         for s in summaries:
             s.update(extra or {})
+            if cause is not None and s["status"] == "stopped_early":
+                s.setdefault("stopped_by", cause(s))
             # the grid has every failed trial's error for certain; the callback may have read it early
             if s["status"] == "failed" or not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
@@ -564,6 +582,8 @@ class Sweep:
         for s in merged.values():  # an earlier attempt's trial found ended by its checkpoint alone has no row yet
             for key, value in (extra or {}).items():
                 s.setdefault(key, value)
+            if cause is not None and s["status"] == "stopped_early":
+                s.setdefault("stopped_by", cause(s))
             if not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
         # every ended trial is in the store and the journal now: its checkpoints are no longer needed
@@ -626,11 +646,12 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
     """The searcher and scheduler of a search phase: the sweep's, and the search benchmark's
     (:mod:`mentor_ray.benchmarks.search`), so that the benchmark measures what sweeps run.
 
-    ``sampler`` is ``grid`` (Optuna's grid sampler), ``random`` or ``tpe`` (``startup`` random trials
-    first), behind :class:`DistinctOptunaSearch` (never the same point twice, nor one of ``seen``: the points a
-    resumed search finished before). With ``asha``, ASHA on the reported metric, its rungs from ``grace_period``
-    epochs by ``reduction`` (:class:`mentor_ray.sweep.asha.LedgerASHA`: its rungs kept in ``ledger``, trials known
-    by ``key_of(config)``, so that a resumed search judges trials as an uninterrupted one); else None (FIFO).
+    ``sampler`` is ``grid`` (the grid in one seeded order, the same for a resumed search), ``random`` or ``tpe``
+    (``startup`` random trials first), behind :class:`DistinctOptunaSearch` (never the same point twice, nor one of
+    ``seen``: the points a resumed search finished before). With ``asha``, ASHA on the reported metric, its rungs
+    from ``grace_period`` epochs by ``reduction`` (:class:`mentor_ray.sweep.asha.LedgerASHA`: its rungs kept in
+    ``ledger``, trials known by ``key_of(config)``, so that a resumed search judges trials as an uninterrupted one);
+    else None (FIFO).
     ``points``: evaluated first, in order (warm starts; they count as TPE's start-up trials).
     Unset settings take the sweep's defaults (:data:`GRACE_PERIOD`, :data:`ASHA_REDUCTION`, :data:`TPE_STARTUP`).
     """
@@ -644,7 +665,7 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
                 "random": lambda: optuna.samplers.RandomSampler(seed=seed),
                 "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup or TPE_STARTUP)}
     searcher = DistinctOptunaSearch(search, seed=seed, metric=METRIC, mode="max", sampler=samplers[sampler](),
-                                    study_name=study_name, storage=storage, seen=seen,
+                                    study_name=study_name, storage=storage, seen=seen, ordered=sampler == "grid",
                                     points_to_evaluate=[dict(p) for p in points] or None)
     if not asha:
         return searcher, None
