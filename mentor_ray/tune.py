@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="search budget per dataset in trial-epochs (every epoch any search trial trains); the search "
                    "stops once it is spent, and the leaderboard reports it beside the device time")
     p.add_argument("--max-epochs", type=int, default=None, help="epoch budget per trial (default: the space's)")
+    p.add_argument("--final-max-epochs", type=int, default=None, metavar="EPOCHS",
+                   help="epoch cap of the final and ablation runs (default: the search's, --max-epochs or the "
+                   "space's); higher lets a slowly converging model finish: early stopping still ends each run "
+                   "`patience` epochs after its best, so it costs only the epochs a run still improves in")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
                    help=f"seeds of the final and ablation runs (default {DEFAULT_SEEDS})")
     p.add_argument("--seed", type=int, default=0, help="first seed, and the sampler's seed (default 0)")

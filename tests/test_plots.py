@@ -376,42 +376,41 @@ def test_completed_runs_at_one_value_of_an_axis_are_said_so(tmp_path):
         "no MENTOR search")
 
 
+def _stop_labels(summaries) -> tuple[list[str], str, list[str]]:
+    """What a store's stopped search trials are labelled with: the heatmap's cell texts, its caption and the
+    lambda_align plot's legend."""
+    runs = runs_in_memory(summaries)
+    noise = plots.seed_noise(runs, "synth-a")
+    scored = plots.search_scores(runs, "synth-a", ("dropout", "lambda_f"))
+    fig = plots.heatmap_figure(plots.cell_frame(scored, "dropout", "lambda_f", noise), "dropout", "lambda_f", "t",
+                               "s", noise)
+    said = " ".join(plots.heatmap_caption(scored, "dropout", "lambda_f", noise))
+    frame = plots.align_frame(plots.search_scores(runs, "synth-a", ("lambda_align",)))
+    legend = [t.get_text() for t in plots.align_figure(frame, "t", "s", noise).axes[0].get_legend().get_texts()]
+    return _texts(fig), said, legend
+
+
 def test_runs_stopped_in_a_budgeted_search_are_labelled_asha_or_budget(tmp_path):
     """A store written before 0.5.1 (no stop_reason) cannot tell ASHA's stops from the budget's under --budget:
     every label says both, never ASHA."""
     budgeted = [({**s, "budget_epochs": 60}, role, sweep) for s, role, sweep in quickstart_summaries()]
-    runs = runs_in_memory(budgeted)
-    noise = plots.seed_noise(runs, "synth-a")
-    scored = plots.search_scores(runs, "synth-a", ("dropout", "lambda_f"))
-    fig = plots.heatmap_figure(plots.cell_frame(scored, "dropout", "lambda_f", noise), "dropout", "lambda_f", "t",
-                               "s", noise)
-    assert f"stopped by ASHA\nor budget\nat epoch {STOPPED_AT}\nbest so far\n0.3702\n(2 runs)" in _texts(fig)
-    said = " ".join(plots.heatmap_caption(scored, "dropout", "lambda_f", noise))
+    cells, said, legend = _stop_labels(budgeted)
+    assert f"stopped by ASHA\nor budget\nat epoch {STOPPED_AT}\nbest so far\n0.3702\n(2 runs)" in cells
     assert ("hatched: every run of the cell stopped early by ASHA or by the search budget (a store written before "
             "0.5.1 does not record which)") in said
-    frame = plots.align_frame(plots.search_scores(runs, "synth-a", ("lambda_align",)))
-    legend = [t.get_text() for t in plots.align_figure(frame, "t", "s", noise).axes[0].get_legend().get_texts()]
     assert f"stopped by ASHA or budget at epoch {STOPPED_AT}: best so far" in legend
-    written, _ = plots.write_plots(runs, tmp_path)
+    written, _ = plots.write_plots(runs_in_memory(budgeted), tmp_path)
     assert not any("ASHA)" in p.caption or "by ASHA," in p.caption for p in written)
 
 
-def test_runs_whose_stop_is_recorded_are_labelled_with_what_stopped_them(tmp_path):
+def test_runs_whose_stop_is_recorded_are_labelled_with_what_stopped_them():
     """Since 0.5.1 the sweep records what stopped a trial: the same budgeted store, its stopped trials recorded as
     the budget's, says "budget", never "ASHA or budget"."""
     recorded = [({**s, "budget_epochs": 60, **({"stopped_by": "budget"} if s.get("status") == "stopped_early" else {})},
                  role, sweep) for s, role, sweep in quickstart_summaries()]
-    runs = runs_in_memory(recorded)
-    noise = plots.seed_noise(runs, "synth-a")
-    scored = plots.search_scores(runs, "synth-a", ("dropout", "lambda_f"))
-    fig = plots.heatmap_figure(plots.cell_frame(scored, "dropout", "lambda_f", noise), "dropout", "lambda_f", "t",
-                               "s", noise)
-    assert f"stopped by budget\nat epoch {STOPPED_AT}\nbest so far\n0.3702\n(2 runs)" in _texts(fig)
-    said = " ".join(plots.heatmap_caption(scored, "dropout", "lambda_f", noise))
-    assert "hatched: every run of the cell stopped by the search budget running out" in said
-    assert "ASHA" not in said
-    frame = plots.align_frame(plots.search_scores(runs, "synth-a", ("lambda_align",)))
-    legend = [t.get_text() for t in plots.align_figure(frame, "t", "s", noise).axes[0].get_legend().get_texts()]
+    cells, said, legend = _stop_labels(recorded)
+    assert f"stopped by budget\nat epoch {STOPPED_AT}\nbest so far\n0.3702\n(2 runs)" in cells
+    assert "hatched: every run of the cell stopped by the search budget running out" in said and "ASHA" not in said
     assert f"stopped by budget at epoch {STOPPED_AT}: best so far" in legend
 
 

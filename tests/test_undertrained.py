@@ -249,6 +249,11 @@ def test_the_warning_the_sweep_prints(tmp_path):
     assert lb.undertrained_warning(clean) is None and lb.undertrained_warning(runs.iloc[:0]) is None
     two = pd.concat([runs, runs.assign(dataset="synth-b", run_id=runs["run_id"] + "-b")], ignore_index=True)
     assert "; synth-a 4 of 9, synth-b 4 of 9)" in lb.undertrained_warning(two)
+    # the search's trials all within their cap: its point stands, only the later runs need a higher cap
+    later = runs[(runs["role"] != "search") | ~select.undertrained(runs)]
+    warning = lb.undertrained_warning(later)
+    assert warning.startswith("2 of 7 runs were cut off under-trained (search 0 of 1, final 1 of 2, ablation 1 of 4)")
+    assert "re-run the same command with --resume --final-max-epochs 20 or more" in warning
 
 
 def test_no_mark_and_no_note_without_under_trained_runs(tmp_path):

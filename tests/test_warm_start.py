@@ -98,3 +98,56 @@ def test_a_budgeted_search_runs_the_known_points_first(local_ray, tmp_path, caps
     runs = results.read_results(out, role="search").to_pandas().drop_duplicates("run_id").sort_values("started_at")
     first = [{k: json.loads(c)[k] for k in SMOKE_DEFAULT} for c in runs.config_json[:2]]
     assert first == [SMOKE_DEFAULT, {**SMOKE_DEFAULT, "dropout": 0.3, "tau": 0.5}]
+
+
+# --------------------------------------------------------------------------- a higher cap for the later runs
+
+
+def test_the_plan_counts_the_final_runs_at_their_own_cap(tmp_path, capsys):
+    args = ["--dataset", "synth-tiny", "--space", "smoke", "--budget", "6", "--max-epochs", "7",
+            "--final-max-epochs", "30", "--seeds", "2", "--results", str(tmp_path / "r"),
+            "--storage", str(tmp_path / "t"), "--plan"]
+    assert tune_cmd.main(args) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "] plan:" in x)
+    # the search spends at most its budget; each of the 2 finals up to 30 epochs
+    assert "at most 66 epochs in all (epoch budget per run: synth-tiny 7, finals 30;" in line
+
+
+def test_the_final_cap_is_a_flag_in_range(tmp_path, capsys):
+    args = ["--dataset", "synth-tiny", "--space", "smoke", "--final-max-epochs", "0", "--results",
+            str(tmp_path / "r"), "--storage", str(tmp_path / "t"), "--plan"]
+    assert tune_cmd.run(tune_cmd.main, args) != 0
+    err = capsys.readouterr().err
+    assert "--final-max-epochs" in err and "0" in err
+
+
+def test_final_runs_get_their_own_cap_and_the_names_of_sweeps_without_it_stay(tmp_path):
+    from mentor_ray.sweep.spaces import load_space as space_of
+    from mentor_ray.sweep.tune import Sweep, SweepOptions
+
+    def sweep(**kw):
+        return Sweep(SweepOptions(dataset="synth-tiny", results=str(tmp_path / "r"), storage=str(tmp_path / "t"),
+                                  space="smoke", max_epochs=7, **kw), space_of("smoke"))
+
+    plain, same, higher = sweep(), sweep(final_max_epochs=7), sweep(final_max_epochs=30)
+    assert plain.final_base("synth-tiny")["max_epochs"] == 7 and higher.final_base("synth-tiny")["max_epochs"] == 30
+    assert higher.base("synth-tiny")["max_epochs"] == 7  # the search keeps its cap
+    point = {"dropout": 0.5}
+    names = [s.runs_name("final", "synth-tiny", point, ["mentor"]) for s in (plain, same, higher)]
+    # as before the flag (the name rule of 0.5.0), and a new experiment at another cap
+    assert names[0] == names[1] == plain.name("final", "synth-tiny", extra={"point": point, "variants": ["mentor"]})
+    assert names[2] != names[0]
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_its_finals_to_their_own_cap(local_ray, tmp_path):
+    out = tmp_path / "r"
+    args = ["--dataset", "synth-tiny", "--space", "smoke", "--num-samples", "1", "--seeds", "1", "--max-epochs", "2",
+            "--final-max-epochs", "3", "--results", str(out), "--storage", str(tmp_path / "tune"),
+            "--leaderboard", "none", "--quiet", "patience=100"]
+    assert tune_cmd.main(args) == 0
+    runs = results.read_results(out).to_pandas().drop_duplicates("run_id").set_index("role")
+    caps = {role: json.loads(runs.loc[role, "config_json"])["max_epochs"] for role in ("search", "final")}
+    assert caps == {"search": 2, "final": 3}
+    assert (runs.loc["search", "epochs_run"], runs.loc["final", "epochs_run"]) == (2, 3)
+    assert runs.loc["final", "stop_reason"] == "max_epochs"

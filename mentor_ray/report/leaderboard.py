@@ -371,10 +371,10 @@ def _flagged(cells: list[Cell], rows: Sequence[pd.Series | None]) -> list[Cell]:
             and r["undertrained"] > 0 else c for c, r in zip(cells, rows)]
 
 
-def _higher_cap(caps: Sequence[float]) -> str:
-    """The suggestion of a higher ``--max-epochs`` for runs cut off at ``caps``: twice the largest."""
+def _higher_cap(caps: Sequence[float], flag: str = "--max-epochs") -> str:
+    """The suggestion of a higher cap (``flag``) for runs cut off at ``caps``: twice the largest."""
     known = [int(c) for c in caps if real(c) is not None]
-    return f"--max-epochs {2 * max(known)}" if known else "a higher --max-epochs"
+    return f"{flag} {2 * max(known)}" if known else f"a higher {flag}"
 
 
 def _caps(caps: Sequence[float]) -> str:
@@ -421,10 +421,16 @@ def undertrained_warning(runs: pd.DataFrame) -> str | None:
         where = "; " + ", ".join(f"{d} {int(cut[ran['dataset'] == d].sum())} of {int((ran['dataset'] == d).sum())}"
                                  for d in sorted(datasets))
     caps = run_limits(ran[cut])["max_epochs"]
+    if (ran["role"] == "search").any() and not cut[ran["role"] == "search"].any():
+        # the search's trials finished within their cap, so its point stands: only the later runs need a higher one
+        again = (f"re-run the same command with --resume {_higher_cap(caps, '--final-max-epochs')} or more (the "
+                 f"search's trials were not cut off: its point stands, and the final and ablation runs are re-run "
+                 f"at the higher cap)")
+    else:
+        again = f"re-run with {_higher_cap(caps)} or more"
     return (f"{int(cut.sum())} of {len(ran)} runs were cut off under-trained ({roles}{where}): their best "
             f"validation epoch was within patience epochs of the epoch cap ({_caps(caps)}), so the cap stopped them "
-            f"while they were still improving and their numbers understate the models; re-run with "
-            f"{_higher_cap(caps)} or more")
+            f"while they were still improving and their numbers understate the models; {again}")
 
 
 def overall_table(metrics: pd.DataFrame, improv: pd.DataFrame, labels: dict[str, str]) -> Table:

@@ -179,6 +179,7 @@ class SweepOptions:
     space: str = "paper_grid"
     num_samples: int | None = None  # None: DEFAULT_SAMPLES, or with a budget as many as it allows
     max_epochs: int | None = None
+    final_max_epochs: int | None = None  # the final and ablation runs' cap (None: the search's)
     seeds: int = DEFAULT_SEEDS
     seed: int = 0
     storage: str = "~/ray_results/mentor_ray"
@@ -231,6 +232,13 @@ class Sweep:
                 **self.space.settings_for(dataset), **self.overrides}
         if self.args.max_epochs is not None:
             base["max_epochs"] = self.args.max_epochs
+        return base
+
+    def final_base(self, dataset: str) -> dict[str, Any]:
+        """Settings of every final and ablation run on ``dataset``: :meth:`base` with ``--final-max-epochs``."""
+        base = self.base(dataset)
+        if self.args.final_max_epochs is not None:
+            base["max_epochs"] = self.args.final_max_epochs
         return base
 
     def start_point(self, dataset: str) -> dict[str, Any]:
@@ -598,16 +606,16 @@ class Sweep:
         from ray import tune
 
         seeds = [self.args.seed + i for i in range(self.args.seeds)]
-        configs = [trial_config(self.base(dataset), v, s, point, self.space.model, self.overrides).model_dump()
+        configs = [trial_config(self.final_base(dataset), v, s, point, self.space.model, self.overrides).model_dump()
                    for v in variants for s in seeds]
-        name = self.name(phase, dataset, extra={"point": point, "variants": variants})
+        name = self.runs_name(phase, dataset, point, variants)
         prior = self.prior(name, f"{dataset} {phase}")
         todo = [c for c in configs if trial_key(c["variant"], c, c["seed"]) not in prior.done]
         param_space = {"cfg": tune.grid_search(todo), **self.trial_space(name, prior)}
         tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
         summaries = self.experiment(prior, dataset, phase, trainable, param_space, tune_config,
                                     ["cfg/variant", "cfg/seed"], total=len(todo),
-                                    max_epochs=validate(self.base(dataset), source="sweep").max_epochs)
+                                    max_epochs=validate(self.final_base(dataset), source="sweep").max_epochs)
         wanted = {trial_key(c["variant"], c, c["seed"]) for c in configs}
         summaries = [s for s in summaries if summary_key(s) in wanted]
         failed = [s for s in summaries if s["status"] == "failed"]
@@ -615,6 +623,15 @@ class Sweep:
             raise MentorRayError(f"{phase} on {dataset}: {len(failed)} of {len(configs)} runs failed (first: "
                                  f"{failed[0]['error']}); see {self.storage}/{name}; re-run with --resume to retry")
         return summaries
+
+    def runs_name(self, phase: str, dataset: str, point: dict[str, Any], variants: list[str]) -> str:
+        """The experiment name of the final or ablation runs of ``variants`` at ``point``; their own cap enters it
+        only where it differs from the search's, so that sweeps without ``--final-max-epochs`` keep their names."""
+        extra: dict[str, Any] = {"point": point, "variants": variants}
+        cap = self.final_base(dataset).get("max_epochs")
+        if cap != self.base(dataset).get("max_epochs"):
+            extra["final_max_epochs"] = cap
+        return self.name(phase, dataset, extra=extra)
 
     @staticmethod
     def ablation_variants() -> list[str]:
@@ -732,7 +749,8 @@ def check_options(args: SweepOptions) -> None:
     from mentor_ray.common.io import check_writable_dir
 
     at_least = (("num_samples", 1), ("seeds", 1), ("workers_per_trial", 1), ("seed", 0), ("max_concurrent", 0),
-                ("grace_period", 1), ("max_epochs", 1), ("budget", 1), ("gpus_per_trial", 0))
+                ("grace_period", 1), ("max_epochs", 1), ("final_max_epochs", 1), ("budget", 1),
+                ("gpus_per_trial", 0))
     check_flags(**{flag: (getattr(args, flag), low, False) for flag, low in at_least},
                 cpus_per_trial=(args.cpus_per_trial, 0, True))
     if not str(args.results).strip() or Path(args.results).name in ("", ".", "..") \
@@ -882,18 +900,19 @@ def plan(sweep: Sweep, datasets: list[str]) -> str:
     search = min(sweep.samples, sweep.space.grid_size) if sweep.space.search else 0
     ablation = args.seeds * (len(sweep.ablation_variants()) - 1) if args.ablation else 0
     later = 0 if args.search_only else args.seeds + ablation
-    epochs = {d: int(sweep.base(d).get("max_epochs", TrainConfig.model_fields["max_epochs"].default))
-              for d in datasets}
+    default = TrainConfig.model_fields["max_epochs"].default
+    epochs = {d: int(sweep.base(d).get("max_epochs", default)) for d in datasets}
+    final = {d: int(sweep.final_base(d).get("max_epochs", default)) for d in datasets}
     # a search with a budget spends at most that (plus the epochs under way when it runs out)
     search_epochs = {d: min(search * e, args.budget) if args.budget else search * e for d, e in epochs.items()}
-    budget = sum(search_epochs[d] + later * e for d, e in epochs.items())
+    budget = sum(search_epochs[d] + later * final[d] for d in epochs)
     budgeted = bool(args.budget and search and any(search_epochs[d] < search * e for d, e in epochs.items()))
     parts = ([f"search trials for {args.budget:,} trial-epochs" if budgeted else f"{search:,} search trials"]
              if search else [])
     if not args.search_only:
         parts += [f"{args.seeds} final runs"] + ([f"{ablation} ablation runs"] if ablation else [])
     runs = "" if budgeted else f" = {(search + later) * len(datasets):,} runs"
-    per = ", ".join(f"{d} {e}" for d, e in epochs.items())
+    per = ", ".join(f"{d} {e}" + (f", finals {final[d]}" if final[d] != e and later else "") for d, e in epochs.items())
     return (f"[mentor_ray] plan: {len(datasets)} dataset(s) x ({' + '.join(parts)}){runs}, "
             f"at most {budget:,} epochs in all (epoch budget per run: {per}; early stopping and ASHA end most "
             f"runs sooner)")
