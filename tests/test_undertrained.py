@@ -254,6 +254,11 @@ def test_the_warning_the_sweep_prints(tmp_path):
     warning = lb.undertrained_warning(later)
     assert warning.startswith("2 of 7 runs were cut off under-trained (search 0 of 1, final 1 of 2, ablation 1 of 4)")
     assert "re-run the same command with --resume --final-max-epochs 20 or more" in warning
+    # a search of one point (a model's published point) cut off too: it chose nothing, so the advice is the same
+    cut_trial = runs[(runs["role"] == "search") & select.undertrained(runs)]["run_id"].iloc[0]
+    one = runs[(runs["role"] != "search") | (runs["run_id"] == cut_trial)]
+    warning = lb.undertrained_warning(one)
+    assert "(search 1 of 1," in warning and "--resume --final-max-epochs 20 or more" in warning
 
 
 def test_no_mark_and_no_note_without_under_trained_runs(tmp_path):

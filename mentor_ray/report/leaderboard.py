@@ -421,11 +421,15 @@ def undertrained_warning(runs: pd.DataFrame) -> str | None:
         where = "; " + ", ".join(f"{d} {int(cut[ran['dataset'] == d].sum())} of {int((ran['dataset'] == d).sum())}"
                                  for d in sorted(datasets))
     caps = run_limits(ran[cut])["max_epochs"]
-    if (ran["role"] == "search").any() and not cut[ran["role"] == "search"].any():
-        # the search's trials finished within their cap, so its point stands: only the later runs need a higher one
-        again = (f"re-run the same command with --resume {_higher_cap(caps, '--final-max-epochs')} or more (the "
-                 f"search's trials were not cut off: its point stands, and the final and ablation runs are re-run "
-                 f"at the higher cap)")
+    search = ran[ran["role"] == "search"]
+    # a search of one configuration (a model's published point) chose nothing: its trial's cap cannot have
+    # picked a wrong point, so only a search that chose among points and was cut off needs a higher --max-epochs
+    chose = search.assign(sweep=search["sweep"].fillna("")).groupby(["dataset", "sweep"])["config_hash"] \
+        .transform("nunique") > 1
+    if len(search) and not (cut[search.index] & chose).any():
+        again = (f"re-run the same command with --resume {_higher_cap(caps, '--final-max-epochs')} or more (no "
+                 f"search that chose among points was cut off: the points stand, and the final and ablation runs "
+                 f"are re-run at the higher cap)")
     else:
         again = f"re-run with {_higher_cap(caps)} or more"
     return (f"{int(cut.sum())} of {len(ran)} runs were cut off under-trained ({roles}{where}): their best "
