@@ -179,6 +179,12 @@ def stop_cause(rungs: Path, budget: int | None):
     return cause
 
 
+def name_stop(summary: dict[str, Any], cause) -> None:
+    """Give a trial stopped early its ``stopped_by`` from ``cause`` (:func:`stop_cause`), unless it has one."""
+    if cause is not None and summary["status"] == "stopped_early":
+        summary.setdefault("stopped_by", cause(summary))
+
+
 def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, storage: str,
                      extra: dict[str, Any] | None = None, journal=None, interrupted=None, cause=None):
     """A Tune callback that writes each trial's rows to the results store as the trial ends (completed,
@@ -201,8 +207,7 @@ def results_recorder(results_dir: Path, role: str, sweep: str, synthetic: bool, 
             if interrupted is not None and interrupted.is_set() and summary["status"] == "stopped_early":
                 return
             summary.update(extra or {})
-            if cause is not None and summary["status"] == "stopped_early":
-                summary["stopped_by"] = cause(summary)
+            name_stop(summary, cause)
             results.record(results_dir, summary, role, sweep)
             if journal is not None:
                 journal.add(summary)

@@ -45,6 +45,7 @@ from mentor_ray.sweep.trials import (
     epoch_budget,
     graph_key,
     interrupt_stopper,
+    name_stop,
     progress_printer,
     results_recorder,
     run_ddp_trial,
@@ -580,8 +581,7 @@ class Sweep:
             summaries = trial_summaries(grid, synthetic, self.storage)
         for s in summaries:
             s.update(extra or {})
-            if cause is not None and s["status"] == "stopped_early":
-                s.setdefault("stopped_by", cause(s))
+            name_stop(s, cause)
             # the grid has every failed trial's error for certain; the callback may have read it early
             if s["status"] == "failed" or not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
@@ -590,8 +590,7 @@ class Sweep:
         for s in merged.values():  # an earlier attempt's trial found ended by its checkpoint alone has no row yet
             for key, value in (extra or {}).items():
                 s.setdefault(key, value)
-            if cause is not None and s["status"] == "stopped_early":
-                s.setdefault("stopped_by", cause(s))
+            name_stop(s, cause)
             if not results.is_recorded(self.results, s, role, self.space.name):
                 results.record(self.results, s, role, self.space.name)
         # every ended trial is in the store and the journal now: its checkpoints are no longer needed
