@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from mentor_ray.common import config
-from mentor_ray.model.diffmm import DiffMM, contrast
+from mentor_ray.model.diffmm import DiffMM
+from mentor_ray.model.losses import contrast_all as contrast
 from mentor_ray.training import trainer as train
 from tests.model_checks import checked_loss, train_batch, with_modalities
 

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from mentor_ray.common.config import validate
-from mentor_ray.model.diffmm import DiffMM, contrast, generated_edges
+from mentor_ray.model.diffmm import DiffMM, generated_edges
+from mentor_ray.model.losses import contrast_all as contrast
 from tests.model_checks import RTOL, close, f32, golden_batch, load_golden
 
 GOLDEN = load_golden("diffmm")

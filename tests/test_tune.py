@@ -529,6 +529,20 @@ def test_the_estimate_leaves_out_the_set_up_and_holds_against_the_wall(capsys):
     assert bound >= wall
 
 
+def test_a_search_says_the_time_its_points_can_still_take_when_that_is_less_than_the_budgets():
+    # LGMRec's one-point grid under --budget 200 and a cap of 100: 5 epochs in 65 s; at most 95 more, not 195
+    one = [_Trial("RUNNING", 5, 0.02)]
+    line = trials.phase_status(one, total=1, budget=200, elapsed=65, max_epochs=100)
+    assert line.startswith(f"5 of 200 trial-epochs (2%), ~{trials._duration(65 / 5 * 95)} left at this rate;")
+    # a grid larger than the budget: the budget bounds it, as without the cap
+    ts = [_Trial("TERMINATED", 20, 0.25), _Trial("RUNNING", 10, 0.1)]
+    assert trials.phase_status(ts, total=48, budget=100, elapsed=60, max_epochs=100) == \
+        trials.phase_status(ts, total=48, budget=100, elapsed=60)
+    # every point ended: nothing left, whatever the budget says
+    done = [_Trial("TERMINATED", 40, 0.3), _Trial("TERMINATED", 7, 0.2)]
+    assert "~0s left" in trials.phase_status(done, total=2, budget=200, elapsed=60, max_epochs=100)
+
+
 def test_the_final_phase_says_the_time_left():
     ts = [_Trial("TERMINATED", 20, 0.25), _Trial("RUNNING", 10, 0.1)]
     line = trials.phase_status(ts, total=4, budget=None, elapsed=60, max_epochs=50)

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mentor_ray.common.config import ModelConfig
-from mentor_ray.model import ops
+from mentor_ray.model import losses, ops
 from mentor_ray.model.base import Batch, Recommender, as_model_config, aux_step, xavier
 
 DENOISER_DROPOUT = 0.5  # Model.py Denoise(dropout=0.5): Main.py's prepareModel passes none
@@ -244,7 +244,7 @@ class DiffMM(Recommender):
         pieces: dict[str, torch.Tensor] = {}
         cl = bpr.new_zeros(())
         for (a, (a_u, a_i)), (b, (b_u, b_i)) in pairs:
-            cu, ci = contrast(a_u, b_u, batch.users, c.tau), contrast(a_i, b_i, batch.pos, c.tau)
+            cu, ci = losses.contrast_all(a_u, b_u, batch.users, c.tau), losses.contrast_all(a_i, b_i, batch.pos, c.tau)
             pieces[f"cl.{a}~{b}.users"], pieces[f"cl.{a}~{b}.items"] = cu, ci
             cl = cl + (cu + ci) * c.diffmm_ssl_reg  # Main.py's order of summation
         terms = {"bpr": bpr, "reg": reg, "cl": cl}
@@ -433,60 +433,6 @@ class _Matrix(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x @ self.weight, LEAKY_SLOPE)
-
-
-def contrast(a: torch.Tensor, b: torch.Tensor, nodes: torch.Tensor, tau: float, chunk: int = 1024) -> torch.Tensor:
-    """Utils.py contrastLoss: InfoNCE of ``a``'s rows ``nodes`` against ALL rows of ``b`` (row-normalised), the
-    mean over ``nodes``: the mean log-sum-exp (:class:`_MeanLogSumExp`, the authors' -log(exp / sum exp) up to
-    rounding) less the mean positive logit."""
-    a, b = F.normalize(a), F.normalize(b)
-    pa = a[nodes]
-    pos = (pa * b[nodes]).sum(-1) / tau
-    return _MeanLogSumExp.apply(pa, b, float(tau), int(chunk)) - pos.mean()
-
-
-class _MeanLogSumExp(torch.autograd.Function):
-    """mean_i log sum_j exp(p_i . b_j / tau) for unit rows, ``chunk`` anchors at a time, with its gradient
-    computed in the same pass (as :func:`~mentor_ray.model.losses.info_nce_chunked`): an (n, chunk) block, held
-    transposed (a tall-skinny GEMM), one ``exp`` per logit, and no (B, n) matrix kept for the backward. It is
-    most of a batch's time on TikTok (9,308 users, 6,710 items) with autograd's logsumexp."""
-
-    @staticmethod
-    def forward(ctx, p: torch.Tensor, b: torch.Tensor, tau: float, chunk: int) -> torch.Tensor:
-        rows = p.shape[0]
-        want_grad = any(ctx.needs_input_grad[:2])
-        # |p_i . b_j| <= 1 bounds every logit by 1/tau: subtracting it keeps exp() <= 1, and exp(-2/tau) stays
-        # above float32's underflow for tau > 0.03; for a smaller tau each anchor's largest logit is subtracted.
-        const_shift = tau > 0.03
-        ps = p / tau
-        g_p = torch.empty_like(p) if want_grad else None
-        g_b = torch.zeros_like(b) if want_grad else None
-        total = p.new_zeros(())
-        for s in range(0, rows, chunk):
-            e = min(rows, s + chunk)
-            if const_shift:
-                block = torch.addmm(b.new_full((1, 1), -1.0 / tau), b, ps[s:e].T)  # (n, c)
-                shift = 1.0 / tau
-            else:
-                block = b @ ps[s:e].T
-                shift = block.max(dim=0, keepdim=True).values  # (1, c)
-                block.sub_(shift)
-            block.exp_()
-            denom = block.sum(dim=0)  # (c,)
-            total += (denom.log() + shift).sum() if const_shift else (denom.log() + shift[0]).sum()
-            if want_grad:
-                w = denom.reciprocal().unsqueeze(1)  # (c, 1): the softmax's normalisation
-                torch.mm(block.T, b, out=g_p[s:e])
-                g_p[s:e].mul_(w)  # sum_j P_ij b_j
-                g_b.addmm_(block, p[s:e] * w)  # sum_i P_ij p_i
-        if want_grad:
-            ctx.save_for_backward(g_p / (tau * rows), g_b / (tau * rows))
-        return total / rows
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        g_p, g_b = ctx.saved_tensors
-        return grad_out * g_p, grad_out * g_b, None, None
 
 
 def diffusion_schedule(steps: int, scale: float, lo: float, hi: float) -> dict[str, torch.Tensor]:

@@ -113,7 +113,8 @@ class LGMRec(Recommender):
       MMRec redraws it for every batch of users in ``full_sort_predict``. Both evaluate with noise and
       without dropout (``model.eval()``).
     - The contrastive loss is computed as log-sum-exp minus the positive logit (MMRec: ``-log(exp / sum
-      exp)``), which is the same number without overflow; the positive rows' normalisation is shared with
+      exp)``), which is the same number without overflow, by a fused kernel that never holds the (B, n)
+      logits (:func:`~mentor_ray.model.losses.contrast_all`); the positive rows' normalisation is shared with
       the negatives' (same values).
     - :math:`\hat{A}` is the trainer's ``graph("ui")``, :math:`D^{-1/2} A D^{-1/2}` without MMRec's 1e-7 added
       to the degrees (a relative 1e-7 / degree difference).
@@ -245,12 +246,9 @@ class LGMRec(Recommender):
         return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 
     def _contrast(self, anchor: torch.Tensor, other: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """sum over ``rows`` (repeats kept) of -log softmax_t(cos(anchor_s, other_t) / tau) at t = s."""
-        z_all = F.normalize(other)
-        z = F.normalize(anchor[rows])
-        logits = z @ z_all.T / self.cfg.tau  # (B, n)
-        pos = (z * z_all[rows]).sum(dim=1) / self.cfg.tau
-        return (torch.logsumexp(logits, dim=1) - pos).sum()
+        """sum over ``rows`` (repeats kept) of -log softmax_t(cos(anchor_s, other_t) / tau) at t = s: the fused
+        log-sum-exp of :func:`~mentor_ray.model.losses.contrast_all` (a mean) times the rows."""
+        return losses.contrast_all(anchor, other, rows, self.cfg.tau) * rows.shape[0]
 
     @torch.no_grad()
     def user_item_embeddings(self, noise: HyperNoise | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -265,19 +265,19 @@ def interrupt_stopper(event):
 def phase_status(trials, total: int, budget: int | None, elapsed: float, max_epochs: int | None = None) -> str:
     """Where a phase stands: epochs trained (against the ``budget`` of trial-epochs, with the time left at
     the rate so far; without a budget, against ``total`` runs of up to ``max_epochs``, the time left at most),
-    trials ended and running, and the best validation value reported so far."""
+    trials ended and running, and the best validation value reported so far. A search's time left is that of
+    the budget left or, with ``max_epochs``, of what its ``total`` trials can still train if that is less (a
+    one-point search ends at the cap, whatever its budget)."""
     epochs = sum(int((t.last_result or {}).get("training_iteration", 0)) for t in trials)
     ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     running = sum(t.status == "RUNNING" for t in trials)
+    most = _epochs_left_at_most(trials, total, max_epochs) if max_epochs else None
     if budget:
-        left = (f", ~{_duration(elapsed / epochs * max(0, budget - epochs))} left at this rate" if epochs else "")
+        spend = max(0, budget - epochs) if most is None else min(max(0, budget - epochs), most)
+        left = f", ~{_duration(elapsed / epochs * spend)} left at this rate" if epochs else ""
         parts = [f"{epochs:,} of {budget:,} trial-epochs ({min(100, round(100 * epochs / budget))}%){left}",
                  f"{ended} ended, {running} running"]
     else:
-        # the runs not ended yet may each train to the cap: an upper bound (early stopping ends most sooner)
-        most = sum(max(0, max_epochs - int((t.last_result or {}).get("training_iteration", 0)))
-                   for t in trials if t.status not in ("TERMINATED", "ERROR")) if max_epochs else 0
-        most += max(0, total - len(trials)) * (max_epochs or 0)
         left = (f", ~{_duration(elapsed / epochs * most)} left if every run trains to the cap"
                 if epochs and max_epochs else "")
         parts = [f"{epochs:,} epochs{left}", f"{ended}/{total:,} ended, {running} running"]
@@ -286,6 +286,14 @@ def phase_status(trials, total: int, budget: int | None, elapsed: float, max_epo
     if best:
         parts.append(f"best valid R@20 so far {max(best):.4f}")
     return "; ".join(parts) + f"; {_duration(elapsed)} so far"
+
+
+def _epochs_left_at_most(trials, total: int, max_epochs: int) -> int:
+    """Epochs the phase's ``total`` runs can still train: the runs not ended yet each up to the cap (early
+    stopping and ASHA end most sooner), those not started yet the whole cap."""
+    most = sum(max(0, max_epochs - int((t.last_result or {}).get("training_iteration", 0)))
+               for t in trials if t.status not in ("TERMINATED", "ERROR"))
+    return most + max(0, total - len(trials)) * max_epochs
 
 
 def phase_estimate(set_up: float, epoch: float, total: int, max_epochs: int, concurrent: int,
