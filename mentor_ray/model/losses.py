@@ -147,12 +147,8 @@ def info_nce_chunked(view1: torch.Tensor, view2: torch.Tensor, tau: float, chunk
 
 
 class _ChunkedInfoNCE(torch.autograd.Function):
-    """Blocks of ``chunk`` rows i, held transposed as (n, chunk) = exp(z2 z1_block^T / τ - shift).
-
-    The transposed block makes the first product a tall-skinny (n, d) x (d, c) GEMM, about twice as
-    fast on CPU as (c, d) x (d, n), and lets the softmax normalisation scale the small (c, d)
-    operands instead of the (n, c) block.
-    """
+    """The log-sum-exp of every row in blocks (:func:`_logsumexp_blocks`), less the positive logits; the gradient
+    is computed in the same pass and scaled in backward."""
 
     @staticmethod
     def forward(ctx, z1: torch.Tensor, z2: torch.Tensor, tau: float, chunk: int, start: int, count: int
@@ -160,33 +156,8 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         # z1: rows start .. start + n of the first view (all of them in one process); z2: all n2 rows
         n, n2 = z1.shape[0], z2.shape[0]
         want_grad = any(ctx.needs_input_grad[:2])
-        # |z1_i . z2_j| <= 1, so 1/τ bounds every logit: subtracting it keeps exp() <= 1, and
-        # exp(-2/τ) cannot underflow for τ > 0.03. For smaller τ, subtract each row's max instead.
-        const_shift = tau > 0.03
+        lse_sum, g1, g2 = _logsumexp_blocks(z1, z2, tau, chunk, want_grad)
         z1s = z1 / tau
-        block = z1.new_empty((n2, min(chunk, n)))
-        g1 = torch.empty_like(z1) if want_grad else None
-        g2 = torch.zeros_like(z2) if want_grad else None
-        neg_shift = z1.new_full((1, 1), -1.0 / tau)
-        lse_sum = z1.new_zeros(())
-        for s in range(0, n, chunk):
-            e = min(n, s + chunk)
-            b = block[:, : e - s]  # (n, c)
-            if const_shift:
-                torch.addmm(neg_shift, z2, z1s[s:e].T, out=b)
-                shift = 1.0 / tau
-            else:
-                torch.mm(z2, z1s[s:e].T, out=b)
-                shift = b.max(dim=0, keepdim=True).values  # (1, c)
-                b.sub_(shift)
-            b.exp_()
-            denom = b.sum(dim=0)  # (c,)
-            lse_sum += (denom.log() + shift).sum() if const_shift else (denom.log() + shift[0]).sum()
-            if want_grad:
-                w = denom.reciprocal().unsqueeze(1)  # (c, 1): softmax normalisation
-                torch.mm(b.T, z2, out=g1[s:e])  # sum_j exp_ij z2_j
-                g1[s:e].mul_(w)  # d lse_i / d z1_i = τ^-1 sum_j P_ij z2_j (τ applied below)
-                g2.addmm_(b, z1[s:e] * w)  # d sum_i lse_i / d z2_j = τ^-1 sum_i P_ij z1_i
         if n == n2:  # every row (the single-process loss)
             pos = (z1s * z2).sum()
             if want_grad:
@@ -223,40 +194,17 @@ def contrast_all(a: torch.Tensor, b: torch.Tensor, nodes: torch.Tensor, tau: flo
 
 
 class _MeanLogSumExp(torch.autograd.Function):
-    """mean_i log sum_j exp(p_i . b_j / tau) for unit rows, ``chunk`` anchors at a time, with its gradient
-    computed in the same pass (as :class:`_ChunkedInfoNCE`): an (n, chunk) block, held transposed (a tall-skinny
-    GEMM), one ``exp`` per logit, and no (B, n) matrix kept for the backward. With autograd's logsumexp this
-    term was most of a batch's time on TikTok (9,308 users, 6,710 items) for DiffMM and LGMRec: the (B, n)
-    logits pass through about eight element-wise kernels forward and backward; here through two."""
+    """mean_i log sum_j exp(p_i . b_j / tau) for unit rows, with its gradient computed in the same pass
+    (:func:`_logsumexp_blocks`, as :class:`_ChunkedInfoNCE`): no (B, n) matrix kept for the backward. With
+    autograd's logsumexp this term was most of a batch's time on TikTok (9,308 users, 6,710 items) for DiffMM
+    and LGMRec: the (B, n) logits passed through about eight element-wise kernels forward and backward; here
+    through two."""
 
     @staticmethod
     def forward(ctx, p: torch.Tensor, b: torch.Tensor, tau: float, chunk: int) -> torch.Tensor:
         rows = p.shape[0]
         want_grad = any(ctx.needs_input_grad[:2])
-        # |p_i . b_j| <= 1 bounds every logit by 1/tau: subtracting it keeps exp() <= 1, and exp(-2/tau) stays
-        # above float32's underflow for tau > 0.03; for a smaller tau each anchor's largest logit is subtracted.
-        const_shift = tau > 0.03
-        ps = p / tau
-        g_p = torch.empty_like(p) if want_grad else None
-        g_b = torch.zeros_like(b) if want_grad else None
-        total = p.new_zeros(())
-        for s in range(0, rows, chunk):
-            e = min(rows, s + chunk)
-            if const_shift:
-                block = torch.addmm(b.new_full((1, 1), -1.0 / tau), b, ps[s:e].T)  # (n, c)
-                shift = 1.0 / tau
-            else:
-                block = b @ ps[s:e].T
-                shift = block.max(dim=0, keepdim=True).values  # (1, c)
-                block.sub_(shift)
-            block.exp_()
-            denom = block.sum(dim=0)  # (c,)
-            total += (denom.log() + shift).sum() if const_shift else (denom.log() + shift[0]).sum()
-            if want_grad:
-                w = denom.reciprocal().unsqueeze(1)  # (c, 1): the softmax's normalisation
-                torch.mm(block.T, b, out=g_p[s:e])
-                g_p[s:e].mul_(w)  # sum_j P_ij b_j
-                g_b.addmm_(block, p[s:e] * w)  # sum_i P_ij p_i
+        total, g_p, g_b = _logsumexp_blocks(p, b, tau, chunk, want_grad)
         if want_grad:
             ctx.save_for_backward(g_p / (tau * rows), g_b / (tau * rows))
         return total / rows
@@ -265,3 +213,41 @@ class _MeanLogSumExp(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         g_p, g_b = ctx.saved_tensors
         return grad_out * g_p, grad_out * g_b, None, None
+
+
+def _logsumexp_blocks(p: torch.Tensor, b: torch.Tensor, tau: float, chunk: int, want_grad: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """sum_i log sum_j exp(p_i . b_j / τ) over unit rows p_i (anchors) and b_j (all columns), ``chunk`` anchors
+    at a time; with ``want_grad`` also sum_j P_ij b_j per anchor (n_p, d) and sum_i P_ij p_i per column (n_b, d),
+    P the row softmax: the gradients times τ. The block is held transposed, (n_b, c) = exp(b p_block^T / τ -
+    shift): a tall-skinny (n_b, d) x (d, c) GEMM, about twice as fast on CPU as (c, d) x (d, n_b), the softmax
+    normalisation applied to the small (c, d) operands, and one ``exp`` per logit in one reused buffer."""
+    n = p.shape[0]
+    # |p_i . b_j| <= 1, so 1/τ bounds every logit: subtracting it keeps exp() <= 1, and
+    # exp(-2/τ) cannot underflow for τ > 0.03. For smaller τ, subtract each anchor's max instead.
+    const_shift = tau > 0.03
+    ps = p / tau
+    block = p.new_empty((b.shape[0], min(chunk, n)))
+    g_p = torch.empty_like(p) if want_grad else None
+    g_b = torch.zeros_like(b) if want_grad else None
+    neg_shift = p.new_full((1, 1), -1.0 / tau)
+    total = p.new_zeros(())
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        blk = block[:, : e - s]  # (n_b, c)
+        if const_shift:
+            torch.addmm(neg_shift, b, ps[s:e].T, out=blk)
+            shift = 1.0 / tau
+        else:
+            torch.mm(b, ps[s:e].T, out=blk)
+            shift = blk.max(dim=0, keepdim=True).values  # (1, c)
+            blk.sub_(shift)
+        blk.exp_()
+        denom = blk.sum(dim=0)  # (c,)
+        total += (denom.log() + shift).sum() if const_shift else (denom.log() + shift[0]).sum()
+        if want_grad:
+            w = denom.reciprocal().unsqueeze(1)  # (c, 1): the softmax's normalisation
+            torch.mm(blk.T, b, out=g_p[s:e])
+            g_p[s:e].mul_(w)  # sum_j P_ij b_j
+            g_b.addmm_(blk, p[s:e] * w)  # sum_i P_ij p_i
+    return total, g_p, g_b
