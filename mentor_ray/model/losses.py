@@ -156,8 +156,8 @@ class _ChunkedInfoNCE(torch.autograd.Function):
         # z1: rows start .. start + n of the first view (all of them in one process); z2: all n2 rows
         n, n2 = z1.shape[0], z2.shape[0]
         want_grad = any(ctx.needs_input_grad[:2])
-        lse_sum, g1, g2 = _logsumexp_blocks(z1, z2, tau, chunk, want_grad)
         z1s = z1 / tau
+        lse_sum, g1, g2 = _logsumexp_blocks(z1, z1s, z2, tau, chunk, want_grad)
         if n == n2:  # every row (the single-process loss)
             pos = (z1s * z2).sum()
             if want_grad:
@@ -204,7 +204,7 @@ class _MeanLogSumExp(torch.autograd.Function):
     def forward(ctx, p: torch.Tensor, b: torch.Tensor, tau: float, chunk: int) -> torch.Tensor:
         rows = p.shape[0]
         want_grad = any(ctx.needs_input_grad[:2])
-        total, g_p, g_b = _logsumexp_blocks(p, b, tau, chunk, want_grad)
+        total, g_p, g_b = _logsumexp_blocks(p, p / tau, b, tau, chunk, want_grad)
         if want_grad:
             ctx.save_for_backward(g_p / (tau * rows), g_b / (tau * rows))
         return total / rows
@@ -215,18 +215,18 @@ class _MeanLogSumExp(torch.autograd.Function):
         return grad_out * g_p, grad_out * g_b, None, None
 
 
-def _logsumexp_blocks(p: torch.Tensor, b: torch.Tensor, tau: float, chunk: int, want_grad: bool
+def _logsumexp_blocks(p: torch.Tensor, ps: torch.Tensor, b: torch.Tensor, tau: float, chunk: int, want_grad: bool
                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """sum_i log sum_j exp(p_i . b_j / τ) over unit rows p_i (anchors) and b_j (all columns), ``chunk`` anchors
-    at a time; with ``want_grad`` also sum_j P_ij b_j per anchor (n_p, d) and sum_i P_ij p_i per column (n_b, d),
-    P the row softmax: the gradients times τ. The block is held transposed, (n_b, c) = exp(b p_block^T / τ -
-    shift): a tall-skinny (n_b, d) x (d, c) GEMM, about twice as fast on CPU as (c, d) x (d, n_b), the softmax
-    normalisation applied to the small (c, d) operands, and one ``exp`` per logit in one reused buffer."""
+    """sum_i log sum_j exp(p_i . b_j / τ) over unit rows p_i (anchors; ``ps`` = p / τ, which the caller also
+    needs for its positive logits) and b_j (all columns), ``chunk`` anchors at a time; with ``want_grad`` also
+    sum_j P_ij b_j per anchor (n_p, d) and sum_i P_ij p_i per column (n_b, d), P the row softmax: the gradients
+    times τ. The block is held transposed, (n_b, c) = exp(b p_block^T / τ - shift): a tall-skinny (n_b, d) x
+    (d, c) GEMM, about twice as fast on CPU as (c, d) x (d, n_b), the softmax normalisation applied to the small
+    (c, d) operands, and one ``exp`` per logit in one reused buffer."""
     n = p.shape[0]
     # |p_i . b_j| <= 1, so 1/τ bounds every logit: subtracting it keeps exp() <= 1, and
     # exp(-2/τ) cannot underflow for τ > 0.03. For smaller τ, subtract each anchor's max instead.
     const_shift = tau > 0.03
-    ps = p / tau
     block = p.new_empty((b.shape[0], min(chunk, n)))
     g_p = torch.empty_like(p) if want_grad else None
     g_b = torch.zeros_like(b) if want_grad else None
