@@ -466,6 +466,60 @@ def test_ledger_asha_keeps_its_rungs_for_the_next_driver(tmp_path):
     assert scheduler().recorded == {}  # an unreadable ledger: the runs are judged again, never a crash
 
 
+def test_a_trial_whose_last_result_never_reached_asha_is_judged_on_resume_as_without_the_interrupt(tmp_path):
+    """Trials run one at a time and report the best value so far each epoch; the driver dies at any point,
+    after a trial's checkpoint but before ASHA saw its result (the interrupt came first, or the trial started
+    while the driver was stopping). The next driver's ``catch_up`` from that checkpoint's curve, then the
+    trials going on, give the same ledger and the same epochs per trial as the uninterrupted search (hypothesis:
+    any curves, rungs and cut). Judged instead on its next result, the trial trains an epoch the uninterrupted
+    search never ran and is judged on another value (CI, 2026-12-06)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from ray.tune.experiment import Trial
+
+    from mentor_ray.sweep.asha import LedgerASHA, read_ledger, reported_values
+
+    def run(ledger, grace, rf, curves, cut=None):
+        """Epochs each trial trains; ``cut`` = (trial, epoch): the driver dies after that epoch's checkpoint,
+        its result unseen, and the next driver catches up from the checkpoint's curve."""
+        ledger.unlink(missing_ok=True)  # a search of its own
+
+        def scheduler():
+            s = LedgerASHA(lambda config: config["key"], grace_period=grace, max_t=len(curves[0]) + 1,
+                           reduction_factor=rf, ledger=ledger)
+            s.set_search_properties("m", "max")
+            return s
+
+        s, epochs = scheduler(), []
+        for i, curve in enumerate(curves):
+            reported, trained = reported_values(curve), 0
+            for e, value in enumerate(reported):
+                trained = e + 1
+                if cut == (i, trained):
+                    s = scheduler()  # the next driver
+                    stop = s.catch_up(f"t{i}", reported[:trained])
+                    if stop is not None and stop <= trained:
+                        break
+                    continue  # the trial goes on from its checkpoint
+                trial = Trial("__fake", config={"key": f"t{i}"}, stub=True)
+                if s.on_trial_result(None, trial, {"m": value, "epoch": e}) == "STOP":
+                    break
+            epochs.append(trained)
+        return epochs, read_ledger(ledger)
+
+    @settings(max_examples=80, deadline=None)
+    @given(grace=st.integers(1, 3), rf=st.sampled_from([2, 3]), data=st.data(),
+           curves=st.integers(1, 9).flatmap(lambda n: st.lists(
+               st.lists(st.floats(0, 1), min_size=n, max_size=n), min_size=1, max_size=5)))
+    def check(grace, rf, data, curves):
+        whole = run(tmp_path / "whole.json", grace, rf, curves)
+        trial = data.draw(st.integers(0, len(curves) - 1))
+        epoch = data.draw(st.integers(1, whole[0][trial]))  # a checkpoint the trial reached uninterrupted
+        assert run(tmp_path / "cut.json", grace, rf, curves, cut=(trial, epoch)) == whole
+
+    check()
+
+
 def test_paper_is_the_ablation_and_every_baseline_at_one_budget(tmp_path, capsys):
     args = tune.SweepOptions(**vars(tune_cmd._parser().parse_args(
         ["--dataset", "synth-tiny", "--results", str(tmp_path / "r"), "--paper"])))

@@ -15,7 +15,11 @@ than of one driver's memory:
 * its time is its absolute epoch count (``epoch + 1`` from the trainer, which continues across checkpoints);
 * every value recorded at a rung, with the decision taken there, is written to a ledger (JSON, rewritten
   atomically at each record) that the next driver reads back. A trial that comes back is not judged again at a
-  rung it passed, and one that was to be stopped there is stopped.
+  rung it passed, and one that was to be stopped there is stopped;
+* a trial that comes back with a checkpoint past a rung it was never judged at (its result reached the worker's
+  checkpoint but not this scheduler: the driver was interrupted first, or it started while the driver was
+  stopping) is judged there before it trains on, on the value it reported at that rung
+  (:meth:`LedgerASHA.catch_up`), not on a later one.
 """
 
 from __future__ import annotations
@@ -50,6 +54,16 @@ def read_ledger(path: Path | None) -> dict[str, dict[str, list]]:
         if isinstance(rungs, dict):
             out[str(key)] = {str(m): [float(v[0]), bool(v[1])] for m, v in rungs.items()
                              if isinstance(v, list) and len(v) == 2 and isinstance(v[0], (int, float))}
+    return out
+
+
+def reported_values(curve: list[float]) -> list[float]:
+    """What a trial reported to Tune after each epoch, from its per-epoch validation ``curve``: the best so far
+    (:data:`mentor_ray.common.names.REPORTED_METRIC`), by the trainer's rule (a value replaces the best when it
+    is greater, the first one always)."""
+    out: list[float] = []
+    for value in curve:
+        out.append(float(value) if not out or value > out[-1] else out[-1])
     return out
 
 
@@ -107,6 +121,18 @@ class LedgerASHA(FIFOScheduler):
                 write_json_atomic(self.ledger, self.recorded)
             return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
         return TrialScheduler.CONTINUE
+
+    def catch_up(self, key: str, reported: list[float]) -> int | None:
+        """Judge run ``key`` at every rung it reached without being judged there, lowest first, as the results
+        came: ``reported[e]`` is what it reported after epoch ``e + 1`` (the metric, unsigned), as read from its
+        checkpoint. Returns the rung at which it is (or was before) stopped, else None."""
+        sign = 1.0 if self._mode == "max" else -1.0
+        for milestone in reversed(self.rungs):  # lowest first
+            if milestone > len(reported) or milestone >= self.max_t:
+                break
+            if self.decide(key, milestone, sign * float(reported[milestone - 1])) == TrialScheduler.STOP:
+                break
+        return stopped_at(self.recorded, key)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if self._metric is None or self._metric not in result:

@@ -27,7 +27,7 @@ from mentor_ray.common.config import (
 from mentor_ray.common.errors import ConfigError, DataError, MentorRayError, check_flags
 from mentor_ray.common.errors import shown as shown_value
 from mentor_ray.common.names import REPORTED_METRIC
-from mentor_ray.sweep.asha import read_ledger, stopped_at
+from mentor_ray.sweep.asha import read_ledger, reported_values, stopped_at
 from mentor_ray.sweep.resume import (
     Journal,
     attempt_name,
@@ -379,10 +379,13 @@ class Sweep:
             url = f"sqlite:///{Path(self.storage, 'optuna', name + '.db')}"
         return optuna.storages.RDBStorage(url)
 
-    def prior(self, name: str, label: str) -> Prior:
+    def prior(self, name: str, label: str, asha=None) -> Prior:
         """What the earlier attempts of experiment ``name`` left, for ``--resume`` (nothing without it; an
         existing experiment without ``--resume`` is refused). Trials found cut off at their own end (a
-        completed checkpoint whose journal entry never got written) count as ended."""
+        completed checkpoint whose journal entry never got written) count as ended, and so do those that
+        ``asha`` (a search's :class:`~mentor_ray.sweep.asha.LedgerASHA`) stopped at a rung their checkpoint
+        reached, judged there now if the interrupt came before it judged them
+        (:meth:`~mentor_ray.sweep.asha.LedgerASHA.catch_up`)."""
         journal = Journal(self.results, name)
         earlier = attempts(self.storage, name)
         if not self.args.resume:
@@ -393,12 +396,14 @@ class Sweep:
             _warn_no_experiment(Path(self.storage), name)
         ended = journal.ended()
         cut_off = cut_off_trials(self.storage, name, {k for k, s in ended.items() if s["status"] != "failed"})
-        rungs = read_ledger(self.rungs_ledger(name))
+        rungs = asha.recorded if asha is not None else read_ledger(self.rungs_ledger(name))
         for key, trial in list(cut_off.items()):
             summary = trial.get("summary")
             if not summary or "dataset" not in summary:
                 continue
-            stop = stopped_at(rungs, key)  # ASHA's decision, taken before the interrupt, stands
+            if asha is not None and not summary.get("stop_reason"):
+                asha.catch_up(key, reported_values(summary.get("valid_curve") or []))
+            stop = stopped_at(rungs, key)  # ASHA's decision, taken before the interrupt (or just now), stands
             if summary.get("stop_reason") or (stop is not None and trial["epochs"] >= stop):
                 status = "completed" if summary.get("stop_reason") else "stopped_early"
                 ended[key] = {**summary, "status": status, "error": None}
@@ -465,7 +470,9 @@ class Sweep:
         warning = asha_warning(n_trials, grace, max_epochs)
         if warning:
             print(f"[mentor_ray] {dataset}: warning: {warning}", flush=True)
-        prior = self.prior(name, f"{dataset} search")
+        # ASHA's rungs outlive the driver: a resumed search judges its cut-off trials as it would have
+        asha = ledger_asha(max_epochs, grace, None, self.rungs_ledger(name), run_key) if self.args.resume else None
+        prior = self.prior(name, f"{dataset} search", asha)
         storage = self.optuna_storage(name)
         axes = list(self.space.search)
         point_of = lambda config: {k: config[k] for k in axes}  # noqa: E731
@@ -673,8 +680,6 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
     """
     import optuna
 
-    from mentor_ray.common.io import sha256_json
-    from mentor_ray.sweep.asha import LedgerASHA
     from mentor_ray.sweep.searcher import DistinctOptunaSearch, TuneGridSampler
 
     samplers = {"grid": lambda: TuneGridSampler(search, seed=seed),
@@ -685,13 +690,21 @@ def search_algorithms(search: dict[str, list], *, seed: int, sampler: str, asha:
                                     points_to_evaluate=[dict(p) for p in points] or None)
     if not asha:
         return searcher, None
+    return searcher, ledger_asha(max_epochs, grace_period, reduction, ledger, key_of)
+
+
+def ledger_asha(max_epochs: int, grace_period: int | None = None, reduction: int | None = None,
+                ledger: Path | None = None, key_of=None):
+    """The search phase's ASHA (:class:`mentor_ray.sweep.asha.LedgerASHA`), its rungs kept in ``ledger``."""
+    from mentor_ray.common.io import sha256_json
+    from mentor_ray.sweep.asha import LedgerASHA
+
     # One past the budget: a trial that reaches its last epoch ends by itself rather than being stopped
     # (a stopped DDP trial's Ray Train run has to be torn down; one that returns ends cleanly).
     max_t = max(1, max_epochs + 1)
-    scheduler = LedgerASHA(key_of or (lambda config: sha256_json(config)), max_t=max_t,
-                           grace_period=max(1, min(grace_period or GRACE_PERIOD, max_t)),
-                           reduction_factor=reduction or ASHA_REDUCTION, ledger=ledger)
-    return searcher, scheduler
+    return LedgerASHA(key_of or sha256_json, max_t=max_t,
+                      grace_period=max(1, min(grace_period or GRACE_PERIOD, max_t)),
+                      reduction_factor=reduction or ASHA_REDUCTION, ledger=ledger)
 
 
 def asha_warning(n_trials: int, grace_period: int, max_epochs: int) -> str | None:
