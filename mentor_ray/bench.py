@@ -150,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="settings for one space's trials, e.g. mentor_joint=infonce_scope=batch")
     ws.add_argument("--best-known", default="", metavar="SPACE=R20[,...]",
                     help="the best validation Recall@20 known for each space's model on the dataset")
+    ws.add_argument("--seeds", default="0", help="searcher seeds, comma-separated: each a search of its own per space "
+                    "and start (the sweep's --seed; default 0)")
     ws.add_argument("--work", type=Path, default=Path("runs/warm"), help="the searches' stores (reused)")
     ws.add_argument("--write", type=Path, default=None, metavar="MD")
     args = p.parse_args(argv)
@@ -215,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise MentorRayError(f"--best-known {args.best_known!r}: expected SPACE=R20, found {item!r}") from None
         spaces = [w.strip() for w in args.spaces.split(",") if w.strip()]
         res = bench_warmstart(spaces, args.dataset, args.data_root, args.budget, args.max_epochs, overrides, known,
-                              args.work)
+                              args.work, _int_list(args.seeds, "--seeds"))
         result = warmstart_block(res, command)
         block = f"warmstart:{args.dataset}:{args.budget}"
     elif args.cmd == "tune":
