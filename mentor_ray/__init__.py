@@ -12,7 +12,7 @@ import warnings as _warnings
 # DGL picks its tensor backend at import time and prints a warning unless told.
 _os.environ.setdefault("DGLBACKEND", "pytorch")
 
-__version__ = "0.5.2"
+__version__ = "0.5.3"
 # torch 2.2 warns on every CSR construction; CSR matmul is what we rely on, and it is tested.
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 # torch >= 2.12 deprecates DDP's broadcast_buffers; its replacement still syncs at init, and the

@@ -14,7 +14,8 @@
     mentor-ray bench faults --write docs/benchmarks.md      # the fault campaign (about 15 minutes)
     mentor-ray bench search --write docs/benchmarks.md      # grid, random, TPE, TPE + ASHA (about 40 minutes)
     mentor-ray bench warmstart --dataset tiktok --data-root ../shared/datasets --budget 150 \\
-        --overrides mentor_joint=infonce_scope=batch --best-known lightgcn_grid=0.1104,mentor_joint=0.1088
+        --overrides mentor_joint=infonce_scope=batch --best-known lightgcn_grid=0.1104,mentor_joint=0.1088 \\
+        --seeds 0,1,2                                     # a search per searcher seed (~5 min LightGCN, ~25 MENTOR)
 
 The GPU check (:mod:`mentor_ray.benchmarks.gpucheck`; TikTok optional: a data root holding ``tiktok/``)::
 
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = bench_warmstart(spaces, args.dataset, args.data_root, args.budget, args.max_epochs, overrides, known,
                               args.work, _int_list(args.seeds, "--seeds"))
         result = warmstart_block(res, command)
-        block = f"warmstart:{args.dataset}:{args.budget}"
+        block = f"warmstart:{args.dataset}:{args.budget}:{','.join(spaces)}"
     elif args.cmd == "tune":
         workers = _int_list(args.workers_per_trial, "--workers-per-trial")
         res = bench_tune(args.dataset, args.data_root, args.trials, args.epochs, workers, args.overrides)

@@ -131,7 +131,8 @@ def warmstart_block(res: dict[str, Any], command: str) -> Block:
                               [[g["space"], g["mode"], g["seeds"], 100 * g["mean"], 100 * g["lowest"], g["reached"]]
                                for g in seed_summary(res["rows"])]))
     seeds = ",".join(map(str, res.get("seeds", [0])))
-    return Block(f"Warm starts: {res['dataset']}, --budget {res['budget']}", [
+    spaces = ", ".join(dict.fromkeys(r["space"] for r in res["rows"]))
+    return Block(f"Warm starts: {res['dataset']}, --budget {res['budget']}, {spaces}", [
         Bullets((f"Command: `{command}`", f"Machine: {machine()}", f"Date: {dt.date.today().isoformat()}",
                  f"Each search: `python -m mentor_ray.tune --search-only --max-concurrent 1 --cpus-per-trial 1 "
                  f"--seed {{{seeds}}} --budget {res['budget']} --max-epochs {res['max_epochs']}` (warm: the default; "
