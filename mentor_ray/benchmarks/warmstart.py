@@ -65,11 +65,11 @@ def bench_warmstart(spaces: list[str], dataset: str, data_root: str | None, budg
                     seeds: list[int] | None = None) -> dict[str, Any]:
     from mentor_ray.sweep.spaces import load_space
 
-    rows = []
+    rows, seeds = [], list(seeds or [0])
     for space in spaces:
         s = load_space(space)
         axes = list(s.search)
-        for seed in seeds or [0]:
+        for seed in seeds:
             for mode in MODES:
                 root = run_dir(work, s.model, mode, seed)
                 found = search_rows(root / "results")
@@ -85,7 +85,7 @@ def bench_warmstart(spaces: list[str], dataset: str, data_root: str | None, budg
                              "first": {k: found[0]["config"][k] for k in axes} if found else None,
                              "known": known, "share": best["best"] / known if best and known else None})
     return {"dataset": dataset, "budget": budget, "max_epochs": max_epochs, "rows": rows, "work": str(work),
-            "overrides": overrides, "seeds": list(seeds or [0])}
+            "overrides": overrides, "seeds": seeds}
 
 
 def seed_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -110,7 +110,8 @@ def warmstart_block(res: dict[str, Any], command: str) -> Block:
 
     from mentor_ray.benchmarks.bench import machine
 
-    many = len(res.get("seeds", [0])) > 1
+    seeds = res.get("seeds", [0])
+    many = len(seeds) > 1
     table = Table.of("warmstart", f"Warm starts at {res['budget']} trial-epochs on {res['dataset']}",
                      [Column("Space"), Column("Start"), *([Column("Seed", "number", 0)] if many else []),
                       Column("Trials", "number", 0),
@@ -124,18 +125,18 @@ def warmstart_block(res: dict[str, Any], command: str) -> Block:
                      note="No times here: the budget is in trial-epochs, so the table holds whatever the load.")
     parts = [table]
     if many:
-        parts.append(Table.of("warmstart_seeds", f"Over {len(res['seeds'])} searcher seeds",
+        parts.append(Table.of("warmstart_seeds", f"Over {len(seeds)} searcher seeds",
                               [Column("Space"), Column("Start"), Column("Seeds", "number", 0),
                                Column("Mean share", "percent", 1), Column("Lowest share", "percent", 1),
                                Column(f"Seeds ≥ {TARGET:.0%}", "number", 0)],
                               [[g["space"], g["mode"], g["seeds"], 100 * g["mean"], 100 * g["lowest"], g["reached"]]
                                for g in seed_summary(res["rows"])]))
-    seeds = ",".join(map(str, res.get("seeds", [0])))
     spaces = ", ".join(dict.fromkeys(r["space"] for r in res["rows"]))
+    seed_list = ",".join(map(str, seeds))
     return Block(f"Warm starts: {res['dataset']}, --budget {res['budget']}, {spaces}", [
         Bullets((f"Command: `{command}`", f"Machine: {machine()}", f"Date: {dt.date.today().isoformat()}",
                  f"Each search: `python -m mentor_ray.tune --search-only --max-concurrent 1 --cpus-per-trial 1 "
-                 f"--seed {{{seeds}}} --budget {res['budget']} --max-epochs {res['max_epochs']}` (warm: the default; "
-                 "cold: `--no-warm-start`); settings " + (", ".join(f"{k}: {' '.join(v)}" for k, v in
+                 f"--seed {{{seed_list}}} --budget {res['budget']} --max-epochs {res['max_epochs']}` (warm: the "
+                 "default; cold: `--no-warm-start`); settings " + (", ".join(f"{k}: {' '.join(v)}" for k, v in
                                                                   res["overrides"].items()) or "none"))),
         *parts])
