@@ -53,7 +53,8 @@ def sample_results() -> dict:
                              "peak_gpu_mb": None, "epochs": 3, "device": "cpu", "wall": 20.0}],
                    "threads": 1, "epochs": 3},
         "ray": {"runs": [{"workers": 1, "summary": summary, "wall": 30.0},
-                         {"workers": 2, "summary": {**summary, "seconds_per_epoch": 0.8}, "wall": 25.0}],
+                         {"workers": 2, "summary": {**summary, "seconds_per_epoch": 0.8}, "wall": 25.0,
+                          "cpu": {"workers_cores": 1.81, "other_cores": 0.17, "seconds": 20.0}}],
                 "params": 12_345, "grad_bytes": 49_380, "allreduce_s": 0.0012},
         "tune": {"rows": [{"workers": 1, "trials": 3, "first": 5.0, "gap": 1.2, "run": 3.0, "epoch": 0.5,
                            "wall": 20.0},
@@ -155,3 +156,79 @@ def test_warm_start_seeds_are_summed_up_per_space_and_start():
     assert "| lightgcn_grid | cold | 2 | 86.4% | 81.8% | 0 |" in md
     assert "| lightgcn_grid | warm | 1 | 4 | 149 | 0.1080 | 0.1100 | 98.2% | yes |" in md
     assert "--seed {0,1}" in md
+
+
+def test_tree_cpu_counts_only_the_intervals_in_which_the_workers_trained():
+    """Cores by role over the sampled intervals where the workers used at least half a core each: Ray's start
+    (workers idle) does not count; an exited process's last reading stays in the totals."""
+    from mentor_ray.benchmarks.bench import TreeCPU
+
+    cpu = TreeCPU(pid=0, workers=2)
+    # (time, workers' cumulative CPU s, others' cumulative CPU s): 10 s of start-up, then 20 s of training
+    cpu.samples = [(0.0, 0.0, 0.0), (10.0, 0.5, 8.0), (20.0, 18.5, 9.0), (30.0, 36.5, 10.0)]
+    got = cpu.shares()
+    assert got == {"workers_cores": 1.8, "other_cores": 0.1, "seconds": 20.0}
+    assert TreeCPU(pid=0, workers=2).shares() is None  # nothing sampled
+
+
+def test_tree_cpu_follows_a_process_tree_by_role(tmp_path):
+    """A real tree: a parent and its child burning CPU, counted as the rest (neither is a worker actor)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from mentor_ray.benchmarks.bench import TreeCPU
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5: pass\n"
+    script = tmp_path / "tree.py"
+    script.write_text(textwrap.dedent(f"""
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", {burn!r}], executable=sys.executable)
+        {burn.replace(chr(10), chr(10) + "        ")}
+        child.wait()
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)])
+    cpu = TreeCPU(proc.pid, workers=1, every=0.1)
+    cpu.follow(proc)
+    assert proc.returncode == 0
+    assert len(cpu.last) == 2  # the parent and its child
+    assert cpu.total[True] == 0.0  # neither is titled ray::...TrainWorker
+    assert cpu.total[False] > 2.0  # both burned 1.5 s (the last sample may miss the end)
+    assert TreeCPU._is_worker("ray::RayTrainWorker.run_train_fn()") and not TreeCPU._is_worker("ray::IDLE")
+
+
+def test_tree_cpu_gives_a_process_that_becomes_a_worker_its_later_intervals_only(monkeypatch):
+    """A pooled Ray process (``ray::IDLE``) turned into a worker actor: its CPU before the change stays with the
+    rest, after it goes to the workers; neither total ever falls."""
+    import types
+
+    import psutil
+
+    from mentor_ray.benchmarks.bench import TreeCPU
+
+    readings = iter([("ray::IDLE", 1.0), ("ray::RayTrainWorker.run()", 3.0), ("ray::RayTrainWorker.run()", 6.0)])
+
+    class Fake:
+        pid = 7
+
+        def __init__(self, pid):
+            self.title, self.cpu = next(readings)
+
+        def children(self, recursive):
+            return []
+
+        def oneshot(self):
+            import contextlib
+            return contextlib.nullcontext()
+
+        def cpu_times(self):
+            return types.SimpleNamespace(user=self.cpu, system=0.0)
+
+        def cmdline(self):
+            return [self.title]
+
+    monkeypatch.setattr(psutil, "Process", Fake)
+    cpu = TreeCPU(pid=7, workers=1)
+    for _ in range(3):
+        cpu.sample()
+    assert [s[1:] for s in cpu.samples] == [(0.0, 1.0), (2.0, 1.0), (5.0, 1.0)]

@@ -290,6 +290,64 @@ def allreduce_seconds(numel: int, world: int = 2, reps: int = 10) -> float:
         return statistics.median(json.loads(Path(out).read_text()))
 
 
+class TreeCPU:
+    """CPU time of a process and all its descendants while it runs, split by role: Ray Train's worker actors
+    (``ray::RayTrainWorker...``, where the training step runs) and everything else of the run (the driver, Ray's
+    controller actor, raylet, GCS, dashboard and its agents, log monitor). On a machine with as many cores as
+    workers, the second share is taken from the workers: it is what a 2-worker run loses to Ray itself, which
+    a GPU node with cores to spare does not (docs/benchmarks.md, *One run on more devices*).
+
+    :meth:`follow` samples every ``every`` seconds until the process ends; :meth:`shares` averages the cores
+    each role used over the sampled intervals in which the workers were training (together at least half a
+    core each), so that Ray's start and the data loading do not count."""
+
+    def __init__(self, pid: int, workers: int, every: float = 1.0) -> None:
+        self.pid, self.workers, self.every = pid, workers, every
+        self.last: dict[int, float] = {}  # pid -> its CPU seconds at the last sample
+        self.total = {True: 0.0, False: 0.0}  # CPU seconds so far, of the workers (True) and of the rest
+        self.samples: list[tuple[float, float, float]] = []  # (time, workers' CPU s, others' CPU s), cumulative
+
+    @staticmethod
+    def _is_worker(title: str) -> bool:
+        return title.startswith("ray::") and "TrainWorker" in title
+
+    def sample(self) -> None:
+        """Each process's CPU time since the previous sample, added to the role it has now: a pooled Ray
+        process becomes a worker actor (``ray::IDLE`` first), so a role is a property of an interval."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:  # ended meanwhile: the last sample stands
+            return
+        for p in procs:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    title = " ".join(p.cmdline()) or p.name()  # the name alone is cut to 15 characters
+            except psutil.Error:
+                continue
+            now = t.user + t.system
+            self.total[self._is_worker(title)] += now - self.last.get(p.pid, 0.0)
+            self.last[p.pid] = now
+        self.samples.append((time.perf_counter(), self.total[True], self.total[False]))
+
+    def follow(self, proc: subprocess.Popen) -> None:
+        while proc.poll() is None:
+            self.sample()
+            time.sleep(self.every)
+
+    def shares(self) -> dict[str, float] | None:
+        """Cores used by the workers and by the rest, averaged over the intervals in which the workers trained;
+        None when no interval qualifies."""
+        span = work = other = 0.0
+        for (t0, w0, o0), (t1, w1, o1) in zip(self.samples, self.samples[1:]):
+            if t1 > t0 and (w1 - w0) / (t1 - t0) >= 0.5 * self.workers:
+                span, work, other = span + t1 - t0, work + w1 - w0, other + o1 - o0
+        return {"workers_cores": work / span, "other_cores": other / span, "seconds": span} if span else None
+
+
 def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, workers: list[int], cpus: int,
               overrides: list[str], per_worker: float | None = None) -> dict:
     """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers.
@@ -311,16 +369,22 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
             print(f"[bench] Ray Train: {n} worker(s) x {each:g} CPU, {epochs} epochs of {variant} on {dataset}",
                   file=sys.stderr)
             t0 = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-m", *args, "--storage", str(Path(tmp) / "runs"), "--summary", str(out),
-                 f"patience={epochs + 1}", *overrides],
-                capture_output=True, text=True,
-            )
-            wall = time.perf_counter() - t0
+            with open(Path(tmp) / "stderr", "w+") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", *args, "--storage", str(Path(tmp) / "runs"), "--summary", str(out),
+                     f"patience={epochs + 1}", *overrides],
+                    stdout=subprocess.DEVNULL, stderr=err, text=True,
+                )
+                cpu = TreeCPU(proc.pid, workers=n)
+                cpu.follow(proc)
+                wall = time.perf_counter() - t0
+                err.seek(0)
+                stderr = err.read()
             if proc.returncode != 0:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                tail = (stderr.strip().splitlines() or ["no output"])[-1]
                 raise MentorRayError(f"benchmark Ray Train run ({n} workers) failed: {tail}")
-            runs.append({"workers": n, "cpus_each": each, "summary": json.loads(out.read_text()), "wall": wall})
+            runs.append({"workers": n, "cpus_each": each, "summary": json.loads(out.read_text()), "wall": wall,
+                         "cpu": cpu.shares()})
     params, grad_bytes = gradient_bytes(dataset, data_root, variant, overrides)
     print(f"[bench] gloo all-reduce of {grad_bytes / 2**20:.1f} MiB between 2 local processes", file=sys.stderr)
     return {"runs": runs, "params": params, "grad_bytes": grad_bytes, "allreduce_s": allreduce_seconds(params)}
@@ -341,15 +405,16 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
         rows.append([r["workers"], each, s["seconds_per_epoch"], 1000 * s["seconds_per_epoch"] / steps,
                      base / s["seconds_per_epoch"] if s["seconds_per_epoch"] else None,
                      s["eval_seconds"], r["wall"], s["epochs_run"], s["valid"]["recall@20"],
-                     metric_gap(s, first)])
+                     metric_gap(s, first), *((r.get("cpu") or {}).get(k) for k in ("workers_cores", "other_cores"))])
     table = Table.of("bench-ray", f"Ray Train: {dataset} / {variant}",
                      [Column("workers", "number"), Column("CPUs each", "number", 2),
                       Column("s / epoch (median after the first)", "number", 2), Column("ms / step", "number", 0),
                       Column(f"speed-up over {res['runs'][0]['workers']} worker(s)", "number", 2),
                       Column("eval (s)", "number", 2), Column("process wall (s, incl. Ray start)", "number", 0),
                       Column("epochs", "number"), Column("valid R@20", "number", 4),
-                      Column(f"max |Δ metric| vs {res['runs'][0]['workers']} worker(s)", "sci", 1)], rows,
-                     note=LOAD_NOTE + " " + GAP_NOTE)
+                      Column(f"max |Δ metric| vs {res['runs'][0]['workers']} worker(s)", "sci", 1),
+                      Column("cores used: workers", "number", 2), Column("cores used: Ray, driver", "number", 2)],
+                     rows, note=LOAD_NOTE + " " + GAP_NOTE + " " + CPU_NOTE)
     items = [
         Bullets((f"Command: `{command}`", f"Machine: {machine()}",
                  f"Date: {dt.date.today().isoformat()}; {steps} steps per epoch (global batch {cfg['batch_size']}); "
@@ -373,6 +438,12 @@ GAP_NOTE = ("max |Δ metric|: the largest absolute difference, over every valida
             "NDCG at 10 and 20, at the best validation epoch), from the first row's run; the runs replay the same "
             "noise and split Eq. 21 exactly (tests/test_sharded_infonce.py), so it is float rounding of the "
             "all-reduce alone.")
+
+
+CPU_NOTE = ("Cores used: CPU seconds per second of the run's process tree while its workers trained (sampled each "
+            "second), by Ray Train's worker actors and by everything else of the run (the driver, Ray's controller "
+            "actor, raylet, GCS, dashboard, log monitor); with as many workers as cores the second is taken from the "
+            "first.")
 
 
 def metric_gap(summary: dict, first: dict) -> float | None:
