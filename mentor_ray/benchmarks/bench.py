@@ -369,17 +369,17 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
             print(f"[bench] Ray Train: {n} worker(s) x {each:g} CPU, {epochs} epochs of {variant} on {dataset}",
                   file=sys.stderr)
             t0 = time.perf_counter()
-            with open(Path(tmp) / "stderr", "w+") as err:
+            err = Path(tmp) / "stderr"  # a file, not a pipe: nothing reads it while TreeCPU follows the run
+            with open(err, "w") as sink:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", *args, "--storage", str(Path(tmp) / "runs"), "--summary", str(out),
                      f"patience={epochs + 1}", *overrides],
-                    stdout=subprocess.DEVNULL, stderr=err, text=True,
+                    stdout=subprocess.DEVNULL, stderr=sink,
                 )
                 cpu = TreeCPU(proc.pid, workers=n)
                 cpu.follow(proc)
-                wall = time.perf_counter() - t0
-                err.seek(0)
-                stderr = err.read()
+            wall = time.perf_counter() - t0
+            stderr = err.read_text()
             if proc.returncode != 0:
                 tail = (stderr.strip().splitlines() or ["no output"])[-1]
                 raise MentorRayError(f"benchmark Ray Train run ({n} workers) failed: {tail}")
