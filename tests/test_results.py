@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mentor_ray.common.config import make_config
 from mentor_ray.common.errors import MentorRayError
@@ -276,3 +278,51 @@ def test_a_row_with_k_but_no_metric_or_the_reverse_is_a_corrupted_file(tmp_path,
         table = results.read_results(tmp_path).to_pandas()
     assert sorted(table.seed.unique()) == [0]
     assert any("final-nulled-k.parquet" in m and "some of split, metric and k null" in m for m in _warnings(caplog))
+
+
+_STORED_COLUMNS = [c for c in results.SCHEMA.names if c not in ("finished_at",)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 50), r20=st.floats(0.0, 1.0), users=st.booleans(), cuda=st.booleans(),
+       started=st.one_of(st.none(), st.integers(1_600_000_000, 1_900_000_000)),
+       role=st.sampled_from(["final", "ablation"]), curve=st.lists(st.floats(0.0, 1.0), max_size=5))
+def test_a_stored_run_reads_back_as_the_summary_that_wrote_it(tmp_path_factory, seed, r20, users, cuda, started,
+                                                                role, curve):
+    """stored_summary inverts rows_from_summary: the rows written again from what it reads are the rows in
+    the file (all but finished_at, the time of the write), so a sweep that takes a run from the store (more
+    seeds after fewer) records and reports it exactly as the run that trained it did."""
+    root = tmp_path_factory.mktemp("store")
+    s = _summary(seed=seed, r20=r20)
+    s.update(valid_curve=curve, wall_seconds=12.5, device="cuda:0" if cuda else "cpu", world_size=1,
+             threads=2, torch_version="2.2.1", stop_reason="patience", started_at=started,
+             peak_gpu_mb=512.0 if cuda else None, rss_start_mb=300.0, item_embeddings='{"a": 1}')
+    if users:
+        s["test_users"] = {"user": [3, 5, 8], "recall@10": [1.0, 0.0, 0.5], "recall@20": [1.0, 1.0, 0.5],
+                           "ndcg@10": [0.5, 0.0, 0.25], "ndcg@20": [0.5, 0.3, 0.25]}
+    written = results.write_run(root, results.rows_from_summary(s, role, "sw", version="v1"))
+    back = results.stored_summary(root, role, s["config"])
+    assert back is not None and back["test"] == pytest.approx(s["test"]) and back["seed"] == seed
+    again = results.rows_from_summary(back, role, "sw").select(_STORED_COLUMNS)
+    assert again.equals(pq.read_table(written).select(_STORED_COLUMNS))
+
+
+def test_a_stored_run_is_taken_only_when_it_is_the_same_completed_run(tmp_path):
+    s = _summary()
+    results.write_run(tmp_path, results.rows_from_summary(s, "final", "sw", version="v1"))
+    cfg = s["config"]
+    assert results.stored_summary(tmp_path, "final", cfg) is not None
+    assert results.stored_summary(tmp_path, "final", {**cfg, "infonce_chunk": 7}) is not None  # runtime only
+    assert results.stored_summary(tmp_path, "ablation", cfg) is None  # another role: another run
+    assert results.stored_summary(tmp_path, "final", {**cfg, "seed": 1}) is None
+    assert results.stored_summary(tmp_path, "final", {**cfg, "max_epochs": cfg["max_epochs"] + 1}) is None
+    assert results.stored_summary(tmp_path, "final", {**cfg, "dropout": 0.1}) is None
+    assert results.stored_summary(tmp_path, "final", {**cfg, "data_root": "/elsewhere"}) is None
+    results.write_run(tmp_path, results.rows_from_summary({**s, "status": "failed", "error": "boom"}, "final", "sw",
+                                                          version="v1"))
+    assert results.stored_summary(tmp_path, "final", cfg) is None  # a failed run is trained again
+    path = next(tmp_path.glob("final-*.parquet"))
+    path.write_bytes(b"not parquet")
+    assert results.stored_summary(tmp_path, "final", cfg) is None  # unreadable: trained again, replaced
+    with pytest.raises(MentorRayError, match="final and ablation runs"):
+        results.stored_summary(tmp_path, "search", cfg)

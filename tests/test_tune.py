@@ -129,6 +129,32 @@ def test_smoke_sweep_with_ablation_leaves_every_row(local_ray, tmp_path, capsys)
         tune_cmd.main(args)  # the same sweep again without --resume
 
 
+def test_more_seeds_after_fewer_train_only_the_new_seeds(local_ray, tmp_path, capsys):
+    """A final run the results store holds (same settings, budget and seed) is taken from there: ``--seeds 2``
+    after ``--seeds 1`` is another experiment (the seed count is in its name) but trains seed 1 only; another
+    epoch budget is another run, trained again and written over the stored one."""
+    space = tmp_path / "point.yaml"
+    space.write_text("name: point\nmodel: mf_bpr\nfixed:\n  embedding_dim: 8\n  batch_size: 256\n"
+                     "  max_epochs: 2\n  patience: 2\n")
+    out = tmp_path / "r"
+    base = ["--dataset", "synth-tiny", "--space", str(space), "--results", str(out), "--storage",
+            str(tmp_path / "tune"), "--leaderboard", "none", "--quiet"]
+    assert tune_cmd.main(base + ["--seeds", "1"]) == 0
+    seed0 = out / next(p.name for p in out.glob("final-*-s0.parquet"))
+    before = (seed0.stat().st_mtime_ns, seed0.read_bytes())
+    capsys.readouterr()
+    assert tune_cmd.main(base + ["--seeds", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 of 2 run(s) are in the results store" in printed and "(2 seeds)" in printed
+    assert (seed0.stat().st_mtime_ns, seed0.read_bytes()) == before  # not trained again, not rewritten
+    finals = results.read_results(out, role="final").to_pandas().drop_duplicates("run_id")
+    assert sorted(finals.seed) == [0, 1]
+    assert tune_cmd.main(base + ["--seeds", "2", "--max-epochs", "1"]) == 0  # another budget: trained again
+    assert "in the results store" not in capsys.readouterr().out
+    finals = results.read_results(out, role="final").to_pandas().drop_duplicates("run_id")
+    assert sorted(finals.seed) == [0, 1] and set(finals.epochs_run) == {1}
+
+
 def test_bad_flags_are_one_line_errors(tmp_path):
     with pytest.raises(ConfigError, match="--num-samples 0"):
         tune_cmd.main(["--dataset", "synth-tiny", "--num-samples", "0", "--results", str(tmp_path)])

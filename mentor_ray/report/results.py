@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mentor_ray.common.config import legacy_result_settings, read_keys, result_settings
+from mentor_ray.common.config import legacy_result_settings, read_keys, result_settings, resume_settings
 from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.io import atomic_path, sha256_json
 from mentor_ray.common.names import KS, METRIC_KINDS
@@ -173,7 +173,9 @@ def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: s
         "status": status, "error": summary.get("error"),
         "valid_curve": [float(v) for v in summary.get("valid_curve") or []],
         "wall_seconds": float(summary.get("wall_seconds") or 0.0), "device": summary.get("device"),
-        "world_size": int(summary.get("world_size") or 1), "code_version": version or code_version(),
+        "world_size": int(summary.get("world_size") or 1),
+        # a run taken back from the store (stored_summary) keeps the code that trained it
+        "code_version": version or summary.get("code_version") or code_version(),
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc) if started else None,
         # the run's own end when its start and duration are known (a sweep records a phase's runs together)
         "finished_at": (dt.datetime.fromtimestamp(started + summary["wall_seconds"], dt.timezone.utc)
@@ -250,6 +252,57 @@ def is_recorded(results_dir: str | Path, summary: dict[str, Any], role: str, swe
     legacy = run_id(role, summary["dataset"], summary["variant"], legacy_config_hash(summary["config"]),
                     summary["seed"], sweep)
     return any((Path(results_dir) / f"{r}.parquet").is_file() for r in (rid, legacy))
+
+
+def stored_summary(results_dir: str | Path, role: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The run ``config`` (a final or ablation run's full config) as the store holds it, as a summary that
+    :func:`rows_from_summary` turns back into the same rows; None unless the store holds it completed, with
+    the same run keys, result settings and epoch budget (``max_epochs``). A sweep that asks for a run the
+    store already has (more seeds after fewer, another space reaching the same point) takes it from here
+    instead of training it again. An unreadable file is None too: the run is trained again and replaces it."""
+    if role == "search":
+        raise MentorRayError("results: stored_summary is for final and ablation runs (a search trial's id names "
+                             "its sweep)")
+    chash = config_hash(config)
+    path = Path(results_dir) / f"{run_id(role, config['dataset'], config['variant'], chash, config['seed'])}.parquet"
+    if not path.is_file():
+        return None
+    try:
+        rows = _read_run_file(path).to_pylist()
+        stored = json.loads(rows[0]["config_json"] or "null")
+    except (OSError, pa.ArrowException, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    first = rows[0]
+    if (not isinstance(stored, dict) or first["status"] != "completed" or first["config_hash"] != chash
+            or resume_settings(stored) != resume_settings(config)
+            or stored.get("max_epochs") != config.get("max_epochs")):
+        return None
+    metrics = {(r["split"], f"{r['metric']}@{r['k']}"): r for r in rows if r["split"] is not None}
+    splits = {split: {name: r["value"] for (s, name), r in metrics.items() if s == split} or None
+              for split in ("valid", "test")}
+    users = {name: r for (s, name), r in metrics.items() if s == "test" and r["user_ids"] is not None}
+    started = first["started_at"]
+    summary: dict[str, Any] = {
+        "dataset": first["dataset"], "synthetic": bool(first["synthetic"]), "variant": first["variant"],
+        "seed": first["seed"], "config": stored, "status": "completed", "error": first["error"],
+        "best_epoch": first["best_epoch"], "epochs_run": first["epochs_run"],
+        "stop_reason": first["stop_reason"], **splits,
+        "seconds_per_epoch": first["seconds_per_epoch"], "wall_seconds": first["wall_seconds"],
+        "started_at": started.timestamp() if started is not None else None,
+        "device": first["device"], "world_size": first["world_size"],
+        "valid_curve": list(first["valid_curve"] or []),
+        **{m: first[m] for m in ("peak_rss_mb", "rss_start_mb", "peak_gpu_mb", "threads", "torch_version")},
+        "item_embeddings": first["item_embeddings"],
+        "code_version": first["code_version"],  # the code that trained it (rows_from_summary's ``version``)
+    }
+    if first["space_axes"] is not None:
+        summary["space_axes"] = json.loads(first["space_axes"])
+    if first["budget_epochs"] is not None:
+        summary["budget_epochs"] = first["budget_epochs"]
+    if users:
+        ids = next(iter(users.values()))["user_ids"]
+        summary["test_users"] = {"user": ids, **{name: r["user_values"] for name, r in users.items()}}
+    return summary
 
 
 def best_search_run(results_dir: str | Path, dataset: str, sweep: str) -> dict[str, Any] | None:

@@ -611,19 +611,29 @@ class Sweep:
         """Phases 2 and 3: ``variants`` x seeds with the chosen point, to early stopping."""
         from ray import tune
 
+        from mentor_ray.report import results
+
         seeds = [self.args.seed + i for i in range(self.args.seeds)]
         configs = [trial_config(self.final_base(dataset), v, s, point, self.space.model, self.overrides).model_dump()
                    for v in variants for s in seeds]
         name = self.runs_name(phase, dataset, point, variants)
         prior = self.prior(name, f"{dataset} {phase}")
-        todo = [c for c in configs if trial_key(c["variant"], c, c["seed"]) not in prior.done]
+        # a run the results store holds already (same settings, budget and seed; e.g. --seeds 5 after
+        # --seeds 3, whose experiment has another name) is taken from there, not trained again
+        stored = {key: s for c in configs if (key := trial_key(c["variant"], c, c["seed"])) not in prior.done
+                  and (s := results.stored_summary(self.results, phase, c)) is not None}
+        if stored:
+            print(f"[mentor_ray] {dataset} {phase}: {len(stored)} of {len(configs)} run(s) are in the results "
+                  f"store {self.results} already (same settings, epoch budget and seed): not trained again",
+                  flush=True)
+        todo = [c for c in configs if trial_key(c["variant"], c, c["seed"]) not in {**prior.done, **stored}]
         param_space = {"cfg": tune.grid_search(todo), **self.trial_space(name, prior)}
         tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
         summaries = self.experiment(prior, dataset, phase, trainable, param_space, tune_config,
                                     ["cfg/variant", "cfg/seed"], total=len(todo),
                                     max_epochs=validate(self.final_base(dataset), source="sweep").max_epochs)
         wanted = {trial_key(c["variant"], c, c["seed"]) for c in configs}
-        summaries = [s for s in summaries if summary_key(s) in wanted]
+        summaries = [s for s in summaries if summary_key(s) in wanted] + list(stored.values())
         failed = [s for s in summaries if s["status"] == "failed"]
         if failed:
             raise MentorRayError(f"{phase} on {dataset}: {len(failed)} of {len(configs)} runs failed (first: "
