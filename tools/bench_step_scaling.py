@@ -4,8 +4,9 @@ epochs. Comparing its speed-up with `bench ray`'s on the same machine separates 
 driver, raylet, GCS, dashboard, log monitor: all on the same cores here) cost a 2-worker run from what the
 training step itself loses. Not imported by the package (docs/benchmarks.md, #29).
 
-    # dataset, data root ("-": none), scope, warm-up steps, timed steps
+    # dataset, data root ("-": none), scope, warm-up steps, timed steps[, key=value settings for every rank]
     python tools/bench_step_scaling.py tiktok ../shared/datasets all 2 12
+    python tools/bench_step_scaling.py tiktok ../shared/datasets all 2 12 infonce_chunk=128
     python tools/bench_step_scaling.py synth-tiny - all 1 3
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 
 def rank_main(rank: int, world: int, result: str, dataset: str, root: str | None, scope: str, warmup: int,
-              steps: int) -> None:
+              steps: int, extra: dict[str, str]) -> None:
     import os
 
     import torch
@@ -31,7 +32,7 @@ def rank_main(rank: int, world: int, result: str, dataset: str, root: str | None
     torch.set_num_threads(1)
     dev = _init_group(rank, world, result, "cpu") if world > 1 else torch.device("cpu")
     ds = load_dataset(dataset, root)
-    cfg = _config("mentor", scope, "cpu", dataset, root)
+    cfg = _config("mentor", scope, "cpu", dataset, root, **extra)
     trainer = Trainer(cfg, ds, rank=rank, world_size=world, device=dev,
                       graphs=build_graphs(ds, k=cfg.knn_k, knn_norm=cfg.knn_norm))
     trainer.progress_seconds = None
@@ -68,18 +69,20 @@ def main() -> None:
 
     dataset, root, scope, warmup, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     root = None if root == "-" else root
+    extra = dict(a.split("=", 1) for a in sys.argv[6:])
     ds = load_dataset(dataset, root)  # generated and graphs cached before the ranks read them
-    build_graphs(ds, k=_config("mentor", scope, "cpu", dataset, root).knn_k)
+    build_graphs(ds, k=_config("mentor", scope, "cpu", dataset, root, **extra).knn_k)
     found = {}
     with tempfile.TemporaryDirectory() as tmp:
         for world in (1, 2):
-            got = run_ranks(rank_main, world, Path(tmp) / f"w{world}.json", (dataset, root, scope, warmup, steps))
+            got = run_ranks(rank_main, world, Path(tmp) / f"w{world}.json",
+                            (dataset, root, scope, warmup, steps, extra))
             if not got.get("done"):
                 sys.exit(f"world size {world}: {got.get('watchdog')}: {got.get('error')}")
             found[world] = got
     one = found[1]["ranks"][0]["ms_per_step"]
     print(f"{dataset}, {scope} scope, {found[1]['ranks'][0]['steps']} timed steps after {warmup}, gloo, "
-          "1 thread a rank, no Ray")
+          f"1 thread a rank, no Ray{''.join(f', {k}={v}' for k, v in extra.items())}")
     for world, got in found.items():
         for r in got["ranks"]:
             parts = ", ".join(f"{k} {v:.0f}" for k, v in r["parts_ms"].items())
