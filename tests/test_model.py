@@ -219,3 +219,15 @@ def test_block_normalize_matches_f_normalize():
     torch.testing.assert_close(g1[torch.arange(7) != 2], g2[torch.arange(7) != 2])
     x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: ops.block_normalize(t, 4), (x,))
+
+
+def test_infonce_chunk_0_is_the_devices_default_and_a_set_chunk_is_kept():
+    """infonce_chunk's default 0: 128 rows on the CPU (faster there than 512: docs/benchmarks.md), 512 on any other
+    device; a chunk the user sets is used as set."""
+    from mentor_ray.common.config import make_config
+    from mentor_ray.model import ops
+
+    assert make_config().infonce_chunk == 0
+    assert ops.infonce_chunk(0, torch.device("cpu")) == 128
+    assert ops.infonce_chunk(0, torch.device("cuda", 1)) == 512 == ops.infonce_chunk(0, torch.device("meta"))
+    assert ops.infonce_chunk(7, torch.device("cpu")) == 7 == ops.infonce_chunk(7, torch.device("cuda"))

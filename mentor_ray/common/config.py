@@ -103,7 +103,7 @@ LIMITS = {
     "knn_k": 4096,  # the kNN graphs hold items x k edges per modality (paper: 40)
     "batch_size": 1 << 20,  # BPR triples per step, times embedding_dim per layer (paper: 2048)
     "eval_batch_size": 1 << 18,  # users scored at once: a users x items score matrix (default 4096)
-    "infonce_chunk": 1 << 16,  # rows per InfoNCE block: a chunk x all-nodes similarity matrix (default 512)
+    "infonce_chunk": 1 << 16,  # rows per InfoNCE block: a chunk x all-nodes similarity matrix (0: by device)
     "infonce_threads": 256,  # threads; no machine here has more cores
     "patience": 1_000_000,  # epochs; the results store keeps epoch counts as int32
     "max_epochs": 1_000_000,  # as patience
@@ -207,8 +207,9 @@ class TrainConfig(ModelConfig):
                             description="epochs without better validation Recall@20 before stopping",
                             json_schema_extra=_role("optim"))
     max_epochs: Whole = Field(1000, ge=0, le=LIMITS["max_epochs"], json_schema_extra=_role("budget"))
-    infonce_chunk: Whole = Field(512, ge=1, le=LIMITS["infonce_chunk"],
-                                 description="rows per chunk of the chunked InfoNCE (memory only)",
+    infonce_chunk: Whole = Field(0, ge=0, le=LIMITS["infonce_chunk"],
+                                 description="rows per chunk of the chunked InfoNCE (speed and memory only); 0: "
+                                             "128 on the CPU, 512 on a GPU",
                                  json_schema_extra=_role("runtime"))
     infonce_threads: Whole = Field(2, ge=1, le=LIMITS["infonce_threads"],
                                    description="CPU threads running the InfoNCE blocks side by side",

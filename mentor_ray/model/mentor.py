@@ -113,7 +113,8 @@ class Mentor(Recommender):
         n_items (int): the number of items.
         features (dict[str, torch.Tensor]): modality name -> ``(n_items, d_m)`` item features (at least
             one modality), projected by ``Linear(d_m, 4d) -> LeakyReLU -> Linear(4d, d)`` (layer 0).
-        infonce_chunk (int): rows per block of the chunked InfoNCE (Eq. 21; memory only).
+        infonce_chunk (int): rows per block of the chunked InfoNCE (Eq. 21; speed and memory only); 0: the
+            device's default (:func:`~mentor_ray.model.ops.infonce_chunk`).
         infonce_threads (int): CPU threads running the InfoNCE blocks side by side (Eq. 21; speed only).
 
     Departures (each with the authors' code alongside in ``docs/paper_notes.md``):
@@ -169,7 +170,7 @@ class Mentor(Recommender):
     """
 
     def __init__(self, cfg: ModelConfig, n_users: int, n_items: int, features: dict[str, torch.Tensor],
-                 infonce_chunk: int = 512, infonce_threads: int = 2):
+                 infonce_chunk: int = 0, infonce_threads: int = 2):
         super().__init__()
         if not features:
             raise ValueError("MENTOR needs at least one feature modality")
@@ -347,9 +348,11 @@ class Mentor(Recommender):
                     v0 = reps.ui[m][lo + s : lo + e] + reps.noise_block(0, m)[lo + s : lo + e]
                     pairs.append((v0, v1[lo:hi], s, hi - lo))
 
+        chunk = ops.infonce_chunk(self.infonce_chunk, reps.fused.device)
+
         def nce(pair):
             v0, v1, start, count = pair
-            return losses.info_nce_chunked(v0, v1, cfg.tau, self.infonce_chunk, start, count)
+            return losses.info_nce_chunked(v0, v1, cfg.tau, chunk, start, count)
 
         # Side-by-side blocks pay off only for large blocks (all columns x a chunk), and never beyond torch's
         # thread budget (a Ray worker with one CPU gets one thread; oversubscribed cores stall OpenMP regions).

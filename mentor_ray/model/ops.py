@@ -116,6 +116,18 @@ class _BlockNormalize(torch.autograd.Function):
 
 PARALLEL_INFONCE_MIN_ROWS = 4096
 
+# Rows per block of the chunked InfoNCE when ``infonce_chunk`` is 0. On the CPU a block is (all rows, chunk):
+# at 512 one TikTok block is 19 MB, two side by side (two InfoNCE threads, or two DDP ranks) overflow a 32 MB L3,
+# and 128 was 13-15% faster for one process at 2 threads and ~1.9x (not 1.5x) at 2 ranks on synth-baby's shape
+# (docs/benchmarks.md, "Findings behind defaults (speed)", 2026-12-07). GPUs keep 512 until `bench gpu` says more.
+INFONCE_CHUNK = {"cpu": 128}
+INFONCE_CHUNK_OTHER = 512
+
+
+def infonce_chunk(setting: int, device: torch.device) -> int:
+    """Rows per InfoNCE block: ``setting``, or for 0 the device's default (:data:`INFONCE_CHUNK`)."""
+    return setting or INFONCE_CHUNK.get(device.type, INFONCE_CHUNK_OTHER)
+
 
 def parallel_cpu(fn, items: list, workers: int) -> list:
     """``[fn(x) for x in items]`` on ``workers`` threads with one intra-op thread each, largest first.
