@@ -620,20 +620,20 @@ class Sweep:
         prior = self.prior(name, f"{dataset} {phase}")
         # a run the results store holds already (same settings, budget and seed; e.g. --seeds 5 after
         # --seeds 3, whose experiment has another name) is taken from there, not trained again
-        stored = {key: s for c in configs if (key := trial_key(c["variant"], c, c["seed"])) not in prior.done
+        keyed = {trial_key(c["variant"], c, c["seed"]): c for c in configs}
+        stored = {key: s for key, c in keyed.items() if key not in prior.done
                   and (s := results.stored_summary(self.results, phase, c)) is not None}
         if stored:
             print(f"[mentor_ray] {dataset} {phase}: {len(stored)} of {len(configs)} run(s) are in the results "
                   f"store {self.results} already (same settings, epoch budget and seed): not trained again",
                   flush=True)
-        todo = [c for c in configs if trial_key(c["variant"], c, c["seed"]) not in {**prior.done, **stored}]
+        todo = [c for key, c in keyed.items() if key not in prior.done and key not in stored]
         param_space = {"cfg": tune.grid_search(todo), **self.trial_space(name, prior)}
         tune_config = tune.TuneConfig(max_concurrent_trials=self.max_concurrent(), reuse_actors=self.reuse)
         summaries = self.experiment(prior, dataset, phase, trainable, param_space, tune_config,
                                     ["cfg/variant", "cfg/seed"], total=len(todo),
                                     max_epochs=validate(self.final_base(dataset), source="sweep").max_epochs)
-        wanted = {trial_key(c["variant"], c, c["seed"]) for c in configs}
-        summaries = [s for s in summaries if summary_key(s) in wanted] + list(stored.values())
+        summaries = [s for s in summaries if summary_key(s) in keyed] + list(stored.values())
         failed = [s for s in summaries if s["status"] == "failed"]
         if failed:
             raise MentorRayError(f"{phase} on {dataset}: {len(failed)} of {len(configs)} runs failed (first: "
