@@ -97,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--cpus", type=int, default=2, help="CPUs shared by the workers of a run (default 2)")
     r.add_argument("--cpus-per-worker", type=float, default=None,
                    help="CPUs of each worker instead (one worker with one thread stands for one device)")
+    r.add_argument("--workers-first", action="store_true",
+                   help="run the worker actors at nice 0 (Ray starts them at 15, below its own processes) and, once "
+                   "they are up, the rest of the run (driver, raylet, GCS, dashboard, Train's controller) at nice "
+                   "19: with one worker per core standing for one device, Ray's processes then stand for the host "
+                   "cores a GPU node leaves them instead of preempting a worker")
     r.add_argument("--write", type=Path, default=None, metavar="MD")
     r.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
     tu = sub.add_parser("tune", help="per-trial start-up cost of a sweep, in-process and DDP trials")
@@ -241,10 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "ray":
         workers = _int_list(args.workers, "--workers")
         res = bench_ray(args.dataset, args.data_root, args.variant, args.epochs, workers, args.cpus, args.overrides,
-                        per_worker=args.cpus_per_worker)
+                        per_worker=args.cpus_per_worker, workers_first=args.workers_first)
         result = ray_block(res, command, args.dataset, args.variant, args.cpus, args.overrides)
         cpus = str(args.cpus) if args.cpus_per_worker is None else f"{args.cpus_per_worker:g}each"
-        block = f"ray:{args.dataset}:{args.variant}:{cpus}:{':'.join(sorted(args.overrides))}"
+        first = ":workers-first" if args.workers_first else ""
+        block = f"ray:{args.dataset}:{args.variant}:{cpus}{first}:{':'.join(sorted(args.overrides))}"
     else:
         res = bench_train(args.dataset, args.data_root, args.variant, args.epochs, args.overrides)
         result = train_block(res, command, args.dataset, args.variant, args.overrides)

@@ -227,8 +227,102 @@ def test_tree_cpu_gives_a_process_that_becomes_a_worker_its_later_intervals_only
         def cmdline(self):
             return [self.title]
 
+        def nice(self):
+            return 15
+
     monkeypatch.setattr(psutil, "Process", Fake)
     cpu = TreeCPU(pid=7, workers=1)
     for _ in range(3):
         cpu.sample()
     assert [s[1:] for s in cpu.samples] == [(0.0, 1.0), (2.0, 1.0), (5.0, 1.0)]
+
+
+def test_tree_cpu_lowers_the_rest_of_the_run_only_once_every_worker_is_up(monkeypatch):
+    """``nice``: nothing is lowered while fewer worker actors than asked exist (a process a lowered raylet
+    starts would inherit it, and could not be raised back); then every thread of every other process is, once
+    each, and the workers never."""
+    import contextlib
+    import os
+    import types
+
+    import psutil
+
+    from mentor_ray.benchmarks.bench import TreeCPU
+
+    titles = {1: "python -m mentor_ray.train", 2: "raylet", 3: "ray::IDLE", 4: "ray::IDLE"}
+    lowered: list[tuple[int, int]] = []
+
+    class Fake:
+        def __init__(self, pid):
+            self.pid = pid
+
+        def children(self, recursive):
+            return [Fake(pid) for pid in titles if pid != 1]
+
+        def oneshot(self):
+            return contextlib.nullcontext()
+
+        def cpu_times(self):
+            return types.SimpleNamespace(user=1.0, system=0.0)
+
+        def cmdline(self):
+            return [titles[self.pid]]
+
+        def threads(self):
+            return [types.SimpleNamespace(id=self.pid * 10 + k) for k in range(2)]
+
+        def nice(self):
+            return 0
+
+    monkeypatch.setattr(psutil, "Process", Fake)
+    monkeypatch.setattr(os, "setpriority", lambda which, tid, level: lowered.append((tid // 10, level)))
+    cpu = TreeCPU(pid=1, workers=2, nice=19)
+    cpu.sample()
+    assert lowered == []  # no worker yet
+    titles[3] = "ray::RayTrainWorker.__init__"
+    cpu.sample()
+    assert lowered == []  # one of two
+    titles[4] = "ray::RayTrainWorker.__init__"
+    titles[5] = "ray::TrainController"
+    cpu.sample()
+    assert sorted(lowered) == [(1, 19), (1, 19), (2, 19), (2, 19), (5, 19), (5, 19)]  # each thread
+    cpu.sample()
+    assert len(lowered) == 6 and cpu.reniced == {1, 2, 5}  # once each
+    assert cpu.worker_nice == {0}
+    assert TreeCPU(pid=1, workers=2).nice is None  # off unless asked
+
+
+def test_tree_cpu_lowers_every_thread_of_a_real_child(tmp_path):
+    """On a real tree each thread of the lowered process runs at the level asked (a nice level is a thread's:
+    lowering the pid alone would leave its other threads as they were); workers=0: lowered at once."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    from mentor_ray.benchmarks.bench import TreeCPU
+
+    code = ("import threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
+            "print(1, flush=True); time.sleep(30)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"1"  # its second thread is up
+        cpu = TreeCPU(proc.pid, workers=0, nice=7)
+        cpu.sample()
+        threads = psutil.Process(proc.pid).threads()
+        assert len(threads) >= 2
+        want = max(7, os.getpriority(os.PRIO_PROCESS, 0))
+        assert [os.getpriority(os.PRIO_PROCESS, t.id) for t in threads] == [want] * len(threads)
+        assert cpu.reniced == {proc.pid}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_workers_first_bullet_names_the_levels_the_workers_ran_at():
+    from mentor_ray.benchmarks.bench import workers_first_text
+
+    text = workers_first_text([{"worker_nice": [0], "reniced": 26}, {"worker_nice": [0], "reniced": 25}])
+    assert "worker actors at nice 0 (Ray's default is 15)" in text and "nice 19" in text and "(26, 25 " in text
+    assert "at nice 0, 15 " in workers_first_text([{"worker_nice": [0, 15]}])  # a worker Ray lowered shows

@@ -10,6 +10,7 @@ measure: ``docs/benchmarks.md``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -299,10 +300,17 @@ class TreeCPU:
 
     :meth:`follow` samples every ``every`` seconds until the process ends; :meth:`shares` averages the cores
     each role used over the sampled intervals in which the workers were training (together at least half a
-    core each), so that Ray's start and the data loading do not count."""
+    core each), so that Ray's start and the data loading do not count.
 
-    def __init__(self, pid: int, workers: int, every: float = 1.0) -> None:
-        self.pid, self.workers, self.every = pid, workers, every
+    With ``nice`` set, the rest of the run is lowered to that nice level once every worker actor is up
+    (:meth:`_renice`): on as many cores as workers, Ray's own processes then take CPU from a worker only when
+    it waits, as on a GPU node where they run on host cores the devices do not use. ``worker_nice`` keeps the
+    nice levels the worker actors were seen at."""
+
+    def __init__(self, pid: int, workers: int, every: float = 1.0, nice: int | None = None) -> None:
+        self.pid, self.workers, self.every, self.nice = pid, workers, every, nice
+        self.reniced: set[int] = set()  # pids set to ``nice``: the rest of the run, once every worker is up
+        self.worker_nice: set[int] = set()
         self.last: dict[int, float] = {}  # pid -> its CPU seconds at the last sample
         self.total = {True: 0.0, False: 0.0}  # CPU seconds so far, of the workers (True) and of the rest
         self.samples: list[tuple[float, float, float]] = []  # (time, workers' CPU s, others' CPU s), cumulative
@@ -321,17 +329,46 @@ class TreeCPU:
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:  # ended meanwhile: the last sample stands
             return
+        others = []
+        n_workers = 0
         for p in procs:
             try:
                 with p.oneshot():
                     t = p.cpu_times()
                     title = " ".join(p.cmdline()) or p.name()  # the name alone is cut to 15 characters
+                    worker = self._is_worker(title)
+                    if worker:
+                        self.worker_nice.add(p.nice())
             except psutil.Error:
                 continue
             now = t.user + t.system
-            self.total[self._is_worker(title)] += now - self.last.get(p.pid, 0.0)
+            self.total[worker] += now - self.last.get(p.pid, 0.0)
             self.last[p.pid] = now
+            n_workers += worker
+            if not worker:
+                others.append(p)
         self.samples.append((time.perf_counter(), self.total[True], self.total[False]))
+        if self.nice is not None and n_workers >= self.workers:
+            self._renice(others)
+
+    def _renice(self, others: list) -> None:
+        """Lower the priority of the run's processes that are not worker actors, once every worker is up.
+
+        Not before: a process started by a lowered raylet inherits its priority, and an unprivileged process
+        cannot raise it again, so a worker actor started after this would run lowered too. A Ray pool process
+        still idle now does not become a worker of this run (all of them are up). Every thread of a process
+        is lowered: on Linux a nice level belongs to a thread (``setpriority`` on a pid changes its main thread
+        alone), and raylet, GCS and the Python workers do their work on other threads; a thread started later
+        inherits the level of the one that starts it."""
+        import psutil
+
+        for p in others:
+            if p.pid not in self.reniced:
+                with contextlib.suppress(psutil.Error, OSError):  # ended meanwhile, or not ours to change
+                    for thread in p.threads():
+                        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                            os.setpriority(os.PRIO_PROCESS, thread.id, self.nice)
+                    self.reniced.add(p.pid)
 
     def follow(self, proc: subprocess.Popen) -> None:
         while proc.poll() is None:
@@ -348,9 +385,18 @@ class TreeCPU:
         return {"workers_cores": work / span, "other_cores": other / span, "seconds": span} if span else None
 
 
+WORKERS_FIRST_NICE = 19  # ``--workers-first``: the rest of a run, once its workers are up
+
+
 def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, workers: list[int], cpus: int,
-              overrides: list[str], per_worker: float | None = None) -> dict:
+              overrides: list[str], per_worker: float | None = None, workers_first: bool = False) -> dict:
     """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers.
+
+    ``workers_first``: the worker actors at nice 0 instead of Ray's 15 (``RAY_worker_niceness``, read by the
+    local raylet the run starts) and everything else of the run at nice 19 once the workers are up
+    (:class:`TreeCPU`). Ray starts its worker processes lowered so that raylet, GCS and the driver come
+    first; on as many cores as workers that hands each wake-up of theirs a worker's core at once, where a
+    GPU node would run them on host cores its devices do not use.
 
     With ``MENTOR_RAY_STEP_TIMER=1`` in the environment the workers also time their steps part by part
     (:class:`mentor_ray.model.ops.StepTimer`; the gradient all-reduce is then waited for inside the backward
@@ -371,12 +417,13 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
             t0 = time.perf_counter()
             err = Path(tmp) / "stderr"  # a file, not a pipe: nothing reads it while TreeCPU follows the run
             with open(err, "w") as sink:
+                env = {**os.environ, "RAY_worker_niceness": "0"} if workers_first else None
                 proc = subprocess.Popen(
                     [sys.executable, "-m", *args, "--storage", str(Path(tmp) / "runs"), "--summary", str(out),
                      f"patience={epochs + 1}", *overrides],
-                    stdout=subprocess.DEVNULL, stderr=sink,
+                    stdout=subprocess.DEVNULL, stderr=sink, env=env,
                 )
-                cpu = TreeCPU(proc.pid, workers=n)
+                cpu = TreeCPU(proc.pid, workers=n, nice=WORKERS_FIRST_NICE if workers_first else None)
                 cpu.follow(proc)
             wall = time.perf_counter() - t0
             stderr = err.read_text()
@@ -384,10 +431,11 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
                 tail = (stderr.strip().splitlines() or ["no output"])[-1]
                 raise MentorRayError(f"benchmark Ray Train run ({n} workers) failed: {tail}")
             runs.append({"workers": n, "cpus_each": each, "summary": json.loads(out.read_text()), "wall": wall,
-                         "cpu": cpu.shares()})
+                         "cpu": cpu.shares(), "reniced": len(cpu.reniced), "worker_nice": sorted(cpu.worker_nice)})
     params, grad_bytes = gradient_bytes(dataset, data_root, variant, overrides)
     print(f"[bench] gloo all-reduce of {grad_bytes / 2**20:.1f} MiB between 2 local processes", file=sys.stderr)
-    return {"runs": runs, "params": params, "grad_bytes": grad_bytes, "allreduce_s": allreduce_seconds(params)}
+    return {"runs": runs, "params": params, "grad_bytes": grad_bytes, "allreduce_s": allreduce_seconds(params),
+            "workers_first": workers_first}
 
 
 def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, overrides: list[str]) -> Block:
@@ -421,7 +469,8 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
                  "gloo on CPU",
                  f"Per step, DDP all-reduces the dense gradient of {res['params']:,} parameters = "
                  f"{res['grad_bytes'] / 2**20:.1f} MiB; one gloo all-reduce of that size between 2 local processes "
-                 f"takes {1000 * res['allreduce_s']:.1f} ms here.")),
+                 f"takes {1000 * res['allreduce_s']:.1f} ms here.",
+                 *((workers_first_text(res["runs"]),) if res.get("workers_first") else ()))),
         table]
     parts = step_parts_table(res["runs"], f"Ray Train per-part step times: {dataset} / {variant}")
     if parts is not None:
@@ -431,7 +480,20 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
                   "Replicated on every worker: propagation and backward.", parts]
     each = {r.get("cpus_each") for r in res["runs"]}
     cpu_text = f"{cpus} CPUs" if len(each) > 1 or None in each else f"{each.pop():g} CPU per worker"
+    if res.get("workers_first"):
+        cpu_text += ", workers first"
     return Block(f"Ray Train: {dataset} / {variant} ({' '.join(overrides) or 'paper defaults'}), {cpu_text}", items)
+
+
+def workers_first_text(runs: list[dict]) -> str:
+    """The ``--workers-first`` bullet: the nice levels the runs' workers were seen at, and how many of the other
+    processes were lowered."""
+    seen = sorted({level for r in runs for level in r.get("worker_nice", [])})
+    return (f"Workers first: the worker actors at nice {', '.join(map(str, seen)) or '?'} (Ray's default is 15), "
+            f"every thread of the run's other processes (driver, raylet, GCS, dashboard, Train's controller and "
+            f"actors) at nice {WORKERS_FIRST_NICE} once the workers were up "
+            f"({', '.join(str(r.get('reniced', 0)) for r in runs)} processes in the rows' runs): one worker with "
+            "one thread stands for one device, and Ray's own processes for the host cores a GPU node leaves them.")
 
 
 GAP_NOTE = ("max |Δ metric|: the largest absolute difference, over every validation and test metric (Recall and "
