@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -326,3 +327,123 @@ def test_a_stored_run_is_taken_only_when_it_is_the_same_completed_run(tmp_path):
     assert results.stored_summary(tmp_path, "final", cfg) is None  # unreadable: trained again, replaced
     with pytest.raises(MentorRayError, match="final and ablation runs"):
         results.stored_summary(tmp_path, "search", cfg)
+
+
+def _add(tmp_path, *args):
+    from mentor_ray import results as results_cli
+    from mentor_ray.cli import run
+
+    return run(results_cli.main, ["add", *map(str, args)])
+
+
+def test_results_add_writes_summaries_that_a_sweep_then_takes_from_the_store(tmp_path, capsys):
+    """Runs trained outside a sweep (a GPU node without Ray) join the store as final runs: their rows are a
+    sweep's, stored_summary finds them (so a sweep with the same point and seeds does not train them again),
+    a second add keeps what is there unless --replace, and a run given twice in one call is refused whole."""
+    import json
+
+    store = tmp_path / "store"
+    files = []
+    for seed in (0, 1):
+        files.append(tmp_path / f"s{seed}.json")
+        files[-1].write_text(json.dumps({**_summary(seed=seed), "test_users": {
+            "user": [1, 2], **{f"{m}@{k}": [0.5, 1.0] for m in ("recall", "ndcg") for k in (10, 20)}}}))
+    assert _add(tmp_path, "--results", store, "--role", "final", "--sweep", "gpu_point", *files) == 0
+    assert "2 run(s) written" in capsys.readouterr().out
+    table = results.read_results(store).to_pandas()
+    assert set(table.sweep) == {"gpu_point"} and set(table.role) == {"final"} and table.run_id.nunique() == 2
+    assert table[table.split == "test"].user_ids.notna().any()  # per-user values kept: Fig. 6, paired tests
+    for seed in (0, 1):
+        assert results.stored_summary(store, "final", _summary(seed=seed)["config"]) is not None
+    before = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
+    assert _add(tmp_path, "--results", store, "--role", "final", files[0]) == 0
+    assert "kept" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()} == before
+    assert _add(tmp_path, "--results", store, "--role", "final", "--replace", files[0]) == 0
+    assert "1 run(s) written" in capsys.readouterr().out
+    other = tmp_path / "other"
+    assert _add(tmp_path, "--results", other, "--role", "final", files[0], files[1], files[0]) != 0
+    assert "repeat a run" in capsys.readouterr().err and not other.exists()
+
+
+def _json_values():
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=5))
+    return st.recursive(leaf, lambda c: st.one_of(st.lists(c, max_size=3),
+                                                  st.dictionaries(st.text(max_size=6), c, max_size=3)),
+                        max_leaves=8)
+
+
+@st.composite
+def _broken_summaries(draw):
+    """Text that is not a finished run's summary: not JSON, any JSON value, a summary without one of its
+    keys, with a setting out of range or unknown, or a run that never evaluated."""
+    import json
+
+    kind = draw(st.sampled_from(["text", "json", "missing", "setting", "unknown", "failed"]))
+    if kind == "text":
+        return draw(st.text(max_size=20).filter(lambda t: not _is_json(t)))
+    if kind == "json":
+        return json.dumps(draw(_json_values()))
+    s = _summary(seed=draw(st.integers(0, 9)))
+    if kind == "missing":
+        del s[draw(st.sampled_from(["dataset", "variant", "seed", "config", "valid", "test"]))]
+    elif kind == "setting":
+        s["config"][draw(st.sampled_from(["lr", "dropout", "embedding_dim", "batch_size"]))] = draw(
+            st.one_of(st.text(max_size=3), st.just(-1), st.just(True), st.none()))
+    elif kind == "unknown":
+        s["config"][draw(st.sampled_from(["lr_", "zzz", "Dropout"]))] = 1
+    else:
+        s.update(status="failed", test=None)
+    return json.dumps(s)
+
+
+def _is_json(text):
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_broken_summaries(), good_first=st.booleans())
+def test_results_add_refuses_anything_but_a_finished_summary_in_one_line_and_writes_nothing(
+        tmp_path_factory, capsys, doc, good_first):
+    """Whatever the file holds, a file that is not a finished run's summary is one line naming it, exit 2,
+    and the store is left as it was, even where a good summary comes before it in the same call."""
+    import json
+
+    root = tmp_path_factory.mktemp("add")
+    good, bad = root / "good.json", root / "bad.json"
+    good.write_text(json.dumps(_summary()))
+    bad.write_text(doc)
+    capsys.readouterr()
+    files = [good, bad] if good_first else [bad]
+    assert _add(root, "--results", root / "store", "--role", "final", *files) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0], err
+    assert not (root / "store").exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).parents[1] / "tune_spaces")
+                                        .glob("*_point.yaml")))
+def test_train_with_a_point_spaces_settings_is_the_sweeps_final_run(name):
+    """tools/device_finals.sh trains a point-only space's finals in-process (`train` with the space's fixed
+    settings as key=value, --max-epochs, --seed) where no Ray runs; `results add` then stores them. They are
+    the runs a sweep of that space would train: same run id, and stored_summary's match."""
+    from mentor_ray.common.config import resume_settings
+    from mentor_ray.sweep.spaces import load_space
+    from mentor_ray.sweep.trials import trial_config
+
+    space = load_space(name)
+    assert not space.search  # a point: nothing searched
+    fixed = space.settings_for("tiktok")
+    base = {"dataset": "tiktok", "data_root": "/data", **fixed, "max_epochs": 100}
+    sweep = trial_config(base, space.model, 3, {}, space.model).model_dump()
+    train = make_config(flags={"dataset": "tiktok", "data_root": "/data", "variant": space.model, "seed": 3,
+                               "max_epochs": 100},
+                        overrides=[f"{k}={v}" for k, v in fixed.items()] + ["device=cuda"]).model_dump()
+    assert resume_settings(train) == resume_settings(sweep) and train["max_epochs"] == sweep["max_epochs"]
+    assert results.config_hash(train) == results.config_hash(sweep)
