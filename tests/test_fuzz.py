@@ -1773,17 +1773,21 @@ def test_diffmm_pickles(case):
 FLAG_VALUES = ["0", "1", "-1", "2", "3", str(2**63), str(2**64), "1e3", "0.5", "nan", "inf", "-inf", "", " ",
                "x", "{DATA}", "{DATA}/toy", "{DATA}/toy/toy.inter", "{OUT}/new", "{OUT}/a/b", "{OUT}/file", "..",
                ".", "~", "~/r", "/proc/1/x", "toy", "synth-nope", "all", "../x", "x" * 300, "é", "--", "-", "none",
-               "md", "row", "torch", "final", "smoke", "{DATA}/space.yaml", "{DATA}/store", "{DATA}/fifo", "a\nb"]
+               "md", "row", "torch", "final", "smoke", "{DATA}/space.yaml", "{DATA}/store", "{DATA}/fifo", "a\nb",
+               "{DATA}/sum.json", "ablation"]
 # Inputs may also name what the system has: a file no dataset or space is, a device, a pseudo-file, the root
 INPUT_VALUES = [*FLAG_VALUES, "/etc/passwd", "/dev/zero", "/proc/self/environ", "/", "/etc"]
-INPUT_FLAGS = {"--data-root", "--space", "--preset", ("leaderboard", "--results"), ("results", "--results")}
-OUTPUT_FLAGS = {"--out", "--summary", "--storage", "--leaderboard", "--optuna-storage", ("tune", "--results")}
+INPUT_FLAGS = {"--data-root", "--space", "--preset", ("leaderboard", "--results")}
+# results add writes into its --results: an output flag (results show reads it; its stores are the "results" family's)
+OUTPUT_FLAGS = {"--out", "--summary", "--storage", "--leaderboard", "--optuna-storage", ("tune", "--results"),
+                ("results", "--results")}
 flag_text = st.text(max_size=6).filter(lambda t: "/" not in t and not t.startswith("~"))  # stays in the cwd
 COMMANDS = {
     "data": (["info", "convert-diffmm", "x"], ["--dataset", "--data-root", "--json", "--name", "--help"]),
     "graphs": (["build", "x"], ["--dataset", "--data-root", "--k", "--knn-norm", "--builder", "--no-cache", "--json"]),
     "spaces": (["show", "x", "/etc/passwd", "/dev/zero", "{DATA}/fifo", "/proc/self/environ"], ["--help"]),
-    "results": (["show", "x"], ["--results", "--dataset", "--role"]),
+    "results": (["show", "add", "x", "{DATA}/sum.json", "{DATA}/store", "{DATA}/toy/toy.inter"],
+                ["--results", "--dataset", "--role", "--sweep", "--replace"]),
     "leaderboard": ([], ["--results", "--out", "--format"]),
     "tune": ([], ["--dataset", "--data-root", "--space", "--num-samples", "--budget", "--max-epochs", "--seeds",
                   "--seed", "--results", "--storage", "--cpus-per-trial", "--gpus-per-trial", "--workers-per-trial",
@@ -1839,6 +1843,9 @@ def flag_cases(draw) -> dict:
 @example(case={"command": "train", "argv": ["--max-epochs", "y" * 10_000]})  # fixed: argparse echoed 10,000 characters
 @example(case={"command": "train", "argv": [*BASE_ARGV["train"], "--rank-profile", "max_epochs=1"]})
 @example(case={"command": "tune", "argv": [*TUNE, "--results", ""]})  # handed over: see KNOWN_VIOLATIONS
+@example(case={"command": "results", "argv": ["add", "--results", "{OUT}/st", "--role", "final", "{DATA}/sum.json"]})
+@example(case={"command": "results", "argv": ["add", "--results", "{DATA}/toy/toy.inter", "--role", "final",
+                                              "{DATA}/sum.json"]})
 def test_flags(case):
     import torch
 
@@ -1852,6 +1859,7 @@ def test_flags(case):
         (w.data / "store").mkdir()
         for run in valid_runs()[:3]:
             write_run(w.data / "store", run)
+        (w.data / "sum.json").write_text(json.dumps(run_summary("fz-a", "mentor", 7, 0.3, users=True)))
         # where the command was asked to write: out/, and whatever an output flag names (--out {DATA}/store)
         argv = w.sub(case["argv"])
         named = [argv[i + 1] for i, a in enumerate(argv[:-1])
