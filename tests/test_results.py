@@ -447,3 +447,32 @@ def test_train_with_a_point_spaces_settings_is_the_sweeps_final_run(name):
                         overrides=[f"{k}={v}" for k, v in fixed.items()] + ["device=cuda"]).model_dump()
     assert resume_settings(train) == resume_settings(sweep) and train["max_epochs"] == sweep["max_epochs"]
     assert results.config_hash(train) == results.config_hash(sweep)
+
+
+def test_a_run_records_the_code_its_process_loaded_not_where_the_checkout_moved_since(monkeypatch):
+    """code_version is taken once per process (a trainer takes it when it starts): a commit made while a sweep
+    runs does not relabel the runs the sweep's processes trained with the earlier code."""
+    import types
+
+    from mentor_ray.common import runtime
+
+    heads = iter(["aaaaaaaaaa", "", "bbbbbbbbbb", ""])  # rev-parse, then status, per call
+    monkeypatch.setattr(runtime.subprocess, "run", lambda *a, **k: types.SimpleNamespace(stdout=next(heads)))
+    runtime.code_version.cache_clear()
+    try:
+        first = runtime.code_version()
+        assert first.endswith("+gaaaaaaaaaa") and runtime.code_version() == first  # not asked again
+        s = {**_summary(), "code_version": first}
+        rows = results.rows_from_summary(s, "final", "sw")
+        assert set(rows.column("code_version").to_pylist()) == {first}
+    finally:
+        runtime.code_version.cache_clear()
+
+
+def test_a_trainers_summary_names_the_code_that_trained_it():
+    from mentor_ray.common.runtime import code_version
+    from mentor_ray.training.trainer import Trainer
+
+    cfg = make_config(flags={"dataset": "synth-tiny", "variant": "most_pop", "max_epochs": 1})
+    trainer = Trainer(cfg)
+    assert trainer.fit()["code_version"] == code_version()

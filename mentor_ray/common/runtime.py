@@ -11,9 +11,12 @@ Set ``MENTOR_RAY_MALLOPT=0`` to leave the allocator alone.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +120,22 @@ def kill_point(name: str) -> None:
     import signal
 
     os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(KILL_SIGNAL_ENV, "KILL").upper(), signal.SIGKILL))
+
+
+@functools.cache
+def code_version() -> str:
+    """The package version, and the git commit when running from a checkout (``.dirty`` if tracked files were
+    modified): of the code this process loaded, taken at its first call and kept. A trainer takes it when it
+    starts (``Trainer.summary``'s ``code_version``), so a run records the code that trained it, not the commit
+    the checkout has moved to by the time its rows are written (a sweep lasts hours)."""
+    from mentor_ray import __version__
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", ""
+    return f"{__version__}+g{sha}{'.dirty' if dirty else ''}" if sha else __version__

@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import logging
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.io import atomic_path, sha256_json
 from mentor_ray.common.names import KS, METRIC_KINDS
 from mentor_ray.common.registry import hparams
+from mentor_ray.common.runtime import code_version
 
 log = logging.getLogger(__name__)
 
@@ -132,21 +132,6 @@ def summary_run_id(summary: dict[str, Any], role: str, sweep: str) -> str:
 def _safe(name: str) -> str:
     """``name`` as a file-name component."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def code_version() -> str:
-    """The package version, and the git commit when running from a checkout (``+dirty`` if modified)."""
-    from mentor_ray import __version__
-
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=10", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha, dirty = "", ""
-    return f"{__version__}+g{sha}{'.dirty' if dirty else ''}" if sha else __version__
 
 
 def rows_from_summary(summary: dict[str, Any], role: str, sweep: str, version: str | None = None) -> pa.Table:

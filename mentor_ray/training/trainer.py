@@ -24,7 +24,14 @@ from mentor_ray.common import embeddings
 from mentor_ray.common.config import TrainConfig
 from mentor_ray.common.errors import ConfigError, DataError, DivergedError
 from mentor_ray.common.names import METRICS, USER_METRICS, VALID_METRIC
-from mentor_ray.common.runtime import current_rss_mb, kill_point, peak_rss_mb, reset_peak_memory, tune_allocator
+from mentor_ray.common.runtime import (
+    code_version,
+    current_rss_mb,
+    kill_point,
+    peak_rss_mb,
+    reset_peak_memory,
+    tune_allocator,
+)
 from mentor_ray.datasets.dataset import Dataset, load_dataset
 from mentor_ray.model import Batch, Recommender, build_model, ops
 from mentor_ray.model.base import aux_step
@@ -216,6 +223,7 @@ class Trainer:
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
         self.started_at = time.time()  # wall-clock start of the run (kept across resumes)
+        self.code_version = code_version()  # the code this process loaded, before the checkout moves on
         self.wall_before = 0.0  # seconds spent in fit() by earlier attempts (a resumed run adds them)
         self._fit_started: float | None = None
 
@@ -519,6 +527,7 @@ class Trainer:
             # results depend on these too: a CPU thread count or torch build changes the floating-point sums
             "threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
+            "code_version": self.code_version,
             "graph_builder": self.graph_builder,
             "world_size": self.world_size,
             "valid_curve": [h["valid"][VALID_METRIC] for h in self.history if h["train"]],
