@@ -120,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="comma-separated presets to time (default: the paper's three Amazon shapes)")
     gp.add_argument("--tiktok", type=Path, default=None, metavar="DATA_ROOT",
                     help="also time TikTok from DATA_ROOT/tiktok")
+    gp.add_argument("--variants", default="table3", help="models part (b) times: comma-separated variants "
+                    "(mentor:batch for MENTOR's batch scope), table3 for Table 3's (default), e.g. table3,mmssl,diffmm")
     gp.add_argument("--epochs", type=int, default=3, help="timed epochs per model (default 3)")
     gp.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
     gp.add_argument("--write", type=Path, default=None, metavar="MD", help="also update this Markdown file")
@@ -172,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             gpucheck.log(vendored)
         datasets = [d for d in args.datasets.split(",") if d]
         return gpucheck.run_check(args.out, args.device, datasets, args.tiktok, args.epochs, args.warmup, command,
-                                  args.write)
+                                  args.write, models=gpucheck.parse_models(args.variants))
     if args.cmd == "graphs":
         res = bench_graphs(args.dataset, args.data_root, args.k, args.knn_norm, args.builder)
         result = graphs_block(res, command, args.dataset, args.k, args.knn_norm)

@@ -155,3 +155,23 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_variants_name_the_models_part_b_times():
+    """--variants: Table 3's by default, any registry variant besides (MMSSL's and DiffMM's cost on a node is
+    what a --paper sweep's plan needs), MENTOR's scope after a colon; a name that is no variant is one line."""
+    from mentor_ray.common.errors import ConfigError
+
+    assert gpucheck.parse_models("table3") == list(gpucheck.TIMED)
+    assert gpucheck.parse_models("table3,mmssl,diffmm") == [*gpucheck.TIMED, ("mmssl", None), ("diffmm", None)]
+    assert gpucheck.parse_models("mentor,mentor:batch,mentor") == [("mentor", "all"), ("mentor", "batch")]
+    for bad, said in (("mmsl", "'mmsl' is not a variant"), ("lightgcn:batch", "MENTOR's only"),
+                      ("mentor:half", "MENTOR's only"), ("", "'' is not a variant")):
+        with pytest.raises(ConfigError, match=said):
+            gpucheck.parse_models(bad)
+
+
+def test_part_b_times_the_models_asked():
+    rows = gpucheck.time_training("cpu", [("synth-tiny", None)], epochs=1, warmup=0,
+                                  models=gpucheck.parse_models("mmssl,diffmm"))
+    assert [r["model"] for r in rows] == ["mmssl", "diffmm"] and all(r["seconds_per_epoch"] > 0 for r in rows)

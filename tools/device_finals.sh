@@ -41,8 +41,11 @@ if ! python -c "import pydantic" 2>/dev/null; then
         echo "error: pydantic is missing and .whl/ has no wheels to install it from (see this script's header)" >&2
         exit 2
     fi
-    python -m pip install --quiet --no-index --no-deps --target .pylib .whl/*.whl || exit 2
-    export PYTHONPATH="$PWD/.pylib${PYTHONPATH:+:$PYTHONPATH}"
+    # unpacked, as the GPU check does (gpucheck.use_local_wheels): no pip, no index
+    python -c 'import pathlib, zipfile
+for w in sorted(pathlib.Path(".whl").glob("*.whl")): zipfile.ZipFile(w).extractall(".whl/site")' || exit 2
+    export PYTHONPATH="$PWD/.whl/site${PYTHONPATH:+:$PYTHONPATH}"
+    python -c "import pydantic" || exit 2
 fi
 root_flag=()
 [ "$root" != "-" ] && root_flag=(--data-root "$root")

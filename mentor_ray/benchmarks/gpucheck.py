@@ -32,7 +32,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -157,6 +157,29 @@ def _config(variant: str, scope: str | None, device: str, dataset: str, data_roo
     return make_config(flags={"dataset": dataset, "data_root": data_root, "variant": variant}, overrides=overrides)
 
 
+def parse_models(text: str) -> list[tuple[str, str | None]]:
+    """``--variants``: comma-separated variants of the registry (``mentor`` is its paper's all scope,
+    ``mentor:batch`` the batch scope), or ``table3`` for Table 3's models (the default)."""
+    from mentor_ray.common.config import VARIANTS
+    from mentor_ray.common.errors import ConfigError
+
+    models: list[tuple[str, str | None]] = []
+    for item in (t.strip() for t in text.split(",")):
+        if item == "table3":
+            models += [m for m in TIMED if m not in models]
+            continue
+        variant, _, scope = item.partition(":")
+        if variant not in VARIANTS:
+            raise ConfigError(f"--variants {text}: {item!r} is not a variant; allowed: table3, or "
+                              f"{', '.join(VARIANTS)} (mentor:all, mentor:batch for MENTOR's InfoNCE scope)")
+        if scope not in ("", "all", "batch") or (scope and not variant.startswith("mentor")):
+            raise ConfigError(f"--variants {text}: {item!r}: a scope (:all, :batch) is MENTOR's only")
+        model = (variant, scope or ("all" if variant == "mentor" else None))
+        if model not in models:
+            models.append(model)
+    return models
+
+
 def _label(variant: str, scope: str | None) -> str:
     return f"{variant} ({scope} scope)" if scope else variant
 
@@ -266,9 +289,11 @@ def _timed_epochs(trainer, dev, warmup: int, epochs: int) -> tuple[list[float], 
 
 
 def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: int, warmup: int,
-                  on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    """(b): median seconds per training epoch after ``warmup`` epochs, evaluation seconds, peak memory;
-    ``on_row(row)`` after each model (the report is saved as it grows)."""
+                  on_row: Callable[[dict], None] | None = None,
+                  models: Sequence[tuple[str, str | None]] = TIMED) -> list[dict]:
+    """(b): median seconds per training epoch after ``warmup`` epochs, evaluation seconds, peak memory, of each
+    of ``models`` ((variant, InfoNCE scope or None); default Table 3's); ``on_row(row)`` after each model (the
+    report is saved as it grows)."""
     from mentor_ray.datasets.dataset import load_dataset
     from mentor_ray.datasets.graphs import build_graphs
     from mentor_ray.training.trainer import Trainer
@@ -278,7 +303,7 @@ def time_training(device: str, datasets: list[tuple[str, str | None]], epochs: i
     for name, root in datasets:
         log(f"(b) {name}: loading" + (" (generated on first use)" if name.startswith("synth-") else ""))
         ds = load_dataset(name, root)
-        for variant, scope in TIMED:
+        for variant, scope in models:
             label = _label(variant, scope)
             cfg = _config(variant, scope, device, name, root, patience=epochs + warmup + 1)
             t0 = time.perf_counter()
@@ -722,7 +747,7 @@ def _save(out: Path, report: dict[str, Any]) -> None:
 
 
 def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, epochs: int, warmup: int,
-              command: str, write: Path | None = None) -> int:
+              command: str, write: Path | None = None, models: Sequence[tuple[str, str | None]] = TIMED) -> int:
     """All four parts; writes ``gpu_check.md`` and ``gpu_check.json`` into ``out`` after each of them, so that
     a run cut short keeps what it measured; 0 if (a), (c) and (d) hold."""
     from mentor_ray.common.errors import ConfigError
@@ -756,7 +781,7 @@ def run_check(out: Path, device: str, datasets: list[str], tiktok: Path | None, 
         timings.append(row)
         save(timings=timings)
 
-    time_training(device, sets, epochs, warmup, on_row=timed)
+    time_training(device, sets, epochs, warmup, on_row=timed, models=models)
     save(timings=timings, ddp=check_ddp(device, work))
     save(scaling=check_scaling(device, sets, epochs, warmup, work))
     report["ok"] = (all(r["ok"] for r in report["agreement"]) and report["ddp"]["ok"]
