@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run, setup_logging
-from mentor_ray.common.errors import MentorRayError
+from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.report.results import ROLES, read_results
 
 _DESCRIPTION = "The results store: every finished trial and final run as rows of one Parquet dataset."
@@ -125,6 +125,10 @@ def _read_summary(path: Path) -> dict:
         raise MentorRayError(f"{path}: not a run summary (train --summary): no {', '.join(missing)}")
     if not isinstance(summary["config"], dict):
         raise MentorRayError(f"{path}: config: a JSON object of settings; found {type(summary['config']).__name__}")
+    for key in ("dataset", "variant", "seed"):  # the run id is made of these and the config's hash
+        if summary[key] != summary["config"].get(key):
+            raise MentorRayError(f"{path}: {key}: the summary says {shown(summary[key])}, its config "
+                                 f"{shown(summary['config'].get(key))}; a summary train wrote has the same in both")
     if summary.get("status", "completed") != "completed" or summary["test"] is None:
         raise MentorRayError(f"{path}: the run did not complete an evaluation (status "
                              f"{summary.get('status', 'completed')}, test {summary['test']}); only finished runs "

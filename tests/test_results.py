@@ -376,10 +376,11 @@ def _json_values():
 @st.composite
 def _broken_summaries(draw):
     """Text that is not a finished run's summary: not JSON, any JSON value, a summary without one of its
-    keys, with a setting out of range or unknown, or a run that never evaluated."""
+    keys, with a setting out of range or unknown, a run that never evaluated, or one whose dataset, variant
+    or seed is not its config's."""
     import json
 
-    kind = draw(st.sampled_from(["text", "json", "missing", "setting", "unknown", "failed"]))
+    kind = draw(st.sampled_from(["text", "json", "missing", "setting", "unknown", "failed", "mismatch"]))
     if kind == "text":
         return draw(st.text(max_size=20).filter(lambda t: not _is_json(t)))
     if kind == "json":
@@ -392,6 +393,10 @@ def _broken_summaries(draw):
             st.one_of(st.text(max_size=3), st.just(-1), st.just(True), st.none()))
     elif kind == "unknown":
         s["config"][draw(st.sampled_from(["lr_", "zzz", "Dropout"]))] = 1
+    elif kind == "mismatch":  # the run id is made of these: a summary and its config must agree on them
+        key = draw(st.sampled_from(["dataset", "variant", "seed"]))
+        s[key] = draw(st.sampled_from({"dataset": ["tiktok", "synth-small"], "variant": ["lightgcn", "mmssl"],
+                                       "seed": [1, 2, "0"]}[key]))
     else:
         s.update(status="failed", test=None)
     return json.dumps(s)
