@@ -11,9 +11,9 @@ trained outside a sweep.
 ``add`` writes each summary's rows as a sweep's final (or ablation) run would be written: the leaderboard's
 Table 2, its paired tests over users and Fig. 6 then take them like any other; a later sweep whose final run
 has the same settings, data root, epoch budget and seed takes it from the store instead of training it again
-(:func:`mentor_ray.report.results.stored_summary`). A run the
-store already holds (same run id: dataset, variant, settings, seed) is kept, not replaced, unless
-``--replace``. ``python -m mentor_ray.results ...`` is the same command.
+(:func:`mentor_ray.report.results.stored_summary`). A run the store already holds (same run id: dataset,
+variant, settings, seed) is kept, not replaced, unless ``--replace``. ``python -m mentor_ray.results ...`` is
+the same command.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def _read_summary(path: Path) -> dict:
                                  f"{shown(summary['config'].get(key))}; a summary train wrote has the same in both")
     if summary.get("status", "completed") != "completed" or summary["test"] is None:
         raise MentorRayError(f"{path}: the run did not complete an evaluation (status "
-                             f"{summary.get('status', 'completed')}, test {summary['test']}); only finished runs "
-                             "are added")
+                             f"{shown(summary.get('status', 'completed'))}, test {shown(summary['test'])}); only "
+                             "finished runs are added")
     return summary
 
 
