@@ -108,7 +108,7 @@ def test_the_check_writes_each_part_as_it_ends(tmp_path, monkeypatch):
     from mentor_ray.common.errors import MentorRayError
 
     monkeypatch.setattr(gpucheck, "check_agreement", lambda device: [])
-    monkeypatch.setattr(gpucheck, "time_training", lambda device, sets, epochs, warmup, on_row: on_row(
+    monkeypatch.setattr(gpucheck, "time_training", lambda device, sets, epochs, warmup, on_row, models: on_row(
         {"dataset": "synth-tiny", "model": "lightgcn", "users": 60, "items": 40, "seconds_per_epoch": 0.1,
          "eval_seconds": 0.0, "peak_allocated_mb": None, "peak_reserved_mb": None, "peak_rss_mb": 1.0}))
 
