@@ -1,5 +1,7 @@
 """Benchmark plumbing: Markdown blocks are replaced in place, never duplicated."""
 
+import pytest
+
 from mentor_ray.benchmarks.bench import upsert_block
 
 
@@ -164,11 +166,16 @@ def test_tree_cpu_counts_only_the_intervals_in_which_the_workers_trained():
     from mentor_ray.benchmarks.bench import TreeCPU
 
     cpu = TreeCPU(pid=0, workers=2)
-    # (time, workers' cumulative CPU s, others' cumulative CPU s): 10 s of start-up, then 20 s of training
-    cpu.samples = [(0.0, 0.0, 0.0), (10.0, 0.5, 8.0), (20.0, 18.5, 9.0), (30.0, 36.5, 10.0)]
+    # (time, workers' cumulative CPU s, others' cumulative CPU s, training threads' s on a CPU and waiting for
+    # one): 10 s of start-up, then 20 s of training
+    cpu.samples = [(0.0, 0.0, 0.0, 0.0, 0.0), (10.0, 0.5, 8.0, 0.4, 0.0), (20.0, 18.5, 9.0, 17.4, 1.6),
+                   (30.0, 36.5, 10.0, 35.4, 3.2)]
     got = cpu.shares()
-    assert got == {"workers_cores": 1.8, "other_cores": 0.1, "seconds": 20.0}
+    assert got == pytest.approx({"workers_cores": 1.8, "other_cores": 0.1, "seconds": 20.0, "thread_running": 0.875,
+                                 "thread_waiting": 0.08, "thread_asleep": 0.045})
     assert TreeCPU(pid=0, workers=2).shares() is None  # nothing sampled
+    cpu.samples = [(t, w, o, 0.0, 0.0) for t, w, o, _, _ in cpu.samples]  # no per-thread counters
+    assert cpu.shares()["thread_waiting"] is None and cpu.shares()["thread_asleep"] is None
 
 
 def test_tree_cpu_follows_a_process_tree_by_role(tmp_path):
@@ -234,7 +241,7 @@ def test_tree_cpu_gives_a_process_that_becomes_a_worker_its_later_intervals_only
     cpu = TreeCPU(pid=7, workers=1)
     for _ in range(3):
         cpu.sample()
-    assert [s[1:] for s in cpu.samples] == [(0.0, 1.0), (2.0, 1.0), (5.0, 1.0)]
+    assert [s[1:3] for s in cpu.samples] == [(0.0, 1.0), (2.0, 1.0), (5.0, 1.0)]
 
 
 def test_tree_cpu_lowers_the_rest_of_the_run_only_once_every_worker_is_up(monkeypatch):
@@ -326,3 +333,31 @@ def test_workers_first_bullet_names_the_levels_the_workers_ran_at():
     text = workers_first_text([{"worker_nice": [0], "reniced": 26}, {"worker_nice": [0], "reniced": 25}])
     assert "worker actors at nice 0 (Ray's default is 15)" in text and "nice 19" in text and "(26, 25 " in text
     assert "at nice 0, 15 " in workers_first_text([{"worker_nice": [0, 15]}])  # a worker Ray lowered shows
+
+
+def test_tree_cpu_follows_the_busiest_thread_of_a_worker(tmp_path):
+    """The training-thread shares come from the kernel's counters of the process's busiest thread: a process
+    with a spinning thread and a sleeping one is counted by the spinning one (it ran, it never slept long)."""
+    import os
+    import subprocess
+    import sys
+
+    from mentor_ray.benchmarks.bench import TreeCPU
+
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat"):
+        pytest.skip("no per-thread scheduler counters (/proc/<pid>/task/<tid>/schedstat) on this system")
+    code = ("import threading, time\n"
+            "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+            "t = time.process_time()\n"
+            "while time.process_time() - t < 3: pass\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        cpu = TreeCPU(proc.pid, workers=1, every=0.2)
+        cpu._is_worker = staticmethod(lambda title: True)  # stands for a worker actor
+        cpu.follow(proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    got = cpu.shares()
+    assert got is not None and got["thread_running"] > 0.2, got  # the sleeping thread would be ~0
+    assert got["thread_running"] + got["thread_waiting"] + got["thread_asleep"] == pytest.approx(1.0, abs=0.05)

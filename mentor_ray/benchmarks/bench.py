@@ -305,7 +305,12 @@ class TreeCPU:
     With ``nice`` set, the rest of the run is lowered to that nice level once every worker actor is up
     (:meth:`_renice`): on as many cores as workers, Ray's own processes then take CPU from a worker only when
     it waits, as on a GPU node where they run on host cores the devices do not use. ``worker_nice`` keeps the
-    nice levels the worker actors were seen at."""
+    nice levels the worker actors were seen at.
+
+    Each worker's training thread (its busiest thread in an interval) is also followed through the kernel's
+    per-thread counters (``/proc/<pid>/task/<tid>/schedstat``, Linux): the share of its time it ran, waited
+    runnable for a core (preempted: the cores were busy with something else) and slept (blocked: the other
+    rank at an all-reduce, a lock). Where the kernel does not keep them, those shares are None."""
 
     def __init__(self, pid: int, workers: int, every: float = 1.0, nice: int | None = None) -> None:
         self.pid, self.workers, self.every, self.nice = pid, workers, every, nice
@@ -313,7 +318,10 @@ class TreeCPU:
         self.worker_nice: set[int] = set()
         self.last: dict[int, float] = {}  # pid -> its CPU seconds at the last sample
         self.total = {True: 0.0, False: 0.0}  # CPU seconds so far, of the workers (True) and of the rest
-        self.samples: list[tuple[float, float, float]] = []  # (time, workers' CPU s, others' CPU s), cumulative
+        # (time, workers' CPU s, others' CPU s, training threads' s on a CPU, their s waiting for one), cumulative
+        self.samples: list[tuple[float, float, float, float, float]] = []
+        self.thread_last: dict[tuple[int, str], tuple[int, int]] = {}  # (pid, tid) -> (ns on a CPU, ns waiting)
+        self.thread_total = [0.0, 0.0]
 
     @staticmethod
     def _is_worker(title: str) -> bool:
@@ -347,9 +355,33 @@ class TreeCPU:
             n_workers += worker
             if not worker:
                 others.append(p)
-        self.samples.append((time.perf_counter(), self.total[True], self.total[False]))
+            elif (busiest := self._training_thread(p.pid)) is not None:
+                self.thread_total[0] += busiest[0]
+                self.thread_total[1] += busiest[1]
+        self.samples.append((time.perf_counter(), self.total[True], self.total[False], *self.thread_total))
         if self.nice is not None and n_workers >= self.workers:
             self._renice(others)
+
+    def _training_thread(self, pid: int) -> tuple[float, float] | None:
+        """(seconds on a CPU, seconds waiting runnable for one) since the previous sample of worker ``pid``'s
+        busiest thread in that interval, its training thread; None at a thread's first sample, or where the
+        kernel keeps no per-thread counters."""
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return None
+        busiest = None
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    run, wait = (int(v) for v in f.read().split()[:2])
+            except (OSError, ValueError):  # ended meanwhile, or no schedstat in this kernel
+                continue
+            before = self.thread_last.get((pid, tid))
+            self.thread_last[(pid, tid)] = (run, wait)
+            if before is not None and (busiest is None or run - before[0] > busiest[0]):
+                busiest = (run - before[0], wait - before[1])
+        return None if busiest is None else (busiest[0] / 1e9, busiest[1] / 1e9)
 
     def _renice(self, others: list) -> None:
         """Lower the priority of the run's processes that are not worker actors, once every worker is up.
@@ -375,14 +407,23 @@ class TreeCPU:
             self.sample()
             time.sleep(self.every)
 
-    def shares(self) -> dict[str, float] | None:
-        """Cores used by the workers and by the rest, averaged over the intervals in which the workers trained;
-        None when no interval qualifies."""
-        span = work = other = 0.0
-        for (t0, w0, o0), (t1, w1, o1) in zip(self.samples, self.samples[1:]):
+    def shares(self) -> dict[str, float | None] | None:
+        """Cores used by the workers and by the rest, and the shares of the training threads' time on a CPU,
+        waiting for one and asleep, averaged over the intervals in which the workers trained; None when no
+        interval qualifies (the thread shares None without per-thread counters)."""
+        span = work = other = ran = waited = 0.0
+        for (t0, w0, o0, r0, q0), (t1, w1, o1, r1, q1) in zip(self.samples, self.samples[1:]):
             if t1 > t0 and (w1 - w0) / (t1 - t0) >= 0.5 * self.workers:
                 span, work, other = span + t1 - t0, work + w1 - w0, other + o1 - o0
-        return {"workers_cores": work / span, "other_cores": other / span, "seconds": span} if span else None
+                ran, waited = ran + r1 - r0, waited + q1 - q0
+        if not span:
+            return None
+        threads = span * self.workers
+        counted = ran > 0  # no per-thread counters: nothing to say
+        return {"workers_cores": work / span, "other_cores": other / span, "seconds": span,
+                "thread_running": ran / threads if counted else None,
+                "thread_waiting": waited / threads if counted else None,
+                "thread_asleep": max(0.0, 1 - (ran + waited) / threads) if counted else None}
 
 
 WORKERS_FIRST_NICE = 19  # ``--workers-first``: the rest of a run, once its workers are up
@@ -453,7 +494,7 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
         rows.append([r["workers"], each, s["seconds_per_epoch"], 1000 * s["seconds_per_epoch"] / steps,
                      base / s["seconds_per_epoch"] if s["seconds_per_epoch"] else None,
                      s["eval_seconds"], r["wall"], s["epochs_run"], s["valid"]["recall@20"],
-                     metric_gap(s, first), *((r.get("cpu") or {}).get(k) for k in ("workers_cores", "other_cores"))])
+                     metric_gap(s, first), *((r.get("cpu") or {}).get(k) for k in CPU_KEYS)])
     table = Table.of("bench-ray", f"Ray Train: {dataset} / {variant}",
                      [Column("workers", "number"), Column("CPUs each", "number", 2),
                       Column("s / epoch (median after the first)", "number", 2), Column("ms / step", "number", 0),
@@ -461,7 +502,9 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
                       Column("eval (s)", "number", 2), Column("process wall (s, incl. Ray start)", "number", 0),
                       Column("epochs", "number"), Column("valid R@20", "number", 4),
                       Column(f"max |Δ metric| vs {res['runs'][0]['workers']} worker(s)", "sci", 1),
-                      Column("cores used: workers", "number", 2), Column("cores used: Ray, driver", "number", 2)],
+                      Column("cores used: workers", "number", 2), Column("cores used: Ray, driver", "number", 2),
+                      Column("training thread: waiting for a core", "number", 3),
+                      Column("training thread: asleep", "number", 3)],
                      rows, note=LOAD_NOTE + " " + GAP_NOTE + " " + CPU_NOTE)
     items = [
         Bullets((f"Command: `{command}`", f"Machine: {machine()}",
@@ -502,10 +545,13 @@ GAP_NOTE = ("max |Δ metric|: the largest absolute difference, over every valida
             "all-reduce alone.")
 
 
+CPU_KEYS = ("workers_cores", "other_cores", "thread_waiting", "thread_asleep")
 CPU_NOTE = ("Cores used: CPU seconds per second of the run's process tree while its workers trained (sampled each "
             "second), by Ray Train's worker actors and by everything else of the run (the driver, Ray's controller "
             "actor, raylet, GCS, dashboard, log monitor); with as many workers as cores the second is taken from the "
-            "first.")
+            "first. Training thread: each worker's busiest thread over the same intervals (the kernel's per-thread "
+            "counters, mean over workers): the share of its time it was runnable but waiting for a core (the cores "
+            "busy with other work) and asleep (blocked: its peer at an all-reduce, a lock, I/O); the rest it ran.")
 
 
 def metric_gap(summary: dict, first: dict) -> float | None:
