@@ -412,7 +412,7 @@ def _is_json(text):
     return True
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=_broken_summaries(), good_first=st.booleans())
 def test_results_add_refuses_anything_but_a_finished_summary_in_one_line_and_writes_nothing(
         tmp_path_factory, capsys, doc, good_first):
