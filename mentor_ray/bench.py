@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "they are up, the rest of the run (driver, raylet, GCS, dashboard, Train's controller) at nice "
                    "19: with one worker per core standing for one device, Ray's processes then stand for the host "
                    "cores a GPU node leaves them instead of preempting a worker")
+    r.add_argument("--repeats", type=int, default=1, help="run the worker counts this many times, interleaved "
+                   "(1, 2, 1, 2, ...): medians, and each repeat's speed-up (default 1)")
     r.add_argument("--write", type=Path, default=None, metavar="MD")
     r.add_argument("overrides", nargs="*", metavar="key=value", help="training settings")
     tu = sub.add_parser("tune", help="per-trial start-up cost of a sweep, in-process and DDP trials")
@@ -247,11 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         block = f"models:{args.dataset}:{':'.join(sorted(args.overrides))}"
     elif args.cmd == "ray":
         workers = _int_list(args.workers, "--workers")
+        if args.repeats < 1:
+            raise MentorRayError(f"--repeats {args.repeats}: allowed 1 or more")
         res = bench_ray(args.dataset, args.data_root, args.variant, args.epochs, workers, args.cpus, args.overrides,
-                        per_worker=args.cpus_per_worker, workers_first=args.workers_first)
+                        per_worker=args.cpus_per_worker, workers_first=args.workers_first, repeats=args.repeats)
         result = ray_block(res, command, args.dataset, args.variant, args.cpus, args.overrides)
         cpus = str(args.cpus) if args.cpus_per_worker is None else f"{args.cpus_per_worker:g}each"
-        first = ":workers-first" if args.workers_first else ""
+        first = (":workers-first" if args.workers_first else "") + (f":x{args.repeats}" if args.repeats > 1 else "")
         block = f"ray:{args.dataset}:{args.variant}:{cpus}{first}:{':'.join(sorted(args.overrides))}"
     else:
         res = bench_train(args.dataset, args.data_root, args.variant, args.epochs, args.overrides)

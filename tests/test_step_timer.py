@@ -90,3 +90,27 @@ def test_bench_ray_shows_how_far_each_runs_metrics_are_from_the_first():
     md = render.block_md(bench.ray_block(res, "cmd", "synth-tiny", "mentor", 2, []))
     assert "max |Δ metric| vs 1 worker(s)" in md.replace("\\|", "|")
     assert "2.0e-06" in md
+
+
+def test_bench_ray_repeats_report_medians_and_each_repeats_own_speed_up():
+    """--repeats: the worker counts run interleaved; a row's times and step parts are the medians over its
+    repeats, its speed-up the median of the repeats' own ratios (1.25/0.8, 1.5/1.0, 1.2/0.75 -> 1.56, 1.5,
+    1.6), each listed; one repeat keeps the block as it was."""
+    from mentor_ray.benchmarks import bench
+    from mentor_ray.report import render
+    from tests.test_bench import sample_results
+
+    res = sample_results()["ray"]
+    one, two = res["runs"]
+    runs = []
+    for rep, (s1, s2, inf1) in enumerate(((1.25, 0.8, 0.02), (1.5, 1.0, 0.04), (1.2, 0.75, 0.03))):
+        for run, sec, infonce in ((one, s1, inf1), (two, s2, inf1 / 2)):
+            parts = {"propagation": 0.01, "infonce": infonce, "backward": 0.01, "optimizer": 0.0}
+            runs.append({**run, "repeat": rep, "summary": {**run["summary"], "seconds_per_epoch": sec,
+                                                           "step_parts": parts}})
+    md = render.block_md(bench.ray_block({**res, "runs": runs}, "cmd", "synth-tiny", "mentor", 2, []))
+    assert "| 1 | 2.00 | 1.25 |" in md and "| 2 | 1.00 | 0.80 |" in md  # median seconds per epoch
+    assert "| 1.56 | " in md and "| 1.56, 1.50, 1.60 |" in md and "3 repeats, interleaved" in md
+    assert "| 1 | 10.0 | 30.0 | 0.0 | 0.0 | 0.0 | 10.0 | 0.0 | 0.0 | 50.0 | 0.40 |" in md  # median InfoNCE 30 ms
+    single = render.block_md(bench.ray_block(res, "cmd", "synth-tiny", "mentor", 2, []))
+    assert "each repeat" not in single and "interleaved" not in single

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -430,8 +431,11 @@ WORKERS_FIRST_NICE = 19  # ``--workers-first``: the rest of a run, once its work
 
 
 def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, workers: list[int], cpus: int,
-              overrides: list[str], per_worker: float | None = None, workers_first: bool = False) -> dict:
-    """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers.
+              overrides: list[str], per_worker: float | None = None, workers_first: bool = False,
+              repeats: int = 1) -> dict:
+    """Ray Train runs of ``epochs`` epochs with each worker count, ``cpus`` CPUs shared among the workers;
+    the sequence of worker counts ``repeats`` times, interleaved (1, 2, 1, 2, ...), so that each repeat's
+    speed-up compares runs minutes apart and :func:`ray_block` reports their median and range.
 
     ``workers_first``: the worker actors at nice 0 instead of Ray's 15 (``RAY_worker_niceness``, read by the
     local raylet the run starts) and everything else of the run at nice 19 once the workers are up
@@ -445,7 +449,7 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
     import tempfile
 
     runs = []
-    for n in workers:
+    for rep, n in ((rep, n) for rep in range(repeats) for n in workers):
         each = per_worker or cpus / n  # per_worker: one worker stands for one device (its own threads)
         args = ["mentor_ray.train", "--dataset", dataset, "--variant", variant, "--max-epochs", str(epochs),
                 "--workers", str(n), "--cpus-per-worker", f"{each:g}"]
@@ -453,8 +457,8 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
             args += ["--data-root", str(data_root)]
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "summary.json"
-            print(f"[bench] Ray Train: {n} worker(s) x {each:g} CPU, {epochs} epochs of {variant} on {dataset}",
-                  file=sys.stderr)
+            print(f"[bench] Ray Train: {n} worker(s) x {each:g} CPU, {epochs} epochs of {variant} on {dataset}"
+                  + (f" (repeat {rep + 1} of {repeats})" if repeats > 1 else ""), file=sys.stderr)
             t0 = time.perf_counter()
             err = Path(tmp) / "stderr"  # a file, not a pipe: nothing reads it while TreeCPU follows the run
             with open(err, "w") as sink:
@@ -471,7 +475,8 @@ def bench_ray(dataset: str, data_root: Path | None, variant: str, epochs: int, w
             if proc.returncode != 0:
                 tail = (stderr.strip().splitlines() or ["no output"])[-1]
                 raise MentorRayError(f"benchmark Ray Train run ({n} workers) failed: {tail}")
-            runs.append({"workers": n, "cpus_each": each, "summary": json.loads(out.read_text()), "wall": wall,
+            runs.append({"workers": n, "repeat": rep, "cpus_each": each, "summary": json.loads(out.read_text()),
+                         "wall": wall,
                          "cpu": cpu.shares(), "reniced": len(cpu.reniced), "worker_nice": sorted(cpu.worker_nice)})
     params, grad_bytes = gradient_bytes(dataset, data_root, variant, overrides)
     print(f"[bench] gloo all-reduce of {grad_bytes / 2**20:.1f} MiB between 2 local processes", file=sys.stderr)
@@ -486,15 +491,24 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
     cfg = first["config"]
     n_train = len(load_dataset(cfg["dataset"], cfg["data_root"]).train)
     steps = -(-n_train // cfg["batch_size"])
+    groups = by_workers(res["runs"])
+    repeats = max(len(g) for g in groups.values())
+    base_runs = groups[res["runs"][0]["workers"]]
     rows = []
-    base = first["seconds_per_epoch"]
-    for r in res["runs"]:
-        s = r["summary"]
-        each = r.get("cpus_each", cpus / r["workers"])
-        rows.append([r["workers"], each, s["seconds_per_epoch"], 1000 * s["seconds_per_epoch"] / steps,
-                     base / s["seconds_per_epoch"] if s["seconds_per_epoch"] else None,
-                     s["eval_seconds"], r["wall"], s["epochs_run"], s["valid"]["recall@20"],
-                     metric_gap(s, first), *((r.get("cpu") or {}).get(k) for k in CPU_KEYS)])
+    for n, group in groups.items():
+        secs = [r["summary"]["seconds_per_epoch"] for r in group]
+        ratios = [b["summary"]["seconds_per_epoch"] / r["summary"]["seconds_per_epoch"]
+                  for b, r in zip(base_runs, group) if r["summary"]["seconds_per_epoch"]]
+        sec = statistics.median(secs)
+        cpu = [r.get("cpu") or {} for r in group]
+        rows.append([n, group[0].get("cpus_each", cpus / n), sec, 1000 * sec / steps,
+                     statistics.median(ratios) if ratios else None,
+                     statistics.median(r["summary"]["eval_seconds"] for r in group),
+                     statistics.median(r["wall"] for r in group), group[0]["summary"]["epochs_run"],
+                     group[0]["summary"]["valid"]["recall@20"],
+                     max((g for r in group if (g := metric_gap(r["summary"], first)) is not None), default=None),
+                     *(_median_or_none([c.get(k) for c in cpu]) for k in CPU_KEYS),
+                     *((", ".join(f"{x:.2f}" for x in ratios),) if repeats > 1 else ())])
     table = Table.of("bench-ray", f"Ray Train: {dataset} / {variant}",
                      [Column("workers", "number"), Column("CPUs each", "number", 2),
                       Column("s / epoch (median after the first)", "number", 2), Column("ms / step", "number", 0),
@@ -504,8 +518,10 @@ def ray_block(res: dict, command: str, dataset: str, variant: str, cpus: int, ov
                       Column(f"max |Δ metric| vs {res['runs'][0]['workers']} worker(s)", "sci", 1),
                       Column("cores used: workers", "number", 2), Column("cores used: Ray, driver", "number", 2),
                       Column("training thread: waiting for a core", "number", 3),
-                      Column("training thread: asleep", "number", 3)],
-                     rows, note=LOAD_NOTE + " " + GAP_NOTE + " " + CPU_NOTE)
+                      Column("training thread: asleep", "number", 3),
+                      *((Column("speed-up, each repeat", "text"),) if repeats > 1 else ())],
+                     rows, note=LOAD_NOTE + " " + GAP_NOTE + " " + CPU_NOTE
+                     + (f" {repeats} repeats, interleaved: {REPEAT_NOTE}" if repeats > 1 else ""))
     items = [
         Bullets((f"Command: `{command}`", f"Machine: {machine()}",
                  f"Date: {dt.date.today().isoformat()}; {steps} steps per epoch (global batch {cfg['batch_size']}); "
@@ -562,16 +578,34 @@ def metric_gap(summary: dict, first: dict) -> float | None:
     return max(gaps) if gaps else None
 
 
+def by_workers(runs: list[dict]) -> dict[int, list[dict]]:
+    """The runs of each worker count, in the order they ran (one per repeat)."""
+    groups: dict[int, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["workers"], []).append(r)
+    return groups
+
+
+def _median_or_none(values: list) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+REPEAT_NOTE = ("each row's times and shares are the medians over its repeats, its speed-up the median of the "
+               "repeats' own ratios (each repeat's runs minutes apart), listed in the last column.")
+
+
 def step_parts_table(runs: list[dict], title: str) -> Table | None:
-    """Per worker count, each timed part's ms per step, the step and the replicated share; None when no run's
-    summary has ``step_parts`` (the timer was off)."""
+    """Per worker count, each timed part's ms per step (the median over repeats), the step and the replicated
+    share; None when no run's summary has ``step_parts`` (the timer was off)."""
     from mentor_ray.model.ops import STEP_PARTS, replicated_share
 
     rows = []
-    for r in runs:
-        step = r["summary"].get("step_parts")
-        if step:
-            rows.append([r["workers"], *(1000 * step.get(k, 0.0) for k in STEP_PARTS), 1000 * sum(step.values()),
+    for n, group in by_workers(runs).items():
+        timed = [r["summary"]["step_parts"] for r in group if r["summary"].get("step_parts")]
+        if timed:
+            step = {k: statistics.median(t.get(k, 0.0) for t in timed) for k in {k for t in timed for k in t}}
+            rows.append([n, *(1000 * step.get(k, 0.0) for k in STEP_PARTS), 1000 * sum(step.values()),
                          replicated_share(step)])
     if not rows:
         return None
