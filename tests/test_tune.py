@@ -361,6 +361,9 @@ def test_a_quiet_sweep_prints_a_phase_line_a_minute_and_its_trials_none(capsys):
         "0 running; 5s so far"
     assert trials.phase_status(ts, total=4, budget=None, elapsed=59).startswith("47 epochs; 2/4 ended, 1 running;")
     assert trials.trial_values(ts[0].config) == {"variant": "mentor", "seed": 0, "lr": 1e-3}  # no plumbing
+    # a resumed search: 40 trial-epochs spent by earlier drivers count as spent, and out of this driver's rate
+    assert trials.phase_status(ts, total=10, budget=100, elapsed=120, before=40).startswith(
+        "87 of 100 trial-epochs (87%), ~33s left at this rate;")  # 13 epochs left at 47 per 120 s
 
     now = [0.0]
     printer = trials.progress_printer("tiktok search", 10, 100, 2, budget=100, heartbeat=60, clock=lambda: now[0])
@@ -607,6 +610,13 @@ def test_the_estimate_leaves_out_the_set_up_and_holds_against_the_wall(capsys):
     bound = 3 * (15.0 + 20 * 2.0)
     assert "3 runs x up to 20 epochs, 1 at once, if every run trains to the cap: ~" + trials._duration(bound) in line
     assert bound >= wall
+    # a resumed search that had spent 40 of its 60 trial-epochs estimates the 20 left, not the whole budget
+    clock[0] = 0.0
+    resumed = trials.progress_printer("d search", 100, 20, 1, budget=60, clock=lambda: clock[0],
+                                      expected_trials=1.0, spent_before=40)
+    _play(resumed, [20], set_up=15.0, epoch=2.0, clock=clock)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "an epoch" in x)
+    assert "a budget of 20 trial-epochs over ~1.0 trials" in line and trials._duration(15.0 + 20 * 2.0) in line
 
 
 def test_a_search_says_the_time_its_points_can_still_take_when_that_is_less_than_the_budgets():

@@ -262,20 +262,24 @@ def interrupt_stopper(event):
     return StopOnInterrupt()
 
 
-def phase_status(trials, total: int, budget: int | None, elapsed: float, max_epochs: int | None = None) -> str:
+def phase_status(trials, total: int, budget: int | None, elapsed: float, max_epochs: int | None = None,
+                 before: int = 0) -> str:
     """Where a phase stands: epochs trained (against the ``budget`` of trial-epochs, with the time left at
     the rate so far; without a budget, against ``total`` runs of up to ``max_epochs``, the time left at most),
     trials ended and running, and the best validation value reported so far. A search's time left is that of
     the budget left or, with ``max_epochs``, of what its ``total`` trials can still train if that is less (a
-    one-point search ends at the cap, whatever its budget)."""
+    one-point search ends at the cap, whatever its budget). ``before``: trial-epochs earlier drivers of a
+    resumed search spent (its budget ledger), counted in what is spent and out of the rate (``elapsed`` is this
+    driver's)."""
     epochs = sum(int((t.last_result or {}).get("training_iteration", 0)) for t in trials)
     ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     running = sum(t.status == "RUNNING" for t in trials)
     most = _epochs_left_at_most(trials, total, max_epochs) if max_epochs else None
     if budget:
-        spend = max(0, budget - epochs) if most is None else min(max(0, budget - epochs), most)
+        spent = before + epochs
+        spend = max(0, budget - spent) if most is None else min(max(0, budget - spent), most)
         left = f", ~{_duration(elapsed / epochs * spend)} left at this rate" if epochs else ""
-        parts = [f"{epochs:,} of {budget:,} trial-epochs ({min(100, round(100 * epochs / budget))}%){left}",
+        parts = [f"{spent:,} of {budget:,} trial-epochs ({min(100, round(100 * spent / budget))}%){left}",
                  f"{ended} ended, {running} running"]
     else:
         left = (f", ~{_duration(elapsed / epochs * most)} left if every run trains to the cap"
@@ -314,12 +318,14 @@ def phase_estimate(set_up: float, epoch: float, total: int, max_epochs: int, con
 
 
 def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, budget: int | None = None,
-                     heartbeat: float | None = None, clock=None, expected_trials: float | None = None):
+                     heartbeat: float | None = None, clock=None, expected_trials: float | None = None,
+                     spent_before: int = 0):
     """A Tune callback printing mentor_ray's own progress lines: once a trial's second epoch is reported (its
     first includes the set-up), an estimate of the phase's time (:func:`phase_estimate`); then a line per trial
     as it ends; and with ``heartbeat`` (seconds), at most that often, where the phase stands
     (:func:`phase_status`, with the time left). (Quiet mode shows these instead of Tune's status tables.)
-    ``clock`` (monotonic seconds) is for tests."""
+    ``spent_before``: the trial-epochs of the ``budget`` a resumed search spent before this driver (the
+    estimate is of the rest). ``clock`` (monotonic seconds) is for tests."""
     import time
 
     from ray import tune
@@ -340,7 +346,8 @@ def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, b
             if heartbeat and now() - self.beat >= heartbeat:
                 self.beat = now()
                 print(f"[mentor_ray] {label}: "
-                      f"{phase_status(trials, total, budget, self.beat - self.started, max_epochs)}", flush=True)
+                      f"{phase_status(trials, total, budget, self.beat - self.started, max_epochs, spent_before)}",
+                      flush=True)
             if self.estimated or "epoch" not in result:
                 return
             key = getattr(trial, "trial_id", id(trial))
@@ -353,7 +360,8 @@ def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, b
                 epoch = now() - self.first[key]
                 set_up = max(0.0, self.first[key] - self.started - epoch)
             self.estimated = True
-            seconds, what = phase_estimate(set_up, epoch, total, max_epochs, concurrent, budget, expected_trials)
+            rest = max(1, budget - spent_before) if budget else budget
+            seconds, what = phase_estimate(set_up, epoch, total, max_epochs, concurrent, rest, expected_trials)
             print(f"[mentor_ray] {label}: set-up {_seconds(set_up)} and {_seconds(epoch)} an epoch; {what}"
                   f"{_duration(seconds)} in all", flush=True)
 

@@ -485,6 +485,7 @@ class Sweep:
             enqueue(name, storage, [point_of(c) for c in again.values()][:max(0, n_trials - len(prior.done))])
         left = max(0, n_trials - len(prior.done))
         stopper, extra = None, {"space_axes": self.space.search, "budget_epochs": budget}
+        spent = 0  # trial-epochs earlier drivers of this search trained (its budget ledger)
         if budget:
             ledger = self.budget_ledger(name)
             stopper = epoch_budget(budget, ledger)
@@ -516,12 +517,12 @@ class Sweep:
         if budget and not grid:
             from mentor_ray.sweep.plan import search_plan
 
-            expected = search_plan(budget, max_epochs, grace, ASHA_REDUCTION, max(1, left), len(warm),
-                                   TPE_STARTUP).expected
+            expected = search_plan(max(1, budget - spent), max_epochs, grace, ASHA_REDUCTION, max(1, left),
+                                   len(warm), TPE_STARTUP).expected
         summaries = self.experiment(prior, dataset, "search", trainable, param_space, tune_config,
                                     axes, total=left, max_epochs=max_epochs,
                                     stop=stopper, extra=extra, budget=budget, expected_trials=expected,
-                                    cause=stop_cause(rungs, budget))
+                                    cause=stop_cause(rungs, budget), spent_before=spent)
         ok = [s for s in summaries if s["status"] != "failed"]
         if not ok:
             raise MentorRayError(f"search on {dataset}: no trial finished an epoch; see {self.storage}/{name}")
@@ -558,7 +559,7 @@ class Sweep:
     def experiment(self, prior: Prior, dataset: str, role: str, trainable, param_space: dict, tune_config,
                    columns: Sequence[str], total: int, max_epochs: int, stop=None,
                    extra: dict[str, Any] | None = None, budget: int | None = None,
-                   expected_trials: float | None = None, cause=None) -> list[dict[str, Any]]:
+                   expected_trials: float | None = None, cause=None, spent_before: int = 0) -> list[dict[str, Any]]:
         """Run one attempt of a phase's Tune experiment (none when ``total`` is 0: everything ended before);
         every trial's summary, the earlier attempts' included. A callback records each trial in the results
         store and the journal as it ends; one whose row is missing afterwards (the driver was killed between
@@ -578,7 +579,7 @@ class Sweep:
                                         journal=prior.journal, interrupted=self.interrupted, cause=cause)
             progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget,
                                         heartbeat=HEARTBEAT_SECONDS if self.args.quiet else None,
-                                        expected_trials=expected_trials)
+                                        expected_trials=expected_trials, spent_before=spent_before)
             halt = interrupt_stopper(self.interrupted)
             grid = _run_experiment(prior.attempt, self.storage, trainable, param_space, tune_config, columns,
                                    callbacks=[recorder, progress], quiet=self.args.quiet,
