@@ -37,15 +37,9 @@ settings=("$@")
 case " ${settings[*]-} " in *" device="*) ;; *) settings+=("device=cuda") ;; esac
 
 if ! python -c "import pydantic" 2>/dev/null; then
-    if ! ls .whl/*.whl >/dev/null 2>&1; then
-        echo "error: pydantic is missing and .whl/ has no wheels to install it from (see this script's header)" >&2
-        exit 2
-    fi
-    # unpacked, as the GPU check does (gpucheck.use_local_wheels): no pip, no index
-    python -c 'import pathlib, zipfile
-for w in sorted(pathlib.Path(".whl").glob("*.whl")): zipfile.ZipFile(w).extractall(".whl/site")' || exit 2
+    # the GPU check's mechanism: .whl/*.whl unpacked into .whl/site (no pip, no index); it says what is missing
+    python -c "from mentor_ray.benchmarks.gpucheck import use_local_wheels; print(use_local_wheels())" || exit 2
     export PYTHONPATH="$PWD/.whl/site${PYTHONPATH:+:$PYTHONPATH}"
-    python -c "import pydantic" || exit 2
 fi
 root_flag=()
 [ "$root" != "-" ] && root_flag=(--data-root "$root")

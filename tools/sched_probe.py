@@ -9,11 +9,12 @@ of Ray's processes wake how often. Linux only; not imported by the package (docs
     python tools/sched_probe.py 12345 30 45
 """
 
-import os
 import sys
 import time
 
 import psutil
+
+from mentor_ray.benchmarks.bench import thread_counters
 
 
 def threads(root: int) -> dict[tuple[int, int], tuple[int, int, str, str]]:
@@ -26,16 +27,14 @@ def threads(root: int) -> dict[tuple[int, int], tuple[int, int, str, str]]:
     for p in procs:
         try:
             title = " ".join(p.cmdline())[:40] or p.name()
-            tids = os.listdir(f"/proc/{p.pid}/task")
-        except (psutil.Error, OSError):
+        except psutil.Error:
             continue
-        for tid in tids:
+        for tid, (run, wait) in thread_counters(p.pid).items():
             try:
-                run, wait, _ = open(f"/proc/{p.pid}/task/{tid}/schedstat").read().split()
                 name = open(f"/proc/{p.pid}/task/{tid}/comm").read().strip()
             except OSError:  # ended meanwhile
                 continue
-            out[(p.pid, int(tid))] = (int(run), int(wait), title, name)
+            out[(p.pid, int(tid))] = (run, wait, title, name)
     return out
 
 

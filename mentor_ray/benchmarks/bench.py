@@ -292,6 +292,24 @@ def allreduce_seconds(numel: int, world: int = 2, reps: int = 10) -> float:
         return statistics.median(json.loads(Path(out).read_text()))
 
 
+def thread_counters(pid: int) -> dict[str, tuple[int, int]]:
+    """Each thread of process ``pid``: (ns on a CPU, ns runnable waiting for one) so far, the kernel's
+    ``/proc/<pid>/task/<tid>/schedstat`` (Linux); empty where the process ended or the kernel keeps none."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    counters = {}
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                run, wait = (int(v) for v in f.read().split()[:2])
+        except (OSError, ValueError):  # ended meanwhile, or no schedstat in this kernel
+            continue
+        counters[tid] = (run, wait)
+    return counters
+
+
 class TreeCPU:
     """CPU time of a process and all its descendants while it runs, split by role: Ray Train's worker actors
     (``ray::RayTrainWorker...``, where the training step runs) and everything else of the run (the driver, Ray's
@@ -367,17 +385,8 @@ class TreeCPU:
         """(seconds on a CPU, seconds waiting runnable for one) since the previous sample of worker ``pid``'s
         busiest thread in that interval, its training thread; None at a thread's first sample, or where the
         kernel keeps no per-thread counters."""
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            return None
         busiest = None
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    run, wait = (int(v) for v in f.read().split()[:2])
-            except (OSError, ValueError):  # ended meanwhile, or no schedstat in this kernel
-                continue
+        for tid, (run, wait) in thread_counters(pid).items():
             before = self.thread_last.get((pid, tid))
             self.thread_last[(pid, tid)] = (run, wait)
             if before is not None and (busiest is None or run - before[0] > busiest[0]):
