@@ -364,6 +364,14 @@ def test_a_quiet_sweep_prints_a_phase_line_a_minute_and_its_trials_none(capsys):
     # a resumed search: 40 trial-epochs spent by earlier drivers count as spent, and out of this driver's rate
     assert trials.phase_status(ts, total=10, budget=100, elapsed=120, before=40).startswith(
         "87 of 100 trial-epochs (87%), ~33s left at this rate;")  # 13 epochs left at 47 per 120 s
+    # ... and the trials those drivers ended count as ended, their best in the best so far
+    resumed = trials.phase_status(ts[2:], total=10, budget=100, elapsed=120, before=40, ended_before=3,
+                                  best_before=0.3)
+    assert "; 3 ended, 1 running; best valid R@20 so far 0.3000;" in resumed
+    assert "best valid R@20 so far 0.2500" in trials.phase_status(ts, 10, 100, 120, ended_before=1, best_before=0.1)
+    from mentor_ray.sweep.tune import _best_valid
+    assert _best_valid({"a": {"valid": {"recall@20": 0.1}}, "b": {"valid": {"recall@20": 0.12}}, "c": {}}) == 0.12
+    assert _best_valid({"failed": {"status": "failed", "valid": None}}) is None
 
     now = [0.0]
     printer = trials.progress_printer("tiktok search", 10, 100, 2, budget=100, heartbeat=60, clock=lambda: now[0])

@@ -263,16 +263,17 @@ def interrupt_stopper(event):
 
 
 def phase_status(trials, total: int, budget: int | None, elapsed: float, max_epochs: int | None = None,
-                 before: int = 0) -> str:
+                 before: int = 0, ended_before: int = 0, best_before: float | None = None) -> str:
     """Where a phase stands: epochs trained (against the ``budget`` of trial-epochs, with the time left at
     the rate so far; without a budget, against ``total`` runs of up to ``max_epochs``, the time left at most),
     trials ended and running, and the best validation value reported so far. A search's time left is that of
     the budget left or, with ``max_epochs``, of what its ``total`` trials can still train if that is less (a
     one-point search ends at the cap, whatever its budget). ``before``: trial-epochs earlier drivers of a
     resumed search spent (its budget ledger), counted in what is spent and out of the rate (``elapsed`` is this
-    driver's)."""
+    driver's); ``ended_before`` and ``best_before``: the trials those drivers ended and the best validation value
+    among them, counted with this driver's (a resumed search's best so far is the search's, not the driver's)."""
     epochs = sum(int((t.last_result or {}).get("training_iteration", 0)) for t in trials)
-    ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    ended = ended_before + sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     running = sum(t.status == "RUNNING" for t in trials)
     most = _epochs_left_at_most(trials, total, max_epochs) if max_epochs else None
     if budget:
@@ -287,6 +288,7 @@ def phase_status(trials, total: int, budget: int | None, elapsed: float, max_epo
         parts = [f"{epochs:,} epochs{left}", f"{ended}/{total:,} ended, {running} running"]
     best = [t.last_result[REPORTED_METRIC] for t in trials
             if t.last_result and t.last_result.get(REPORTED_METRIC) is not None]
+    best += [best_before] if best_before is not None else []
     if best:
         parts.append(f"best valid R@20 so far {max(best):.4f}")
     return "; ".join(parts) + f"; {_duration(elapsed)} so far"
@@ -319,13 +321,14 @@ def phase_estimate(set_up: float, epoch: float, total: int, max_epochs: int, con
 
 def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, budget: int | None = None,
                      heartbeat: float | None = None, clock=None, expected_trials: float | None = None,
-                     spent_before: int = 0):
+                     spent_before: int = 0, ended_before: int = 0, best_before: float | None = None):
     """A Tune callback printing mentor_ray's own progress lines: once a trial's second epoch is reported (its
     first includes the set-up), an estimate of the phase's time (:func:`phase_estimate`); then a line per trial
     as it ends; and with ``heartbeat`` (seconds), at most that often, where the phase stands
     (:func:`phase_status`, with the time left). (Quiet mode shows these instead of Tune's status tables.)
     ``spent_before``: the trial-epochs of the ``budget`` a resumed search spent before this driver (the
-    estimate is of the rest). ``clock`` (monotonic seconds) is for tests."""
+    estimate is of the rest); ``ended_before`` and ``best_before``: the trials it ended and the best validation
+    value among them (:func:`phase_status`). ``clock`` (monotonic seconds) is for tests."""
     import time
 
     from ray import tune
@@ -345,9 +348,9 @@ def progress_printer(label: str, total: int, max_epochs: int, concurrent: int, b
             kill_point(f"driver-{label.split()[-1]}-result{self.results}")  # tests: interrupted mid-phase
             if heartbeat and now() - self.beat >= heartbeat:
                 self.beat = now()
-                print(f"[mentor_ray] {label}: "
-                      f"{phase_status(trials, total, budget, self.beat - self.started, max_epochs, spent_before)}",
-                      flush=True)
+                status = phase_status(trials, total, budget, self.beat - self.started, max_epochs, spent_before,
+                                      ended_before, best_before)
+                print(f"[mentor_ray] {label}: {status}", flush=True)
             if self.estimated or "epoch" not in result:
                 return
             key = getattr(trial, "trial_id", id(trial))

@@ -143,6 +143,13 @@ def _already_exists(storage: str, name: str) -> ConfigError:
                        f"or choose another --storage")
 
 
+def _best_valid(summaries: dict[str, dict[str, Any]]) -> float | None:
+    """The best validation Recall@20 of ``summaries`` (an earlier attempt's ended trials); None without one."""
+    values = [s["valid"]["recall@20"] for s in summaries.values()
+              if (s.get("valid") or {}).get("recall@20") is not None]
+    return max(values, default=None)
+
+
 def _ended_text(summaries: list[dict[str, Any]]) -> str:
     """How a search's trials ended, exactly (their ``status``, the trainer's ``stop_reason`` and the sweep's
     ``stopped_by``): ``5 completed (2 at the epoch cap), 3 stopped by ASHA, 1 by the budget, 0 failed``."""
@@ -579,7 +586,8 @@ class Sweep:
                                         journal=prior.journal, interrupted=self.interrupted, cause=cause)
             progress = progress_printer(f"{dataset} {role}", total, max_epochs, self.concurrency(total), budget,
                                         heartbeat=HEARTBEAT_SECONDS if self.args.quiet else None,
-                                        expected_trials=expected_trials, spent_before=spent_before)
+                                        expected_trials=expected_trials, spent_before=spent_before,
+                                        ended_before=len(prior.ended), best_before=_best_valid(prior.done))
             halt = interrupt_stopper(self.interrupted)
             grid = _run_experiment(prior.attempt, self.storage, trainable, param_space, tune_config, columns,
                                    callbacks=[recorder, progress], quiet=self.args.quiet,
