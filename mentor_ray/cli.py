@@ -265,7 +265,7 @@ def _run(main: Callable[[Sequence[str] | None], int | None], argv: list[str]) ->
             return int(main(argv) or 0)
     except MentorRayError as exc:
         _report(_message(exc, 10_000), exc)  # our own message: one line already, and said in full
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         return _interrupted("SIGINT", 128 + signal.SIGINT)
     except Interrupted as exc:
@@ -304,6 +304,18 @@ class ArgumentParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         # --debug is no option of any parser (run() takes it out first), so each command's help says it here
         return super().format_help() + f"\n{DEBUG_HELP}\n"
+
+
+def seed_arg(text: str) -> int:
+    """argparse ``type`` of every ``--seed``: a whole number numpy and torch both take (0 to 2**32 - 1), so a seed
+    out of range is refused with the flag's one line before any work, never deep inside a generator."""
+    from mentor_ray.common.config import LIMITS
+
+    digits = text.strip()  # ASCII digits only: int() would also take "1_0" and other scripts' digits
+    value = int(digits) if digits.isascii() and digits.isdigit() else None
+    if value is None or not 0 <= value <= LIMITS["seed"]:
+        raise argparse.ArgumentTypeError(f"{shown(text, 40)}: must be a whole number from 0 to {LIMITS['seed']:,}")
+    return value
 
 
 def _one_line(message: str) -> str:

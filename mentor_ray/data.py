@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run, setup_logging
+from mentor_ray.common.io import check_path_roles
 from mentor_ray.datasets.convert import convert_diffmm
 from mentor_ray.datasets.dataset import load_dataset, load_dataset_dir
 
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = load_dataset(args.dataset, args.data_root).summary()
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     elif args.cmd == "convert-diffmm":
+        check_path_roles([("dst", args.dst / args.name, True)], [("src", args.src, True)])
         out = convert_diffmm(args.src, args.dst, args.name)
         print(format_summary(load_dataset_dir(out).summary()))
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run, setup_logging
+from mentor_ray.common.io import check_path_roles
 from mentor_ray.report.leaderboard import FORMATS, write_leaderboard
 
 _DESCRIPTION = "Paper-style leaderboard of a results store: Table 2, the ablations, Table 3, sweep summaries, plots."
@@ -30,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"comma-separated, of {','.join(FORMATS)} (default: all)")
     args = p.parse_args(argv)
     setup_logging()
+    check_path_roles([("--out", args.out, True)], [("--results", args.results, True)])
     sys.stdout.write(write_leaderboard(args.results, args.out, args.format, returns="text"))  # no markup
     return 0
 

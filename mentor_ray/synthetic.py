@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from mentor_ray.cli import ArgumentParser, run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, seed_arg, setup_logging
 from mentor_ray.common.errors import DataError
 from mentor_ray.datasets.synthetic import PRESETS, preset, write
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen = sub.add_parser("generate", help="write a preset as an MMRec dataset directory")
     gen.add_argument("name", help=f"one of: {', '.join(PRESETS)}")
     gen.add_argument("--out", type=Path, required=True, help="data root; writes OUT/<name>/")
-    gen.add_argument("--seed", type=int, default=None, help="generator seed (default: the preset's, 0)")
+    gen.add_argument("--seed", type=seed_arg, default=None, help="generator seed (default: the preset's, 0)")
     args = p.parse_args(argv)
     setup_logging()
     if args.cmd == "list":

@@ -24,10 +24,10 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from mentor_ray.cli import ArgumentParser, run, setup_logging
+from mentor_ray.cli import ArgumentParser, run, seed_arg, setup_logging
 from mentor_ray.common.config import VARIANTS, make_config
 from mentor_ray.common.errors import ConfigError, check_flags
-from mentor_ray.common.io import check_writable_dir, check_writable_file
+from mentor_ray.common.io import check_path_roles, check_writable_dir, check_writable_file
 from mentor_ray.common.names import METRICS
 from mentor_ray.training.trainer import Trainer, format_epoch
 
@@ -51,6 +51,18 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_inputs(cfg, preset: str | None) -> list[tuple[str, Any, bool]]:
+    """What a run reads, for :func:`~mentor_ray.common.io.check_path_roles`: its data root, its dataset's folder
+    (read whole) and a preset given as a file."""
+    root = cfg.data_root
+    inputs: list[tuple[str, Any, bool]] = [("--data-root", root, False)]
+    if root:
+        inputs.append((f"dataset {cfg.dataset}'s folder", Path(root).expanduser() / cfg.dataset, True))
+    if preset and Path(preset).expanduser().is_file():
+        inputs.append(("--preset", preset, False))
+    return inputs
+
+
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m mentor_ray.train",
@@ -64,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="a preset under mentor_ray/presets/ or a YAML file of settings")
     p.add_argument("--max-epochs", type=int, help="at most this many epochs, at least 1 (default 1000; the key "
                    "max_epochs=0 evaluates the untrained model)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, help="random seed (default 0)")
     p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
     p.add_argument("--threads", type=int, help="CPU threads of an in-process run (default: torch's, one per core). "
                    "Results depend on it: a sweep trial runs --cpus-per-trial threads (default 1), so --threads 1 "
@@ -96,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = {"dataset": args.dataset, "data_root": args.data_root, "variant": args.variant,
              "max_epochs": args.max_epochs, "seed": args.seed}
     cfg = make_config(args.preset, flags, args.overrides)
+    check_path_roles([("--storage", args.storage, True), ("--summary", args.summary, False)],
+                     run_inputs(cfg, args.preset))
     if args.workers is not None or args.storage or args.run_name or args.gpus_per_worker:
         if args.rank_profile:
             raise ConfigError("--rank-profile: in-process runs only; drop --workers, --storage and --run-name")

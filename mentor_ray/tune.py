@@ -35,7 +35,7 @@ import argparse
 import logging
 from typing import Sequence
 
-from mentor_ray.cli import ArgumentParser, run, set_resume_hint, setup_logging
+from mentor_ray.cli import ArgumentParser, run, seed_arg, set_resume_hint, setup_logging
 from mentor_ray.sweep.tune import DEFAULT_SEEDS, GRACE_PERIOD, PAPER_BUDGET, SweepOptions, run_sweeps
 
 _DESCRIPTION = "Ray Tune + Optuna sweeps of MENTOR's grid, then final runs over seeds and the ablation table."
@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                    "`patience` epochs after its best, so it costs only the epochs a run still improves in")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
                    help=f"seeds of the final and ablation runs (default {DEFAULT_SEEDS})")
-    p.add_argument("--seed", type=int, default=0, help="first seed, and the sampler's seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="first seed, and the sampler's seed (default 0)")
     p.add_argument("--results", required=True, help="the results store (a directory of Parquet files)")
     p.add_argument("--storage", default="~/ray_results/mentor_ray", help="Tune experiments and checkpoints")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (per worker when W > 1)")

@@ -45,6 +45,9 @@ def _world(tmp: Path) -> dict[str, str]:
     for name in ("trnMat.pkl", "valMat.pkl", "tstMat.pkl"):
         (tmp / "diffmm" / name).write_bytes(pickle.dumps(Evil()))
     (tmp / "space.yaml").write_text("name: x\nsearch:\n  dropout: []\n")
+    (tmp / "space2.yaml").write_text("name: x2\nsearch:\n  dropout: [0.1, 0.2]\nfixed:\n  dropout: 0.3\n")
+    (tmp / "preset.yaml").write_text("lr: 0.001\n")
+    (tmp / "preset_inf.yaml").write_text("max_epochs: .inf\n")
     # #24: a second root, so that the datasets of DATA stay the four listed above
     data2 = tmp / "data2"
     write_dataset(data2, "escape")
@@ -61,7 +64,8 @@ def _world(tmp: Path) -> dict[str, str]:
     return {"DATA2": str(data2), "DIFFMM2": str(diffmm2),
             "DATA": str(data), "TMP": str(tmp), "FILE": str(tmp / "afile"), "EMPTY": str(tmp / "empty"),
             "OUT": str(tmp / "out"), "STORE": str(tmp / "store"), "DIFFMM": str(tmp / "diffmm"),
-            "SPACE": str(tmp / "space.yaml"), "RO": "/proc/1/forbidden"}
+            "SPACE": str(tmp / "space.yaml"), "RO": "/proc/1/forbidden", "SPACE2": str(tmp / "space2.yaml"),
+            "PRESET": str(tmp / "preset.yaml"), "PRESET_INF": str(tmp / "preset_inf.yaml")}
 
 
 T = ["train", "--dataset", "synth-tiny"]
@@ -97,7 +101,7 @@ CASES = [
     ("synthetic: unknown preset", ["synthetic", "generate", "synth-nope", "--out", "OUT"], r"synth-nope"),
     ("train: --workers 0", [*T, "--workers", "0"], r"--workers 0: must be at least 1"),
     ("train: --max-epochs 0", [*T, "--max-epochs", "0"], r"--max-epochs 0: must be at least 1"),
-    ("train: --seed -1", [*T, "--seed", "-1"], r"--seed -1: must be at least 0"),
+    ("train: --seed -1", [*T, "--seed", "-1"], r"argument --seed: '-1': must be a whole number from 0 to 4,294,9"),
     ("train: seed=-1", [*T, "seed=-1"], r"override: seed = -1 is not allowed .*at least 0"),
     ("train: --cpus-per-worker -1", [*T, "--cpus-per-worker", "-1"], r"--cpus-per-worker -1: must be greater"),
     ("train: --gpus-per-worker -1", [*T, "--gpus-per-worker", "-1"], r"--gpus-per-worker -1: must be at least 0"),
@@ -126,7 +130,7 @@ CASES = [
     ("train: device=cuda without CUDA", [*T, "device=cuda"], r"CUDA"),
     ("tune: --num-samples 0", [*S, "--num-samples", "0"], r"--num-samples 0: must be at least 1"),
     ("tune: --seeds 0", [*S, "--seeds", "0"], r"--seeds 0: must be at least 1"),
-    ("tune: --seed -1", [*S, "--seed", "-1"], r"--seed -1: must be at least 0"),
+    ("tune: --seed -1", [*S, "--seed", "-1"], r"argument --seed: '-1': must be a whole number from 0"),
     ("tune: --max-epochs 0", [*S, "--max-epochs", "0"], r"--max-epochs 0: must be at least 1"),
     ("tune: --max-concurrent -1", [*S, "--max-concurrent", "-1"], r"--max-concurrent -1: must be at least 0"),
     ("tune: --grace-period 0", [*S, "--grace-period", "0"], r"--grace-period 0: must be at least 1"),
@@ -164,6 +168,39 @@ CASES = [
     ("bench search: a space that searches nothing", ["bench", "search", "--space", "paper_best", "--work", "OUT/w"],
      r"--space paper_best: the search benchmark needs a MENTOR space that searches something"),
     ("graphs: unknown dataset", ["graphs", "build", "--dataset", "nope"], r"--dataset nope"),
+    # 2026-12-07 probe: outputs aimed at inputs, checked late or not at all (one path rule: io.check_path_roles)
+    ("train: --summary over the dataset's .inter", ["train", "--dataset", "plain", "--data-root", "DATA",
+                                                    "--summary", "DATA/plain/plain.inter"],
+     r"--summary .*plain\.inter: is inside dataset plain's folder .*which this command reads"),
+    ("train: --summary over its --preset", [*T, "--preset", "PRESET", "--summary", "PRESET"],
+     r"--summary .*preset\.yaml: is also --preset"),
+    ("train: --storage in the dataset", ["train", "--dataset", "plain", "--data-root", "DATA", "--storage",
+                                         "DATA/plain/runs"], r"--storage .*runs: is inside dataset plain's folder"),
+    ("tune: --results = --storage", [*S[:5], "--results", "OUT/x", "--storage", "OUT/x"],
+     r"--results .*x and --storage .*x: the same path"),
+    ("tune: --storage inside --results", [*S[:5], "--results", "OUT/x", "--storage", "OUT/x/s"],
+     r"--storage .*s: is inside --results"),
+    ("tune: --leaderboard = --data-root", [*S, "--data-root", "DATA", "--leaderboard", "DATA"],
+     r"--leaderboard .*data: is also --data-root"),
+    ("tune: --warm-start-from missing", [*S, "--warm-start-from", "EMPTY/nope"],
+     r"--warm-start-from .*nope: no such folder"),
+    ("tune: --warm-start-from a file", [*S, "--warm-start-from", "FILE"],
+     r"--warm-start-from .*afile: is not a folder"),
+    ("tune: --optuna-storage ftp", [*S, "--optuna-storage", "ftp://x/y"], r"ftp is not a database Optuna keeps"),
+    ("tune: --optuna-storage in memory", [*S, "--optuna-storage", "sqlite://"], r"an in-memory database is lost"),
+    ("tune: --baselines ''", [*S, "--baselines", ""], r"--baselines '': names no model"),
+    ("tune: a key searched and fixed", [*S, "--space", "SPACE2"], r"space2\.yaml: fixed\.dropout: also under search"),
+    ("leaderboard: --out in the store", ["leaderboard", "--results", "STORE", "--out", "STORE/b"],
+     r"--out .*b: is inside --results"),
+    ("convert: dst is its src", ["data", "convert-diffmm", "DIFFMM", "TMP", "--name", "diffmm"],
+     r"dst .*diffmm: is also src"),
+    ("data: a --data-root that is not there", ["data", "info", "--dataset", "synth-tiny", "--data-root", "EMPTY/x"],
+     r"--data-root .*x: no such directory; .*synth-tiny is a synthetic preset"),
+    ("train: data_root= a file", [*T, "data_root=FILE"], r"--data-root .*afile: is not a directory"),
+    ("train: a preset's bad value under a flag", [*T, "--preset", "PRESET_INF", "--max-epochs", "1"],
+     r"preset_inf\.yaml: max_epochs = inf is not allowed"),
+    ("synthetic: --seed 2**64", ["synthetic", "generate", "synth-tiny", "--out", "OUT", "--seed", str(2**64)],
+     r"argument --seed: '18446744073709551616': must be a whole number"),
 ]
 
 

@@ -54,3 +54,37 @@ def test_debug_is_accepted_before_or_after_the_command_and_changes_nothing_when_
         out, err = capsys.readouterr()
         assert out.startswith("smoke: ") and err == ""
     assert cli.main([]) == 2 and "--debug" in capsys.readouterr().out
+
+
+def test_a_local_ray_that_does_not_start_is_the_environments_limit_exit_1(monkeypatch, capsys):
+    # Ray raises a bare Exception when its node does not come up in time (an overloaded machine): one line naming
+    # it and what to do, exit 1 (the environment), never "internal error"
+    import ray
+
+    from mentor_ray.training import ray_train
+
+    def slow(*_args, **_kwargs):
+        raise Exception("The current node timed out during startup. This could happen because some of the raylet "
+                        "failed to startup or the GCS has become overloaded.")
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "init", slow)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_train, "check_head_answers", lambda *a, **k: None)
+    rc = cli.run(lambda argv: ray_train.ensure_ray(), [])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith("error: Ray's local node did not start in time (The current node timed out during "
+                             "startup); the machine may be overloaded") and "internal error" not in err[0]
+
+
+@pytest.mark.parametrize("text, ok", [("0", True), ("4294967295", True), ("4294967296", False), ("-1", False),
+                                      ("1_0", False), ("１", False), ("1e3", False), (" 7 ", True), ("", False)])
+def test_every_seed_flag_takes_a_whole_number_numpy_and_torch_both_take(text, ok):
+    import argparse
+
+    if ok:
+        assert cli.seed_arg(text) == int(text)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match="must be a whole number from 0 to 4,294,967,295"):
+            cli.seed_arg(text)

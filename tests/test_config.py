@@ -236,3 +236,25 @@ def test_an_unknown_key_is_one_short_line_however_many_keys_the_models_add():
     many = [f"key_{i:03d}" for i in range(200)]
     text = allowed_keys_text(many, "key_150")
     assert text.startswith("closest allowed keys: key_150") and len(text) < ALLOWED_CHARS + 150
+
+
+def test_each_layer_of_settings_is_checked_and_named_by_its_source(tmp_path):
+    # a preset's value a flag replaces is still checked (and its file named); a merged rule names the layer
+    # that set the key: the file, the flag or the override
+    from mentor_ray.common.config import make_config
+    from mentor_ray.common.errors import ConfigError
+
+    bad = tmp_path / "p.yaml"
+    bad.write_text("max_epochs: .inf\nlr: 0.001\n")
+    with pytest.raises(ConfigError, match=r"^.*p\.yaml: max_epochs = inf is not allowed"):
+        make_config(str(bad), {"max_epochs": 1})
+    with pytest.raises(ConfigError, match=r"^.*p\.yaml: max_epochs = inf"):
+        make_config(str(bad), {}, ["lr=0.01"])  # before: "override: max_epochs ..." (the file's value)
+    with pytest.raises(ConfigError, match=r"^override: lr = -1"):
+        make_config(None, {"max_epochs": 1}, ["lr=-1"])
+    with pytest.raises(ConfigError, match=r"^--max-epochs: max_epochs = -3"):
+        make_config(None, {"max_epochs": -3})
+    good = tmp_path / "g.yaml"
+    good.write_text("max_epochs: 5\nlr: 0.001\n")
+    cfg = make_config(str(good), {"max_epochs": 2}, ["lr=0.01"])
+    assert (cfg.max_epochs, cfg.lr) == (2, 0.01)  # later layers still win

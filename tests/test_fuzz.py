@@ -17,7 +17,7 @@ converted dataset, a cache hit after a rebuild, escaped HTML and TeX, the issue'
 
 Families, one test each (inputs per family in :data:`EXAMPLES`; the last test prints the counts):
 ``inter``, ``npy``, ``dataset_yaml``, ``overrides`` (tune), ``train``, ``spaces``, ``results``, ``graph_cache``,
-``diffmm``, ``flags``. A violation in a module outside this change stays in the campaign through
+``diffmm``, ``flags``, ``paths``. A violation in a module outside this change stays in the campaign through
 :data:`KNOWN_VIOLATIONS` (matched, counted, not failed) and is reproduced by ``test_known_violation`` with its
 exact input: an xfail while it lasts, a failure once it is fixed (then its entry goes, its input an @example).
 
@@ -66,7 +66,7 @@ SAVED_TRACEBACK = re.compile(r"full traceback in (\S+\.txt)")
 # Generated inputs per family (each family also runs its explicit @examples): about 5,500 command runs in all,
 # in under 2 minutes on an idle 2-core machine (docs/benchmarks.md, *Fuzz campaign*).
 EXAMPLES = {"inter": 700, "npy": 600, "dataset_yaml": 600, "overrides": 600, "train": 160, "spaces": 500,
-            "results": 180, "graph_cache": 200, "diffmm": 600, "flags": 600}
+            "results": 180, "graph_cache": 200, "diffmm": 600, "flags": 600, "paths": 300}
 COUNTS: Counter[str] = Counter()  # cases (command runs), per family
 INPUTS: Counter[str] = Counter()  # generated inputs (examples) per family; an input may run more than one command
 KNOWN_MET: Counter[str] = Counter()  # cases that hit a known violation, per violation
@@ -1872,6 +1872,106 @@ def test_flags(case):
             torch.set_num_threads(1)
         if o.ok and "--help" in o.argv and "usage:" in o.stdout:  # every command's help names --debug (cli.py)
             settle_oracle(o, "" if cli.DEBUG_HELP in o.stdout else "--help does not say --debug")
+
+
+# --------------------------------------------------------------------------- 10. outputs aimed at inputs
+
+# What each command reads (under data/: the data root, the toy dataset's folder and files, a space, a preset, a
+# results store) and which of its flags write. Every case aims one output at something read, or two outputs at
+# one place, in a way no flag list names (through a symlink, `..`, a trailing slash, a relative path from the
+# cwd, a folder that does not exist yet inside a dataset): each must be refused, with its one line, before
+# anything is written (data/ unchanged: the harness's "changed inputs" check, as data/ is no output here).
+PATH_OUTPUTS = {"train": {"--summary": False, "--storage": True},
+                "tune": {"--results": True, "--storage": True, "--leaderboard": True, "--optuna-storage": False},
+                "leaderboard": {"--out": True}, "data": {"dst": True}}
+# (target, what it is): "exact" may only not be written over; "tree" not written inside either; "file" a file
+PATH_TARGETS = {"train": [("{DATA}", "exact"), ("{DATA}/toy", "tree"), ("{DATA}/toy/toy.inter", "file"),
+                          ("{DATA}/preset.yaml", "file")],
+                "tune": [("{DATA}", "exact"), ("{DATA}/toy", "tree"), ("{DATA}/toy/toy.inter", "file"),
+                         ("{DATA}/space.yaml", "file"), ("{DATA}/store", "tree")],
+                "leaderboard": [("{DATA}/store", "tree")], "data": [("{DATA}/diffmm", "tree")]}
+
+
+@st.composite
+def path_cases(draw) -> dict:
+    command = draw(st.sampled_from(sorted(PATH_OUTPUTS)))
+    flag = draw(st.sampled_from(sorted(PATH_OUTPUTS[command])))
+    target, kind = draw(st.sampled_from(PATH_TARGETS[command]))
+    # how the path is spelled: the same place by another name
+    spelling = draw(st.sampled_from(["plain", "slash", "dotdot", "dot", "link", "relative"]))
+    inside = kind == "tree" and draw(st.booleans())
+    if inside:
+        target += "/" + "/".join(draw(st.lists(st.sampled_from(["a", "new", "toy.inter", "x.json"]), min_size=1,
+                                               max_size=3)))
+    other = None  # tune: a second output at the first one's place, or inside it
+    if command == "tune" and PATH_OUTPUTS["tune"][flag] and draw(st.integers(0, 2)) == 0:
+        other = draw(st.sampled_from([f for f, folder in PATH_OUTPUTS["tune"].items() if folder and f != flag]))
+    return {"command": command, "flag": flag, "target": target, "spelling": spelling, "other": other,
+            "nested": draw(st.booleans())}
+
+
+def _spelled(w: World, target: str, spelling: str) -> str:
+    path = w.sub([target])[0]
+    if spelling == "slash":
+        return path + "/"
+    if spelling == "dotdot":
+        return str(Path(path).parent / "." / ".." / Path(path).parent.name / Path(path).name)
+    if spelling == "dot":
+        return str(Path(path).parent) + "/./" + Path(path).name
+    if spelling == "link":  # a symlink in out/ to the target's nearest existing folder, then the rest
+        existing = Path(path)
+        while not existing.exists():
+            existing = existing.parent
+        link = w.out / f"link{len(list(w.out.iterdir()))}"
+        link.symlink_to(existing)
+        return str(link / Path(path).relative_to(existing)) if Path(path) != existing else str(link)
+    if spelling == "relative":  # from the case's cwd
+        return os.path.relpath(path, os.getcwd())
+    return path
+
+
+@fuzz("paths")
+@given(case=path_cases())
+@example(case={"command": "train", "flag": "--summary", "target": "{DATA}/toy/toy.inter", "spelling": "plain",
+               "other": None, "nested": False})  # the probe's: train wrote its summary over the dataset's .inter
+@example(case={"command": "leaderboard", "flag": "--out", "target": "{DATA}/store", "spelling": "link",
+               "other": None, "nested": False})
+@example(case={"command": "tune", "flag": "--results", "target": "{DATA}", "spelling": "plain",
+               "other": "--storage", "nested": True})
+def test_outputs_never_land_on_inputs(case):
+    from mentor_ray.report.results import write_run
+
+    with World("paths") as w:
+        toy(w)
+        (w.data / "space.yaml").write_text("name: fz\nsearch: {lr: [1e-3, 0.01]}\n")
+        (w.data / "preset.yaml").write_text("lr: 0.001\n")
+        (w.data / "store").mkdir()
+        for run in valid_runs()[:2]:
+            write_run(w.data / "store", run)
+        diffmm = w.data / "diffmm"
+        diffmm.mkdir()
+        for name in ("trnMat.pkl", "valMat.pkl", "tstMat.pkl"):
+            (diffmm / name).write_bytes(pickle.dumps(sp.csr_matrix(np.eye(3))))
+        value = _spelled(w, case["target"], case["spelling"])
+        if case["flag"] == "--optuna-storage":
+            value = f"sqlite:///{Path(value).absolute()}"
+        command, flag = case["command"], case["flag"]
+        argv = {"train": ["--dataset", "toy", "--data-root", "{DATA}", "--max-epochs", "1", "--preset",
+                          "{DATA}/preset.yaml"],
+                "tune": ["--dataset", "toy", "--data-root", "{DATA}", "--space", "{DATA}/space.yaml", "--results",
+                         "{OUT}/r", "--storage", "{OUT}/s", "--warm-start-from", "{DATA}/store", "--plan"],
+                "leaderboard": ["--results", "{DATA}/store"], "data": []}[command]
+        if command == "data":
+            argv = ["convert-diffmm", str(diffmm), str(Path(value).parent), "--name", Path(value).name or "x"]
+        else:
+            argv = [*argv, flag, value]
+        if case["other"]:  # a second output flag at the first one's place, or inside it (given last: it wins)
+            argv += [case["other"], value.rstrip("/") + ("/inner" if case["nested"] else "")]
+        flags = [flag] + ([case["other"]] if case["other"] else [])
+        o = settle(invoke("paths", _cmd(command), argv, w, outputs=[w.out],
+                          deadline=TRAIN_DEADLINE if command == "train" else DEADLINE))
+        named = "|".join(re.escape(f) for f in flags) if command != "data" else "dst"
+        settle_oracle(o, expect(o, rc=2, error=rf"^error: ({named}) "))
 
 
 # --------------------------------------------------------------------------- known violations, and the totals

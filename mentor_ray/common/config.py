@@ -359,12 +359,25 @@ def make_config(
 ) -> TrainConfig:
     """Defaults < the variant's defaults (its registry entry's) < preset < flags (None values ignored) <
     ``key=value``."""
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    layers = [(preset or "config", load_preset(preset) if preset else {}),
+              *((f"--{k.replace('_', '-')}", {k: v}) for k, v in given.items()),
+              ("override", parse_overrides(overrides))]
     values: dict[str, Any] = {}
-    if preset:
-        values.update(load_preset(preset))
-    values.update({k: v for k, v in (flags or {}).items() if v is not None})
-    values.update(parse_overrides(overrides))
-    return validate(values, source="override" if overrides else (preset or "config"))
+    for i, (source, layer) in enumerate(layers):
+        later = {k for _, above in layers[i + 1:] for k in above}
+        for key in layer.keys() & later:  # a value a later layer replaces is still checked, and named by its source
+            validate({key: layer[key]}, source=source)
+        values.update(layer)
+    try:
+        return validate(values, source="config")
+    except ConfigError as exc:
+        # the merged settings broke a rule: name the layer that set the key (the file, the flag or the override)
+        key = str(exc).removeprefix("config: ").split(" ", 1)[0]
+        source = next((src for src, layer in reversed(layers) if key in layer), None)
+        if source is None or source == "config":
+            raise
+        raise ConfigError(f"{source}: {str(exc).removeprefix('config: ')}") from exc
 
 
 def validate(values: dict[str, Any], source: str = "config") -> TrainConfig:

@@ -34,6 +34,13 @@ class DivergedError(MentorRayError):
     """Training produced a NaN or infinite loss."""
 
 
+class EnvironmentProblem(MentorRayError):
+    """The machine, not the input: a service that did not start (Ray's node on an overloaded machine). Exit 1,
+    as for a full disk, where input errors exit 2."""
+
+    exit_code = 1
+
+
 class Interrupted(BaseException):
     """SIGTERM (or SIGHUP) arrived: raised in the main thread by the handler :func:`mentor_ray.cli.run` installs,
     so that ``finally`` blocks run (trials cancelled, Ray shut down) as for Ctrl-C's KeyboardInterrupt.

@@ -253,3 +253,44 @@ def check_writable_file(path: str | Path, flag: str) -> None:
     if p.exists() and not p.is_file():  # a FIFO or a device (/dev/null): the atomic rename would replace it
         raise ConfigError(f"{flag} {path}: is not a regular file (a pipe or a device); give a file path")
     check_writable_dir(p.parent if str(p.parent) else Path("."), flag=f"{flag} {path}: its folder")
+
+
+# --------------------------------------------------------------------------- one rule for a command's paths
+
+
+def check_path_roles(outputs: list[tuple[str, str | Path | None, bool]],
+                     inputs: list[tuple[str, str | Path | None, bool]] = ()) -> None:
+    """Raise a one-line :class:`ConfigError` when a command would write over what it reads, or two of its outputs
+    would share a place: the one rule every command applies to its paths before any work starts.
+
+    ``outputs`` and ``inputs`` are ``(flag, path, folder)``; a ``folder`` input is read whole (a dataset's folder,
+    a results store), a folder output is written anywhere inside (a store, Tune's storage, a leaderboard). Paths
+    are compared resolved (``~``, ``..`` and symlinks followed); URIs (``s3://...``) and unset paths are skipped.
+    An output may not be an input, nor lie inside an input folder; two outputs may not be the same path, nor may
+    one output folder lie inside another (a file written into an output folder, e.g. a summary beside Tune's
+    runs, is allowed). Checked by comparing paths only: nothing is created or read.
+    """
+    from mentor_ray.common.errors import ConfigError
+
+    def resolved(items):
+        return [(flag, Path(p).expanduser().resolve(), folder, p) for flag, p, folder in items
+                if p is not None and str(p) != "" and "://" not in str(p)]
+
+    outs, ins = resolved(outputs), resolved(inputs)
+    for flag, out, _, given in outs:
+        for iflag, src, in_folder, igiven in ins:
+            if out == src:
+                raise ConfigError(f"{flag} {given}: is also {iflag} {igiven}, which this command reads; write "
+                                  f"elsewhere (outputs never replace inputs)")
+            if in_folder and src in out.parents:
+                raise ConfigError(f"{flag} {given}: is inside {iflag} {igiven}, which this command reads; write "
+                                  f"outside it")
+    for i, (flag, out, out_folder, given) in enumerate(outs):
+        for oflag, other, other_folder, ogiven in outs[i + 1:]:
+            if out == other:
+                raise ConfigError(f"{flag} {given} and {oflag} {ogiven}: the same path; give each its own")
+            if (out_folder and other_folder) and (out in other.parents or other in out.parents):
+                inner, outer = ((flag, given), (oflag, ogiven)) if other in out.parents else \
+                    ((oflag, ogiven), (flag, given))
+                raise ConfigError(f"{inner[0]} {inner[1]}: is inside {outer[0]} {outer[1]}; give each its own "
+                                  f"folder, side by side")

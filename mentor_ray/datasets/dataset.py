@@ -231,6 +231,14 @@ def resolve_dataset_dir(name: str, data_root: Path | str | None) -> tuple[Path, 
     check_name(name, "--dataset")  # a name, not a path: it must not leave the data root
     if data_root is not None and (Path(data_root) / name).is_dir():
         return Path(data_root) / name, synthetic.is_synthetic_name(name)
+    # a root that is not there is a typo or a missing mount, not a request for the stand-in: a preset name under
+    # it would otherwise train on generated data without a word (a root that exists may hold only real data
+    # beside which the presets run, e.g. --dataset tiktok,synth-small)
+    if data_root is not None and not Path(data_root).is_dir():
+        what = "is not a directory" if Path(data_root).exists() else "no such directory"
+        raise DataError(f"--data-root {data_root}: {what}; give the folder holding your dataset folders"
+                        + (f" (or leave it out: {name} is a synthetic preset)" if synthetic.is_synthetic_name(name)
+                           else ""))
     if synthetic.is_synthetic_name(name):
         return synthetic.ensure_preset(name), True
     presets = ", ".join(synthetic.PRESETS)

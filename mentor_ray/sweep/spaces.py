@@ -180,6 +180,12 @@ def _check(space: SearchSpace, path: Path) -> None:
             if key in SWEEP_KEYS:
                 raise ConfigError(f"{path}: {section}.{key}: set by the sweep (its flags), not by a space; "
                                   f"remove it (a space may set any other config key)")
+    # a key both searched and set would be decided by merge order, silently: the space must say which it is
+    for section, values in sections[1:]:
+        both = [k for k in values if k in space.search]
+        if both:
+            raise ConfigError(f"{path}: {section}.{both[0]}: also under search; a key is either searched or set, "
+                              f"not both (remove one)")
     for key, axis in space.search.items():
         if not axis:
             raise ConfigError(f"{path}: search.{key}: empty list; give at least one value")

@@ -777,7 +777,7 @@ def default_leaderboard(results: str | Path) -> Path:
 
 def check_options(args: SweepOptions) -> None:
     """Every flag in range and every output directory usable, before anything starts."""
-    from mentor_ray.common.io import check_writable_dir
+    from mentor_ray.common.io import check_path_roles, check_writable_dir
 
     at_least = (("num_samples", 1), ("seeds", 1), ("workers_per_trial", 1), ("seed", 0), ("max_concurrent", 0),
                 ("grace_period", 1), ("max_epochs", 1), ("final_max_epochs", 1), ("budget", 1),
@@ -790,8 +790,54 @@ def check_options(args: SweepOptions) -> None:
                           f"leaderboard is written beside it, as <results>-leaderboard")
     check_writable_dir(args.results, "--results")
     check_writable_dir(args.storage, "--storage")
-    if args.leaderboard != "none":
-        check_writable_dir(args.leaderboard or default_leaderboard(args.results), "--leaderboard")
+    leaderboard = None if args.leaderboard == "none" else args.leaderboard or default_leaderboard(args.results)
+    if leaderboard is not None:
+        check_writable_dir(leaderboard, "--leaderboard")
+    baseline_spaces(args.baselines)
+    study = check_optuna_storage(args.optuna_storage)
+    if args.warm_start_from and "://" not in args.warm_start_from:
+        store = Path(args.warm_start_from).expanduser()
+        if not store.is_dir():
+            raise ConfigError(f"--warm-start-from {args.warm_start_from}: "
+                              f"{'is not a folder' if store.exists() else 'no such folder'}; give the results "
+                              f"store of an earlier sweep (its --results)")
+    inputs: list[tuple[str, Any, bool]] = [("--data-root", args.data_root, False),
+                                           ("--warm-start-from", args.warm_start_from, True)]
+    if args.data_root and args.dataset not in ("all", "synth-all"):
+        inputs += [(f"dataset {d}'s folder", Path(args.data_root).expanduser() / d, True)
+                   for d in datasets_for(args.dataset, args.data_root) if "/" not in d and not d.startswith(".")]
+    if args.space and Path(args.space).expanduser().is_file():
+        inputs.append(("--space", args.space, False))
+    check_path_roles([("--results", args.results, True), ("--storage", args.storage, True),
+                      ("--leaderboard", leaderboard, True), ("--optuna-storage", study, False)], inputs)
+
+
+def check_optuna_storage(url: str | None) -> Path | None:
+    """Raise a one-line :class:`ConfigError` unless ``url`` is an RDB URL Optuna can use (sqlite, postgresql,
+    mysql, with or without a driver: ``postgresql+psycopg2://...``); the file of a ``sqlite:///`` URL, which the
+    sweep writes (None otherwise). Checked before Ray starts: the study is opened only in the search phase."""
+    if url is None:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"--optuna-storage {shown_value(url, 80)}: not a database URL ({exc}); e.g. "
+                          f"sqlite:///optuna.db or postgresql://user@host/optuna") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql"):
+        raise ConfigError(f"--optuna-storage {shown_value(url, 80)}: {parsed.get_backend_name()} is not a database "
+                          f"Optuna keeps studies in; allowed: sqlite, postgresql, mysql")
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError(f"--optuna-storage {shown_value(url, 80)}: an in-memory database is lost with the "
+                              f"driver; give a file (sqlite:///path/optuna.db)")
+        from mentor_ray.common.io import check_writable_file
+
+        check_writable_file(parsed.database, "--optuna-storage")
+        return Path(parsed.database)
+    return None
 
 
 def run_sweep(args: SweepOptions) -> None:
@@ -860,12 +906,15 @@ def run_sweep(args: SweepOptions) -> None:
 def baseline_spaces(text: str | None) -> list[str]:
     """The grid spaces of ``--baselines``: ``all`` (every trained baseline of the registry, in the paper's row
     order) or model names, each searched on its own published grid, ``tune_spaces/<name>_grid.yaml``."""
-    if not text:
+    if text is None:
         return []
     from mentor_ray.common.registry import MODELS
 
     known = [m for m, e in MODELS.items() if e.group != "mentor" and e.trained]
     names = known if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--baselines {text!r}: names no model; allowed: all, or names among {', '.join(known)} "
+                          f"(leave the flag out for none)")
     for name in names:
         if name not in known:
             raise ConfigError(f"--baselines {shown_value(text, 80, quote=False)}: {shown_value(name, 40)} is not a "

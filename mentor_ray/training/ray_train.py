@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from mentor_ray.common.config import TrainConfig, legacy_resume_settings, resume_settings
-from mentor_ray.common.errors import CheckpointError, ConfigError, Interrupted, MentorRayError
+from mentor_ray.common.errors import CheckpointError, ConfigError, EnvironmentProblem, Interrupted, MentorRayError
 from mentor_ray.common.io import (
     StorageFullError,
     atomic_path,
@@ -264,7 +264,16 @@ def ensure_ray(**init_kwargs: Any) -> None:
     if cluster_address() is None:  # no cluster to join: a single-machine Ray
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # inherited by the local raylet's workers
     handlers = _python_signal_handlers()
-    ray.init(**{"log_to_driver": True, **init_kwargs})
+    try:
+        ray.init(**{"log_to_driver": True, **init_kwargs})
+    except Exception as exc:
+        # Ray raises a bare Exception when its local node does not come up in time (an overloaded machine): the
+        # environment's limit, said as one, not an internal error
+        if cluster_address() is None and "during startup" in str(exc):
+            raise EnvironmentProblem(f"Ray's local node did not start in time ({str(exc).split('.')[0].strip()}); "
+                                     f"the machine may be overloaded: retry when it is quieter, or raise "
+                                     f"RAY_raylet_start_wait_time_s (seconds)") from exc
+        raise
     _reinstall_signal_handlers(handlers)
 
 
