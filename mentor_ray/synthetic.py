@@ -15,6 +15,7 @@ from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run, seed_arg, setup_logging
 from mentor_ray.common.errors import DataError
+from mentor_ray.common.io import check_writable_dir
 from mentor_ray.datasets.synthetic import PRESETS, preset, write
 
 _DESCRIPTION = "Synthetic ``synth-*`` datasets with planted structure, written in the MMRec layout."
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{s.name:15s} users {s.n_users:>6,}  items {s.n_items:>6,}  "
                   f"interactions {s.n_interactions:>7,}  {mods}")
         return 0
+    check_writable_dir(args.out, "--out")
     spec = preset(args.name, args.seed)
     target = args.out / spec.name
     if target.exists():

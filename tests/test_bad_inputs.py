@@ -199,6 +199,9 @@ CASES = [
     ("train: data_root= a file", [*T, "data_root=FILE"], r"--data-root .*afile: is not a directory"),
     ("train: a preset's bad value under a flag", [*T, "--preset", "PRESET_INF", "--max-epochs", "1"],
      r"preset_inf\.yaml: max_epochs = inf is not allowed"),
+    ("train: --preset a directory", [*T, "--preset", "EMPTY"], r"--preset .*empty: is a directory"),
+    ("synthetic: --out a file", ["synthetic", "generate", "synth-tiny", "--out", "FILE"],
+     r"--out .*afile: is a file, not a directory"),
     ("synthetic: --seed 2**64", ["synthetic", "generate", "synth-tiny", "--out", "OUT", "--seed", str(2**64)],
      r"argument --seed: '18446744073709551616': must be a whole number"),
 ]

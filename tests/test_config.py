@@ -258,3 +258,13 @@ def test_each_layer_of_settings_is_checked_and_named_by_its_source(tmp_path):
     good.write_text("max_epochs: 5\nlr: 0.001\n")
     cfg = make_config(str(good), {"max_epochs": 2}, ["lr=0.01"])
     assert (cfg.max_epochs, cfg.lr) == (2, 0.01)  # later layers still win
+
+
+def test_an_override_that_replaces_a_flag_says_so(caplog):
+    from mentor_ray.common.config import make_config
+
+    assert make_config(None, {"max_epochs": 2}, ["max_epochs=1"]).max_epochs == 1
+    assert "max_epochs=1 overrides --max-epochs 2" in caplog.text
+    caplog.clear()
+    make_config(None, {"max_epochs": 1}, ["max_epochs=1"])
+    assert "overrides" not in caplog.text  # the same value: nothing to say

@@ -15,6 +15,7 @@ graph perturbation) are derived from it (:data:`VARIANTS`), so no combination ca
 from __future__ import annotations
 
 import difflib
+import logging
 import numbers
 import typing
 from pathlib import Path
@@ -333,6 +334,9 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     """The settings of ``--preset``: a YAML file, or (no suffix, no such file) the name of one in
     ``mentor_ray/presets/``; a name must be a name (``--preset ../x`` is never looked up outside it)."""
     path = Path(name_or_path)
+    if path.is_dir():
+        raise ConfigError(f"--preset {shown(name_or_path, quote=False)}: is a directory; give a YAML file of settings "
+                          f"or a preset's name")
     if not path.is_file() and not path.suffix:
         path = PRESET_DIR / f"{check_name(name_or_path, '--preset')}.yaml"
     if not path.is_file():
@@ -363,6 +367,10 @@ def make_config(
     layers = [(preset or "config", load_preset(preset) if preset else {}),
               *((f"--{k.replace('_', '-')}", {k: v}) for k, v in given.items()),
               ("override", parse_overrides(overrides))]
+    for key, value in layers[-1][1].items():  # documented (overrides come last), but said: a flag was given in vain
+        if key in given and given[key] != value:
+            logging.getLogger(__name__).warning("%s=%s overrides --%s %s", key, shown(value, 60, quote=False),
+                                                key.replace("_", "-"), shown(given[key], 60, quote=False))
     values: dict[str, Any] = {}
     for i, (source, layer) in enumerate(layers):
         later = {k for _, above in layers[i + 1:] for k in above}
