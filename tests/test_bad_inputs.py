@@ -202,6 +202,9 @@ CASES = [
     ("train: --preset a directory", [*T, "--preset", "EMPTY"], r"--preset .*empty: is a directory"),
     ("synthetic: --out a file", ["synthetic", "generate", "synth-tiny", "--out", "FILE"],
      r"--out .*afile: is a file, not a directory"),
+    ("bench: --write over the dataset's .inter", ["bench", "train", "--dataset", "plain", "--data-root", "DATA",
+                                                  "--variant", "lightgcn", "--write", "DATA/plain/plain.inter"],
+     r"--write .*plain\.inter: is inside dataset plain's folder"),
     ("synthetic: --seed 2**64", ["synthetic", "generate", "synth-tiny", "--out", "OUT", "--seed", str(2**64)],
      r"argument --seed: '18446744073709551616': must be a whole number"),
 ]

@@ -160,8 +160,10 @@ def _config(variant: str, scope: str | None, device: str, dataset: str, data_roo
 def parse_models(text: str) -> list[tuple[str, str | None]]:
     """``--variants``: comma-separated variants of the registry (``mentor`` is its paper's all scope,
     ``mentor:batch`` the batch scope), or ``table3`` for Table 3's models (the default)."""
-    from mentor_ray.common.config import VARIANTS
+    # the registry's variants (the config's VARIANTS without pydantic): ``bench gpu`` checks this flag before
+    # use_local_wheels makes pydantic importable on a node that lacks it
     from mentor_ray.common.errors import ConfigError
+    from mentor_ray.common.registry import VARIANT_MODELS as VARIANTS
 
     models: list[tuple[str, str | None]] = []
     for item in (t.strip() for t in text.split(",")):

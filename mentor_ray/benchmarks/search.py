@@ -252,16 +252,23 @@ def at_fraction(events: list[tuple[int, float, float]], epochs: float) -> tuple[
     return (seen[-1][2], seen[-1][1]) if seen else (math.nan, 0.0)
 
 
+def search_space(name: str):
+    """The space ``--space name`` (a name in ``tune_spaces/`` or a file), refused in one line unless it is a MENTOR
+    space that searches something: the benchmark trains its grid whole and replays MENTOR's searchers on it."""
+    from mentor_ray.sweep.spaces import load_space
+
+    space = load_space(name)
+    if not space.search or space.model != "mentor":
+        raise ConfigError(f"--space {name}: the search benchmark needs a MENTOR space that searches something")
+    return space
+
+
 def bench_search(space_name: str, dataset: str, data_root: str | None, searchers: list[Searcher], seeds: list[int],
                  work: Path, processes: int, concurrency: int, max_fraction: float,
                  time_scale: float) -> dict[str, Any]:
     import ray
 
-    from mentor_ray.sweep.spaces import load_space
-
-    space = load_space(space_name)
-    if not space.search or space.model != "mentor":
-        raise ConfigError(f"--space {space_name}: the search benchmark needs a MENTOR space that searches something")
+    space = search_space(space_name)
     work = work.expanduser().resolve()  # Tune's storage path must be absolute
     work.mkdir(parents=True, exist_ok=True)
     table = build_table(space, dataset, data_root, work, processes)
