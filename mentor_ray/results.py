@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mentor_ray.cli import ArgumentParser, run, setup_logging
-from mentor_ray.common.errors import MentorRayError, shown
+from mentor_ray.common.errors import MentorRayError
 from mentor_ray.report.results import ROLES, read_results
 
 _DESCRIPTION = "The results store: every finished trial and final run as rows of one Parquet dataset."
@@ -67,16 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-SUMMARY_KEYS = ("dataset", "variant", "seed", "config", "valid", "test")
-
-
 def add(results: Path, files: list[Path], role: str, sweep: str, replace: bool) -> int:
     """Write each summary in ``files`` into the store ``results`` as a ``role`` run of ``sweep``. Every file
     is read and checked first: one that is not a run summary stops the command before anything is written."""
     from mentor_ray.common.config import validate
     from mentor_ray.common.io import check_writable_dir
     from mentor_ray.common.names import check_name
-    from mentor_ray.report.results import is_recorded, record, summary_run_id
+    from mentor_ray.report.results import is_recorded, rows_from_summary, summary_run_id, write_run
 
     if role not in ("final", "ablation"):
         raise MentorRayError(f"results add: --role {role}: allowed final or ablation (a search's trials are "
@@ -90,18 +87,20 @@ def add(results: Path, files: list[Path], role: str, sweep: str, replace: bool) 
         summary = _read_summary(path)
         validate(summary["config"], source=f"{path}: config")  # settings this version knows, in range
         summaries.append((path, summary))
+    # every file's rows are made before any is written: a file that cannot be stored stops the command, not half
+    tables = [rows_from_summary(summary, role, sweep) for _, summary in summaries]
     ids = [summary_run_id(s, role, sweep) for _, s in summaries]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
         raise MentorRayError(f"results add: {len(ids) - len(set(ids))} summary file(s) repeat a run ({twice[0]}): "
                              "give each run once")
     added = kept = 0
-    for (path, summary), rid in zip(summaries, ids):
+    for (path, summary), rid, table in zip(summaries, ids, tables):
         if is_recorded(results, summary, role, sweep) and not replace:
             print(f"kept   {rid}: the store holds it already ({path}; --replace to overwrite)")
             kept += 1
             continue
-        record(results, summary, role, sweep)
+        write_run(results, table)
         print(f"added  {rid} ({path})")
         added += 1
     print(f"{added} run(s) written to {results}, {kept} kept as they were")
@@ -109,8 +108,12 @@ def add(results: Path, files: list[Path], role: str, sweep: str, replace: bool) 
 
 
 def _read_summary(path: Path) -> dict:
-    """The run summary in ``path``; a one-line error naming the file when it is not one."""
+    """The run summary in ``path``; a one-line error naming the file when it is not one: not JSON, or not a
+    finished run's summary with values the store can keep (:class:`mentor_ray.report.results.RunSummary`: its
+    keys, their types and ranges, the same run in the summary and its config, a finished evaluation)."""
     import json
+
+    from mentor_ray.report.results import check_summary
 
     try:
         summary = json.loads(path.read_text())
@@ -120,19 +123,7 @@ def _read_summary(path: Path) -> dict:
         raise MentorRayError(f"{path}: not JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(summary, dict):
         raise MentorRayError(f"{path}: a run summary is a JSON object; found {type(summary).__name__}")
-    missing = [k for k in SUMMARY_KEYS if k not in summary]
-    if missing:
-        raise MentorRayError(f"{path}: not a run summary (train --summary): no {', '.join(missing)}")
-    if not isinstance(summary["config"], dict):
-        raise MentorRayError(f"{path}: config: a JSON object of settings; found {type(summary['config']).__name__}")
-    for key in ("dataset", "variant", "seed"):  # the run id is made of these and the config's hash
-        if summary[key] != summary["config"].get(key):
-            raise MentorRayError(f"{path}: {key}: the summary says {shown(summary[key])}, its config "
-                                 f"{shown(summary['config'].get(key))}; a summary train wrote has the same in both")
-    if summary.get("status", "completed") != "completed" or summary["test"] is None:
-        raise MentorRayError(f"{path}: the run did not complete an evaluation (status "
-                             f"{shown(summary.get('status', 'completed'))}, test {shown(summary['test'])}); only "
-                             "finished runs are added")
+    check_summary(summary, str(path))
     return summary
 
 

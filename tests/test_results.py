@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mentor_ray.common import embeddings
 from mentor_ray.common.config import make_config
 from mentor_ray.common.errors import MentorRayError
 from mentor_ray.report import results
@@ -282,6 +284,7 @@ def test_a_row_with_k_but_no_metric_or_the_reverse_is_a_corrupted_file(tmp_path,
 
 
 _STORED_COLUMNS = [c for c in results.SCHEMA.names if c not in ("finished_at",)]
+_KEPT = embeddings.encode(np.arange(3), {"id": np.eye(3, 2, dtype=np.float32), "image": np.ones((3, 2), np.float32)})
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -297,7 +300,7 @@ def test_a_stored_run_reads_back_as_the_summary_that_wrote_it(tmp_path_factory, 
     s = _summary(seed=seed, r20=r20)
     s.update(valid_curve=curve, wall_seconds=12.5, device="cuda:0" if cuda else "cpu", world_size=1,
              threads=2, torch_version="2.2.1", stop_reason="patience", started_at=started,
-             peak_gpu_mb=512.0 if cuda else None, rss_start_mb=300.0, item_embeddings='{"a": 1}')
+             peak_gpu_mb=512.0 if cuda else None, rss_start_mb=300.0, item_embeddings=_KEPT)
     if users:
         s["test_users"] = {"user": [3, 5, 8], "recall@10": [1.0, 0.0, 0.5], "recall@20": [1.0, 1.0, 0.5],
                            "ndcg@10": [0.5, 0.0, 0.25], "ndcg@20": [0.5, 0.3, 0.25]}

@@ -96,6 +96,18 @@ def tsne_points(found: dict[str, np.ndarray], seed: int = TSNE_SEED) -> pd.DataF
                          "x": xy[:, 0], "y": xy[:, 1]})
 
 
+def unmappable(found: dict[str, np.ndarray]) -> str | None:
+    """Why t-SNE cannot map one run's points (:func:`tsne_points`), or None. It needs more points than its
+    perplexity (3 or more), and points that are not all one: its PCA start divides by their spread, and
+    scikit-learn's Barnes-Hut tree then crashes the process on NaN (a segmentation fault, not an exception)."""
+    stacked = np.concatenate(list(found.values()))
+    if len(stacked) < 3:
+        return f"are {len(stacked)} point(s) (items x modalities); t-SNE maps 3 or more"
+    if not np.ptp(stacked, axis=0).any():
+        return "are all the same point; t-SNE has nothing to map"
+    return None
+
+
 def reason(chosen: pd.DataFrame, dataset: str) -> str | None:
     """Why Fig. 4 cannot be drawn for ``dataset``, or None."""
     gone = [display(v) for v in MODELS if kept_runs(chosen, dataset, v).empty]
@@ -106,6 +118,11 @@ def reason(chosen: pd.DataFrame, dataset: str) -> str | None:
         import sklearn  # noqa: F401
     except ImportError:
         return "t-SNE needs scikit-learn: pip install 'mentor_ray[report]'"
+    for variant in MODELS:  # the run each panel maps (figure)
+        runs = kept_runs(chosen, dataset, variant)
+        why = unmappable(embeddings.decode(runs["item_embeddings"].iloc[0])[1]) if len(runs) else None
+        if why:
+            return f"the item embeddings {display(variant)} kept (seed {int(runs['seed'].iloc[0])}) {why}"
     return None
 
 
@@ -154,7 +171,9 @@ def figure(chosen: pd.DataFrame, dataset: str, summary: pd.DataFrame, title: str
                        linewidths=0)
         rows = summary[summary["variant"] == variant]
         feature = rows[~rows["pair"].str.endswith("-id")]
-        said = "; ".join(f"{r.pair} {r.mean:.3f}" for r in (feature if len(feature) else rows).itertuples())
+        quoted = feature if len(feature) else rows
+        # a modality's name comes from the store: drawn literally, as every name is
+        said = "; ".join(f"{drawn_text(r.pair, 40)} {r.mean:.3f}" for r in quoted.itertuples())
         ax.set_title(f"{drawn_text(display(variant))} (seed {int(run['seed'])})\nmean distance {said}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])

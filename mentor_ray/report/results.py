@@ -14,17 +14,30 @@ import datetime as dt
 import json
 import logging
 import re
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WrapValidator,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from mentor_ray.common import embeddings
 from mentor_ray.common.config import legacy_result_settings, read_keys, result_settings, resume_settings
 from mentor_ray.common.errors import MentorRayError, shown
 from mentor_ray.common.io import atomic_path, sha256_json
-from mentor_ray.common.names import KS, METRIC_KINDS
+from mentor_ray.common.names import KS, METRIC_KINDS, METRICS, USER_METRICS
 from mentor_ray.common.registry import hparams
 from mentor_ray.common.runtime import code_version
 
@@ -209,6 +222,213 @@ def _int_or_none(value: Any) -> int | None:
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+# --------------------------------------------------------------------------- a run summary, as the store takes it
+# One typed description of what the store keeps of a summary (rows_from_summary): results add checks every file
+# by it before writing any, and read_results checks a run file's blobs by the same types, so that what the store
+# holds each of its readers can read. A failed check is one line: where (the key path), what was found, and the
+# whole rule it broke (pydantic's own words name one constraint at a time: "Input should be a finite number").
+
+# a float's last bit: a mean of NDCGs that are all 1 may come out just above 1 (summed in another order than the
+# ideal DCG), and the trainer writes the mean as it is
+ROUNDING = 1e-9
+INT32_MAX = 2**31 - 1  # counts and user ids are int32 columns
+LAST_TIME = 253_402_300_799.0  # unix seconds of 9999-12-31 23:59:59 UTC: the last time datetime (started_at) holds
+_OWN = ("allowed", "missing", "extra_forbidden")  # errors that already say their rule, at their own place
+
+
+def _rule(allowed: str) -> WrapValidator:
+    """Any failure of the check it wraps (a wrong type, NaN, a bound, a bad element of a list) reads as ``allowed``,
+    at the place it happened; a part's own :func:`_rule` (or a missing or unknown key) is left as it said it."""
+
+    def check(value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            if first["type"] in _OWN:
+                raise
+            place = {"at": first["loc"], "found": first["input"]} if first["loc"] else {}
+            raise PydanticCustomError("allowed", "{allowed}", {"allowed": allowed, **place}) from None
+
+    return WrapValidator(check)
+
+
+def _problem(at: str | tuple, found: Any, allowed: str, said: str | None = None) -> PydanticCustomError:
+    """A cross-field rule's error in :func:`summary_problem`'s form: ``at`` the key (or key path) it names,
+    ``said`` what was found, in words, where the value itself would not say it."""
+    place = at if isinstance(at, tuple) else (at,)
+    return PydanticCustomError("allowed", "{allowed}", {"allowed": allowed, "at": place, "found": found,
+                                                        **({"said": said} if said else {})})
+
+
+_FRACTION = Field(strict=True, ge=0, le=1 + ROUNDING, allow_inf_nan=False)  # in Rust: no call per element
+Fraction = Annotated[float, _FRACTION, _rule("a number in [0, 1]")]
+Count = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX), _rule(f"a whole number from 0 to {INT32_MAX:,}")]
+Amount = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False), _rule("a finite number, at least 0")]
+Text = Annotated[str, Field(strict=True), _rule("a string")]
+
+
+def _keyed(name: str, keys: tuple[str, ...], kind: Any, base: type[BaseModel] | None = None,
+           required: bool = True) -> type[BaseModel]:
+    """A model of a JSON object with exactly ``keys`` (names such as ``recall@20``, no Python names), each a
+    ``kind``."""
+    fields = {f"k{i}": (kind, Field(... if required else None, alias=key)) for i, key in enumerate(keys)}
+    config = None if base else ConfigDict(extra="forbid")
+    return create_model(name, __base__=base, __config__=config, **fields)
+
+
+Metrics = Annotated[_keyed("Metrics", METRICS, Fraction),
+                    _rule(f"a JSON object of the {len(METRICS)} metrics {', '.join(METRICS)}, each in [0, 1]")]
+PerUser = Annotated[list[Annotated[float, _FRACTION]], _rule("a list of numbers in [0, 1], one per user")]
+
+
+class _Users(BaseModel):
+    """The per-user test values of a run (a summary's ``test_users``; a run file's ``user_ids`` and
+    ``user_values``): the paired tests over users look a user up by its id (sorted, once each) and take the
+    value at its place."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: Annotated[list[Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]],
+                    _rule(f"a list of user ids (whole numbers from 0 to {INT32_MAX:,}), ascending")]
+
+    @model_validator(mode="after")
+    def _one_value_per_user(self) -> _Users:
+        users = self.user
+        at = next((i for i in range(1, len(users)) if users[i] <= users[i - 1]), None)
+        if at is not None:
+            raise _problem(("user", at), users[at], f"user ids in ascending order, each once (after {users[at - 1]})")
+        for name, field in type(self).model_fields.items():
+            values = getattr(self, name) if field.alias else None  # the metrics' fields: k0... alias recall@10...
+            if values is not None and len(values) != len(users):
+                raise _problem(field.alias, values, f"one value per user ({len(users):,} users)",
+                               said=f"{len(values):,} values")
+        return self
+
+
+TestUsers = _keyed("TestUsers", USER_METRICS, PerUser, base=_Users, required=False)
+
+
+def _drawable(text: str) -> str:
+    """``text`` if :func:`mentor_ray.common.embeddings.decode` reads it (Fig. 4 draws what it returns)."""
+    try:
+        embeddings.decode(text)
+    except ValueError as exc:
+        raise PydanticCustomError("allowed", "{allowed}", {
+            "allowed": "what mentor_ray.common.embeddings.encode writes", "said": str(exc)}) from None
+    return text
+
+
+Embeddings = Annotated[Text, AfterValidator(_drawable)]
+
+
+class RunSummary(BaseModel):
+    """A finished run's summary (``train --summary``: :meth:`mentor_ray.training.trainer.Trainer.summary`) as
+    ``results add`` takes it: every value the store keeps of it (:func:`rows_from_summary`) of the type and in
+    the range the trainer writes. Keys the store does not keep (rank_profile, step_parts, ...) are not checked;
+    the config is checked by :func:`mentor_ray.common.config.validate`."""
+
+    model_config = ConfigDict(extra="ignore")
+    dataset: Text
+    variant: Text
+    seed: Annotated[int, Field(strict=True), _rule("a whole number")]
+    config: Annotated[dict[str, Any], _rule("a JSON object of settings")]
+    status: Annotated[Literal["completed"], _rule("completed (only finished runs are added)")] = "completed"
+    valid: Metrics
+    test: Metrics
+    synthetic: Annotated[bool, Field(strict=True), _rule("true or false")] = False
+    best_epoch: Count | None = None
+    epochs_run: Count = 0
+    valid_curve: Annotated[list[Fraction], _rule("a list of numbers in [0, 1]")] | None = None
+    seconds_per_epoch: Amount | None = None
+    wall_seconds: Amount | None = None
+    started_at: Annotated[float, Field(strict=True, ge=0, le=LAST_TIME, allow_inf_nan=False),
+                          _rule("unix seconds before the year 10000")] | None = None
+    peak_rss_mb: Amount | None = None
+    rss_start_mb: Amount | None = None
+    peak_gpu_mb: Amount | None = None
+    device: Text | None = None
+    world_size: Annotated[int, Field(strict=True, ge=1, le=INT32_MAX),
+                          _rule(f"a whole number from 1 to {INT32_MAX:,}")] | None = None
+    threads: Count | None = None
+    torch_version: Text | None = None
+    code_version: Text | None = None
+    error: Text | None = None
+    stop_reason: Text | None = None
+    space_axes: Annotated[dict[str, Annotated[list[Any], Field(min_length=1)]],
+                          _rule("a JSON object of non-empty lists")] | None = None
+    budget_epochs: Annotated[int, Field(strict=True, ge=0, le=2**63 - 1),
+                             _rule("a whole number, at least 0")] | None = None
+    test_users: Annotated[TestUsers, _rule(f"a JSON object: user (the test users' ids), then a list of one value "
+                                           f"per user of any of {', '.join(USER_METRICS)}")] | None = None
+    item_embeddings: Embeddings | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunSummary:
+        for key in ("dataset", "variant", "seed"):  # the run id is made of these and the config's hash
+            found, config = getattr(self, key), self.config.get(key)
+            if found != config or type(found) is not type(config):
+                raise _problem(key, found, f"the config's {key} ({shown(config)}): a summary train wrote has the "
+                                           "same in both")
+        if self.best_epoch is not None and self.best_epoch >= max(self.epochs_run, 1):
+            raise _problem("best_epoch", self.best_epoch, f"an epoch the run ran: 0 to {max(self.epochs_run - 1, 0)} "
+                                                          f"(epochs_run {self.epochs_run})")
+        if self.valid_curve and len(self.valid_curve) != self.epochs_run:
+            raise _problem("valid_curve", self.valid_curve, f"one validation Recall@20 per epoch run "
+                                                            f"({self.epochs_run}), or none",
+                           said=f"{len(self.valid_curve)} values")
+        if self.started_at and self.wall_seconds and self.started_at + self.wall_seconds > LAST_TIME:
+            raise _problem("wall_seconds", self.wall_seconds, "a run ending before the year 10000 (started_at + "
+                                                              "wall_seconds)")
+        return self
+
+
+def summary_problem(exc: ValidationError, model: type[BaseModel] = RunSummary) -> str:
+    """The first problem of a :class:`RunSummary` (or ``model``) check, on one line: the key path, what was
+    found and what is allowed (the keys allowed, for an unknown key); how many more there are."""
+    errors = exc.errors()
+    first = errors[0]
+    ctx = first.get("ctx") or {}
+    parts = (*first["loc"], *ctx.get("at", ()))
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".") or "summary"
+    if first["type"] == "missing":
+        line = f"no {where} (train --summary writes it)"
+    elif first["type"] == "extra_forbidden":
+        line = f"{where}: unknown key; allowed keys: {', '.join(_keys_at(model, first['loc'][:-1]))}"
+    else:
+        found = ctx["said"] if "said" in ctx else shown(ctx.get("found", first["input"]), 120)
+        line = f"{where} = {found}; allowed: {ctx.get('allowed', first['msg'])}"
+    more = len(errors) - 1
+    return line + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def _keys_at(model: Any, path: tuple) -> list[str]:
+    """The keys of the JSON object at ``path`` in ``model`` (a field's alias where it has one)."""
+    for part in path:
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        model = _model_in(field.annotation) if field else None
+        if model is None:
+            return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model an annotation (``X | None``, ``Annotated[X, ...]``) holds, or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, typing.get_args(annotation)) if m is not None), None)
+
+
+def check_summary(summary: dict[str, Any], source: str) -> None:
+    """A one-line :class:`MentorRayError` naming ``source`` unless ``summary`` is a :class:`RunSummary`."""
+    try:
+        RunSummary.model_validate(summary)
+    except ValidationError as exc:
+        raise MentorRayError(f"{source}: {summary_problem(exc)}") from None
+
+
+_KEPT = _keyed("Kept", ("item_embeddings",), Embeddings | None)  # a run file's column (null but on the first row)
 
 
 def write_run(results_dir: str | Path, table: pa.Table) -> Path:
@@ -429,6 +649,28 @@ def _checked_values(table: pa.Table) -> pa.Table:
                 isinstance(v, list) and v for v in value.values()))
             if not ok:
                 raise pa.ArrowInvalid(f"column {column} holds {shown(text, 60)}, not {what}")
+    return _checked_blobs(table)
+
+
+def _checked_blobs(table: pa.Table) -> pa.Table:
+    """``table`` if its per-user values and item embeddings pass the rules ``results add`` checks a summary's
+    by (:data:`TestUsers`, :data:`Embeddings`: what the paired tests and Fig. 4 read), else
+    :class:`pa.ArrowInvalid` naming the run and the column."""
+    blobs = ("user_ids", "user_values", "item_embeddings")
+    held = pc.or_(pc.or_(pc.is_valid(table.column(blobs[0])), pc.is_valid(table.column(blobs[1]))),
+                  pc.is_valid(table.column(blobs[2])))
+    for row in table.filter(held).select(["run_id", "metric", "k", *blobs]).to_pylist():
+        name = f"{row['metric']}@{row['k']}"
+        checks = [("", _KEPT, {"item_embeddings": row["item_embeddings"]})]
+        if row["user_ids"] is not None or row["user_values"] is not None:
+            checks.append((f" (columns user_ids, user_values of test {name})", TestUsers,
+                           {"user": row["user_ids"], name: row["user_values"]}))
+        for what, model, value in checks:
+            try:
+                model.model_validate(value)
+            except ValidationError as exc:
+                reason = summary_problem(exc, model)
+                raise pa.ArrowInvalid(f"run {shown(row['run_id'], 60)}{what}: {reason}") from None
     return table
 
 
