@@ -240,6 +240,8 @@ def resolve_dataset_dir(name: str, data_root: Path | str | None) -> tuple[Path, 
                         + (f" (or leave it out: {name} is a synthetic preset)" if synthetic.is_synthetic_name(name)
                            else ""))
     if synthetic.is_synthetic_name(name):
+        if data_root is not None:  # said, since a root was given: the stand-in, not a copy of real data
+            log.info("%s: not under %s; the generated synthetic preset is used", name, data_root)
         return synthetic.ensure_preset(name), True
     presets = ", ".join(synthetic.PRESETS)
     if data_root is None:
