@@ -1129,6 +1129,8 @@ def space_cases(draw) -> dict:
         key = draw(st.sampled_from(sorted(VALID_VALUES)))
         if draw(st.booleans()):
             lines.append(f"fixed: {{{key}: {draw(st.sampled_from(VALID_VALUES[key]))}}}")
+            # a key both searched and fixed is refused (decided by merge order otherwise, silently)
+            valid = valid and not any(a.split(":")[0].strip().strip('"') == key for a in axes)
         else:
             valid = False
             section = draw(st.sampled_from(["fixed", "settings", "datasets", "aliases", "start_from", "path",
