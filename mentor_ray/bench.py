@@ -473,16 +473,20 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(argv if argv is not None else sys.argv[1:])
+    vendored = None
+    if words[:1] == ["gpu"]:  # a GPU node may lack pydantic, which the parser's registries import: unpack it first
+        from mentor_ray.benchmarks import gpucheck
+
+        vendored = gpucheck.use_local_wheels()
     p = build_parser()
     args = p.parse_args(argv)
     check_args(p, args)  # before anything starts: no child, no graph build, nothing written
     setup_logging()
-    words = argv if argv is not None else sys.argv[1:]
     command = "python -m mentor_ray.bench " + " ".join(shlex.quote(a) for a in words)
     if args.cmd == "gpu":
         from mentor_ray.benchmarks import gpucheck
 
-        vendored = gpucheck.use_local_wheels()
         if vendored:
             gpucheck.log(vendored)
         return gpucheck.run_check(args.out, args.device, args.datasets, args.tiktok, args.epochs, args.warmup,

@@ -175,3 +175,29 @@ def test_part_b_times_the_models_asked():
     rows = gpucheck.time_training("cpu", [("synth-tiny", None)], epochs=1, warmup=0,
                                   models=gpucheck.parse_models("mmssl,diffmm"))
     assert [r["model"] for r in rows] == ["mmssl", "diffmm"] and all(r["seconds_per_epoch"] > 0 for r in rows)
+
+
+def test_bench_gpu_unpacks_pydantic_before_anything_imports_it(tmp_path):
+    """The GPU node has no pydantic: `bench gpu` makes it importable from .whl/ (use_local_wheels) before its
+    parser and flag checks import the registries that need it. Simulated: pydantic refused until the (patched)
+    unpacking lifts the refusal; the check itself (run_check) is patched to return."""
+    code = f"""
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pydantic":
+            raise ImportError("refused: " + name)
+refuse = Refuse()
+sys.meta_path.insert(0, refuse)
+from mentor_ray import bench
+from mentor_ray.benchmarks import gpucheck
+def unpack(*a, **k):
+    sys.meta_path.remove(refuse)
+    return "pydantic from 5 wheels in .whl"
+gpucheck.use_local_wheels = unpack
+gpucheck.run_check = lambda *a, **k: 0
+print("rc", bench.main(["gpu", "--out", {str(tmp_path / 'gc')!r}, "--datasets", "synth-tiny", "--epochs", "1",
+                        "--variants", "mentor,mmssl"]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0 and "rc 0" in out.stdout, out.stderr[-2000:]
