@@ -205,6 +205,8 @@ CASES = [
     ("bench: --write over the dataset's .inter", ["bench", "train", "--dataset", "plain", "--data-root", "DATA",
                                                   "--variant", "lightgcn", "--write", "DATA/plain/plain.inter"],
      r"--write .*plain\.inter: is inside dataset plain's folder"),
+    ("tune: --dataset with an empty item", ["tune", "--dataset", "synth-tiny,", "--results", "OUT/r"],
+     r"--dataset 'synth-tiny,': an empty name in the list"),
     ("synthetic: --seed 2**64", ["synthetic", "generate", "synth-tiny", "--out", "OUT", "--seed", str(2**64)],
      r"argument --seed: '18446744073709551616': must be a whole number"),
 ]

@@ -758,7 +758,11 @@ def datasets_for(arg: str, data_root: str | None) -> list[str]:
     if arg == "synth-all":
         return [p for p in PRESETS if p != "synth-tiny"]
     if arg != "all":
-        return [d.strip() for d in arg.split(",") if d.strip()]
+        names = [d.strip() for d in arg.split(",")]
+        if not all(names):  # "tiktok," or "a,,b": a name left out by mistake, not a list to tidy
+            raise ConfigError(f"--dataset {shown_value(arg, 80)}: an empty name in the list; give names separated by "
+                              f"single commas (or all, synth-all)")
+        return names
     found = discover_datasets(data_root) if data_root else []
     if not found:
         where = f"under --data-root {data_root}" if data_root else "without --data-root"
