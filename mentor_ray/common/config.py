@@ -377,15 +377,13 @@ def make_config(
         for key in layer.keys() & later:  # a value a later layer replaces is still checked, and named by its source
             validate({key: layer[key]}, source=source)
         values.update(layer)
-    try:
-        return validate(values, source="config")
-    except ConfigError as exc:
+    try:  # every layer's keys are known (load_preset, parse_overrides, the flags): the values are left to check
+        return TrainConfig.model_validate(values)
+    except ValidationError as exc:
         # the merged settings broke a rule: name the layer that set the key (the file, the flag or the override)
-        key = str(exc).removeprefix("config: ").split(" ", 1)[0]
-        source = next((src for src, layer in reversed(layers) if key in layer), None)
-        if source is None or source == "config":
-            raise
-        raise ConfigError(f"{source}: {str(exc).removeprefix('config: ')}") from exc
+        key = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        source = next((src for src, layer in reversed(layers) if key in layer), "config")
+        raise ConfigError(_value_message(exc, source)) from exc
 
 
 def validate(values: dict[str, Any], source: str = "config") -> TrainConfig:

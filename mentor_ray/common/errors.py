@@ -9,6 +9,9 @@ too (:func:`environment_message`, exit status 1).
 
 from __future__ import annotations
 
+import typing
+from typing import Any
+
 
 class MentorRayError(Exception):
     """Base class: a problem with the user's input, data or settings (not a bug)."""
@@ -219,10 +222,23 @@ def allowed_keys_text(allowed, key: str) -> str:
 
 def _allowed_keys(model: type | None, loc: tuple) -> list[str]:
     """Field names of the (possibly nested) pydantic model that holds the unknown key."""
-    for part in loc[:-1]:
-        if model is None or not hasattr(model, "model_fields"):
-            return []
-        field = model.model_fields.get(str(part))
-        model = getattr(field, "annotation", None) if field else None
-    fields = getattr(model, "model_fields", None)
-    return sorted(fields) if fields else []
+    return sorted(keys_at(model, loc[:-1]))
+
+
+def keys_at(model: Any, path: tuple) -> list[str]:
+    """The keys of the JSON object at ``path`` in pydantic ``model`` (a field's alias where it has one), in their
+    declared order; a field's model is found inside ``X | None`` and ``Annotated[X, ...]``. Empty where ``path``
+    leads to no model."""
+    for part in path:
+        fields = getattr(model, "model_fields", None) or {}
+        field = next((f for n, f in fields.items() if (f.alias or n) == str(part)), None)
+        model = _model_in(field.annotation) if field else None
+    fields = getattr(model, "model_fields", None) or {}
+    return [f.alias or n for n, f in fields.items()]
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model an annotation (``X | None``, ``Annotated[X, ...]``) holds, or None."""
+    if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+        return annotation
+    return next((m for m in map(_model_in, typing.get_args(annotation)) if m is not None), None)

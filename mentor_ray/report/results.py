@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import logging
 import re
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,7 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from mentor_ray.common import embeddings
 from mentor_ray.common.config import legacy_result_settings, read_keys, result_settings, resume_settings
-from mentor_ray.common.errors import MentorRayError, shown
+from mentor_ray.common.errors import MentorRayError, keys_at, shown
 from mentor_ray.common.io import atomic_path, sha256_json
 from mentor_ray.common.names import KS, METRIC_KINDS, METRICS, USER_METRICS
 from mentor_ray.common.registry import hparams
@@ -395,29 +394,12 @@ def summary_problem(exc: ValidationError, model: type[BaseModel] = RunSummary) -
     if first["type"] == "missing":
         line = f"no {where} (train --summary writes it)"
     elif first["type"] == "extra_forbidden":
-        line = f"{where}: unknown key; allowed keys: {', '.join(_keys_at(model, first['loc'][:-1]))}"
+        line = f"{where}: unknown key; allowed keys: {', '.join(keys_at(model, first['loc'][:-1]))}"
     else:
         found = ctx["said"] if "said" in ctx else shown(ctx.get("found", first["input"]), 120)
         line = f"{where} = {found}; allowed: {ctx.get('allowed', first['msg'])}"
     more = len(errors) - 1
     return line + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
-def _keys_at(model: Any, path: tuple) -> list[str]:
-    """The keys of the JSON object at ``path`` in ``model`` (a field's alias where it has one)."""
-    for part in path:
-        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
-        model = _model_in(field.annotation) if field else None
-        if model is None:
-            return []
-    return [f.alias or n for n, f in model.model_fields.items()]
-
-
-def _model_in(annotation: Any) -> Any:
-    """The pydantic model an annotation (``X | None``, ``Annotated[X, ...]``) holds, or None."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((m for m in map(_model_in, typing.get_args(annotation)) if m is not None), None)
 
 
 def check_summary(summary: dict[str, Any], source: str) -> None:
