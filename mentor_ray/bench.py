@@ -333,7 +333,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             flag = max(action.option_strings, key=len, default=action.dest)
             setattr(args, action.dest, action.type.check(flag, value, args))
     # what it writes against what it reads (io.check_path_roles): --write docs/x.md, never a dataset's file
-    from mentor_ray.common.io import check_path_roles
+    from mentor_ray.common.io import check_path_roles, dataset_inputs
 
     def flag_of(action):
         return max(action.option_strings, key=len, default=action.dest)
@@ -341,9 +341,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     outputs = [(flag_of(a), getattr(args, a.dest), isinstance(a.type, OutDir)) for a in typed
                if isinstance(a.type, OutFile)]
     inputs = [(flag_of(a), getattr(args, a.dest), False) for a in typed if isinstance(a.type, DataRoot)]
-    root = getattr(args, "data_root", None)
-    inputs += [(f"dataset {getattr(args, a.dest)}'s folder", Path(root).expanduser() / getattr(args, a.dest), True)
-               for a in typed if isinstance(a.type, Dataset) and root and getattr(args, a.dest)]
+    inputs += dataset_inputs(getattr(args, "data_root", None),
+                             [getattr(args, a.dest) for a in typed if isinstance(a.type, Dataset)])
     check_path_roles(outputs, inputs)
 
 

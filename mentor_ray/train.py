@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from mentor_ray.cli import ArgumentParser, run, seed_arg, setup_logging
 from mentor_ray.common.config import VARIANTS, make_config
 from mentor_ray.common.errors import ConfigError, check_flags
-from mentor_ray.common.io import check_path_roles, check_writable_dir, check_writable_file
+from mentor_ray.common.io import check_path_roles, check_writable_dir, check_writable_file, dataset_inputs
 from mentor_ray.common.names import METRICS
 from mentor_ray.training.trainer import Trainer, format_epoch
 
@@ -54,10 +54,7 @@ def format_table(summary: dict[str, Any]) -> str:
 def run_inputs(cfg, preset: str | None) -> list[tuple[str, Any, bool]]:
     """What a run reads, for :func:`~mentor_ray.common.io.check_path_roles`: its data root, its dataset's folder
     (read whole) and a preset given as a file."""
-    root = cfg.data_root
-    inputs: list[tuple[str, Any, bool]] = [("--data-root", root, False)]
-    if root:
-        inputs.append((f"dataset {cfg.dataset}'s folder", Path(root).expanduser() / cfg.dataset, True))
+    inputs: list[tuple[str, Any, bool]] = list(dataset_inputs(cfg.data_root, [cfg.dataset]))
     if preset and Path(preset).expanduser().is_file():
         inputs.append(("--preset", preset, False))
     return inputs

@@ -294,3 +294,14 @@ def check_path_roles(outputs: list[tuple[str, str | Path | None, bool]],
                     ((oflag, ogiven), (flag, given))
                 raise ConfigError(f"{inner[0]} {inner[1]}: is inside {outer[0]} {outer[1]}; give each its own "
                                   f"folder, side by side")
+
+
+def dataset_inputs(data_root: str | Path | None, names: list[str]) -> list[tuple[str, Path, bool]]:
+    """What a command on datasets ``names`` under ``data_root`` reads, in :func:`check_path_roles`' form: the
+    root itself (outputs may sit beside the datasets, not be it) and each dataset's folder (read whole). A name
+    that is no single folder name (``../x``) is left to the name check that refuses it."""
+    if not data_root:
+        return []
+    root = Path(data_root).expanduser()
+    return [("--data-root", root, False)] + [(f"dataset {d}'s folder", root / d, True) for d in names
+                                            if d and "/" not in d and not d.startswith(".")]

@@ -781,7 +781,7 @@ def default_leaderboard(results: str | Path) -> Path:
 
 def check_options(args: SweepOptions) -> None:
     """Every flag in range and every output directory usable, before anything starts."""
-    from mentor_ray.common.io import check_path_roles, check_writable_dir
+    from mentor_ray.common.io import check_path_roles, check_writable_dir, dataset_inputs
 
     at_least = (("num_samples", 1), ("seeds", 1), ("workers_per_trial", 1), ("seed", 0), ("max_concurrent", 0),
                 ("grace_period", 1), ("max_epochs", 1), ("final_max_epochs", 1), ("budget", 1),
@@ -805,11 +805,9 @@ def check_options(args: SweepOptions) -> None:
             raise ConfigError(f"--warm-start-from {args.warm_start_from}: "
                               f"{'is not a folder' if store.exists() else 'no such folder'}; give the results "
                               f"store of an earlier sweep (its --results)")
-    inputs: list[tuple[str, Any, bool]] = [("--data-root", args.data_root, False),
+    named = [] if args.dataset in ("all", "synth-all") else datasets_for(args.dataset, args.data_root)
+    inputs: list[tuple[str, Any, bool]] = [*dataset_inputs(args.data_root, named),
                                            ("--warm-start-from", args.warm_start_from, True)]
-    if args.data_root and args.dataset not in ("all", "synth-all"):
-        inputs += [(f"dataset {d}'s folder", Path(args.data_root).expanduser() / d, True)
-                   for d in datasets_for(args.dataset, args.data_root) if "/" not in d and not d.startswith(".")]
     if args.space and Path(args.space).expanduser().is_file():
         inputs.append(("--space", args.space, False))
     check_path_roles([("--results", args.results, True), ("--storage", args.storage, True),
